@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+)
+
+// version is set at build time with -ldflags "-X main.version=…"; otherwise
+// it is read from the module build info.
+var version = ""
+
+// env bundles what a subcommand receives from the process, so tests can run
+// the whole program in-process with their own environment and streams.
+type env struct {
+	getenv func(string) string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// command is one subcommand of the binary.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, e env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the server (API, gateway, messaging, devices, ML, web UI)", runServe},
+		{"admin", "manage users, devices and keys from the command line", runAdmin},
+		{"version", "print the version", runVersion},
+	}
+}
+
+// usageError marks errors caused by the command line; they exit with 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
+}
+
+// run is the whole program: main only wires it to the process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	e := env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	if len(args) < 2 {
+		printUsage(stderr)
+		return usagef("no command given")
+	}
+	name, rest := args[1], args[2:]
+	switch name {
+	case "-h", "-help", "--help", "help":
+		printUsage(stdout)
+		return nil
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			err := c.run(ctx, e, rest)
+			if errors.Is(err, flag.ErrHelp) {
+				return nil
+			}
+			return err
+		}
+	}
+	printUsage(stderr)
+	return usagef("unknown command %q", name)
+}
+
+func printUsage(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("Usage: unhidra <command> [flags]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "  %-9s %s\n", c.name, c.summary)
+	}
+	b.WriteString("\nRun 'unhidra <command> --help' for a command's flags.\n")
+	io.WriteString(w, b.String())
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func runVersion(ctx context.Context, e env, args []string) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "unhidra %s\n", buildVersion())
+	return nil
+}

@@ -1,0 +1,3 @@
+module github.com/unhidra/unhidra
+
+go 1.26.8
