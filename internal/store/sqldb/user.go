@@ -1,0 +1,154 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+const userColumns = `id, name, display_name, role, disabled, password_hash, failed_logins, locked_until, created_at, updated_at`
+
+// NameKey is the form of a name that uniqueness is checked on.
+func NameKey(name string) string { return strings.ToLower(name) }
+
+func scanUser(row interface{ Scan(...any) error }) (*store.User, error) {
+	var u store.User
+	var role string
+	var locked, created, updated int64
+	if err := row.Scan(&u.ID, &u.Name, &u.DisplayName, &role, &u.Disabled, &u.PasswordHash,
+		&u.FailedLogins, &locked, &created, &updated); err != nil {
+		return nil, err
+	}
+	u.Role = store.Role(role)
+	u.LockedUntil = store.FromUnixMilli(locked)
+	u.CreatedAt = store.FromUnixMilli(created)
+	u.UpdatedAt = store.FromUnixMilli(updated)
+	return &u, nil
+}
+
+// CreateUser stores u. Returns ECONFLICT if the name is taken.
+func (db *DB) CreateUser(ctx context.Context, u *store.User) error {
+	if u.ID == "" {
+		u.ID = store.NewID(store.PrefixUser)
+	}
+	now := db.now()
+	u.CreatedAt, u.UpdatedAt = now, now
+	_, err := db.write.ExecContext(ctx, db.q(`INSERT INTO users
+		(id, name, name_key, display_name, role, disabled, password_hash, failed_logins, locked_until, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		u.ID, u.Name, NameKey(u.Name), u.DisplayName, string(u.Role), u.Disabled, u.PasswordHash,
+		u.FailedLogins, store.UnixMilli(u.LockedUntil), now.UnixMilli(), now.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("create user: %w", db.formatError(err, "That name is taken."))
+	}
+	return nil
+}
+
+// UserByID returns the user with that ID, or ENOTFOUND.
+func (db *DB) UserByID(ctx context.Context, id string) (*store.User, error) {
+	u, err := scanUser(db.read.QueryRowContext(ctx, db.q(`SELECT `+userColumns+` FROM users WHERE id = ?`), id))
+	if err != nil {
+		return nil, db.notFound(err, "user")
+	}
+	return u, nil
+}
+
+// UserByName returns the user whose name matches case-insensitively, or ENOTFOUND.
+func (db *DB) UserByName(ctx context.Context, name string) (*store.User, error) {
+	u, err := scanUser(db.read.QueryRowContext(ctx, db.q(`SELECT `+userColumns+` FROM users WHERE name_key = ?`), NameKey(name)))
+	if err != nil {
+		return nil, db.notFound(err, "user")
+	}
+	return u, nil
+}
+
+// notFound turns sql.ErrNoRows into ENOTFOUND naming the entity, and wraps
+// anything else.
+func (db *DB) notFound(err error, what string) error {
+	if err == sql.ErrNoRows {
+		return store.Errorf(store.ENOTFOUND, "No such %s.", what)
+	}
+	return fmt.Errorf("find %s: %w", what, err)
+}
+
+// Users returns users matching the filter, ordered by ID.
+func (db *DB) Users(ctx context.Context, f store.UserFilter) ([]*store.User, error) {
+	where, args := []string{"1=1"}, []any{}
+	if f.ID != nil {
+		where, args = append(where, "id = ?"), append(args, *f.ID)
+	}
+	if f.Role != nil {
+		where, args = append(where, "role = ?"), append(args, string(*f.Role))
+	}
+	if f.Disabled != nil {
+		where, args = append(where, "disabled = ?"), append(args, *f.Disabled)
+	}
+	if f.After != "" {
+		where, args = append(where, "id > ?"), append(args, f.After)
+	}
+	args = append(args, store.Clamp(f.Limit, 100, 1000))
+	rows, err := db.read.QueryContext(ctx, db.q(`SELECT `+userColumns+` FROM users WHERE `+
+		strings.Join(where, " AND ")+` ORDER BY id LIMIT ?`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan user: %w", err)
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// CountUsers returns how many accounts exist.
+func (db *DB) CountUsers(ctx context.Context) (int, error) {
+	var n int
+	if err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM users`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count users: %w", err)
+	}
+	return n, nil
+}
+
+// UpdateUser applies upd and returns the updated user, or ENOTFOUND.
+func (db *DB) UpdateUser(ctx context.Context, id string, upd store.UserUpdate) (*store.User, error) {
+	set, args := []string{"updated_at = ?"}, []any{db.now().UnixMilli()}
+	if upd.DisplayName != nil {
+		set, args = append(set, "display_name = ?"), append(args, *upd.DisplayName)
+	}
+	if upd.Role != nil {
+		set, args = append(set, "role = ?"), append(args, string(*upd.Role))
+	}
+	if upd.Disabled != nil {
+		set, args = append(set, "disabled = ?"), append(args, *upd.Disabled)
+	}
+	if upd.PasswordHash != nil {
+		set, args = append(set, "password_hash = ?"), append(args, *upd.PasswordHash)
+	}
+	if upd.FailedLogins != nil {
+		set, args = append(set, "failed_logins = ?"), append(args, *upd.FailedLogins)
+	}
+	if upd.LockedUntil != nil {
+		set, args = append(set, "locked_until = ?"), append(args, store.UnixMilli(*upd.LockedUntil))
+	}
+	args = append(args, id)
+	var u *store.User
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, db.q(`UPDATE users SET `+strings.Join(set, ", ")+` WHERE id = ?`), args...)
+		if err != nil {
+			return fmt.Errorf("update user: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return store.Errorf(store.ENOTFOUND, "No such user.")
+		}
+		u, err = scanUser(tx.QueryRowContext(ctx, db.q(`SELECT `+userColumns+` FROM users WHERE id = ?`), id))
+		return err
+	})
+	return u, err
+}
