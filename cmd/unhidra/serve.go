@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/unhidra/unhidra/internal/api"
+	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/internal/tlscert"
+)
+
+// serveConfig is every setting of `unhidra serve`.
+type serveConfig struct {
+	configFile     string
+	dataDir        string
+	listen         string
+	tlsCert        string
+	tlsKey         string
+	noTLS          bool
+	storeURL       string
+	logLevel       string
+	logFormat      string
+	jwtAlg         string
+	accessTTL      time.Duration
+	refreshTTL     time.Duration
+	registration   string
+	trustedProxies string
+	shutdownTime   time.Duration
+	hashWorkers    int
+	hashQueue      int
+
+	proxies []netip.Prefix // parsed trustedProxies
+}
+
+func (c *serveConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.configFile, "config", "", "config file of `key = value` lines (flag names as keys)")
+	c.storeFlags(fs)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8443", "address to listen on; port 0 picks a free port")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate chain (PEM); default: a self-signed one in the data directory")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key (PEM), with --tls-cert")
+	fs.BoolVar(&c.noTLS, "no-tls", false, "serve plain HTTP (only behind a TLS-terminating proxy)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.jwtAlg, "jwt-alg", auth.AlgEdDSA, "access-token signing algorithm: EdDSA, or HS256 for compatibility")
+	fs.DurationVar(&c.accessTTL, "access-ttl", 15*time.Minute, "access-token lifetime")
+	fs.DurationVar(&c.refreshTTL, "refresh-ttl", 30*24*time.Hour, "refresh-token lifetime")
+	fs.StringVar(&c.registration, "registration", "open", "open: anyone may register; closed: administrators create accounts")
+	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed")
+	fs.DurationVar(&c.shutdownTime, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take in all")
+	fs.IntVar(&c.hashWorkers, "hash-concurrency", 0, "password hashes computed at once (0: one per core)")
+	fs.IntVar(&c.hashQueue, "hash-queue", 32, "logins waiting for a hashing slot before 503")
+}
+
+// storeFlags are shared by serve and admin.
+func (c *serveConfig) storeFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.dataDir, "data-dir", "data", "directory for the database, keys and certificate (created 0700)")
+	fs.StringVar(&c.storeURL, "store", "", "database: empty for SQLite in the data directory, sqlite:PATH, or postgres://…")
+}
+
+func (c *serveConfig) validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.listen); err != nil {
+		errs = append(errs, usagef("--listen %q: want HOST:PORT", c.listen))
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		errs = append(errs, usagef("--tls-cert and --tls-key go together"))
+	}
+	if c.noTLS && c.tlsCert != "" {
+		errs = append(errs, usagef("--no-tls contradicts --tls-cert"))
+	}
+	if c.jwtAlg != auth.AlgEdDSA && c.jwtAlg != auth.AlgHS256 {
+		errs = append(errs, usagef("--jwt-alg must be %s or %s", auth.AlgEdDSA, auth.AlgHS256))
+	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		errs = append(errs, usagef("--log-format must be text or json"))
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
+		errs = append(errs, usagef("--log-level must be debug, info, warn or error"))
+	}
+	if c.registration != "open" && c.registration != "closed" {
+		errs = append(errs, usagef("--registration must be open or closed"))
+	}
+	errs = append(errs,
+		durationRange("access-ttl", c.accessTTL, time.Minute, 24*time.Hour),
+		durationRange("refresh-ttl", c.refreshTTL, time.Hour, 365*24*time.Hour),
+		durationRange("shutdown-timeout", c.shutdownTime, time.Second, 10*time.Minute),
+		intRange("hash-concurrency", c.hashWorkers, 0, 64),
+		intRange("hash-queue", c.hashQueue, 0, 10_000),
+		c.validateStore())
+	c.proxies = nil
+	for _, s := range strings.Split(c.trustedProxies, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			errs = append(errs, usagef("--trusted-proxies: %q is not a CIDR", s))
+			continue
+		}
+		c.proxies = append(c.proxies, p)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *serveConfig) validateStore() error {
+	if c.dataDir == "" {
+		return usagef("--data-dir must not be empty")
+	}
+	switch {
+	case c.storeURL == "", strings.HasPrefix(c.storeURL, "sqlite:"),
+		strings.HasPrefix(c.storeURL, "postgres://"), strings.HasPrefix(c.storeURL, "postgresql://"):
+		return nil
+	}
+	return usagef("--store must be empty, sqlite:PATH or postgres://…")
+}
+
+func newLogger(c *serveConfig, w *os.File) *slog.Logger {
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(c.logLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func runServe(ctx context.Context, e env, args []string) error {
+	var cfg serveConfig
+	fs := newFlagSet("serve", "serve [flags]", e.stderr)
+	cfg.flags(fs)
+	if err := parseFlags(fs, args, e.getenv); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, nil))
+	if f, ok := e.stderr.(*os.File); ok {
+		log = newLogger(&cfg, f)
+	}
+	return serve(ctx, &cfg, e, log)
+}
+
+func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	keys, created, err := auth.LoadOrCreateKeySet(filepath.Join(cfg.dataDir, "signing-keys.json"), cfg.jwtAlg, time.Now())
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("generated a signing key", "kid", keys.Active().ID, "alg", keys.Active().Alg)
+	}
+	tokens := &auth.Tokens{Keys: keys, TTL: cfg.accessTTL}
+	hasher, err := auth.NewPasswordHasher(auth.PasswordHasherConfig{MaxConcurrent: cfg.hashWorkers, MaxQueue: queueSetting(cfg.hashQueue)})
+	if err != nil {
+		return err
+	}
+	accounts := auth.NewService(st, hasher, tokens, auth.Limits{}, log)
+	accounts.OpenRegistration = cfg.registration == "open"
+	accounts.RefreshTTL = cfg.refreshTTL
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var draining atomic.Bool
+	handler := api.NewServer(api.Deps{
+		Log:            log,
+		Accounts:       accounts,
+		Store:          st,
+		Ready:          func() bool { return !draining.Load() },
+		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		TrustedProxies: cfg.proxies,
+		TLS:            !cfg.noTLS,
+	})
+
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	scheme := "http"
+	if !cfg.noTLS {
+		tlsCfg, fingerprint, err := tlsConfig(cfg, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		ln = tls.NewListener(ln, tlsCfg)
+		scheme = "https"
+		fmt.Fprintf(e.stdout, "TLS certificate SHA-256 fingerprint: %s\n", fingerprint)
+	}
+	baseURL := scheme + "://" + ln.Addr().String()
+	if err := firstRun(ctx, accounts, st, e, baseURL, log); err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	fmt.Fprintf(e.stdout, "listening on %s\n", baseURL)
+	log.Info("unhidra serving", "version", buildVersion(), "url", baseURL, "store", st.Dialect())
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	draining.Store(true)
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTime)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		log.Warn("shutdown incomplete", "err", err)
+	}
+	<-serveErr
+	log.Info("stopped")
+	return nil
+}
+
+func queueSetting(n int) int {
+	if n == 0 {
+		return -1 // PasswordHasherConfig: negative means nobody waits
+	}
+	return n
+}
+
+func tlsConfig(cfg *serveConfig, log *slog.Logger) (*tls.Config, string, error) {
+	var cert tls.Certificate
+	var err error
+	if cfg.tlsCert != "" {
+		cert, err = tlscert.Load(cfg.tlsCert, cfg.tlsKey)
+	} else {
+		host, _, _ := net.SplitHostPort(cfg.listen)
+		var created bool
+		cert, created, err = tlscert.LoadOrCreateSelfSigned(filepath.Join(cfg.dataDir, "tls-cert.pem"),
+			filepath.Join(cfg.dataDir, "tls-key.pem"), tlscert.DefaultHosts(host), time.Now())
+		if created {
+			log.Info("generated a self-signed TLS certificate", "file", filepath.Join(cfg.dataDir, "tls-cert.pem"))
+		}
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		// HTTP/1.1 only: WebSocket upgrades need it, and one protocol keeps
+		// connection accounting simple.
+		NextProtos: []string{"http/1.1"},
+	}, tlscert.Fingerprint(cert.Certificate[0]), nil
+}
+
+// firstRun makes sure somebody can become administrator on an empty
+// database without any default password: from UNHIDRA_ADMIN_PASSWORD if
+// the operator set it, or with a one-time code printed once.
+func firstRun(ctx context.Context, accounts *auth.Service, st store.Store, e env, baseURL string, log *slog.Logger) error {
+	n, err := st.CountUsers(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	if pw := e.getenv("UNHIDRA_ADMIN_PASSWORD"); pw != "" {
+		name := e.getenv("UNHIDRA_ADMIN_NAME")
+		if name == "" {
+			name = "admin"
+		}
+		if _, err := accounts.CreateUser(ctx, nil, name, pw, store.RoleAdmin, auth.Request{IP: "local"}); err != nil {
+			return fmt.Errorf("create administrator from UNHIDRA_ADMIN_PASSWORD: %w", err)
+		}
+		log.Info("created the administrator account from the environment", "name", name)
+		return nil
+	}
+	code, err := accounts.StartBootstrap(ctx, time.Hour)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "\nFirst start: no accounts yet. Open %s/ and create the administrator with this one-time code\n"+
+		"(valid for one hour, until restart):\n\n    %s\n\n", baseURL, code)
+	return nil
+}

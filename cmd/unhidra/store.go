@@ -1,0 +1,25 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/unhidra/unhidra/internal/store/postgres"
+	"github.com/unhidra/unhidra/internal/store/sqldb"
+	"github.com/unhidra/unhidra/internal/store/sqlite"
+)
+
+// openStore opens the configured store and applies migrations.
+func openStore(ctx context.Context, cfg *serveConfig) (*sqldb.DB, error) {
+	switch {
+	case strings.HasPrefix(cfg.storeURL, "postgres://"), strings.HasPrefix(cfg.storeURL, "postgresql://"):
+		return postgres.Open(ctx, cfg.storeURL)
+	case strings.HasPrefix(cfg.storeURL, "sqlite:"):
+		return sqlite.Open(ctx, strings.TrimPrefix(cfg.storeURL, "sqlite:"))
+	case cfg.storeURL == "":
+		return sqlite.Open(ctx, filepath.Join(cfg.dataDir, "unhidra.db"))
+	}
+	return nil, fmt.Errorf("unsupported --store %q", cfg.storeURL)
+}

@@ -1,0 +1,191 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+func handleAdminUsers(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		f := store.UserFilter{After: q.Get("after")}
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				writeError(w, r, d.Log, store.Errorf(store.EINVALID, "limit must be 1 to 1000."))
+				return
+			}
+			f.Limit = n
+		}
+		if v := q.Get("role"); v != "" {
+			role := store.Role(v)
+			if !role.Valid() {
+				writeError(w, r, d.Log, store.Errorf(store.EINVALID, "Unknown role."))
+				return
+			}
+			f.Role = &role
+		}
+		if v := q.Get("disabled"); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				writeError(w, r, d.Log, store.Errorf(store.EINVALID, "disabled must be true or false."))
+				return
+			}
+			f.Disabled = &b
+		}
+		users, err := d.Store.Users(r.Context(), f)
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		if users == nil {
+			users = []*store.User{}
+		}
+		encode(w, http.StatusOK, map[string]any{"users": users})
+	})
+}
+
+type createUserRequest struct {
+	Name     string     `json:"name"`
+	Password string     `json:"password"`
+	Role     store.Role `json:"role"`
+}
+
+func (c createUserRequest) Valid(context.Context) error {
+	if c.Name == "" || c.Password == "" {
+		return store.Errorf(store.EINVALID, "name and password are required.")
+	}
+	return nil
+}
+
+func handleAdminCreateUser(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in, err := decodeValid[createUserRequest](w, r)
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		if in.Role == "" {
+			in.Role = store.RoleMember
+		}
+		u, err := d.Accounts.CreateUser(r.Context(), auth.UserFromContext(r.Context()), in.Name, in.Password, in.Role, d.request(r))
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		encode(w, http.StatusCreated, map[string]any{"user": u})
+	})
+}
+
+func handleAdminSetDisabled(d Deps, disabled bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, err := d.Accounts.SetDisabled(r.Context(), auth.UserFromContext(r.Context()), r.PathValue("id"), disabled, d.request(r))
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		encode(w, http.StatusOK, map[string]any{"user": u})
+	})
+}
+
+type resetPasswordRequest struct {
+	Password string `json:"password"`
+}
+
+func (p resetPasswordRequest) Valid(context.Context) error {
+	if p.Password == "" {
+		return store.Errorf(store.EINVALID, "password is required.")
+	}
+	return nil
+}
+
+func handleAdminResetPassword(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in, err := decodeValid[resetPasswordRequest](w, r)
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		if err := d.Accounts.ResetPassword(r.Context(), auth.UserFromContext(r.Context()), r.PathValue("id"), in.Password, d.request(r)); err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// parseTime accepts RFC 3339 or Unix seconds.
+func parseTime(v string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > 1<<40 {
+		return time.Time{}, store.Errorf(store.EINVALID, "Times must be RFC 3339 or Unix seconds.")
+	}
+	return time.Unix(n, 0), nil
+}
+
+func handleAdminAudit(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		f := store.AuditFilter{Action: q.Get("action"), ActorID: q.Get("actor"), Target: q.Get("target")}
+		for _, s := range []string{f.Action, f.ActorID, f.Target} {
+			if len(s) > 128 {
+				writeError(w, r, d.Log, store.Errorf(store.EINVALID, "Filter values are at most 128 bytes."))
+				return
+			}
+		}
+		var err error
+		if v := q.Get("since"); v != "" {
+			if f.Since, err = parseTime(v); err != nil {
+				writeError(w, r, d.Log, err)
+				return
+			}
+		}
+		if v := q.Get("until"); v != "" {
+			if f.Until, err = parseTime(v); err != nil {
+				writeError(w, r, d.Log, err)
+				return
+			}
+		}
+		if v := q.Get("before"); v != "" {
+			if f.Before, err = strconv.ParseInt(v, 10, 64); err != nil || f.Before < 0 {
+				writeError(w, r, d.Log, store.Errorf(store.EINVALID, "before must be an event id."))
+				return
+			}
+		}
+		if v := q.Get("limit"); v != "" {
+			if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 1 || f.Limit > 1000 {
+				writeError(w, r, d.Log, store.Errorf(store.EINVALID, "limit must be 1 to 1000."))
+				return
+			}
+		}
+		events, err := d.Store.AuditEvents(r.Context(), f)
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		if events == nil {
+			events = []*store.AuditEvent{}
+		}
+		encode(w, http.StatusOK, map[string]any{"events": events})
+	})
+}
+
+func handleAdminRotateKeys(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		actor := auth.UserFromContext(r.Context())
+		kid, err := d.Accounts.RotateSigningKey(r.Context(), actor, d.request(r))
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		encode(w, http.StatusOK, map[string]string{"active_kid": kid})
+	})
+}

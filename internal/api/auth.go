@@ -1,0 +1,159 @@
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+var errNoRoute = store.Errorf(store.ENOTFOUND, "No such endpoint.")
+
+// credentials is the body of register, login and bootstrap.
+type credentials struct {
+	Name        string `json:"name"`
+	Password    string `json:"password"`
+	DisplayName string `json:"display_name,omitempty"`
+	Code        string `json:"code,omitempty"` // bootstrap only
+}
+
+func (c credentials) Valid(context.Context) error {
+	if c.Name == "" || c.Password == "" {
+		return store.Errorf(store.EINVALID, "Name and password are required.")
+	}
+	return nil
+}
+
+func handleRegister(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in, err := decodeValid[credentials](w, r)
+		if err == nil && in.Code != "" {
+			err = store.Errorf(store.EINVALID, "Unknown field \"code\".")
+		}
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		s, err := d.Accounts.Register(r.Context(), in.Name, in.Password, in.DisplayName, d.request(r))
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		encode(w, http.StatusCreated, s)
+	})
+}
+
+func handleLogin(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in, err := decodeValid[credentials](w, r)
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		s, err := d.Accounts.Login(r.Context(), in.Name, in.Password, d.request(r))
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		encode(w, http.StatusOK, s)
+	})
+}
+
+type refreshRequest struct {
+	RefreshToken string `json:"refresh_token"`
+}
+
+func (q refreshRequest) Valid(context.Context) error {
+	if q.RefreshToken == "" {
+		return store.Errorf(store.EINVALID, "refresh_token is required.")
+	}
+	return nil
+}
+
+func handleRefresh(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in, err := decodeValid[refreshRequest](w, r)
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		s, err := d.Accounts.Refresh(r.Context(), in.RefreshToken, d.request(r))
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		encode(w, http.StatusOK, s)
+	})
+}
+
+func handleLogout(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in, err := decodeValid[refreshRequest](w, r)
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		if err := d.Accounts.Logout(r.Context(), auth.UserFromContext(r.Context()), in.RefreshToken, d.request(r)); err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+func handleBootstrapStatus(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		encode(w, http.StatusOK, map[string]bool{"pending": d.Accounts.BootstrapPending()})
+	})
+}
+
+func handleBootstrap(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in, err := decodeValid[credentials](w, r)
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		s, err := d.Accounts.Bootstrap(r.Context(), in.Code, in.Name, in.Password, d.request(r))
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		encode(w, http.StatusCreated, s)
+	})
+}
+
+func handleMe() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		encode(w, http.StatusOK, map[string]any{"user": auth.UserFromContext(r.Context())})
+	})
+}
+
+type passwordChange struct {
+	CurrentPassword string `json:"current_password"`
+	NewPassword     string `json:"new_password"`
+}
+
+func (p passwordChange) Valid(context.Context) error {
+	if p.CurrentPassword == "" || p.NewPassword == "" {
+		return store.Errorf(store.EINVALID, "current_password and new_password are required.")
+	}
+	return nil
+}
+
+func handleChangePassword(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in, err := decodeValid[passwordChange](w, r)
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		s, err := d.Accounts.ChangePassword(r.Context(), auth.UserFromContext(r.Context()), in.CurrentPassword, in.NewPassword, d.request(r))
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
+		encode(w, http.StatusOK, s)
+	})
+}

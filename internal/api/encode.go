@@ -1,0 +1,132 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+// MaxBodyBytes bounds every JSON request body.
+const MaxBodyBytes = 64 << 10
+
+// Validator is implemented by request types that check themselves.
+type Validator interface {
+	// Valid returns a client-safe description of what is wrong, or nil.
+	Valid(ctx context.Context) error
+}
+
+// statusOf maps application error codes to HTTP statuses: the one table.
+var statusOf = map[string]int{
+	store.EINVALID:      http.StatusBadRequest,
+	store.EUNAUTHORIZED: http.StatusUnauthorized,
+	store.EFORBIDDEN:    http.StatusForbidden,
+	store.ENOTFOUND:     http.StatusNotFound,
+	store.ECONFLICT:     http.StatusConflict,
+	store.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	store.EUNSUPPORTED:  http.StatusUnsupportedMediaType,
+	store.ERATELIMIT:    http.StatusTooManyRequests,
+	store.ELOCKED:       http.StatusTooManyRequests,
+	store.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	store.EINTERNAL:     http.StatusInternalServerError,
+}
+
+// errorBody is the JSON shape of every error response.
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// encode writes v as JSON with the status. Headers are set before
+// WriteHeader, or they would be lost.
+func encode(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		slog.Debug("write response", "err", err)
+	}
+}
+
+// writeError writes err as a JSON error. Internal errors are logged with
+// their cause and shown to the client only as "Internal error.".
+func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	code := store.ErrorCode(err)
+	status, ok := statusOf[code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	if status >= 500 && code != store.EUNAVAILABLE {
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if retry := store.RetryAfter(err); retry > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(retry, 10))
+	} else if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	var body errorBody
+	body.Error.Code = code
+	body.Error.Message = store.ErrorMessage(err)
+	encode(w, status, body)
+}
+
+// decode reads a JSON request body into a T: the content type must be
+// application/json, the body at most MaxBodyBytes, unknown fields and
+// trailing data are rejected.
+func decode[T any](w http.ResponseWriter, r *http.Request) (T, error) {
+	var v T
+	ct := r.Header.Get("Content-Type")
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" || (params["charset"] != "" && params["charset"] != "utf-8" && params["charset"] != "UTF-8") {
+		return v, store.Errorf(store.EUNSUPPORTED, "Content-Type must be application/json.")
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return v, decodeError(err)
+	}
+	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
+		if err != nil {
+			if de := decodeError(err); store.ErrorCode(de) == store.ETOOLARGE {
+				return v, de
+			}
+		}
+		return v, store.Errorf(store.EINVALID, "Request body must hold a single JSON object.")
+	}
+	return v, nil
+}
+
+func decodeError(err error) error {
+	var maxErr *http.MaxBytesError
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &maxErr):
+		return store.Errorf(store.ETOOLARGE, "Request body is larger than %d bytes.", MaxBodyBytes)
+	case errors.As(err, &syntaxErr):
+		return store.Errorf(store.EINVALID, "Malformed JSON at byte %d.", syntaxErr.Offset)
+	case errors.As(err, &typeErr):
+		return store.Errorf(store.EINVALID, "Field %q has the wrong type.", typeErr.Field)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return store.Errorf(store.EINVALID, "Request body is empty or truncated.")
+	}
+	// Unknown fields and other decoder complaints carry no secrets.
+	return store.Errorf(store.EINVALID, "Invalid JSON: %s.", err.Error())
+}
+
+// decodeValid decodes and then validates.
+func decodeValid[T Validator](w http.ResponseWriter, r *http.Request) (T, error) {
+	v, err := decode[T](w, r)
+	if err != nil {
+		return v, err
+	}
+	return v, v.Valid(r.Context())
+}

@@ -1,0 +1,185 @@
+package api
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+// Middleware wraps a handler.
+type Middleware func(http.Handler) http.Handler
+
+// ClientIP returns the address of the client: the connection's peer, or,
+// when the peer is a trusted proxy, the last untrusted address in
+// X-Forwarded-For.
+func ClientIP(r *http.Request, trusted []netip.Prefix) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !isTrusted(peer, trusted) {
+		return host
+	}
+	hops := strings.Split(r.Header.Get("X-Forwarded-For"), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		if !isTrusted(a, trusted) {
+			return a.String()
+		}
+	}
+	return host
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(a.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// statusRecorder remembers the status for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Hijack for the WebSocket upgrade.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// logRequests logs each request's method, path (never the query string:
+// it might carry a secret someone put there), status and duration, and
+// turns panics into 500s.
+func logRequests(log *slog.Logger, trusted []netip.Prefix) Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			rec := &statusRecorder{ResponseWriter: w}
+			defer func() {
+				if p := recover(); p != nil {
+					if p == http.ErrAbortHandler {
+						panic(p)
+					}
+					log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p)
+					if rec.status == 0 {
+						writeError(rec, r, log, store.Errorf(store.EINTERNAL, "Internal error."))
+					}
+				}
+				log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+					"duration", time.Since(start), "ip", ClientIP(r, trusted))
+			}()
+			next.ServeHTTP(rec, r)
+		})
+	}
+}
+
+// securityHeaders sets headers every response should carry.
+func securityHeaders(tls bool) Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := w.Header()
+			h.Set("X-Content-Type-Options", "nosniff")
+			h.Set("Referrer-Policy", "no-referrer")
+			h.Set("X-Frame-Options", "DENY")
+			if tls {
+				h.Set("Strict-Transport-Security", "max-age=31536000")
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// bearerToken extracts the token of an "Authorization: Bearer" header.
+func bearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	const prefix = "bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	return strings.TrimSpace(h[len(prefix):]), true
+}
+
+// TokenInQuery reports whether the URL carries something that looks like a
+// credential. Such requests are refused outright, so tokens never end up
+// in URLs, proxies' logs or browser history.
+func TokenInQuery(r *http.Request) bool {
+	q := r.URL.Query()
+	for _, k := range []string{"token", "access_token", "jwt", "api_key", "apikey", "key", "auth", "bearer"} {
+		if q.Has(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// requireUser authenticates the bearer token and puts the user in the
+// request context.
+func requireUser(log *slog.Logger, accounts *auth.Service) Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if TokenInQuery(r) {
+				writeError(w, r, log, store.Errorf(store.EINVALID, "Credentials are not accepted in the URL; use the Authorization header."))
+				return
+			}
+			tok, ok := bearerToken(r)
+			if !ok {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="unhidra"`)
+				writeError(w, r, log, store.Errorf(store.EUNAUTHORIZED, "Authentication required."))
+				return
+			}
+			u, err := accounts.Authenticate(r.Context(), tok)
+			if err != nil {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="unhidra", error="invalid_token"`)
+				writeError(w, r, log, err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(auth.NewContext(r.Context(), u)))
+		})
+	}
+}
+
+// requireAdmin lets only administrators through; it runs after requireUser.
+func requireAdmin(log *slog.Logger) Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !auth.UserFromContext(r.Context()).IsAdmin() {
+				writeError(w, r, log, store.Errorf(store.EFORBIDDEN, "Administrators only."))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// chain applies middleware so that the first listed runs first.
+func chain(h http.Handler, mws ...Middleware) http.Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}

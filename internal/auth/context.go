@@ -1,0 +1,22 @@
+package auth
+
+import (
+	"context"
+
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+type contextKey int
+
+const userKey contextKey = iota
+
+// NewContext returns a context carrying the authenticated user.
+func NewContext(ctx context.Context, u *store.User) context.Context {
+	return context.WithValue(ctx, userKey, u)
+}
+
+// UserFromContext returns the authenticated user, or nil.
+func UserFromContext(ctx context.Context) *store.User {
+	u, _ := ctx.Value(userKey).(*store.User)
+	return u
+}

@@ -1,0 +1,68 @@
+package auth
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+// Name rules: 2–32 characters of letters, digits, '.', '_' and '-' (any
+// script), NFC-normalised, starting with a letter or digit. Names appear in
+// mentions, DMs and logs, so they are kept free of spaces, controls and
+// markup.
+const (
+	minNameRunes = 2
+	maxNameRunes = 32
+)
+
+// ValidateName checks and normalises a login name.
+func ValidateName(name string) (string, error) {
+	if len(name) > store.MaxNameLen*4 || !utf8.ValidString(name) {
+		return "", store.Errorf(store.EINVALID, "Name must be valid UTF-8 of at most %d characters.", maxNameRunes)
+	}
+	name = norm.NFC.String(name)
+	n := utf8.RuneCountInString(name)
+	if n < minNameRunes || n > maxNameRunes || len(name) > store.MaxNameLen {
+		return "", store.Errorf(store.EINVALID, "Name must be %d to %d characters long.", minNameRunes, maxNameRunes)
+	}
+	for i, r := range name {
+		ok := unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r) ||
+			(i > 0 && (r == '.' || r == '_' || r == '-'))
+		if !ok {
+			return "", store.Errorf(store.EINVALID, "Name may contain only letters, digits, '.', '_' and '-', and must start with a letter or digit.")
+		}
+	}
+	return name, nil
+}
+
+// ValidateDisplayName checks and normalises a display name: any printable
+// text up to 128 characters, trimmed.
+func ValidateDisplayName(s string) (string, error) {
+	if !utf8.ValidString(s) {
+		return "", store.Errorf(store.EINVALID, "Display name must be valid UTF-8.")
+	}
+	s = strings.TrimSpace(norm.NFC.String(s))
+	if utf8.RuneCountInString(s) > store.MaxDisplayNameLen || len(s) > 4*store.MaxDisplayNameLen {
+		return "", store.Errorf(store.EINVALID, "Display name must be at most %d characters.", store.MaxDisplayNameLen)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return "", store.Errorf(store.EINVALID, "Display name must not contain control characters.")
+		}
+	}
+	return s, nil
+}
+
+// normalizeForLogin puts a presented password into the form it was hashed
+// in (NFC) without applying the creation policy: a password accepted under
+// an older policy must still sign in.
+func normalizeForLogin(pw string) (string, error) {
+	if !utf8.ValidString(pw) {
+		return "", store.Errorf(store.EINVALID, "Password must be valid UTF-8.")
+	}
+	return norm.NFC.String(pw), nil
+}

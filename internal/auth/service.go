@@ -1,0 +1,620 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/unhidra/unhidra/internal/ratelimit"
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+// Hasher hashes and verifies passwords; *PasswordHasher is the real one.
+type Hasher interface {
+	Hash(ctx context.Context, password string) (string, error)
+	Verify(ctx context.Context, password, phc string) (ok, needsRehash bool, err error)
+	// VerifyDummy costs what Verify costs, against no account.
+	VerifyDummy(ctx context.Context, password string) error
+}
+
+// AccountStore is what the service keeps in the store.
+type AccountStore interface {
+	store.UserStore
+	store.TokenStore
+	store.AuditStore
+}
+
+// Limits are the abuse limits of the account service. Zero fields get the
+// defaults of DefaultLimits.
+type Limits struct {
+	LoginPerIP      ratelimit.Limit // attempts per client address
+	LoginPerAccount ratelimit.Limit // attempts per account name, known or not
+	RegisterPerIP   ratelimit.Limit
+	// LockoutThreshold consecutive failures lock the account for
+	// LockoutBase, doubling with each further failure up to LockoutMax.
+	LockoutThreshold int
+	LockoutBase      time.Duration
+	LockoutMax       time.Duration
+	MaxTrackedKeys   int // per limiter; idle keys are evicted past it
+}
+
+// DefaultLimits are the limits used for zero fields.
+func DefaultLimits() Limits {
+	return Limits{
+		LoginPerIP:       ratelimit.Limit{Burst: 20, Every: 3 * time.Second},
+		LoginPerAccount:  ratelimit.Limit{Burst: 10, Every: 30 * time.Second},
+		RegisterPerIP:    ratelimit.Limit{Burst: 5, Every: 2 * time.Minute},
+		LockoutThreshold: 5,
+		LockoutBase:      time.Minute,
+		LockoutMax:       time.Hour,
+		MaxTrackedKeys:   100_000,
+	}
+}
+
+// Service is the account service: registration, login, token refresh,
+// logout, password changes, and the administrator's operations on
+// accounts. Every security-relevant event is written to the audit log.
+type Service struct {
+	store     AccountStore
+	passwords Hasher
+	tokens    *Tokens
+	log       *slog.Logger
+	limits    Limits
+
+	// OpenRegistration allows anyone to register; when false only
+	// administrators (and the bootstrap) create accounts.
+	OpenRegistration bool
+	// RefreshTTL is how long a refresh token lives; default 30 days.
+	RefreshTTL time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+
+	ipLogins, nameLogins, registrations *ratelimit.Keyed
+
+	mu        sync.Mutex // guards bootstrap
+	bootstrap struct {
+		digest  [32]byte
+		expires time.Time
+	}
+}
+
+// NewService returns an account service.
+func NewService(st AccountStore, passwords Hasher, tokens *Tokens, limits Limits, log *slog.Logger) *Service {
+	def := DefaultLimits()
+	if limits.LoginPerIP == (ratelimit.Limit{}) {
+		limits.LoginPerIP = def.LoginPerIP
+	}
+	if limits.LoginPerAccount == (ratelimit.Limit{}) {
+		limits.LoginPerAccount = def.LoginPerAccount
+	}
+	if limits.RegisterPerIP == (ratelimit.Limit{}) {
+		limits.RegisterPerIP = def.RegisterPerIP
+	}
+	limits.LockoutThreshold = cmpOr(limits.LockoutThreshold, def.LockoutThreshold)
+	limits.LockoutBase = cmpOr(limits.LockoutBase, def.LockoutBase)
+	limits.LockoutMax = cmpOr(limits.LockoutMax, def.LockoutMax)
+	limits.MaxTrackedKeys = cmpOr(limits.MaxTrackedKeys, def.MaxTrackedKeys)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{
+		store: st, passwords: passwords, tokens: tokens, log: log, limits: limits,
+		OpenRegistration: true,
+		ipLogins:         ratelimit.NewKeyed(limits.LoginPerIP, limits.MaxTrackedKeys),
+		nameLogins:       ratelimit.NewKeyed(limits.LoginPerAccount, limits.MaxTrackedKeys),
+		registrations:    ratelimit.NewKeyed(limits.RegisterPerIP, limits.MaxTrackedKeys),
+	}
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// Tokens returns the access-token issuer.
+func (s *Service) Tokens() *Tokens { return s.tokens }
+
+// Session is what a successful sign-in returns to the client.
+type Session struct {
+	AccessToken  string      `json:"access_token"`
+	TokenType    string      `json:"token_type"`
+	ExpiresIn    int         `json:"expires_in"`
+	RefreshToken string      `json:"refresh_token"`
+	User         *store.User `json:"user"`
+}
+
+// Request describes where a call comes from, for throttling and the audit log.
+type Request struct {
+	IP        string
+	UserAgent string
+}
+
+// maxPasswordBytes rejects absurd input before any hashing work; the
+// password policy has the precise rules.
+const maxPasswordBytes = 4096
+
+var errBadCredentials = store.Errorf(store.EUNAUTHORIZED, "Invalid name or password.")
+
+func rateLimited(retry time.Duration) error {
+	e := store.Errorf(store.ERATELIMIT, "Too many attempts. Try again later.")
+	e.RetryAfter = int64((retry + time.Second - 1) / time.Second)
+	return e
+}
+
+// audit writes an audit event; a failure is logged, never returned, so that
+// an audit hiccup does not turn a login into an error (but is visible).
+func (s *Service) audit(ctx context.Context, e store.AuditEvent, detail map[string]any) {
+	if len(detail) > 0 {
+		b, _ := json.Marshal(detail)
+		e.Detail = string(b)
+	}
+	if err := s.store.AppendAudit(context.WithoutCancel(ctx), &e); err != nil {
+		s.log.Error("audit log write failed", "action", e.Action, "err", err)
+	}
+}
+
+// newSession issues an access token and a refresh token of a new family.
+func (s *Service) newSession(ctx context.Context, u *store.User) (*Session, error) {
+	refresh, hash := newRefreshToken()
+	rt := &store.RefreshToken{Hash: hash, FamilyID: store.NewID(store.PrefixFamily), UserID: u.ID,
+		ExpiresAt: s.now().Add(s.refreshTTL())}
+	if err := s.store.CreateRefreshToken(ctx, rt); err != nil {
+		return nil, fmt.Errorf("store refresh token: %w", err)
+	}
+	return s.sessionWith(u, refresh)
+}
+
+func (s *Service) sessionWith(u *store.User, refresh string) (*Session, error) {
+	access, expires, err := s.tokens.Issue(u)
+	if err != nil {
+		return nil, err
+	}
+	return &Session{AccessToken: access, TokenType: "Bearer", ExpiresIn: int(time.Until(expires).Round(time.Second) / time.Second),
+		RefreshToken: refresh, User: u}, nil
+}
+
+func (s *Service) refreshTTL() time.Duration { return cmpOr(s.RefreshTTL, 30*24*time.Hour) }
+
+// newRefreshToken returns an opaque token and the digest that is stored.
+func newRefreshToken() (token, digest string) {
+	b := make([]byte, 32)
+	rand.Read(b)
+	token = "rt_" + base64.RawURLEncoding.EncodeToString(b)
+	return token, hashRefreshToken(token)
+}
+
+func hashRefreshToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// Register creates a member account (when registration is open) and signs
+// it in.
+func (s *Service) Register(ctx context.Context, name, password, displayName string, req Request) (*Session, error) {
+	if !s.OpenRegistration {
+		return nil, store.Errorf(store.EFORBIDDEN, "Registration is closed; ask an administrator for an account.")
+	}
+	if ok, retry := s.registrations.Allow(req.IP, s.now()); !ok {
+		return nil, rateLimited(retry)
+	}
+	u, err := s.createUser(ctx, name, password, displayName, store.RoleMember)
+	if err != nil {
+		return nil, err
+	}
+	s.audit(ctx, store.AuditEvent{Action: store.AuditUserRegistered, ActorID: u.ID, ActorName: u.Name, Target: u.ID, IP: req.IP}, nil)
+	return s.newSession(ctx, u)
+}
+
+// CreateUser creates an account with the given role on an administrator's
+// behalf (actor nil means the command line).
+func (s *Service) CreateUser(ctx context.Context, actor *store.User, name, password string, role store.Role, req Request) (*store.User, error) {
+	if !role.Valid() {
+		return nil, store.Errorf(store.EINVALID, "Role must be admin, member or bot.")
+	}
+	u, err := s.createUser(ctx, name, password, "", role)
+	if err != nil {
+		return nil, err
+	}
+	e := store.AuditEvent{Action: store.AuditUserCreated, Target: u.ID, IP: req.IP}
+	if actor != nil {
+		e.ActorID, e.ActorName = actor.ID, actor.Name
+	}
+	s.audit(ctx, e, map[string]any{"name": u.Name, "role": role})
+	return u, nil
+}
+
+func (s *Service) createUser(ctx context.Context, name, password, displayName string, role store.Role) (*store.User, error) {
+	name, err := ValidateName(name)
+	if err != nil {
+		return nil, err
+	}
+	if displayName, err = ValidateDisplayName(displayName); err != nil {
+		return nil, err
+	}
+	pw, err := ValidatePassword(password, name)
+	if err != nil {
+		return nil, err
+	}
+	hash, err := s.passwords.Hash(ctx, pw)
+	if err != nil {
+		return nil, err
+	}
+	u := &store.User{Name: name, DisplayName: displayName, Role: role, PasswordHash: hash}
+	if err := s.store.CreateUser(ctx, u); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// Login checks a name and password and returns a session. Unknown names
+// cost a full password verification and fail exactly like wrong passwords.
+// Attempts are throttled per address and per name, and repeated failures
+// lock the account with exponential backoff.
+func (s *Service) Login(ctx context.Context, name, password string, req Request) (*Session, error) {
+	now := s.now()
+	if len(name) > 4*store.MaxNameLen || len(password) > maxPasswordBytes {
+		return nil, store.Errorf(store.EINVALID, "Name or password too long.")
+	}
+	if ok, retry := s.ipLogins.Allow(req.IP, now); !ok {
+		return nil, rateLimited(retry)
+	}
+	key := strings.ToLower(name)
+	if ok, retry := s.nameLogins.Allow(key, now); !ok {
+		return nil, rateLimited(retry)
+	}
+	// The same normalisation as at registration, or a decomposed "é" would
+	// not find its account.
+	normName, nameErr := ValidateName(name)
+	pw, pwErr := normalizeForLogin(password)
+
+	var u *store.User
+	if nameErr == nil {
+		var err error
+		u, err = s.store.UserByName(ctx, normName)
+		if err != nil && store.ErrorCode(err) != store.ENOTFOUND {
+			return nil, err
+		}
+	}
+	if u == nil || pwErr != nil || u.PasswordHash == "" {
+		if err := s.passwords.VerifyDummy(ctx, password); err != nil {
+			return nil, err
+		}
+		s.audit(ctx, store.AuditEvent{Action: store.AuditLoginFailure, ActorName: truncate(name, 64), IP: req.IP},
+			map[string]any{"reason": "unknown_account"})
+		return nil, errBadCredentials
+	}
+	if now.Before(u.LockedUntil) {
+		return nil, rateLimited(u.LockedUntil.Sub(now))
+	}
+	ok, rehash, err := s.passwords.Verify(ctx, pw, u.PasswordHash)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		s.recordFailure(ctx, u, req)
+		return nil, errBadCredentials
+	}
+	if u.Disabled {
+		s.audit(ctx, store.AuditEvent{Action: store.AuditLoginFailure, ActorID: u.ID, ActorName: u.Name, IP: req.IP},
+			map[string]any{"reason": "disabled"})
+		return nil, store.Errorf(store.EFORBIDDEN, "This account is disabled.")
+	}
+	upd := store.UserUpdate{}
+	if u.FailedLogins != 0 || !u.LockedUntil.IsZero() {
+		zero, never := 0, time.Time{}
+		upd.FailedLogins, upd.LockedUntil = &zero, &never
+	}
+	if rehash {
+		// Parameters changed since this hash was made: upgrade it now that
+		// we know the password.
+		if h, err := s.passwords.Hash(ctx, pw); err == nil {
+			upd.PasswordHash = &h
+		} else {
+			s.log.Warn("rehash on login failed", "user", u.ID, "err", err)
+		}
+	}
+	if upd != (store.UserUpdate{}) {
+		if u, err = s.store.UpdateUser(ctx, u.ID, upd); err != nil {
+			return nil, err
+		}
+	}
+	s.nameLogins.Reset(key)
+	s.audit(ctx, store.AuditEvent{Action: store.AuditLoginSuccess, ActorID: u.ID, ActorName: u.Name, IP: req.IP},
+		map[string]any{"user_agent": truncate(req.UserAgent, 200), "rehashed": rehash})
+	return s.newSession(ctx, u)
+}
+
+// recordFailure counts a wrong password and locks the account once the
+// failures reach the threshold: base, 2×base, 4×base … up to the maximum.
+func (s *Service) recordFailure(ctx context.Context, u *store.User, req Request) {
+	fails := u.FailedLogins + 1
+	upd := store.UserUpdate{FailedLogins: &fails}
+	var lockedFor time.Duration
+	if over := fails - s.limits.LockoutThreshold; over >= 0 {
+		lockedFor = s.limits.LockoutBase << min(over, 30)
+		if lockedFor > s.limits.LockoutMax || lockedFor <= 0 {
+			lockedFor = s.limits.LockoutMax
+		}
+		until := s.now().Add(lockedFor)
+		upd.LockedUntil = &until
+	}
+	if _, err := s.store.UpdateUser(ctx, u.ID, upd); err != nil {
+		s.log.Error("record login failure", "user", u.ID, "err", err)
+	}
+	s.audit(ctx, store.AuditEvent{Action: store.AuditLoginFailure, ActorID: u.ID, ActorName: u.Name, IP: req.IP},
+		map[string]any{"reason": "bad_password", "failures": fails})
+	if lockedFor > 0 {
+		s.audit(ctx, store.AuditEvent{Action: store.AuditLoginLocked, ActorID: u.ID, ActorName: u.Name, Target: u.ID, IP: req.IP},
+			map[string]any{"seconds": int(lockedFor / time.Second), "failures": fails})
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
+
+// Refresh rotates a refresh token: the presented one is spent and a new one
+// returned with a fresh access token. Presenting a spent token revokes its
+// whole family (it was stolen or replayed).
+func (s *Service) Refresh(ctx context.Context, refreshToken string, req Request) (*Session, error) {
+	if len(refreshToken) == 0 || len(refreshToken) > 128 {
+		return nil, store.Errorf(store.EUNAUTHORIZED, "Invalid refresh token.")
+	}
+	next, nextHash := newRefreshToken()
+	rt := &store.RefreshToken{Hash: nextHash, ExpiresAt: s.now().Add(s.refreshTTL())}
+	old, err := s.store.RotateRefreshToken(ctx, hashRefreshToken(refreshToken), rt)
+	switch store.ErrorCode(err) {
+	case "":
+	case store.ECONFLICT:
+		n, rerr := s.store.RevokeTokenFamily(ctx, old.FamilyID)
+		if rerr != nil {
+			s.log.Error("revoke reused token family", "family", old.FamilyID, "err", rerr)
+		}
+		s.audit(ctx, store.AuditEvent{Action: store.AuditTokenReuse, ActorID: old.UserID, Target: old.FamilyID, IP: req.IP},
+			map[string]any{"revoked": n})
+		return nil, store.Errorf(store.EUNAUTHORIZED, "Invalid refresh token.")
+	case store.ENOTFOUND:
+		return nil, store.Errorf(store.EUNAUTHORIZED, "Invalid refresh token.")
+	default:
+		return nil, err
+	}
+	u, err := s.store.UserByID(ctx, old.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if u.Disabled {
+		s.store.RevokeUserTokens(ctx, u.ID)
+		return nil, store.Errorf(store.EFORBIDDEN, "This account is disabled.")
+	}
+	return s.sessionWith(u, next)
+}
+
+// Logout revokes the session's refresh-token family. The access token dies
+// by itself within its short lifetime.
+func (s *Service) Logout(ctx context.Context, u *store.User, refreshToken string, req Request) error {
+	rt, err := s.store.RefreshTokenByHash(ctx, hashRefreshToken(refreshToken))
+	if err != nil || rt.UserID != u.ID {
+		// Not the caller's token: say nothing about whose it is.
+		return store.Errorf(store.EUNAUTHORIZED, "Invalid refresh token.")
+	}
+	n, err := s.store.RevokeTokenFamily(ctx, rt.FamilyID)
+	if err != nil {
+		return err
+	}
+	s.audit(ctx, store.AuditEvent{Action: store.AuditTokenRevoked, ActorID: u.ID, ActorName: u.Name, Target: rt.FamilyID, IP: req.IP},
+		map[string]any{"reason": "logout", "revoked": n})
+	return nil
+}
+
+// Authenticate verifies an access token and returns its user, who must
+// still exist and be enabled.
+func (s *Service) Authenticate(ctx context.Context, accessToken string) (*store.User, error) {
+	claims, err := s.tokens.Verify(accessToken)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.store.UserByID(ctx, claims.Subject)
+	if store.ErrorCode(err) == store.ENOTFOUND {
+		return nil, store.Errorf(store.EUNAUTHORIZED, "Invalid or expired token.")
+	} else if err != nil {
+		return nil, err
+	}
+	if u.Disabled {
+		return nil, store.Errorf(store.EUNAUTHORIZED, "This account is disabled.")
+	}
+	return u, nil
+}
+
+// ChangePassword changes the caller's password after checking the current
+// one, signs out every other session and returns a new one.
+func (s *Service) ChangePassword(ctx context.Context, u *store.User, current, next string, req Request) (*Session, error) {
+	if len(current) > maxPasswordBytes {
+		return nil, errBadCredentials
+	}
+	if ok, retry := s.nameLogins.Allow(strings.ToLower(u.Name), s.now()); !ok {
+		return nil, rateLimited(retry)
+	}
+	cur, err := normalizeForLogin(current)
+	if err != nil {
+		return nil, store.Errorf(store.EUNAUTHORIZED, "Current password is wrong.")
+	}
+	ok, _, err := s.passwords.Verify(ctx, cur, u.PasswordHash)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, store.Errorf(store.EUNAUTHORIZED, "Current password is wrong.")
+	}
+	if err := s.setPassword(ctx, u, next); err != nil {
+		return nil, err
+	}
+	s.audit(ctx, store.AuditEvent{Action: store.AuditPasswordChanged, ActorID: u.ID, ActorName: u.Name, Target: u.ID, IP: req.IP}, nil)
+	return s.newSession(ctx, u)
+}
+
+// ResetPassword sets a user's password on an administrator's behalf (actor
+// nil means the command line) and signs the user out everywhere.
+func (s *Service) ResetPassword(ctx context.Context, actor *store.User, userID, password string, req Request) error {
+	u, err := s.store.UserByID(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if err := s.setPassword(ctx, u, password); err != nil {
+		return err
+	}
+	e := store.AuditEvent{Action: store.AuditPasswordReset, Target: u.ID, IP: req.IP}
+	if actor != nil {
+		e.ActorID, e.ActorName = actor.ID, actor.Name
+	}
+	s.audit(ctx, e, nil)
+	return nil
+}
+
+func (s *Service) setPassword(ctx context.Context, u *store.User, password string) error {
+	pw, err := ValidatePassword(password, u.Name)
+	if err != nil {
+		return err
+	}
+	hash, err := s.passwords.Hash(ctx, pw)
+	if err != nil {
+		return err
+	}
+	zero, never := 0, time.Time{}
+	if _, err := s.store.UpdateUser(ctx, u.ID, store.UserUpdate{PasswordHash: &hash, FailedLogins: &zero, LockedUntil: &never}); err != nil {
+		return err
+	}
+	u.PasswordHash = hash
+	if _, err := s.store.RevokeUserTokens(ctx, u.ID); err != nil {
+		return fmt.Errorf("revoke sessions: %w", err)
+	}
+	return nil
+}
+
+// SetDisabled disables or re-enables an account. Disabling signs the user
+// out everywhere. Administrators cannot disable themselves (the last admin
+// must not lock everyone out).
+func (s *Service) SetDisabled(ctx context.Context, actor *store.User, userID string, disabled bool, req Request) (*store.User, error) {
+	if actor != nil && actor.ID == userID && disabled {
+		return nil, store.Errorf(store.EINVALID, "You cannot disable your own account.")
+	}
+	u, err := s.store.UpdateUser(ctx, userID, store.UserUpdate{Disabled: &disabled})
+	if err != nil {
+		return nil, err
+	}
+	action := store.AuditUserEnabled
+	if disabled {
+		action = store.AuditUserDisabled
+		if _, err := s.store.RevokeUserTokens(ctx, u.ID); err != nil {
+			return nil, fmt.Errorf("revoke sessions: %w", err)
+		}
+	}
+	e := store.AuditEvent{Action: action, Target: u.ID, IP: req.IP}
+	if actor != nil {
+		e.ActorID, e.ActorName = actor.ID, actor.Name
+	}
+	s.audit(ctx, e, nil)
+	return u, nil
+}
+
+// StartBootstrap returns a one-time code that lets the first person create
+// the administrator account, valid for ttl, if no account exists yet; ""
+// otherwise. Only its digest is kept.
+func (s *Service) StartBootstrap(ctx context.Context, ttl time.Duration) (string, error) {
+	n, err := s.store.CountUsers(ctx)
+	if err != nil || n > 0 {
+		return "", err
+	}
+	b := make([]byte, 10)
+	rand.Read(b)
+	raw := strings.ToUpper(base32NoPad(b)) // 16 characters
+	code := raw[0:4] + "-" + raw[4:8] + "-" + raw[8:12] + "-" + raw[12:16]
+	s.mu.Lock()
+	s.bootstrap.digest = sha256.Sum256([]byte(code))
+	s.bootstrap.expires = s.now().Add(ttl)
+	s.mu.Unlock()
+	return code, nil
+}
+
+// Bootstrap creates the first administrator with the one-time code.
+func (s *Service) Bootstrap(ctx context.Context, code, name, password string, req Request) (*Session, error) {
+	if ok, retry := s.registrations.Allow("bootstrap:"+req.IP, s.now()); !ok {
+		return nil, rateLimited(retry)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	given := sha256.Sum256([]byte(strings.ToUpper(strings.TrimSpace(code))))
+	valid := s.bootstrap.expires.After(s.now()) && subtle.ConstantTimeCompare(given[:], s.bootstrap.digest[:]) == 1
+	if !valid {
+		return nil, store.Errorf(store.EFORBIDDEN, "Invalid or expired bootstrap code.")
+	}
+	if n, err := s.store.CountUsers(ctx); err != nil {
+		return nil, err
+	} else if n > 0 {
+		return nil, store.Errorf(store.EFORBIDDEN, "The server is already set up.")
+	}
+	u, err := s.createUser(ctx, name, password, "", store.RoleAdmin)
+	if err != nil {
+		return nil, err
+	}
+	s.bootstrap.expires = time.Time{} // one use only
+	s.audit(ctx, store.AuditEvent{Action: store.AuditUserBootstrapped, ActorID: u.ID, ActorName: u.Name, Target: u.ID, IP: req.IP}, nil)
+	return s.newSession(ctx, u)
+}
+
+// BootstrapPending reports whether a bootstrap code is waiting to be used.
+func (s *Service) BootstrapPending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bootstrap.expires.After(s.now())
+}
+
+func base32NoPad(b []byte) string {
+	const alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789" // no 0/O, 1/I
+	var out strings.Builder
+	var acc, bits uint
+	for _, c := range b {
+		acc = acc<<8 | uint(c)
+		bits += 8
+		for bits >= 5 {
+			bits -= 5
+			out.WriteByte(alphabet[(acc>>bits)&31])
+		}
+	}
+	if bits > 0 {
+		out.WriteByte(alphabet[(acc<<(5-bits))&31])
+	}
+	return out.String()
+}
+
+// RotateSigningKey makes a fresh signing key active (same algorithm); the
+// old key keeps verifying until its tokens expire.
+func (s *Service) RotateSigningKey(ctx context.Context, actor *store.User, req Request) (string, error) {
+	ks := s.tokens.Keys
+	if err := ks.Rotate(ks.Active().Alg, s.now()); err != nil {
+		return "", err
+	}
+	if err := ks.Prune(s.now(), s.tokens.Lifetime()+s.tokens.leeway()); err != nil {
+		s.log.Warn("prune signing keys", "err", err)
+	}
+	kid := ks.Active().ID
+	e := store.AuditEvent{Action: store.AuditSigningKeyRotate, Target: kid, IP: req.IP}
+	if actor != nil {
+		e.ActorID, e.ActorName = actor.ID, actor.Name
+	}
+	s.audit(ctx, e, nil)
+	return kid, nil
+}
