@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -132,7 +133,7 @@ func (c *serveConfig) validateStore() error {
 	return usagef("--store must be empty, sqlite:PATH or postgres://…")
 }
 
-func newLogger(c *serveConfig, w *os.File) *slog.Logger {
+func newLogger(c *serveConfig, w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	lvl.UnmarshalText([]byte(c.logLevel))
 	opts := &slog.HandlerOptions{Level: lvl}
@@ -152,11 +153,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(e.stderr, nil))
-	if f, ok := e.stderr.(*os.File); ok {
-		log = newLogger(&cfg, f)
-	}
-	return serve(ctx, &cfg, e, log)
+	return serve(ctx, &cfg, e, newLogger(&cfg, e.stderr))
 }
 
 func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error {

@@ -31,9 +31,17 @@ type SigningKey struct {
 	RetiredAt time.Time `json:"retired_at,omitzero"`
 	// Secret is the Ed25519 seed (32 bytes) or the HMAC key (32 bytes).
 	Secret []byte `json:"secret"`
+
+	// The expanded Ed25519 key, derived once: expanding the seed costs a
+	// scalar multiplication, as much as a signature check.
+	derive sync.Once
+	priv   ed25519.PrivateKey
 }
 
-func (k *SigningKey) privateKey() ed25519.PrivateKey { return ed25519.NewKeyFromSeed(k.Secret) }
+func (k *SigningKey) privateKey() ed25519.PrivateKey {
+	k.derive.Do(func() { k.priv = ed25519.NewKeyFromSeed(k.Secret) })
+	return k.priv
+}
 
 // KeySet holds the signing keys: the newest is active; retired ones verify
 // until their last token expires. It is safe for concurrent use.

@@ -180,7 +180,7 @@ func (s *Service) sessionWith(u *store.User, refresh string) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Session{AccessToken: access, TokenType: "Bearer", ExpiresIn: int(time.Until(expires).Round(time.Second) / time.Second),
+	return &Session{AccessToken: access, TokenType: "Bearer", ExpiresIn: int(expires.Sub(s.now()).Round(time.Second) / time.Second),
 		RefreshToken: refresh, User: u}, nil
 }
 
@@ -205,10 +205,16 @@ func (s *Service) Register(ctx context.Context, name, password, displayName stri
 	if !s.OpenRegistration {
 		return nil, store.Errorf(store.EFORBIDDEN, "Registration is closed; ask an administrator for an account.")
 	}
+	in, err := validateAccount(name, password, displayName)
+	if err != nil {
+		return nil, err
+	}
+	// Only well-formed attempts spend the allowance: the limit is there to
+	// stop account farming, not to punish typos.
 	if ok, retry := s.registrations.Allow(req.IP, s.now()); !ok {
 		return nil, rateLimited(retry)
 	}
-	u, err := s.createUser(ctx, name, password, displayName, store.RoleMember)
+	u, err := s.storeAccount(ctx, in, store.RoleMember)
 	if err != nil {
 		return nil, err
 	}
@@ -234,23 +240,36 @@ func (s *Service) CreateUser(ctx context.Context, actor *store.User, name, passw
 	return u, nil
 }
 
+// account is a validated, normalised request for a new account.
+type account struct{ name, password, displayName string }
+
+func validateAccount(name, password, displayName string) (account, error) {
+	var a account
+	var err error
+	if a.name, err = ValidateName(name); err != nil {
+		return a, err
+	}
+	if a.displayName, err = ValidateDisplayName(displayName); err != nil {
+		return a, err
+	}
+	a.password, err = ValidatePassword(password, a.name)
+	return a, err
+}
+
 func (s *Service) createUser(ctx context.Context, name, password, displayName string, role store.Role) (*store.User, error) {
-	name, err := ValidateName(name)
+	in, err := validateAccount(name, password, displayName)
 	if err != nil {
 		return nil, err
 	}
-	if displayName, err = ValidateDisplayName(displayName); err != nil {
-		return nil, err
-	}
-	pw, err := ValidatePassword(password, name)
+	return s.storeAccount(ctx, in, role)
+}
+
+func (s *Service) storeAccount(ctx context.Context, in account, role store.Role) (*store.User, error) {
+	hash, err := s.passwords.Hash(ctx, in.password)
 	if err != nil {
 		return nil, err
 	}
-	hash, err := s.passwords.Hash(ctx, pw)
-	if err != nil {
-		return nil, err
-	}
-	u := &store.User{Name: name, DisplayName: displayName, Role: role, PasswordHash: hash}
+	u := &store.User{Name: in.name, DisplayName: in.displayName, Role: role, PasswordHash: hash}
 	if err := s.store.CreateUser(ctx, u); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,34 @@
+# The whole test suite: `make test` sets the machine up (services, Debian
+# packages) and runs every test with the race detector.
+GO ?= go
+export UNHIDRA_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+export UNHIDRA_TEST_NATS ?= nats://127.0.0.1:4222
+
+.PHONY: test setup check build serve fuzz bench
+
+test: setup
+	$(GO) test -race -count=1 -timeout 45m ./...
+
+setup:
+	./scripts/setup.sh
+
+# gofmt and go vet, as CI runs them.
+check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/unhidra ./cmd/unhidra
+
+serve:
+	$(GO) run ./cmd/unhidra serve
+
+# Short runs of every fuzz target (go test -fuzz takes one target at a time).
+fuzz:
+	@for t in $$(grep -rhoE '^func (Fuzz[A-Za-z0-9_]+)' --include='*_test.go' . | sed 's/func //' | sort -u); do \
+		pkg=$$(grep -rlE "^func $$t\b" --include='*_test.go' . | head -n1 | xargs dirname); \
+		echo "== $$t ($$pkg)"; $(GO) test -run=NONE -fuzz="^$$t$$" -fuzztime=20s $$pkg || exit 1; \
+	done
+
+bench:
+	$(GO) test -run=NONE -bench=. -benchmem ./...
