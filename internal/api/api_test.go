@@ -45,7 +45,7 @@ func newTestServer(t *testing.T, hasherCfg auth.PasswordHasherConfig) *testServe
 	ks, _ := auth.NewKeySet(auth.AlgEdDSA, time.Now())
 	lim := auth.Limits{LoginPerIP: ratelimit.Limit{Burst: 1000, Every: time.Millisecond},
 		LoginPerAccount: ratelimit.Limit{Burst: 1000, Every: time.Millisecond},
-		RegisterPerIP: ratelimit.Limit{Burst: 1000, Every: time.Millisecond}}
+		RegisterPerIP:   ratelimit.Limit{Burst: 1000, Every: time.Millisecond}}
 	ts := &testServer{db: db, ready: true}
 	ts.accounts = auth.NewService(db, hasher, &auth.Tokens{Keys: ks}, lim, nil)
 	ts.Server = httptest.NewServer(api.NewServer(api.Deps{

@@ -41,7 +41,9 @@ type Helpers struct {
 }
 
 // Error writes err as the API's JSON error response.
-func (h Helpers) Error(w http.ResponseWriter, r *http.Request, err error) { writeError(w, r, h.Log, err) }
+func (h Helpers) Error(w http.ResponseWriter, r *http.Request, err error) {
+	writeError(w, r, h.Log, err)
+}
 
 // JSON writes v with the status.
 func (h Helpers) JSON(w http.ResponseWriter, status int, v any) { encode(w, status, v) }

@@ -118,7 +118,9 @@ func TestTokens_Hostile(t *testing.T) {
 	parts := strings.Split(good, ".")
 	hdr, claims := decodeSegment(t, good, 0), decodeSegment(t, good, 1)
 
-	with := func(h, c map[string]any, sig string) string { return encodeSegment(h) + "." + encodeSegment(c) + "." + sig }
+	with := func(h, c map[string]any, sig string) string {
+		return encodeSegment(h) + "." + encodeSegment(c) + "." + sig
+	}
 	clone := func(m map[string]any, k string, v any) map[string]any {
 		out := map[string]any{}
 		for kk, vv := range m {
