@@ -19,9 +19,9 @@ import (
 // from the OS: "well under" the 1 GiB the design allows for password hashing.
 const burstMemoryBudget = 512 << 20
 
-// memSampler records peak memory (via runtime/metrics, which does not stop
+// hasherMemSampler records peak memory (via runtime/metrics, which does not stop
 // the world) and peak values of gauges while a test runs.
-type memSampler struct {
+type hasherMemSampler struct {
 	stop chan struct{}
 	done chan struct{}
 
@@ -32,8 +32,8 @@ type memSampler struct {
 	samples       int
 }
 
-func startMemSampler(every time.Duration, gauges ...func() int64) *memSampler {
-	s := &memSampler{stop: make(chan struct{}), done: make(chan struct{}), peakGauges: make([]int64, len(gauges))}
+func startHasherMemSampler(every time.Duration, gauges ...func() int64) *hasherMemSampler {
+	s := &hasherMemSampler{stop: make(chan struct{}), done: make(chan struct{}), peakGauges: make([]int64, len(gauges))}
 	ms := []metrics.Sample{
 		{Name: "/memory/classes/heap/objects:bytes"},
 		{Name: "/memory/classes/heap/unused:bytes"},
@@ -66,13 +66,13 @@ func startMemSampler(every time.Duration, gauges ...func() int64) *memSampler {
 	return s
 }
 
-func (s *memSampler) finish() *memSampler {
+func (s *hasherMemSampler) finish() *hasherMemSampler {
 	close(s.stop)
 	<-s.done
 	return s
 }
 
-func heapAllocs() uint64 {
+func hasherHeapAllocs() uint64 {
 	m := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 	metrics.Read(m)
 	return m[0].Value.Uint64()
@@ -113,12 +113,12 @@ func TestPasswordHasher_Burst(t *testing.T) {
 		return argon2.IDKey(pw, salt, tm, mem, th, kl)
 	}
 
-	before := heapAllocs()
+	before := hasherHeapAllocs()
 	phc, err := h.Hash(ctx, pw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	perHash := heapAllocs() - before
+	perHash := hasherHeapAllocs() - before
 	unbounded := uint64(callers) * perHash
 	t.Logf("one hash allocates %.1f MiB; %d unbounded would need %.1f GiB", float64(perHash)/(1<<20), callers, float64(unbounded)/(1<<30))
 	if perHash < 48<<20 || unbounded < 4*burstMemoryBudget {
@@ -126,7 +126,7 @@ func TestPasswordHasher_Burst(t *testing.T) {
 	}
 
 	debug.FreeOSMemory() // start from a clean baseline whatever ran before
-	s := startMemSampler(2*time.Millisecond,
+	s := startHasherMemSampler(2*time.Millisecond,
 		func() int64 { return int64(h.InFlight()) },
 		func() int64 { return int64(h.Queued()) },
 	)
@@ -212,7 +212,7 @@ func TestPasswordHasher_BurstUnboundedControl(t *testing.T) {
 	const n = 16 // 16 × 48 MiB = 768 MiB
 	p := DefaultPasswordParams()
 	debug.FreeOSMemory()
-	s := startMemSampler(2 * time.Millisecond)
+	s := startHasherMemSampler(2 * time.Millisecond)
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		wg.Go(func() {

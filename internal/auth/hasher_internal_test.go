@@ -12,7 +12,7 @@ import (
 	"github.com/unhidra/unhidra/internal/store"
 )
 
-var tinyParams = PasswordParams{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+var hasherTestParams = PasswordParams{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 
 // gatedDerive replaces argon2 with a stand-in that records each call and
 // blocks until the test lets it through, so that queue states can be set up
@@ -61,7 +61,7 @@ func (g *gatedDerive) snapshot() []string {
 func newGatedHasher(t *testing.T, cfg PasswordHasherConfig) (*PasswordHasher, *gatedDerive) {
 	t.Helper()
 	if cfg.Params == (PasswordParams{}) {
-		cfg.Params = tinyParams
+		cfg.Params = hasherTestParams
 	}
 	h, err := NewPasswordHasher(cfg)
 	if err != nil {
@@ -72,7 +72,7 @@ func newGatedHasher(t *testing.T, cfg PasswordHasherConfig) (*PasswordHasher, *g
 	return h, g
 }
 
-func wantUnavailable(t *testing.T, err error) {
+func wantHasherUnavailable(t *testing.T, err error) {
 	t.Helper()
 	var e *store.Error
 	if !errors.As(err, &e) || e.Code != store.EUNAVAILABLE {
@@ -99,8 +99,8 @@ func TestPasswordHasher_QueueFull(t *testing.T) {
 
 		// Full: the fourth caller is refused at once, without waiting.
 		start := time.Now()
-		_, _, err := h.Verify(ctx, "pw", PHC{Params: tinyParams, Salt: make([]byte, 16), Hash: make([]byte, 32)}.String())
-		wantUnavailable(t, err)
+		_, _, err := h.Verify(ctx, "pw", PHC{Params: hasherTestParams, Salt: make([]byte, 16), Hash: make([]byte, 32)}.String())
+		wantHasherUnavailable(t, err)
 		if err := h.VerifyDummy(ctx, "pw"); err == nil {
 			t.Fatal("VerifyDummy got through a full queue")
 		}
@@ -133,7 +133,7 @@ func TestPasswordHasher_NoQueue(t *testing.T) {
 		go func() { _, err := h.Hash(context.Background(), "pw"); done <- err }()
 		synctest.Wait()
 		_, err := h.Hash(context.Background(), "pw")
-		wantUnavailable(t, err)
+		wantHasherUnavailable(t, err)
 		g.gate <- struct{}{}
 		if err := <-done; err != nil {
 			t.Fatal(err)
@@ -150,7 +150,7 @@ func TestPasswordHasher_MaxWait(t *testing.T) {
 
 		start := time.Now()
 		_, err := h.Hash(ctx, "waiter")
-		wantUnavailable(t, err)
+		wantHasherUnavailable(t, err)
 		if d := time.Since(start); d != 3*time.Second {
 			t.Fatalf("gave up after %v, want MaxWait 3s", d)
 		}
@@ -222,7 +222,7 @@ func TestPasswordHasher_FIFO(t *testing.T) {
 func TestPasswordHasher_Bound(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		h, err := NewPasswordHasher(PasswordHasherConfig{Params: tinyParams, MaxConcurrent: 3, MaxQueue: 1000, MaxWait: time.Hour})
+		h, err := NewPasswordHasher(PasswordHasherConfig{Params: hasherTestParams, MaxConcurrent: 3, MaxQueue: 1000, MaxWait: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -292,7 +292,7 @@ func TestPasswordHasher_VerifyDummyCost(t *testing.T) {
 }
 
 func TestPasswordHasher_RetryAfter(t *testing.T) {
-	h, err := NewPasswordHasher(PasswordHasherConfig{Params: tinyParams, MaxConcurrent: 2})
+	h, err := NewPasswordHasher(PasswordHasherConfig{Params: hasherTestParams, MaxConcurrent: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

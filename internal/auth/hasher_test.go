@@ -11,7 +11,7 @@ import (
 	"github.com/unhidra/unhidra/internal/store"
 )
 
-func mustHasher(tb testing.TB, cfg auth.PasswordHasherConfig) *auth.PasswordHasher {
+func mustPasswordHasher(tb testing.TB, cfg auth.PasswordHasherConfig) *auth.PasswordHasher {
 	tb.Helper()
 	h, err := auth.NewPasswordHasher(cfg)
 	if err != nil {
@@ -22,7 +22,7 @@ func mustHasher(tb testing.TB, cfg auth.PasswordHasherConfig) *auth.PasswordHash
 
 func TestNewPasswordHasher(t *testing.T) {
 	t.Run("ZeroConfig", func(t *testing.T) {
-		h := mustHasher(t, auth.PasswordHasherConfig{})
+		h := mustPasswordHasher(t, auth.PasswordHasherConfig{})
 		if got, want := h.Params(), auth.DefaultPasswordParams(); got != want {
 			t.Fatalf("Params() = %+v, want %+v", got, want)
 		}
@@ -42,13 +42,13 @@ func TestNewPasswordHasher(t *testing.T) {
 
 func TestPasswordHasher_HashVerify(t *testing.T) {
 	ctx := context.Background()
-	h := mustHasher(t, auth.PasswordHasherConfig{Params: smallParams})
+	h := mustPasswordHasher(t, auth.PasswordHasherConfig{Params: pwTestParams})
 
 	phc, err := h.Hash(ctx, "cafe\u0301 crème")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if auth.NeedsRehash(phc, smallParams) {
+	if auth.NeedsRehash(phc, pwTestParams) {
 		t.Fatalf("hash %q not made with the hasher's params", phc)
 	}
 	for _, tc := range []struct {
@@ -73,9 +73,9 @@ func TestPasswordHasher_HashVerify(t *testing.T) {
 	}
 
 	t.Run("NeedsRehash", func(t *testing.T) {
-		newer := smallParams
+		newer := pwTestParams
 		newer.MemoryKiB *= 2
-		h2 := mustHasher(t, auth.PasswordHasherConfig{Params: newer})
+		h2 := mustPasswordHasher(t, auth.PasswordHasherConfig{Params: newer})
 		ok, rehash, err := h2.Verify(ctx, "caf\u00e9 crème", phc)
 		if !ok || !rehash || err != nil {
 			t.Fatalf("Verify with changed params = %v, %v, %v; want true, true, nil", ok, rehash, err)
@@ -110,7 +110,7 @@ func TestPasswordHasher_HashVerify(t *testing.T) {
 		if d := time.Since(start); d > 50*time.Millisecond {
 			t.Fatalf("refusal took %v", d)
 		}
-		limited := mustHasher(t, auth.PasswordHasherConfig{Params: smallParams, MaxVerifyMemoryKiB: 32})
+		limited := mustPasswordHasher(t, auth.PasswordHasherConfig{Params: pwTestParams, MaxVerifyMemoryKiB: 32})
 		if _, _, err := limited.Verify(ctx, "pw", phc); !errors.Is(err, auth.ErrPHCTooCostly) {
 			t.Fatalf("MaxVerifyMemoryKiB 32 with m=64: err = %v, want ErrPHCTooCostly", err)
 		}

@@ -25,10 +25,10 @@ func argon2CLI(tb testing.TB) string {
 	return path
 }
 
-// cliHash runs `argon2 SALT -id -t T -k M -p P -l L -e` with pw on stdin and
+// argon2CLIHash runs `argon2 SALT -id -t T -k M -p P -l L -e` with pw on stdin and
 // returns the encoded PHC string it prints. The CLI takes the salt as a
 // command-line argument, so it cannot contain NUL.
-func cliHash(tb testing.TB, pw, salt []byte, p PasswordParams, extra ...string) string {
+func argon2CLIHash(tb testing.TB, pw, salt []byte, p PasswordParams, extra ...string) string {
 	tb.Helper()
 	args := append([]string{string(salt), "-id",
 		"-t", strconv.FormatUint(uint64(p.Time), 10),
@@ -70,7 +70,7 @@ func TestPasswordInterop_ReferenceCLI(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := tc.p
 			p.SaltLen = uint32(len(tc.salt))
-			fromC := cliHash(t, []byte(tc.pw), []byte(tc.salt), p)
+			fromC := argon2CLIHash(t, []byte(tc.pw), []byte(tc.salt), p)
 
 			// The C CLI's hash verifies with ours.
 			ok, err := VerifyPassword(tc.pw, fromC)
@@ -113,7 +113,7 @@ func TestPasswordInterop_ReferenceCLI(t *testing.T) {
 					break // argv cannot carry NUL; ~6% of salts have one
 				}
 			}
-			if fromC := cliHash(t, []byte("caf\u00e9 🔑"), parsed.Salt, p); fromC != phc {
+			if fromC := argon2CLIHash(t, []byte("caf\u00e9 🔑"), parsed.Salt, p); fromC != phc {
 				t.Fatalf("CLI does not reproduce our hash:\n ours %s\n C    %s", phc, fromC)
 			}
 		}
@@ -123,7 +123,7 @@ func TestPasswordInterop_ReferenceCLI(t *testing.T) {
 		// Normalisation happens before hashing: the CLI hashing the NFC
 		// bytes matches ours for decomposed input.
 		p := PasswordParams{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 8, KeyLen: 32}
-		fromC := cliHash(t, []byte("caf\u00e9"), []byte("somesalt"), p)
+		fromC := argon2CLIHash(t, []byte("caf\u00e9"), []byte("somesalt"), p)
 		if ok, err := VerifyPassword("cafe\u0301", fromC); !ok || err != nil {
 			t.Fatalf("NFD input vs CLI hash of NFC bytes: %v, %v", ok, err)
 		}
@@ -138,7 +138,7 @@ func TestPasswordInterop_ReferenceCLI(t *testing.T) {
 		}{
 			{"$argon2id$v=16$", []string{"-v", "10"}},
 		} {
-			fromC := cliHash(t, []byte("pw"), []byte("somesalt"), p, tc.extra...)
+			fromC := argon2CLIHash(t, []byte("pw"), []byte("somesalt"), p, tc.extra...)
 			if !strings.HasPrefix(fromC, tc.prefix) {
 				t.Fatalf("CLI printed %q, want prefix %q", fromC, tc.prefix)
 			}
@@ -186,7 +186,7 @@ func TestPasswordInterop_RandomParams(t *testing.T) {
 		pwb := make([]byte, 1+r[6]%40) // the CLI refuses an empty password
 		rand.Read(pwb)
 		pw := strings.ToValidUTF8(string(pwb), "?")
-		fromC := cliHash(t, []byte(pw), salt, p)
+		fromC := argon2CLIHash(t, []byte(pw), salt, p)
 		if ours := hashWithSalt(argon2.IDKey, pw, salt, p); ours != fromC {
 			t.Fatalf("params %+v, pw %q: ours %s, C %s", p, pw, ours, fromC)
 		}

@@ -35,10 +35,10 @@ const (
 	phcPrefix = "$argon2id$v=19$"
 )
 
-// b64 is the PHC string format's Base64: standard alphabet, no padding.
+// phcB64 is the PHC string format's Base64: standard alphabet, no padding.
 // Strict rejects non-zero trailing bits, so every accepted value has exactly
 // one encoding and an accepted string re-encodes to itself.
-var b64 = base64.RawStdEncoding.Strict()
+var phcB64 = base64.RawStdEncoding.Strict()
 
 // PHC is a parsed Argon2id version 19 (0x13) hash in the PHC string format:
 //
@@ -55,7 +55,7 @@ type PHC struct {
 // ParsePHC accepts, ParsePHC(s).String() == s.
 func (p PHC) String() string {
 	var b strings.Builder
-	b.Grow(len(phcPrefix) + 32 + b64.EncodedLen(len(p.Salt)) + b64.EncodedLen(len(p.Hash)))
+	b.Grow(len(phcPrefix) + 32 + phcB64.EncodedLen(len(p.Salt)) + phcB64.EncodedLen(len(p.Hash)))
 	b.WriteString(phcPrefix)
 	b.WriteString("m=")
 	b.WriteString(strconv.FormatUint(uint64(p.Params.MemoryKiB), 10))
@@ -64,9 +64,9 @@ func (p PHC) String() string {
 	b.WriteString(",p=")
 	b.WriteString(strconv.FormatUint(uint64(p.Params.Threads), 10))
 	b.WriteByte('$')
-	b.WriteString(b64.EncodeToString(p.Salt))
+	b.WriteString(phcB64.EncodeToString(p.Salt))
 	b.WriteByte('$')
-	b.WriteString(b64.EncodeToString(p.Hash))
+	b.WriteString(phcB64.EncodeToString(p.Hash))
 	return b.String()
 }
 
@@ -196,7 +196,7 @@ func phcBase64(s, name string, minLen, maxLen int) ([]byte, error) {
 			return nil, phcErrorf("%s: byte %d is not in the Base64 alphabet", name, i)
 		}
 	}
-	b, err := b64.DecodeString(s)
+	b, err := phcB64.DecodeString(s)
 	if err != nil {
 		return nil, phcErrorf("%s: %v", name, err)
 	}

@@ -15,7 +15,7 @@ func phcOf(variant, version, params, salt, hash string) string {
 	return "$" + variant + "$" + version + "$" + params + "$" + salt + "$" + hash
 }
 
-func b64(n int) string {
+func phcB64Of(n int) string {
 	return base64.RawStdEncoding.EncodeToString([]byte(strings.Repeat("x", n)))
 }
 
@@ -27,7 +27,7 @@ func TestParsePHC(t *testing.T) {
 	)
 
 	t.Run("OK", func(t *testing.T) {
-		p, err := auth.ParsePHC(refVector)
+		p, err := auth.ParsePHC(argon2RefVector)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,16 +38,16 @@ func TestParsePHC(t *testing.T) {
 		if string(p.Salt) != "somesalt" {
 			t.Fatalf("salt %q", p.Salt)
 		}
-		if got := p.String(); got != refVector {
-			t.Fatalf("String() = %q, want %q", got, refVector)
+		if got := p.String(); got != argon2RefVector {
+			t.Fatalf("String() = %q, want %q", got, argon2RefVector)
 		}
 	})
 
 	t.Run("OKBounds", func(t *testing.T) {
 		for _, s := range []string{
-			phcOf("argon2id", "v=19", "m=8,t=1,p=1", b64(8), b64(16)),
-			phcOf("argon2id", "v=19", "m=2040,t=100,p=255", b64(64), b64(128)),
-			phcOf("argon2id", "v=19", "m=1048576,t=1,p=1", b64(16), b64(32)),
+			phcOf("argon2id", "v=19", "m=8,t=1,p=1", phcB64Of(8), phcB64Of(16)),
+			phcOf("argon2id", "v=19", "m=2040,t=100,p=255", phcB64Of(64), phcB64Of(128)),
+			phcOf("argon2id", "v=19", "m=1048576,t=1,p=1", phcB64Of(16), phcB64Of(32)),
 		} {
 			p, err := auth.ParsePHC(s)
 			if err != nil {
@@ -63,17 +63,17 @@ func TestParsePHC(t *testing.T) {
 	for _, tc := range []struct{ name, s string }{
 		{"Empty", ""},
 		{"Dollar", "$"},
-		{"NoLeadingDollar", strings.TrimPrefix(refVector, "$")},
+		{"NoLeadingDollar", strings.TrimPrefix(argon2RefVector, "$")},
 		{"MissingHash", "$argon2id$v=19$" + prm + "$" + salt},
 		{"EmptyHash", phcOf("argon2id", "v=19", prm, salt, "")},
 		{"EmptySalt", phcOf("argon2id", "v=19", prm, "", hash)},
 		{"MissingVersion", "$argon2id$" + prm + "$" + salt + "$" + hash},
-		{"ExtraField", refVector + "$" + hash},
-		{"TrailingDollar", refVector + "$"},
-		{"LeadingSpace", " " + refVector},
-		{"TrailingNewline", refVector + "\n"},
-		{"TrailingNUL", refVector + "\x00"},
-		{"Huge", refVector + strings.Repeat("A", 1<<20)},
+		{"ExtraField", argon2RefVector + "$" + hash},
+		{"TrailingDollar", argon2RefVector + "$"},
+		{"LeadingSpace", " " + argon2RefVector},
+		{"TrailingNewline", argon2RefVector + "\n"},
+		{"TrailingNUL", argon2RefVector + "\x00"},
+		{"Huge", argon2RefVector + strings.Repeat("A", 1<<20)},
 
 		{"VariantArgon2i", phcOf("argon2i", "v=19", prm, salt, hash)},
 		{"VariantArgon2d", phcOf("argon2d", "v=19", prm, salt, hash)},
@@ -129,13 +129,13 @@ func TestParsePHC(t *testing.T) {
 		{"SaltSpace", phcOf("argon2id", "v=19", prm, "c29tZXNh bHQ", hash)},
 		{"SaltTrailingBits", phcOf("argon2id", "v=19", prm, "c29tZXNhbHR", hash)},
 		{"SaltImpossibleLength", phcOf("argon2id", "v=19", prm, "c29tZXNhbHQAB", hash)},
-		{"SaltTooShort", phcOf("argon2id", "v=19", prm, b64(7), hash)},
-		{"SaltTooLong", phcOf("argon2id", "v=19", prm, b64(65), hash)},
-		{"SaltHugeField", phcOf("argon2id", "v=19", prm, b64(300), hash)},
+		{"SaltTooShort", phcOf("argon2id", "v=19", prm, phcB64Of(7), hash)},
+		{"SaltTooLong", phcOf("argon2id", "v=19", prm, phcB64Of(65), hash)},
+		{"SaltHugeField", phcOf("argon2id", "v=19", prm, phcB64Of(300), hash)},
 
-		{"HashPadded", refVector + "="},
-		{"HashTooShort", phcOf("argon2id", "v=19", prm, salt, b64(15))},
-		{"HashTooLong", phcOf("argon2id", "v=19", prm, salt, b64(129))},
+		{"HashPadded", argon2RefVector + "="},
+		{"HashTooShort", phcOf("argon2id", "v=19", prm, salt, phcB64Of(15))},
+		{"HashTooLong", phcOf("argon2id", "v=19", prm, salt, phcB64Of(129))},
 		{"HashTab", phcOf("argon2id", "v=19", prm, salt, "\t"+hash)},
 		{"HashTrailingBits", phcOf("argon2id", "v=19", prm, salt, hash[:len(hash)-1]+"d")},
 	} {
@@ -156,13 +156,13 @@ func TestParsePHC(t *testing.T) {
 // ErrPHCInvalid.
 func FuzzParsePHC(f *testing.F) {
 	for _, s := range []string{
-		refVector,
-		phcOf("argon2id", "v=19", "m=8,t=1,p=1", b64(8), b64(16)),
-		phcOf("argon2id", "v=19", "m=2040,t=100,p=255", b64(64), b64(128)),
-		phcOf("argon2i", "v=19", "m=65536,t=2,p=1", b64(16), b64(32)),
-		phcOf("argon2id", "v=16", "m=65536,t=2,p=1", b64(16), b64(32)),
-		phcOf("argon2id", "v=19", "m=4294967296,t=2,p=1", b64(16), b64(32)),
-		phcOf("argon2id", "v=19", "m=65536,t=2,p=1,keyid=x", b64(16), b64(32)),
+		argon2RefVector,
+		phcOf("argon2id", "v=19", "m=8,t=1,p=1", phcB64Of(8), phcB64Of(16)),
+		phcOf("argon2id", "v=19", "m=2040,t=100,p=255", phcB64Of(64), phcB64Of(128)),
+		phcOf("argon2i", "v=19", "m=65536,t=2,p=1", phcB64Of(16), phcB64Of(32)),
+		phcOf("argon2id", "v=16", "m=65536,t=2,p=1", phcB64Of(16), phcB64Of(32)),
+		phcOf("argon2id", "v=19", "m=4294967296,t=2,p=1", phcB64Of(16), phcB64Of(32)),
+		phcOf("argon2id", "v=19", "m=65536,t=2,p=1,keyid=x", phcB64Of(16), phcB64Of(32)),
 		"$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ=$",
 		"",
 		"$$$$$",

@@ -10,15 +10,15 @@ import (
 	"github.com/unhidra/unhidra/internal/store"
 )
 
-// smallParams keep unit tests fast; the algorithm is the same at any size.
-var smallParams = auth.PasswordParams{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+// pwTestParams keep unit tests fast; the algorithm is the same at any size.
+var pwTestParams = auth.PasswordParams{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 
-// refVector is the Argon2id v1.3 test vector of the reference implementation
+// argon2RefVector is the Argon2id v1.3 test vector of the reference implementation
 // (phc-winner-argon2 src/test.c: "password", "somesalt", t=2, m=2^16, p=1),
 // reproduced by `echo -n password | argon2 somesalt -id -t 2 -m 16 -p 1 -e`.
-const refVector = "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc"
+const argon2RefVector = "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc"
 
-func mustHash(tb testing.TB, pw string, p auth.PasswordParams) string {
+func mustHashPassword(tb testing.TB, pw string, p auth.PasswordParams) string {
 	tb.Helper()
 	phc, err := auth.HashPassword(pw, p)
 	if err != nil {
@@ -27,7 +27,7 @@ func mustHash(tb testing.TB, pw string, p auth.PasswordParams) string {
 	return phc
 }
 
-func mustVerify(tb testing.TB, pw, phc string) bool {
+func mustVerifyPassword(tb testing.TB, pw, phc string) bool {
 	tb.Helper()
 	ok, err := auth.VerifyPassword(pw, phc)
 	if err != nil {
@@ -50,7 +50,7 @@ func TestDefaultPasswordParams(t *testing.T) {
 func TestHashPassword(t *testing.T) {
 	t.Run("DefaultParamsFormatAndRoundTrip", func(t *testing.T) {
 		start := time.Now()
-		phc := mustHash(t, "correct horse battery staple", auth.DefaultPasswordParams())
+		phc := mustHashPassword(t, "correct horse battery staple", auth.DefaultPasswordParams())
 		t.Logf("one hash at default params took %v", time.Since(start))
 		if !strings.HasPrefix(phc, "$argon2id$v=19$m=49152,t=3,p=1$") {
 			t.Fatalf("PHC %q lacks the expected prefix", phc)
@@ -73,10 +73,10 @@ func TestHashPassword(t *testing.T) {
 		if got := parsed.String(); got != phc {
 			t.Fatalf("re-encoded %q, want %q", got, phc)
 		}
-		if !mustVerify(t, "correct horse battery staple", phc) {
+		if !mustVerifyPassword(t, "correct horse battery staple", phc) {
 			t.Fatal("correct password did not verify")
 		}
-		if mustVerify(t, "correct horse battery stapler", phc) {
+		if mustVerifyPassword(t, "correct horse battery stapler", phc) {
 			t.Fatal("wrong password verified")
 		}
 	})
@@ -85,7 +85,7 @@ func TestHashPassword(t *testing.T) {
 		salts := map[string]bool{}
 		hashes := map[string]bool{}
 		for i := 0; i < 64; i++ {
-			phc := mustHash(t, "same password", smallParams)
+			phc := mustHashPassword(t, "same password", pwTestParams)
 			p, err := auth.ParsePHC(phc)
 			if err != nil {
 				t.Fatal(err)
@@ -94,7 +94,7 @@ func TestHashPassword(t *testing.T) {
 				t.Fatalf("hash %d repeats an earlier salt or hash: %s", i, phc)
 			}
 			salts[string(p.Salt)], hashes[string(p.Hash)] = true, true
-			if !mustVerify(t, "same password", phc) {
+			if !mustVerifyPassword(t, "same password", phc) {
 				t.Fatalf("hash %d does not verify", i)
 			}
 		}
@@ -102,7 +102,7 @@ func TestHashPassword(t *testing.T) {
 
 	t.Run("ParamsHonoured", func(t *testing.T) {
 		p := auth.PasswordParams{MemoryKiB: 100, Time: 2, Threads: 3, SaltLen: 9, KeyLen: 17}
-		phc := mustHash(t, "pw", p)
+		phc := mustHashPassword(t, "pw", p)
 		parsed, err := auth.ParsePHC(phc)
 		if err != nil {
 			t.Fatal(err)
@@ -110,7 +110,7 @@ func TestHashPassword(t *testing.T) {
 		if parsed.Params != p {
 			t.Fatalf("got %+v, want %+v", parsed.Params, p)
 		}
-		if !mustVerify(t, "pw", phc) {
+		if !mustVerifyPassword(t, "pw", phc) {
 			t.Fatal("did not verify")
 		}
 	})
@@ -141,7 +141,7 @@ func TestHashPassword(t *testing.T) {
 			"Huge":        strings.Repeat("a", 1<<20),
 			"Over4096":    strings.Repeat("ü", 2049), // 4098 bytes
 		} {
-			_, err := auth.HashPassword(pw, smallParams)
+			_, err := auth.HashPassword(pw, pwTestParams)
 			if got, want := store.ErrorCode(err), store.EINVALID; got != want {
 				t.Errorf("%s: code %q (%v), want %q", name, got, err, want)
 			}
@@ -151,10 +151,10 @@ func TestHashPassword(t *testing.T) {
 
 func TestVerifyPassword(t *testing.T) {
 	t.Run("ReferenceVector", func(t *testing.T) {
-		if !mustVerify(t, "password", refVector) {
+		if !mustVerifyPassword(t, "password", argon2RefVector) {
 			t.Fatal("reference vector does not verify")
 		}
-		if mustVerify(t, "Password", refVector) {
+		if mustVerifyPassword(t, "Password", argon2RefVector) {
 			t.Fatal("wrong password verified against the reference vector")
 		}
 	})
@@ -171,32 +171,32 @@ func TestVerifyPassword(t *testing.T) {
 			if tc.a == tc.b {
 				t.Fatalf("%s: test strings are identical", tc.name)
 			}
-			phc := mustHash(t, tc.a, smallParams)
-			if !mustVerify(t, tc.b, phc) {
+			phc := mustHashPassword(t, tc.a, pwTestParams)
+			if !mustVerifyPassword(t, tc.b, phc) {
 				t.Errorf("%s: decomposed form does not verify against precomposed hash", tc.name)
 			}
-			phc = mustHash(t, tc.b, smallParams)
-			if !mustVerify(t, tc.a, phc) {
+			phc = mustHashPassword(t, tc.b, pwTestParams)
+			if !mustVerifyPassword(t, tc.a, phc) {
 				t.Errorf("%s: precomposed form does not verify against decomposed hash", tc.name)
 			}
 		}
 		// Normalisation must not fold distinct passwords together.
-		phc := mustHash(t, "cafe au lait", smallParams)
-		if mustVerify(t, "caf\u00e9 au lait", phc) {
+		phc := mustHashPassword(t, "cafe au lait", pwTestParams)
+		if mustVerifyPassword(t, "caf\u00e9 au lait", phc) {
 			t.Error("accented and unaccented passwords match")
 		}
-		phc = mustHash(t, "Password", smallParams)
-		if mustVerify(t, "password", phc) {
+		phc = mustHashPassword(t, "Password", pwTestParams)
+		if mustVerifyPassword(t, "password", phc) {
 			t.Error("case was folded")
 		}
-		phc = mustHash(t, " password ", smallParams)
-		if mustVerify(t, "password", phc) {
+		phc = mustHashPassword(t, " password ", pwTestParams)
+		if mustVerifyPassword(t, "password", phc) {
 			t.Error("spaces were trimmed")
 		}
 	})
 
 	t.Run("HostilePasswords", func(t *testing.T) {
-		phc := mustHash(t, "pass", smallParams)
+		phc := mustHashPassword(t, "pass", pwTestParams)
 		for name, pw := range map[string]string{
 			"Empty":             "",
 			"NULSuffix":         "pass\x00",
@@ -206,7 +206,7 @@ func TestVerifyPassword(t *testing.T) {
 			"OverlongEncodingP": "\xc1\xb0ass",
 		} {
 			start := time.Now()
-			if mustVerify(t, pw, phc) {
+			if mustVerifyPassword(t, pw, phc) {
 				t.Errorf("%s: verified", name)
 			}
 			if d := time.Since(start); d > time.Second {
@@ -214,22 +214,22 @@ func TestVerifyPassword(t *testing.T) {
 			}
 		}
 		// NUL is an ordinary byte to the hash (policy rejects it at signup).
-		phc = mustHash(t, "pass\x00word", smallParams)
-		if !mustVerify(t, "pass\x00word", phc) || mustVerify(t, "pass", phc) || mustVerify(t, "pass\x00wore", phc) {
+		phc = mustHashPassword(t, "pass\x00word", pwTestParams)
+		if !mustVerifyPassword(t, "pass\x00word", phc) || mustVerifyPassword(t, "pass", phc) || mustVerifyPassword(t, "pass\x00wore", phc) {
 			t.Error("NUL-containing password not compared in full")
 		}
-		phc = mustHash(t, "", smallParams)
-		if !mustVerify(t, "", phc) || mustVerify(t, "\x00", phc) {
+		phc = mustHashPassword(t, "", pwTestParams)
+		if !mustVerifyPassword(t, "", phc) || mustVerifyPassword(t, "\x00", phc) {
 			t.Error("empty password mishandled")
 		}
-		phc = mustHash(t, "🔑 مرور 密码 पासवर्ड", smallParams)
-		if !mustVerify(t, "🔑 مرور 密码 पासवर्ड", phc) {
+		phc = mustHashPassword(t, "🔑 مرور 密码 पासवर्ड", pwTestParams)
+		if !mustVerifyPassword(t, "🔑 مرور 密码 पासवर्ड", phc) {
 			t.Error("Unicode password does not verify")
 		}
 	})
 
 	t.Run("ErrMalformedPHC", func(t *testing.T) {
-		for _, phc := range []string{"", "plaintext", refVector[:len(refVector)-1] + "$", "$2b$10$abcdefghijklmnopqrstuv"} {
+		for _, phc := range []string{"", "plaintext", argon2RefVector[:len(argon2RefVector)-1] + "$", "$2b$10$abcdefghijklmnopqrstuv"} {
 			ok, err := auth.VerifyPassword("password", phc)
 			if ok || !errors.Is(err, auth.ErrPHCInvalid) {
 				t.Errorf("VerifyPassword(%q) = %v, %v; want false, ErrPHCInvalid", phc, ok, err)
@@ -238,7 +238,7 @@ func TestVerifyPassword(t *testing.T) {
 	})
 
 	t.Run("TamperedHashOrSalt", func(t *testing.T) {
-		p, err := auth.ParsePHC(mustHash(t, "password", smallParams))
+		p, err := auth.ParsePHC(mustHashPassword(t, "password", pwTestParams))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,27 +246,27 @@ func TestVerifyPassword(t *testing.T) {
 			q := p
 			q.Hash = append([]byte(nil), p.Hash...)
 			q.Hash[i] ^= 0x80
-			if mustVerify(t, "password", q.String()) {
+			if mustVerifyPassword(t, "password", q.String()) {
 				t.Fatalf("hash with byte %d flipped verified", i)
 			}
 		}
 		q := p
 		q.Salt = append([]byte(nil), p.Salt...)
 		q.Salt[0] ^= 1
-		if mustVerify(t, "password", q.String()) {
+		if mustVerifyPassword(t, "password", q.String()) {
 			t.Fatal("hash with altered salt verified")
 		}
 		q = p
 		q.Params.Time = 2
-		if mustVerify(t, "password", q.String()) {
+		if mustVerifyPassword(t, "password", q.String()) {
 			t.Fatal("hash with altered t verified")
 		}
 	})
 }
 
 func TestNeedsRehash(t *testing.T) {
-	phc := mustHash(t, "pw", smallParams)
-	if auth.NeedsRehash(phc, smallParams) {
+	phc := mustHashPassword(t, "pw", pwTestParams)
+	if auth.NeedsRehash(phc, pwTestParams) {
 		t.Error("NeedsRehash with the same params = true")
 	}
 	for name, p := range map[string]auth.PasswordParams{
@@ -281,7 +281,7 @@ func TestNeedsRehash(t *testing.T) {
 			t.Errorf("%s: NeedsRehash = false", name)
 		}
 	}
-	if !auth.NeedsRehash("garbage", smallParams) {
+	if !auth.NeedsRehash("garbage", pwTestParams) {
 		t.Error("NeedsRehash(garbage) = false")
 	}
 }

@@ -130,8 +130,8 @@ func TestValidatePassword(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		phc := mustHash(t, n, smallParams)
-		if !mustVerify(t, raw, phc) {
+		phc := mustHashPassword(t, n, pwTestParams)
+		if !mustVerifyPassword(t, raw, phc) {
 			t.Fatal("raw input does not verify against the hash of its normalised form")
 		}
 	})
