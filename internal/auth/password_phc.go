@@ -8,8 +8,8 @@ import (
 	"strings"
 )
 
-// ErrPHCInvalid is wrapped by every error ParsePHC returns, and by the errors
-// for parameters outside the bounds below. A stored hash that fails to parse is
+// ErrPHCInvalid is wrapped by every error ParsePHC and PasswordParams.Validate
+// return (malformed strings, parameters out of bounds). A stored hash that fails to parse is
 // a server-side data fault, so these errors are deliberately not
 // *store.Error: they read as EINTERNAL and their detail only reaches the log.
 var ErrPHCInvalid = errors.New("invalid argon2id PHC string")
@@ -88,7 +88,7 @@ func (p PHC) String() string {
 // Versions: only v=19 (Argon2 1.3, 0x13) is accepted. v=16 (Argon2 1.0) and
 // the pre-1.3 form without a v= field are rejected: x/crypto/argon2
 // implements only 1.3, 1.0 computes different hashes, and the reference
-// implementation has defaulted to 1.3 since 2016.
+// implementation produces 1.3 by default.
 //
 // Every error wraps ErrPHCInvalid.
 func ParsePHC(s string) (PHC, error) {
