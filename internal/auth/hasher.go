@@ -34,6 +34,8 @@ type PasswordHasherConfig struct {
 	// MaxConcurrent bounds the hashes computed at once, and with it the
 	// memory they hold (MaxConcurrent × Params.MemoryKiB). Zero means
 	// runtime.GOMAXPROCS(0): one hash per core, since each is CPU-bound.
+	// A stored hash with p > 1 (made elsewhere) runs p goroutines within its
+	// one slot.
 	MaxConcurrent int
 	// MaxQueue bounds the callers waiting for a slot; further callers get
 	// EUNAVAILABLE at once. Zero means 32; a negative value means no one
@@ -55,6 +57,10 @@ type PasswordHasherConfig struct {
 // at most MaxConcurrent hashes run at once, at most MaxQueue callers wait, in
 // arrival order, for at most MaxWait, and everyone else gets a *store.Error
 // with code EUNAVAILABLE and a RetryAfter hint, at once.
+//
+// Memory held by hashing is thus at most MaxConcurrent × MaxVerifyMemoryKiB
+// (512 MiB with the defaults on 2 cores; MaxConcurrent × 48 MiB for hashes
+// made with the default parameters).
 //
 // A hash, once started, runs to completion (about 100 ms at the defaults)
 // even if its caller's context ends, because Argon2 cannot be interrupted and
@@ -236,8 +242,10 @@ func (h *PasswordHasher) acquire(ctx context.Context) error {
 	}
 	t := time.NewTimer(h.maxWait)
 	defer t.Stop()
-	// Blocked senders on a channel are served in arrival order, so the queue
-	// is FIFO, and a newcomer's non-blocking send above cannot overtake it.
+	// Go's runtime hands a freed buffer slot to the longest-blocked sender,
+	// so the queue is FIFO and a newcomer's non-blocking send above cannot
+	// overtake it. The spec does not promise this; TestPasswordHasher_FIFO
+	// checks it.
 	select {
 	case h.slots <- struct{}{}:
 		h.queued.Add(-1)

@@ -8,8 +8,8 @@ import (
 	"strings"
 )
 
-// ErrPHCInvalid is wrapped by every error ParsePHC returns, and by the errors
-// for parameters outside the bounds below. A stored hash that fails to parse is
+// ErrPHCInvalid is wrapped by every error ParsePHC and PasswordParams.Validate
+// return (malformed strings, parameters out of bounds). A stored hash that fails to parse is
 // a server-side data fault, so these errors are deliberately not
 // *store.Error: they read as EINTERNAL and their detail only reaches the log.
 var ErrPHCInvalid = errors.New("invalid argon2id PHC string")
@@ -35,10 +35,10 @@ const (
 	phcPrefix = "$argon2id$v=19$"
 )
 
-// b64 is the PHC string format's Base64: standard alphabet, no padding.
+// phcB64 is the PHC string format's Base64: standard alphabet, no padding.
 // Strict rejects non-zero trailing bits, so every accepted value has exactly
 // one encoding and an accepted string re-encodes to itself.
-var b64 = base64.RawStdEncoding.Strict()
+var phcB64 = base64.RawStdEncoding.Strict()
 
 // PHC is a parsed Argon2id version 19 (0x13) hash in the PHC string format:
 //
@@ -55,7 +55,7 @@ type PHC struct {
 // ParsePHC accepts, ParsePHC(s).String() == s.
 func (p PHC) String() string {
 	var b strings.Builder
-	b.Grow(len(phcPrefix) + 32 + b64.EncodedLen(len(p.Salt)) + b64.EncodedLen(len(p.Hash)))
+	b.Grow(len(phcPrefix) + 32 + phcB64.EncodedLen(len(p.Salt)) + phcB64.EncodedLen(len(p.Hash)))
 	b.WriteString(phcPrefix)
 	b.WriteString("m=")
 	b.WriteString(strconv.FormatUint(uint64(p.Params.MemoryKiB), 10))
@@ -64,9 +64,9 @@ func (p PHC) String() string {
 	b.WriteString(",p=")
 	b.WriteString(strconv.FormatUint(uint64(p.Params.Threads), 10))
 	b.WriteByte('$')
-	b.WriteString(b64.EncodeToString(p.Salt))
+	b.WriteString(phcB64.EncodeToString(p.Salt))
 	b.WriteByte('$')
-	b.WriteString(b64.EncodeToString(p.Hash))
+	b.WriteString(phcB64.EncodeToString(p.Hash))
 	return b.String()
 }
 
@@ -88,7 +88,7 @@ func (p PHC) String() string {
 // Versions: only v=19 (Argon2 1.3, 0x13) is accepted. v=16 (Argon2 1.0) and
 // the pre-1.3 form without a v= field are rejected: x/crypto/argon2
 // implements only 1.3, 1.0 computes different hashes, and the reference
-// implementation has defaulted to 1.3 since 2016.
+// implementation produces 1.3 by default.
 //
 // Every error wraps ErrPHCInvalid.
 func ParsePHC(s string) (PHC, error) {
@@ -196,7 +196,7 @@ func phcBase64(s, name string, minLen, maxLen int) ([]byte, error) {
 			return nil, phcErrorf("%s: byte %d is not in the Base64 alphabet", name, i)
 		}
 	}
-	b, err := b64.DecodeString(s)
+	b, err := phcB64.DecodeString(s)
 	if err != nil {
 		return nil, phcErrorf("%s: %v", name, err)
 	}
