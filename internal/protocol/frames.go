@@ -1,0 +1,105 @@
+package protocol
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Frame types.
+const (
+	// Client to server.
+	TypePing        = "ping"
+	TypeRefresh     = "refresh"
+	TypeSend        = "send"
+	TypeEdit        = "edit"
+	TypeDelete      = "delete"
+	TypeHistory     = "history"
+	TypeResume      = "resume"
+	TypeTyping      = "typing"
+	TypePresence    = "presence"
+	TypeHeartbeat   = "heartbeat"
+	TypeTelemetry   = "telemetry"
+	TypeCommandSend = "command.send"
+
+	// Server to client.
+	TypeWelcome = "welcome"
+	TypePong    = "pong"
+	TypeAck     = "ack"
+	TypeError   = "error"
+	TypeMessage = "message"
+
+	// Server to device (what the seed firmware listens for); a device's own
+	// acknowledgement of a command is an "ack" too.
+	TypeCommand = "command"
+	TypeConfig  = "config"
+	TypeOTA     = "ota"
+)
+
+// Error codes of error frames.
+const (
+	ErrBadFrame     = "bad_frame"    // not JSON, no type, field of the wrong type
+	ErrUnknownType  = "unknown_type" // a type this server does not handle
+	ErrInvalid      = "invalid"      // well-formed but breaks a rule
+	ErrRateLimited  = "rate_limited" // too many frames; slow down
+	ErrForbidden    = "forbidden"    // not allowed for this identity
+	ErrNotFound     = "not_found"    // no such conversation, message, device…
+	ErrUnauthorized = "unauthorized" // e.g. a refresh with a bad token
+	ErrUnavailable  = "unavailable"  // temporarily unable; retry
+	ErrInternal     = "internal"     // the server failed
+	ErrTooLarge     = "too_large"    // a field over its limit
+	ErrConflict     = "conflict"     // e.g. a concurrent change
+	ErrWrongDevice  = "wrong_device" // a heartbeat naming another device
+)
+
+// Limits is what the welcome frame tells a client about its connection.
+type Limits struct {
+	MaxFrameBytes      int     `json:"max_frame_bytes"`
+	MessagesPerSecond  float64 `json:"messages_per_second"`
+	Burst              int     `json:"burst"`
+	MaxMessageBodyRune int     `json:"max_body_chars,omitempty"`
+}
+
+// Identity is who a connection belongs to, as the client sees it.
+type Identity struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Kind string `json:"kind"` // "person", "bot" or "device"
+}
+
+// Welcome is the first frame on every connection.
+type Welcome struct {
+	Type              string    `json:"type"`
+	Protocol          string    `json:"protocol"`
+	Session           string    `json:"session"`
+	Identity          Identity  `json:"identity"`
+	ServerTime        time.Time `json:"server_time"`
+	HeartbeatInterval int       `json:"heartbeat_interval"` // seconds: devices send heartbeats this often
+	PingInterval      int       `json:"ping_interval"`      // seconds: the server pings this often
+	IdleTimeout       int       `json:"idle_timeout"`       // seconds of silence before the server closes
+	TokenExpiresAt    time.Time `json:"token_expires_at,omitzero"`
+	Limits            Limits    `json:"limits"`
+}
+
+// ErrorFrame answers a frame that failed.
+type ErrorFrame struct {
+	Type       string `json:"type"`
+	ID         string `json:"id,omitempty"`
+	Code       string `json:"code"`
+	Message    string `json:"message"`
+	RetryAfter int    `json:"retry_after,omitempty"` // seconds
+}
+
+// NewError builds an error frame.
+func NewError(id, code, message string) ErrorFrame {
+	return ErrorFrame{Type: TypeError, ID: id, Code: code, Message: message}
+}
+
+// Marshal encodes a server frame. Server frames are our own structs, so an
+// encoding failure is a programming error.
+func Marshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("protocol: cannot encode " + err.Error())
+	}
+	return b
+}
