@@ -77,6 +77,9 @@ type Service struct {
 	RefreshTTL time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// OnRevoke, if set, is called when every session of a user ends
+	// (disabled, password reset), so live connections can be closed.
+	OnRevoke func(userID string)
 
 	ipLogins, nameLogins, registrations *ratelimit.Keyed
 
@@ -442,10 +445,22 @@ func (s *Service) Logout(ctx context.Context, u *store.User, refreshToken string
 // Authenticate verifies an access token and returns its user, who must
 // still exist and be enabled.
 func (s *Service) Authenticate(ctx context.Context, accessToken string) (*store.User, error) {
+	u, _, err := s.AuthenticateClaims(ctx, accessToken)
+	return u, err
+}
+
+// AuthenticateClaims is Authenticate that also returns the token's claims
+// (the gateway needs the expiry).
+func (s *Service) AuthenticateClaims(ctx context.Context, accessToken string) (*store.User, *Claims, error) {
 	claims, err := s.tokens.Verify(accessToken)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	u, err := s.userFor(ctx, claims)
+	return u, claims, err
+}
+
+func (s *Service) userFor(ctx context.Context, claims *Claims) (*store.User, error) {
 	u, err := s.store.UserByID(ctx, claims.Subject)
 	if store.ErrorCode(err) == store.ENOTFOUND {
 		return nil, store.Errorf(store.EUNAUTHORIZED, "Invalid or expired token.")
@@ -539,6 +554,9 @@ func (s *Service) SetDisabled(ctx context.Context, actor *store.User, userID str
 		action = store.AuditUserDisabled
 		if _, err := s.store.RevokeUserTokens(ctx, u.ID); err != nil {
 			return nil, fmt.Errorf("revoke sessions: %w", err)
+		}
+		if s.OnRevoke != nil {
+			s.OnRevoke(u.ID)
 		}
 	}
 	e := store.AuditEvent{Action: action, Target: u.ID, IP: req.IP}
