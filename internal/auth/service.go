@@ -179,11 +179,12 @@ func (s *Service) newSession(ctx context.Context, u *store.User) (*Session, erro
 }
 
 func (s *Service) sessionWith(u *store.User, refresh string) (*Session, error) {
-	access, expires, err := s.tokens.Issue(u)
+	access, _, err := s.tokens.Issue(u)
 	if err != nil {
 		return nil, err
 	}
-	return &Session{AccessToken: access, TokenType: "Bearer", ExpiresIn: int(expires.Sub(s.now()).Round(time.Second) / time.Second),
+	// expires_in is the token's lifetime, as in OAuth 2.0 (RFC 6749 §5.1).
+	return &Session{AccessToken: access, TokenType: "Bearer", ExpiresIn: int(s.tokens.Lifetime() / time.Second),
 		RefreshToken: refresh, User: u}, nil
 }
 
