@@ -81,6 +81,7 @@ type parser struct {
 	ctl []byte
 
 	frames uint64         // complete frames decoded, for idle accounting
+	units  uint64         // complete messages, and control frames outside one
 	err    *protocolError // sticky
 	closed bool           // a close frame was received
 }
@@ -320,6 +321,9 @@ func (p *parser) appendMsg(chunk []byte) {
 func (p *parser) completeFrame(direct []byte, sink parserSink) {
 	p.inFrame = false
 	p.frames++
+	if p.frameOp.isControl() && p.msgOp == 0 {
+		p.units++
+	}
 	switch p.frameOp {
 	case OpPing:
 		sink.onPing(direct)
@@ -348,6 +352,7 @@ func (p *parser) completeFrame(direct []byte, sink parserSink) {
 		return
 	}
 	p.msg, p.msgOp, p.msgLen = nil, 0, 0
+	p.units++
 	if payload == nil {
 		payload = []byte{}
 	}
