@@ -1,0 +1,425 @@
+package ws
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Config holds an Engine's limits and timers. The zero value of every field
+// means the documented default; for the three timers that can be turned
+// off, a negative value does that.
+type Config struct {
+	// MaxMessageSize is the largest data message accepted, after
+	// reassembly; a bigger one fails the connection with 1009 before its
+	// payload is buffered. Zero means 64 KiB.
+	MaxMessageSize int64
+	// MaxQueueBytes bounds the outbound bytes queued (and being written)
+	// per connection. Zero means 1 MiB.
+	MaxQueueBytes int
+	// MaxQueueMessages bounds the outbound messages queued (and being
+	// written) per connection. Zero means 1024.
+	MaxQueueMessages int
+	// WriteTimeout is the deadline for each write to the socket (one batch
+	// of frames); a peer that does not read fails the write and the
+	// connection closes with ErrWrite. Zero means 10 s.
+	WriteTimeout time.Duration
+	// PingInterval is how often the Engine pings each connection (each at
+	// its own phase, so pings are spread over the interval). Zero means
+	// 25 s; negative disables pings.
+	PingInterval time.Duration
+	// IdleTimeout closes a connection (ErrIdleTimeout, no close frame)
+	// when no frame of any kind, pongs included, arrived within it. It
+	// should exceed PingInterval plus a round trip. Zero means 60 s;
+	// negative disables it.
+	IdleTimeout time.Duration
+	// ReadTimeout bounds how long a message (all its fragments) or a
+	// control frame may take to arrive once its first byte did; past it
+	// the connection is closed with 1008 (ErrReadTimeout). Zero means
+	// 20 s; negative disables it.
+	ReadTimeout time.Duration
+	// CloseTimeout is how long to wait, after our close frame was
+	// written, for the peer's close frame or EOF before closing the socket
+	// anyway. Zero means 3 s.
+	CloseTimeout time.Duration
+
+	// blockingReads makes every connection use the portable reader
+	// goroutine (tests run both paths on Linux).
+	blockingReads bool
+}
+
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = 64 << 10
+	}
+	if c.MaxQueueBytes <= 0 {
+		c.MaxQueueBytes = 1 << 20
+	}
+	if c.MaxQueueMessages <= 0 {
+		c.MaxQueueMessages = 1024
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	def(&c.PingInterval, 25*time.Second)
+	def(&c.IdleTimeout, 60*time.Second)
+	def(&c.ReadTimeout, 20*time.Second)
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = 3 * time.Second
+	}
+	return c
+}
+
+// sweepTick returns how often the sweeper runs: a quarter of the shortest
+// timer, between 1 ms and 1 s.
+func (c Config) sweepTick() time.Duration {
+	tick := time.Second
+	for _, d := range []time.Duration{c.PingInterval, c.IdleTimeout, c.ReadTimeout, c.CloseTimeout} {
+		if d > 0 && d/4 < tick {
+			tick = d / 4
+		}
+	}
+	return max(tick, time.Millisecond)
+}
+
+// numShards is the number of registry shards; connection IDs spread evenly.
+const numShards = 32
+
+type connShard struct {
+	mu    sync.Mutex
+	conns map[uint64]*Conn
+}
+
+// Engine serves WebSocket connections after the upgrade. On Linux it reads
+// them with its own epoll instance and short-lived goroutines, so an idle
+// connection has no goroutine and no buffer; elsewhere (or for a connection
+// without a file descriptor) each connection gets a reader goroutine. One
+// sweeper goroutine sends keepalive pings and enforces the timeouts.
+//
+// An Engine's methods are safe for concurrent use.
+type Engine struct {
+	cfg    Config // static after NewEngine
+	log    *slog.Logger
+	poller *poller // nil without epoll
+
+	nextID atomic.Uint64
+	count  atomic.Int64
+	shards [numShards]connShard
+
+	// wg counts every goroutine the Engine starts: poller, sweeper,
+	// readers and writers.
+	wg sync.WaitGroup
+
+	closeMu sync.RWMutex // held for reading while a connection is registered
+	closed  bool         // guarded by closeMu
+	stop    chan struct{}
+}
+
+// NewEngine starts an Engine: its poller (on Linux) and its sweeper. The
+// logger may be nil (slog.Default is used). Call Close to stop it.
+func NewEngine(cfg Config, log *slog.Logger) (*Engine, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	e := &Engine{cfg: cfg.withDefaults(), log: log, stop: make(chan struct{})}
+	for i := range e.shards {
+		e.shards[i].conns = make(map[uint64]*Conn)
+	}
+	if pollSupported && !cfg.blockingReads {
+		p, err := newPoller()
+		if err != nil {
+			return nil, err
+		}
+		e.poller = p
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			if err := p.run(e.dispatch); err != nil {
+				// Nothing is read any more: make that loud.
+				e.log.Error("ws: poller stopped", "err", err)
+			}
+		}()
+	}
+	e.wg.Add(1)
+	go e.sweep()
+	return e, nil
+}
+
+// Serve takes over a connection that completed the opening handshake (see
+// Upgrade) and starts serving it with h; value is returned by Conn.Value.
+// buffered holds bytes already read past the handshake; Serve owns it
+// afterwards (it is unmasked in place).
+//
+// netConn may be a *net.TCPConn (or any connection with a file descriptor),
+// a connection accepted through WrapListener, or a *tls.Conn over one: these
+// are read through epoll. Other connections, including a *tls.Conn over a
+// listener not wrapped by WrapListener, get a reader goroutine each.
+//
+// Serve does not call h itself: OnOpen runs on an Engine goroutine, possibly
+// before Serve returns. On error Serve closes netConn.
+func (e *Engine) Serve(netConn net.Conn, buffered []byte, h Handler, value any) (*Conn, error) {
+	now := time.Now().UnixNano()
+	c := &Conn{
+		engine:      e,
+		handler:     h,
+		value:       value,
+		conn:        netConn,
+		sock:        netConn,
+		writeTo:     netConn,
+		mode:        readBlocking,
+		connectedAt: now,
+		buffered:    buffered,
+		parser:      newParser(e.cfg.MaxMessageSize),
+	}
+	c.lastFrameAt.Store(now)
+	if err := c.classify(e.poller != nil); err != nil {
+		netConn.Close()
+		return nil, err
+	}
+	// A past read deadline would stop raw reads; net/http may leave one.
+	if err := c.sock.SetReadDeadline(time.Time{}); err != nil {
+		netConn.Close()
+		return nil, fmt.Errorf("ws: clear read deadline: %w", err)
+	}
+
+	e.closeMu.RLock()
+	defer e.closeMu.RUnlock()
+	if e.closed {
+		netConn.Close()
+		return nil, ErrEngineClosed
+	}
+	c.id = e.nextID.Add(1)
+	if c.mode != readBlocking {
+		if err := e.poller.add(c.rc, c.id); err != nil {
+			netConn.Close()
+			return nil, err
+		}
+		if c.pc != nil {
+			c.pc.nonblocking.Store(true)
+		}
+	}
+	if p := e.cfg.PingInterval; p > 0 {
+		c.nextPingAt = now + int64(p/2) + rand.Int64N(int64(p/2)+1)
+	}
+	// The first reader goroutine holds the read token from the start, so
+	// that OnOpen comes first and nothing can tear down before it.
+	c.state.Store(stReadHeld)
+	e.register(c)
+	e.wg.Add(1)
+	if c.mode == readBlocking {
+		go c.serveBlocking()
+	} else {
+		go c.serveReads()
+	}
+	return c, nil
+}
+
+// classify picks the read mode for the connection and finds the socket
+// under it.
+func (c *Conn) classify(canPoll bool) error {
+	switch nc := c.conn.(type) {
+	case *tls.Conn:
+		c.tlsConn = nc
+		c.sock = nc.NetConn()
+		if pc, ok := c.sock.(*pollConn); ok && canPoll {
+			c.pc, c.rc, c.mode = pc, pc.rc, readTLS
+		}
+	case *pollConn:
+		c.writeTo = nc.Conn // a *net.TCPConn does writev; the wrapper would not
+		if canPoll {
+			c.pc, c.rc, c.mode = nc, nc.rc, readRawFD
+		}
+	case syscall.Conn:
+		if canPoll {
+			rc, err := nc.SyscallConn()
+			if err != nil {
+				return fmt.Errorf("ws: syscall conn: %w", err)
+			}
+			c.rc, c.mode = rc, readRawFD
+		}
+	}
+	return nil
+}
+
+// dispatch runs on the poller goroutine for each readable connection.
+func (e *Engine) dispatch(id uint64) {
+	c := e.lookup(id)
+	if c == nil || !c.tryAcquireRead() {
+		return // closed meanwhile
+	}
+	e.wg.Add(1)
+	go c.serveReads()
+}
+
+func (e *Engine) shard(id uint64) *connShard { return &e.shards[id%numShards] }
+
+func (e *Engine) register(c *Conn) {
+	s := e.shard(c.id)
+	s.mu.Lock()
+	s.conns[c.id] = c
+	s.mu.Unlock()
+	e.count.Add(1)
+}
+
+func (e *Engine) unregister(c *Conn) {
+	s := e.shard(c.id)
+	s.mu.Lock()
+	_, ok := s.conns[c.id]
+	delete(s.conns, c.id)
+	s.mu.Unlock()
+	if ok {
+		e.count.Add(-1)
+	}
+}
+
+func (e *Engine) lookup(id uint64) *Conn {
+	s := e.shard(id)
+	s.mu.Lock()
+	c := s.conns[id]
+	s.mu.Unlock()
+	return c
+}
+
+// snapshot appends every live connection to dst.
+func (e *Engine) snapshot(dst []*Conn) []*Conn {
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.Lock()
+		for _, c := range s.conns {
+			dst = append(dst, c)
+		}
+		s.mu.Unlock()
+	}
+	return dst
+}
+
+// Len returns the number of live connections.
+func (e *Engine) Len() int { return int(e.count.Load()) }
+
+// Range calls fn for each live connection until fn returns false. It works
+// on a snapshot taken without holding locks during the calls, so fn may
+// call any Conn or Engine method; connections opened meanwhile may be
+// missed.
+func (e *Engine) Range(fn func(c *Conn) bool) {
+	for _, c := range e.snapshot(nil) {
+		if !fn(c) {
+			return
+		}
+	}
+}
+
+// sweep is the Engine's one timer goroutine: every tick it visits every
+// connection to send due pings and enforce IdleTimeout, ReadTimeout and
+// CloseTimeout.
+func (e *Engine) sweep() {
+	defer e.wg.Done()
+	ticker := time.NewTicker(e.cfg.sweepTick())
+	defer ticker.Stop()
+	var conns []*Conn
+	for {
+		select {
+		case <-e.stop:
+			return
+		case t := <-ticker.C:
+			now := t.UnixNano()
+			conns = e.snapshot(conns[:0])
+			for _, c := range conns {
+				e.check(c, now)
+			}
+			clear(conns)
+		}
+	}
+}
+
+func (e *Engine) check(c *Conn, now int64) {
+	cfg := &e.cfg
+	if c.state.Load()&stFinalized != 0 {
+		return
+	}
+	if sent := c.closeSentAt.Load(); sent != 0 {
+		if now-sent > int64(cfg.CloseTimeout) {
+			c.requestFinalize(nil) // the reason was recorded when the close began
+		}
+		return
+	}
+	if cfg.IdleTimeout > 0 && now-c.lastFrameAt.Load() > int64(cfg.IdleTimeout) {
+		c.requestFinalize(&CloseError{Code: CloseAbnormal, Err: ErrIdleTimeout})
+		return
+	}
+	if since := c.partialSince.Load(); cfg.ReadTimeout > 0 && since != 0 && now-since > int64(cfg.ReadTimeout) && !c.closing.Load() {
+		c.initiateClose(&CloseError{Code: ClosePolicyViolation, Reason: "read timeout", Err: ErrReadTimeout})
+		return
+	}
+	if cfg.PingInterval > 0 && now >= c.nextPingAt {
+		c.queuePing()
+		c.nextPingAt += int64(cfg.PingInterval)
+		if c.nextPingAt <= now { // the sweeper fell behind: don't burst
+			c.nextPingAt = now + int64(cfg.PingInterval)
+		}
+	}
+}
+
+// Shutdown starts the closing handshake on every connection with code and
+// reason (see Conn.CloseWith) and waits until all are closed or ctx is done,
+// returning ctx.Err() in that case. It does not stop the Engine or refuse new
+// connections: stop accepting first, and call Close afterwards.
+func (e *Engine) Shutdown(ctx context.Context, code int, reason string) error {
+	e.Range(func(c *Conn) bool {
+		_ = c.CloseWith(code, reason)
+		return true
+	})
+	ticker := time.NewTicker(10 * time.Millisecond)
+	defer ticker.Stop()
+	for e.Len() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ws: shutdown with %d connections left: %w", e.Len(), ctx.Err())
+		case <-ticker.C:
+		}
+	}
+	return nil
+}
+
+// Close stops the Engine: it refuses new connections, closes every live
+// connection at once (no close frame; OnClose gets ErrEngineClosed, and may
+// run in the caller's goroutine), stops the poller and the sweeper, and waits
+// for every Engine goroutine to return, handler calls in progress included.
+// Use Shutdown first for a graceful close. Calling Close again does nothing.
+func (e *Engine) Close() error {
+	e.closeMu.Lock()
+	if e.closed {
+		e.closeMu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.closeMu.Unlock()
+
+	close(e.stop)
+	for _, c := range e.snapshot(nil) {
+		c.requestFinalize(&CloseError{Code: CloseAbnormal, Err: ErrEngineClosed})
+	}
+	if e.poller != nil {
+		e.poller.wake()
+	}
+	e.wg.Wait()
+	if e.poller != nil {
+		e.poller.close()
+	}
+	if n := e.Len(); n != 0 {
+		return errors.New("ws: connections left after Close") // a bug, not a runtime condition
+	}
+	return nil
+}

@@ -1,0 +1,155 @@
+package ws
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// pingFrame is the keepalive ping: empty payload, shared by every
+// connection.
+var pingFrame = []byte{0x80 | byte(OpPing), 0}
+
+// writeBufferSize is the size of the buffer frames are copied into under
+// TLS: one full TLS record.
+const writeBufferSize = 16 << 10
+
+var writeBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, writeBufferSize)
+	return &b
+}}
+
+// writeLoop is the connection's writer. It exists only while there is
+// something to write: it takes everything queued as one batch (pong and
+// ping first), writes it with a deadline, and exits when the queue is empty,
+// so an idle connection holds neither a goroutine nor a buffer. After
+// writing our close frame it exits for good.
+func (c *Conn) writeLoop() {
+	defer c.engine.wg.Done()
+	var batch net.Buffers
+	for {
+		c.mu.Lock()
+		if c.finalized {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		batch = batch[:0]
+		if c.pong != nil {
+			batch = append(batch, c.pong)
+			c.pong = nil
+		}
+		if c.pingDue {
+			batch = append(batch, pingFrame)
+			c.pingDue = false
+		}
+		control := len(batch)
+		batch = append(batch, c.queue...)
+		dataMsgs := len(c.queue)
+		clear(c.queue)
+		c.queue = c.queue[:0]
+		closing := c.closeFrame != nil
+		if closing {
+			batch = append(batch, c.closeFrame)
+			c.closeFrame = nil
+		}
+		if len(batch) == 0 {
+			c.writing = false
+			c.queue = nil // an idle connection keeps no queue array
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+
+		var dataBytes int64
+		for _, f := range batch[control : control+dataMsgs] {
+			dataBytes += int64(len(f))
+		}
+		err := c.writeBatch(batch)
+		clear(batch[:cap(batch)])
+		c.queuedBytes.Add(-dataBytes)
+		c.queuedMsgs.Add(-int64(dataMsgs))
+		if err != nil {
+			c.requestFinalize(&CloseError{Code: CloseAbnormal, Err: fmt.Errorf("%w: %w", ErrWrite, err)})
+			c.stopWriting()
+			return
+		}
+		c.msgsOut.Add(uint64(dataMsgs))
+		if closing {
+			c.stopWriting()
+			c.closeFrameWritten()
+			return
+		}
+	}
+}
+
+func (c *Conn) stopWriting() {
+	c.mu.Lock()
+	c.writing = false
+	c.queue = nil
+	c.mu.Unlock()
+}
+
+// writeBatch writes frames with one deadline for the batch: writev for a
+// plain socket, one buffer per TLS record's worth of frames under TLS (a
+// tls.Conn would make a record, and a syscall, of every Write).
+func (c *Conn) writeBatch(batch net.Buffers) error {
+	if err := c.conn.SetWriteDeadline(time.Now().Add(c.engine.cfg.WriteTimeout)); err != nil {
+		return err
+	}
+	if c.tlsConn == nil {
+		n, err := batch.WriteTo(c.writeTo)
+		c.bytesOut.Add(uint64(n))
+		return err
+	}
+	bp := writeBuffers.Get().(*[]byte)
+	defer writeBuffers.Put(bp)
+	buf := (*bp)[:0]
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		n, err := c.conn.Write(buf)
+		c.bytesOut.Add(uint64(n))
+		buf = buf[:0]
+		return err
+	}
+	for _, f := range batch {
+		if len(buf)+len(f) > cap(buf) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if len(f) >= cap(buf) {
+			n, err := c.conn.Write(f)
+			c.bytesOut.Add(uint64(n))
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		buf = append(buf, f...)
+	}
+	return flush()
+}
+
+// closeFrameWritten runs after our close frame went out. If the peer's close
+// frame already arrived the handshake is complete; otherwise half-close the
+// socket, so that a peer waiting for the server to close TCP first (RFC 6455
+// §7.1.1) sees EOF after our close frame, and wait (the reader finalizes on
+// the peer's close frame or EOF, the sweeper after Config.CloseTimeout).
+func (c *Conn) closeFrameWritten() {
+	c.closeSentAt.Store(time.Now().UnixNano())
+	c.mu.Lock()
+	c.closeWritten = true
+	peerClosed := c.peerClosed
+	c.mu.Unlock()
+	if peerClosed {
+		c.requestFinalize(nil)
+		return
+	}
+	if cw, ok := c.sock.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}
