@@ -1,0 +1,268 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra/internal/ratelimit"
+	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/internal/ws"
+)
+
+// Client is one live connection's state. It implements hub.Client.
+type Client struct {
+	// Static after the handshake.
+	gw        *Gateway
+	conn      *ws.Conn // set in OnOpen
+	ident     Identity
+	ip        string
+	userAgent string
+	session   string
+
+	// Owned by the connection's reader (frames are handled one at a time).
+	limiter ratelimit.Bucket
+	abuse   ratelimit.Bucket
+
+	mu      sync.Mutex
+	expires time.Time   // guarded by mu; when the credential expires
+	expiry  *time.Timer // guarded by mu; closes the connection at expires
+	values  map[string]any
+}
+
+func randomSuffix() string {
+	b := make([]byte, 5)
+	rand.Read(b)
+	return strings.ToLower(base32.StdEncoding.EncodeToString(b))
+}
+
+// ConnID implements hub.Client.
+func (c *Client) ConnID() uint64 { return c.conn.ID() }
+
+// Identity implements hub.Client: the ID of the user, bot or device.
+func (c *Client) Identity() string { return c.ident.ID }
+
+// Ident returns the connection's full identity.
+func (c *Client) Ident() Identity { return c.ident }
+
+// Session returns the connection's session id (shown in welcome).
+func (c *Client) Session() string { return c.session }
+
+// RemoteIP returns the client's address.
+func (c *Client) RemoteIP() string { return c.ip }
+
+// Send implements hub.Client.
+func (c *Client) Send(m *ws.PreparedMessage) error { return c.conn.SendPrepared(m) }
+
+// SendJSON encodes v and queues it for this connection only.
+func (c *Client) SendJSON(v any) error { return c.conn.SendText(protocol.Marshal(v)) }
+
+// Close implements hub.Client: it starts closing with code and its
+// standard reason, without blocking.
+func (c *Client) Close(code int) { c.conn.CloseWith(code, protocol.CloseReason(code)) }
+
+// SetValue stores per-connection state for other packages (e.g. the
+// conversations a chat connection follows). Safe for concurrent use.
+func (c *Client) SetValue(key string, v any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.values == nil {
+		c.values = make(map[string]any, 1)
+	}
+	c.values[key] = v
+}
+
+// Value returns what SetValue stored under key, or nil.
+func (c *Client) Value(key string) any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.values[key]
+}
+
+// Reply sends an error frame for err answering id. Application errors keep
+// their message; others are logged and reported as internal errors.
+func (c *Client) replyError(id string, err error) {
+	code := store.ErrorCode(err)
+	frame := protocol.NewError(id, errorCodeOf(code), store.ErrorMessage(err))
+	if code == store.EINTERNAL {
+		c.gw.log.Error("frame handler failed", "session", c.session, "err", err)
+	}
+	if ra := store.RetryAfter(err); ra > 0 {
+		frame.RetryAfter = int(ra)
+	}
+	c.SendJSON(frame)
+}
+
+func errorCodeOf(storeCode string) string {
+	switch storeCode {
+	case store.EINVALID:
+		return protocol.ErrInvalid
+	case store.EFORBIDDEN:
+		return protocol.ErrForbidden
+	case store.ENOTFOUND:
+		return protocol.ErrNotFound
+	case store.EUNAUTHORIZED:
+		return protocol.ErrUnauthorized
+	case store.ERATELIMIT:
+		return protocol.ErrRateLimited
+	case store.EUNAVAILABLE:
+		return protocol.ErrUnavailable
+	case store.ETOOLARGE:
+		return protocol.ErrTooLarge
+	case store.ECONFLICT:
+		return protocol.ErrConflict
+	}
+	return protocol.ErrInternal
+}
+
+// setExpiry arms the timer that closes the connection when its credential
+// expires; a refresh moves it.
+func (c *Client) setExpiry(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expires = t
+	if t.IsZero() {
+		return
+	}
+	d := time.Until(t)
+	if c.expiry == nil {
+		c.expiry = time.AfterFunc(d, func() { c.Close(protocol.CloseTokenExpired) })
+		return
+	}
+	c.expiry.Reset(d)
+}
+
+func (c *Client) stopExpiry() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+}
+
+// connHandler adapts the gateway to the transport's events.
+type connHandler struct{ g *Gateway }
+
+func (h connHandler) OnOpen(wc *ws.Conn) {
+	g := h.g
+	c := wc.Value().(*Client)
+	c.conn = wc
+	g.hub.Add(c)
+	c.setExpiry(c.ident.ExpiresAt)
+	tc := g.engine.Config()
+	c.SendJSON(protocol.Welcome{
+		Type:              protocol.TypeWelcome,
+		Protocol:          protocol.Subprotocol,
+		Session:           c.session,
+		Identity:          protocol.Identity{ID: c.ident.ID, Name: c.ident.Name, Kind: c.ident.Kind},
+		ServerTime:        time.Now().UTC(),
+		HeartbeatInterval: int(g.cfg.HeartbeatInterval / time.Second),
+		PingInterval:      int(tc.PingInterval / time.Second),
+		IdleTimeout:       int(tc.IdleTimeout / time.Second),
+		TokenExpiresAt:    c.ident.ExpiresAt,
+		Limits: protocol.Limits{
+			MaxFrameBytes:     int(tc.MaxMessageSize),
+			MessagesPerSecond: float64(time.Second) / float64(g.cfg.MessageRate.Every),
+			Burst:             g.cfg.MessageRate.Burst,
+		},
+	})
+	for _, f := range g.onConnect {
+		f(c)
+	}
+}
+
+func (h connHandler) OnMessage(wc *ws.Conn, text bool, data []byte) {
+	g := h.g
+	c := wc.Value().(*Client)
+	g.metrics.framesIn.Inc()
+	now := time.Now()
+	if ok, retry := c.limiter.Allow(now, 1); !ok {
+		g.metrics.rateLimited.Inc()
+		if ok, _ := c.abuse.Allow(now, 1); !ok {
+			c.Close(protocol.CloseRateLimited)
+			return
+		}
+		frame := protocol.NewError("", protocol.ErrRateLimited, "Too many frames; slow down.")
+		frame.RetryAfter = max(1, int((retry+time.Second-1)/time.Second))
+		c.SendJSON(frame)
+		return
+	}
+	e, err := protocol.Decode(data)
+	if err != nil {
+		g.metrics.badFrames.Inc()
+		c.SendJSON(protocol.NewError("", protocol.ErrBadFrame, err.Error()))
+		return
+	}
+	handler, ok := g.handlers[e.Type]
+	if !ok {
+		c.SendJSON(protocol.NewError(e.ID, protocol.ErrUnknownType, "Unknown frame type "+quote(e.Type)+"."))
+		return
+	}
+	ctx, cancel := context.WithTimeout(g.ctx, 30*time.Second)
+	defer cancel()
+	if err := handler(ctx, c, e); err != nil {
+		c.replyError(e.ID, err)
+	}
+}
+
+func quote(s string) string { return "\"" + strings.ToValidUTF8(s, "?") + "\"" }
+
+func (h connHandler) OnClose(wc *ws.Conn, err error) {
+	g := h.g
+	c, _ := wc.Value().(*Client)
+	if c == nil {
+		return
+	}
+	c.stopExpiry()
+	if c.conn != nil { // OnOpen ran
+		g.hub.Remove(c)
+		for _, f := range g.onDisconnect {
+			f(c)
+		}
+	}
+	g.admit.release(c.ip, c.ident.ID)
+	var ce *ws.CloseError
+	if errors.As(err, &ce) && errors.Is(ce.Err, ws.ErrIdleTimeout) {
+		g.metrics.pingTimeouts.Inc()
+	}
+	st := wc.Stats()
+	g.metrics.bytesIn.Add(float64(st.BytesIn))
+	g.metrics.bytesOut.Add(float64(st.BytesOut))
+	g.metrics.framesOut.Add(float64(st.MessagesOut))
+}
+
+func handlePing(ctx context.Context, c *Client, e *protocol.Envelope) error {
+	return c.SendJSON(struct {
+		Type string `json:"type"`
+		ID   string `json:"id,omitempty"`
+	}{protocol.TypePong, e.ID})
+}
+
+// handleRefresh replaces the connection's access token before it expires.
+// The new token must belong to the same identity.
+func (g *Gateway) handleRefresh(ctx context.Context, c *Client, e *protocol.Envelope) error {
+	if c.ident.Kind == KindDevice {
+		return store.Errorf(store.EINVALID, "Devices authenticate with keys; there is nothing to refresh.")
+	}
+	if e.Token == "" || g.tokenAuth == nil {
+		return store.Errorf(store.EINVALID, "A refresh needs a token.")
+	}
+	ident, err := g.tokenAuth(ctx, e.Token)
+	if err != nil {
+		return err
+	}
+	if ident.ID != c.ident.ID {
+		return store.Errorf(store.EFORBIDDEN, "The token belongs to someone else.")
+	}
+	c.setExpiry(ident.ExpiresAt)
+	return c.SendJSON(struct {
+		Type      string    `json:"type"`
+		ID        string    `json:"id,omitempty"`
+		ExpiresAt time.Time `json:"token_expires_at"`
+	}{protocol.TypeAck, e.ID, ident.ExpiresAt})
+}

@@ -1,0 +1,377 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/unhidra/unhidra/internal/api"
+	"github.com/unhidra/unhidra/internal/hub"
+	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra/internal/ratelimit"
+	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/internal/ws"
+)
+
+// Identity is who a connection authenticated as.
+type Identity struct {
+	Kind    string // KindPerson, KindBot or KindDevice
+	ID      string
+	Name    string
+	Admin   bool
+	OwnerID string // devices: the owning user
+	// ExpiresAt is when the credential expires; the connection must send a
+	// fresh token before then or be closed with CloseTokenExpired. Zero
+	// means never (device keys).
+	ExpiresAt time.Time
+}
+
+// Authenticator checks a credential from the handshake. It returns an
+// error with store code EUNAUTHORIZED for bad credentials; anything else is
+// a failure on our side.
+type Authenticator func(ctx context.Context, credential string) (Identity, error)
+
+// Config configures a Gateway. Zero fields get the documented defaults.
+type Config struct {
+	Transport ws.Config
+	Admission AdmissionLimits
+	// AllowedOrigins lists the browser origins (scheme://host[:port]) that
+	// may connect; empty means only the server's own origin. "*" allows any.
+	AllowedOrigins []string
+	// MessageRate bounds client frames per connection. Default 20/s, burst 40.
+	MessageRate ratelimit.Limit
+	// AbuseTolerance is how many refused frames (refilling one per second)
+	// a client may send before it is disconnected. Default 10.
+	AbuseTolerance int
+	// HeartbeatInterval is what devices are told to use. Default 60 s.
+	HeartbeatInterval time.Duration
+	// DrainWindow spreads the closing of connections on shutdown, so that
+	// clients do not all reconnect in the same second. Default 10 s.
+	DrainWindow time.Duration
+}
+
+// FrameHandler handles one client frame type. It runs on the connection's
+// reader (frames of one connection are handled in order). A returned error
+// becomes an error frame answering e.ID: application errors keep their code
+// and message, anything else is logged and reported as "internal".
+type FrameHandler func(ctx context.Context, c *Client, e *protocol.Envelope) error
+
+// Gateway serves GET /ws.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	engine  *ws.Engine
+	hub     *hub.Hub
+	admit   *admission
+	metrics *Metrics
+
+	// Static after Start.
+	tokenAuth, keyAuth Authenticator
+	handlers           map[string]FrameHandler
+	onConnect          []func(c *Client)
+	onDisconnect       []func(c *Client)
+
+	ctx      context.Context // cancelled by Close; parent of handler contexts
+	cancel   context.CancelFunc
+	draining atomic.Bool
+	nextSess atomic.Uint64
+	started  sync.Once
+}
+
+// New returns a gateway using the hub for routing. Register handlers and
+// hooks, then mount it.
+func New(cfg Config, h *hub.Hub, log *slog.Logger) (*Gateway, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MessageRate == (ratelimit.Limit{}) {
+		cfg.MessageRate = ratelimit.Limit{Burst: 40, Every: 50 * time.Millisecond}
+	}
+	if cfg.AbuseTolerance <= 0 {
+		cfg.AbuseTolerance = 10
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 60 * time.Second
+	}
+	if cfg.DrainWindow <= 0 {
+		cfg.DrainWindow = 10 * time.Second
+	}
+	eng, err := ws.NewEngine(cfg.Transport, log)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &Gateway{
+		cfg: cfg, log: log, engine: eng, hub: h, admit: newAdmission(cfg.Admission),
+		metrics: newMetrics(), handlers: make(map[string]FrameHandler), ctx: ctx, cancel: cancel,
+	}
+	g.metrics.connsFunc = g.countByKind
+	h.OnOverflow = func(hub.Client) { g.metrics.overflows.Inc() }
+	g.Handle(protocol.TypePing, handlePing)
+	g.Handle(protocol.TypeRefresh, g.handleRefresh)
+	return g, nil
+}
+
+// SetAuthenticators installs the credential checks: tokens for people and
+// bots, keys for devices (nil refuses devices). Call before serving.
+func (g *Gateway) SetAuthenticators(token, key Authenticator) { g.tokenAuth, g.keyAuth = token, key }
+
+// Handle registers the handler of a frame type. Call before serving.
+func (g *Gateway) Handle(typ string, h FrameHandler) { g.handlers[typ] = h }
+
+// OnConnect registers a hook run after a connection's welcome frame
+// (on its reader; it may send). Call before serving.
+func (g *Gateway) OnConnect(f func(c *Client)) { g.onConnect = append(g.onConnect, f) }
+
+// OnDisconnect registers a hook run once a connection is gone. Call before
+// serving.
+func (g *Gateway) OnDisconnect(f func(c *Client)) { g.onDisconnect = append(g.onDisconnect, f) }
+
+// Hub returns the gateway's routing hub.
+func (g *Gateway) Hub() *hub.Hub { return g.hub }
+
+// Metrics returns the gateway's Prometheus collectors.
+func (g *Gateway) Metrics() *Metrics { return g.metrics }
+
+// Len returns the number of live connections.
+func (g *Gateway) Len() int { return g.engine.Len() }
+
+// Draining reports whether the gateway refuses new connections.
+func (g *Gateway) Draining() bool { return g.draining.Load() }
+
+// Mount adds the gateway's routes: the WebSocket endpoint and the
+// administrators' view of live connections.
+func (g *Gateway) Mount(mux *http.ServeMux, h api.Helpers) {
+	mux.Handle("GET /ws", g.handleUpgrade(h))
+	mux.Handle("GET /api/v1/admin/connections", h.RequireAdmin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conns := g.Connections()
+		if conns == nil {
+			conns = []ConnInfo{}
+		}
+		h.JSON(w, http.StatusOK, map[string]any{"connections": conns, "count": len(conns)})
+	})))
+	mux.Handle("DELETE /api/v1/admin/connections/{session}", h.RequireAdmin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !g.CloseSession(r.PathValue("session"), protocol.CloseKicked) {
+			h.Error(w, r, store.Errorf(store.ENOTFOUND, "No such connection."))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})))
+}
+
+// handleUpgrade is GET /ws: every check that can refuse a client happens
+// before the upgrade, so refusals are ordinary HTTP errors with a status,
+// a JSON body and Retry-After where waiting helps.
+func (g *Gateway) handleUpgrade(h api.Helpers) http.Handler {
+	clientIP, errs := h.ClientIP, h
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		refuse := func(ref *refusal) {
+			g.metrics.refusals.WithLabelValues(ref.reason).Inc()
+			e := store.Errorf(codeForStatus(ref.status), "%s", ref.message)
+			if ref.retryAfter > 0 {
+				e.RetryAfter = int64((ref.retryAfter + time.Second - 1) / time.Second)
+			}
+			errs.Error(w, r, e)
+		}
+		if g.draining.Load() {
+			refuse(&refusal{"draining", 503, "The server is shutting down; reconnect shortly.", 2 * time.Second})
+			return
+		}
+		if api.TokenInQuery(r) {
+			// The query is never logged anywhere (the API's request log
+			// records the path only).
+			refuse(&refusal{"query_credentials", 400, "Credentials are not accepted in the URL; send them in Sec-WebSocket-Protocol.", 0})
+			return
+		}
+		if err := ws.CheckUpgrade(r); err != nil {
+			status := http.StatusBadRequest
+			var he *ws.HandshakeError
+			if errors.As(err, &he) {
+				status = he.Status
+				if status == http.StatusUpgradeRequired {
+					w.Header().Set("Sec-WebSocket-Version", "13")
+				}
+			}
+			refuse(&refusal{"bad_handshake", status, "Not a valid WebSocket handshake.", 0})
+			return
+		}
+		if !originAllowed(r, g.cfg.AllowedOrigins) {
+			refuse(&refusal{"origin", 403, "Origin not allowed.", 0})
+			return
+		}
+		ip, now := clientIP(r), time.Now()
+		if ok, retry := g.admit.ipRate.Allow(ip, now); !ok {
+			refuse(&refusal{"ip_rate", 429, "Too many connection attempts from this address.", retry})
+			return
+		}
+		if ok, retry := g.admit.authFail.Peek(ip, now); !ok {
+			refuse(&refusal{"auth_throttled", 429, "Too many failed handshakes from this address.", retry})
+			return
+		}
+		creds, problem := parseSubprotocols(r.Header.Values("Sec-WebSocket-Protocol"))
+		if problem != "" {
+			g.admit.authFail.Allow(ip, now)
+			refuse(&refusal{"no_credentials", 401, problem, 0})
+			return
+		}
+		ident, err := g.authenticate(r.Context(), creds)
+		if err != nil {
+			if store.ErrorCode(err) == store.EUNAUTHORIZED {
+				g.admit.authFail.Allow(ip, now)
+				refuse(&refusal{"bad_credentials", 401, store.ErrorMessage(err), 0})
+				return
+			}
+			g.log.Error("handshake authentication failed", "err", err)
+			refuse(&refusal{"auth_unavailable", 503, "Authentication is temporarily unavailable.", 2 * time.Second})
+			return
+		}
+		if ref := g.admit.acquire(ip, ident.ID, now); ref != nil {
+			refuse(ref)
+			return
+		}
+		netConn, buffered, err := ws.Upgrade(w, r, creds.echo, nil)
+		if err != nil {
+			g.admit.release(ip, ident.ID)
+			g.metrics.refusals.WithLabelValues("upgrade_failed").Inc()
+			g.log.Debug("upgrade failed", "err", err)
+			return
+		}
+		c := &Client{
+			gw: g, ident: ident, ip: ip, userAgent: truncate(r.UserAgent(), 256),
+			session: store.PrefixSession + "_" + strconv.FormatUint(g.nextSess.Add(1), 36) + "_" + randomSuffix(),
+			limiter: ratelimit.NewBucket(g.cfg.MessageRate, now),
+			abuse:   ratelimit.NewBucket(ratelimit.Limit{Burst: g.cfg.AbuseTolerance, Every: time.Second}, now),
+		}
+		if _, err := g.engine.Serve(netConn, buffered, connHandler{g}, c); err != nil {
+			g.admit.release(ip, ident.ID)
+			netConn.Close()
+			g.log.Warn("serve connection", "err", err)
+			return
+		}
+		g.metrics.upgrades.Inc()
+		g.metrics.handshake.Observe(time.Since(start).Seconds())
+	})
+}
+
+func codeForStatus(status int) string {
+	switch status {
+	case 400:
+		return store.EINVALID
+	case 401:
+		return store.EUNAUTHORIZED
+	case 403:
+		return store.EFORBIDDEN
+	case 426:
+		return store.EINVALID
+	case 429:
+		return store.ERATELIMIT
+	}
+	return store.EUNAVAILABLE
+}
+
+func (g *Gateway) authenticate(ctx context.Context, c credentials) (Identity, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	switch {
+	case c.token != "" && g.tokenAuth != nil:
+		return g.tokenAuth(ctx, c.token)
+	case c.key != "" && g.keyAuth != nil:
+		return g.keyAuth(ctx, c.key)
+	}
+	return Identity{}, store.Errorf(store.EUNAUTHORIZED, "Invalid credentials.")
+}
+
+// CloseIdentity closes every connection of an identity with code (e.g. a
+// revoked device key or a disabled account). It returns how many it closed.
+func (g *Gateway) CloseIdentity(identity string, code int) int {
+	conns := g.hub.Connections(identity)
+	for _, c := range conns {
+		c.Close(code)
+	}
+	return len(conns)
+}
+
+// CloseSession closes one connection by session id (an administrator's kick).
+func (g *Gateway) CloseSession(session string, code int) bool {
+	found := false
+	g.engine.Range(func(wc *ws.Conn) bool {
+		if c, ok := wc.Value().(*Client); ok && c.session == session {
+			wc.CloseWith(code, protocol.CloseReason(code))
+			found = true
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// Drain refuses new connections, then closes live ones with CloseShutdown
+// spread evenly over the drain window (shortened if ctx ends sooner), and
+// waits for them to go. Call Close afterwards.
+func (g *Gateway) Drain(ctx context.Context) error {
+	g.draining.Store(true)
+	// Work on transport connections: a connection whose OnOpen has not run
+	// yet has no Client.conn.
+	var conns []*ws.Conn
+	g.engine.Range(func(wc *ws.Conn) bool {
+		conns = append(conns, wc)
+		return true
+	})
+	rand.Shuffle(len(conns), func(i, j int) { conns[i], conns[j] = conns[j], conns[i] })
+	window := g.cfg.DrainWindow
+	if dl, ok := ctx.Deadline(); ok {
+		// Keep a third of the remaining time for close handshakes.
+		if rest := time.Until(dl) * 2 / 3; rest < window {
+			window = max(rest, 0)
+		}
+	}
+	start := time.Now()
+	for i, c := range conns {
+		if len(conns) > 1 {
+			at := start.Add(window * time.Duration(i) / time.Duration(len(conns)-1))
+			if d := time.Until(at); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+				}
+			}
+		}
+		c.CloseWith(protocol.CloseShutdown, protocol.CloseReason(protocol.CloseShutdown))
+	}
+	return g.engine.Shutdown(ctx, protocol.CloseShutdown, protocol.CloseReason(protocol.CloseShutdown))
+}
+
+// Close stops the gateway: every remaining connection is dropped and the
+// transport's goroutines end. Handlers' contexts are cancelled.
+func (g *Gateway) Close() error {
+	g.draining.Store(true)
+	err := g.engine.Close()
+	g.cancel()
+	return err
+}
+
+func (g *Gateway) countByKind() map[string]int {
+	out := map[string]int{KindPerson: 0, KindBot: 0, KindDevice: 0}
+	g.engine.Range(func(wc *ws.Conn) bool {
+		if c, ok := wc.Value().(*Client); ok {
+			out[c.ident.Kind]++
+		}
+		return true
+	})
+	return out
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,142 @@
+package gateway
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/unhidra/unhidra/internal/protocol"
+)
+
+// Kinds of identity a connection can have.
+const (
+	KindPerson = "person"
+	KindBot    = "bot"
+	KindDevice = "device"
+)
+
+// credentials is what the client offered in Sec-WebSocket-Protocol.
+type credentials struct {
+	token string // an access token (JWT)
+	key   string // a device API key
+	echo  string // the subprotocol to answer with ("" for none)
+}
+
+// Limits on the Sec-WebSocket-Protocol header.
+const (
+	maxSubprotocols    = 8
+	maxCredentialBytes = 4096
+)
+
+// parseSubprotocols reads the forms the gateway accepts:
+//
+//	unhidra.v1, bearer.<JWT>     people and bots (echo unhidra.v1)
+//	bearer, <JWT>                the upstream form (echo bearer)
+//	<device key>                 the seed firmware: the key is the whole header (no echo)
+//	<device key>, unhidra.v1     devices that speak the protocol (echo unhidra.v1)
+//
+// The credential itself is never echoed. ok is false when the header is
+// missing, ambiguous or malformed; problem says why, for the client.
+func parseSubprotocols(values []string) (c credentials, problem string) {
+	var offered []string
+	for _, v := range values {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				offered = append(offered, p)
+			}
+		}
+	}
+	if len(offered) == 0 {
+		return c, "Credentials are required in Sec-WebSocket-Protocol."
+	}
+	if len(offered) > maxSubprotocols {
+		return c, "Too many subprotocols offered."
+	}
+	hasV1, hasBearer := false, false
+	var candidates []string
+	for _, p := range offered {
+		if len(p) > maxCredentialBytes || !isToken(p) {
+			return c, "Malformed Sec-WebSocket-Protocol."
+		}
+		switch {
+		case p == protocol.Subprotocol:
+			hasV1 = true
+		case p == "bearer":
+			hasBearer = true
+		case strings.HasPrefix(p, "bearer."):
+			if c.token != "" {
+				return c, "More than one token offered."
+			}
+			c.token = p[len("bearer."):]
+		default:
+			candidates = append(candidates, p)
+		}
+	}
+	switch {
+	case hasBearer:
+		// "bearer, <JWT>": exactly one other entry, the token.
+		if c.token != "" || len(candidates) != 1 {
+			return credentials{}, "The bearer form is: bearer, <token>."
+		}
+		c.token, c.echo = candidates[0], "bearer"
+	case c.token != "":
+		if len(candidates) != 0 {
+			return credentials{}, "Unexpected subprotocol beside the token."
+		}
+		if hasV1 {
+			c.echo = protocol.Subprotocol
+		}
+	case len(candidates) == 1:
+		c.key = candidates[0]
+		if hasV1 {
+			c.echo = protocol.Subprotocol
+		}
+	case len(candidates) == 0:
+		return credentials{}, "Credentials are required in Sec-WebSocket-Protocol."
+	default:
+		return credentials{}, "Unrecognised subprotocols."
+	}
+	if c.token == "" && c.key == "" {
+		return credentials{}, "Empty credential."
+	}
+	return c, ""
+}
+
+// isToken reports whether s consists of RFC 7230 token characters, the
+// only ones a subprotocol may contain.
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		switch {
+		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+// originAllowed checks the browser's Origin against the allow-list. No
+// Origin means a non-browser client (device, CLI), which cannot be abused
+// cross-site. With an empty allow-list, only the server's own origin (the
+// Host the request was sent to) is allowed.
+func originAllowed(r *http.Request, allowed []string) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if len(allowed) == 0 {
+		return strings.EqualFold(u.Host, r.Host)
+	}
+	for _, a := range allowed {
+		if a == "*" || strings.EqualFold(a, origin) {
+			return true
+		}
+	}
+	return false
+}
