@@ -25,6 +25,7 @@ import (
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/tlscert"
+	"github.com/unhidra/unhidra/internal/ws"
 )
 
 // serveConfig is every setting of `unhidra serve`.
@@ -47,6 +48,19 @@ type serveConfig struct {
 	hashWorkers    int
 	hashQueue      int
 
+	// Gateway.
+	allowedOrigins  string
+	maxFrameBytes   int
+	pingInterval    time.Duration
+	idleTimeout     time.Duration
+	writeTimeout    time.Duration
+	maxConns        int
+	maxConnsPerIP   int
+	maxConnsPerUser int
+	messageRate     int
+	messageBurst    int
+	drainWindow     time.Duration
+
 	proxies []netip.Prefix // parsed trustedProxies
 }
 
@@ -67,6 +81,18 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.shutdownTime, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take in all")
 	fs.IntVar(&c.hashWorkers, "hash-concurrency", 0, "password hashes computed at once (0: one per core)")
 	fs.IntVar(&c.hashQueue, "hash-queue", 32, "logins waiting for a hashing slot before 503")
+
+	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed on /ws (default: the server's own)")
+	fs.IntVar(&c.maxFrameBytes, "max-frame-bytes", 64<<10, "largest WebSocket message accepted (bigger: close 1009)")
+	fs.DurationVar(&c.pingInterval, "ping-interval", 25*time.Second, "how often the server pings each connection")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 60*time.Second, "close connections silent for this long (pongs count)")
+	fs.DurationVar(&c.writeTimeout, "write-timeout", 10*time.Second, "deadline of every socket write")
+	fs.IntVar(&c.maxConns, "max-conns", 0, "WebSocket connections on this node (0: the open-file limit less a reserve)")
+	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 4096, "concurrent WebSocket connections from one address")
+	fs.IntVar(&c.maxConnsPerUser, "max-conns-per-identity", 64, "concurrent WebSocket connections of one user, bot or device")
+	fs.IntVar(&c.messageRate, "message-rate", 20, "client frames per second per connection (sustained)")
+	fs.IntVar(&c.messageBurst, "message-burst", 40, "client frames per connection allowed in a burst")
+	fs.DurationVar(&c.drainWindow, "drain-window", 10*time.Second, "on shutdown, spread closing connections over this long")
 }
 
 // storeFlags are shared by serve and admin.
@@ -105,7 +131,20 @@ func (c *serveConfig) validate() error {
 		durationRange("shutdown-timeout", c.shutdownTime, time.Second, 10*time.Minute),
 		intRange("hash-concurrency", c.hashWorkers, 0, 64),
 		intRange("hash-queue", c.hashQueue, 0, 10_000),
+		intRange("max-frame-bytes", c.maxFrameBytes, 1024, 16<<20),
+		durationRange("ping-interval", c.pingInterval, time.Second, 10*time.Minute),
+		durationRange("idle-timeout", c.idleTimeout, 2*time.Second, time.Hour),
+		durationRange("write-timeout", c.writeTimeout, 100*time.Millisecond, time.Minute),
+		intRange("max-conns", c.maxConns, 0, 10_000_000),
+		intRange("max-conns-per-ip", c.maxConnsPerIP, 1, 10_000_000),
+		intRange("max-conns-per-identity", c.maxConnsPerUser, 1, 100_000),
+		intRange("message-rate", c.messageRate, 1, 100_000),
+		intRange("message-burst", c.messageBurst, 1, 100_000),
+		durationRange("drain-window", c.drainWindow, 0, 10*time.Minute),
 		c.validateStore())
+	if c.idleTimeout <= c.pingInterval {
+		errs = append(errs, usagef("--idle-timeout (%v) must be longer than --ping-interval (%v)", c.idleTimeout, c.pingInterval))
+	}
 	c.proxies = nil
 	for _, s := range strings.Split(c.trustedProxies, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -185,6 +224,13 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	gw, err := newGateway(cfg, accounts, log)
+	if err != nil {
+		return err
+	}
+	defer gw.Close()
+	reg.MustRegister(gw.Metrics())
+
 	var draining atomic.Bool
 	handler := api.NewServer(api.Deps{
 		Log:            log,
@@ -194,12 +240,16 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		TrustedProxies: cfg.proxies,
 		TLS:            !cfg.noTLS,
+		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount},
 	})
 
-	ln, err := net.Listen("tcp", cfg.listen)
+	tcp, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// The wrapper lets the WebSocket transport read upgraded connections
+	// without a goroutine each, TLS included.
+	ln := ws.WrapListener(tcp)
 	scheme := "http"
 	if !cfg.noTLS {
 		tlsCfg, fingerprint, err := tlsConfig(cfg, log)
@@ -236,14 +286,20 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
+	log.Info("shutting down", "connections", gw.Len())
 	draining.Store(true)
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTime)
 	defer cancel()
+	// http.Server.Shutdown neither closes nor waits for hijacked
+	// connections: the gateway drains its own, spread over the drain window.
+	if err := gw.Drain(shutCtx); err != nil {
+		log.Warn("drain incomplete", "err", err)
+	}
 	if err := srv.Shutdown(shutCtx); err != nil {
 		log.Warn("shutdown incomplete", "err", err)
 	}
 	<-serveErr
+	gw.Close()
 	log.Info("stopped")
 	return nil
 }
