@@ -170,16 +170,18 @@ func (g *Gateway) Mount(mux *http.ServeMux, h api.Helpers) {
 // before the upgrade, so refusals are ordinary HTTP errors with a status,
 // a JSON body and Retry-After where waiting helps.
 func (g *Gateway) handleUpgrade(h api.Helpers) http.Handler {
-	clientIP, errs := h.ClientIP, h
+	clientIP := h.ClientIP
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		refuse := func(ref *refusal) {
 			g.metrics.refusals.WithLabelValues(ref.reason).Inc()
-			e := store.Errorf(codeForStatus(ref.status), "%s", ref.message)
 			if ref.retryAfter > 0 {
-				e.RetryAfter = int64((ref.retryAfter + time.Second - 1) / time.Second)
+				w.Header().Set("Retry-After", strconv.Itoa(int((ref.retryAfter+time.Second-1)/time.Second)))
 			}
-			errs.Error(w, r, e)
+			// The status is the refusal's own (426 has no application
+			// error code of its own), the body the API's error shape.
+			h.JSON(w, ref.status, map[string]any{"error": map[string]string{
+				"code": codeForStatus(ref.status), "message": ref.message}})
 		}
 		if g.draining.Load() {
 			refuse(&refusal{"draining", 503, "The server is shutting down; reconnect shortly.", 2 * time.Second})
