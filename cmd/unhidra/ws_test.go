@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/unhidra/unhidra/internal/protocol"
+)
+
+// TestServe_WebSocketAndDrain goes through the real listener stack (TCP →
+// the transport's wrapper → TLS → HTTP → upgrade) and checks that stopping
+// the server drains connections with the reconnect code.
+func TestServe_WebSocketAndDrain(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"}
+	s := startServer(t, dir, env, "--drain-window", "200ms")
+	st, body := s.post(t, "/api/v1/auth/login", "", map[string]string{"name": "admin", "password": "correct horse battery"})
+	if st != 200 {
+		t.Fatalf("login: %d %v", st, body)
+	}
+	token := body["access_token"].(string)
+	wsURL := "wss" + strings.TrimPrefix(s.url, "https") + "/ws"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: s.client, Subprotocols: []string{protocol.Subprotocol, "bearer." + token}})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.CloseNow()
+	if resp.Header.Get("Sec-WebSocket-Protocol") != protocol.Subprotocol {
+		t.Fatalf("echo %q", resp.Header.Get("Sec-WebSocket-Protocol"))
+	}
+	_, data, err := c.Read(ctx)
+	var w protocol.Welcome
+	if err != nil || json.Unmarshal(data, &w) != nil || w.Identity.Name != "admin" {
+		t.Fatalf("welcome: %v %s", err, data)
+	}
+
+	// The gateway's metrics are exported (loopback may read them).
+	res, err := s.client.Get(s.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{`unhidra_gateway_connections{kind="person"} 1`, "unhidra_gateway_upgrades_total 1", "unhidra_gateway_handshake_seconds_bucket"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	// Listing connections as an administrator.
+	req, _ := http.NewRequest("GET", s.url+"/api/v1/admin/connections", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if st, body := s.do(t, req); st != 200 || body["count"].(float64) != 1 {
+		t.Fatalf("connections: %d %v", st, body)
+	}
+
+	// Stop the server: the client is told to reconnect (4000).
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop() }()
+	_, _, err = c.Read(ctx)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || int(ce.Code) != protocol.CloseShutdown {
+		t.Fatalf("on shutdown the client got %v, want close %d", err, protocol.CloseShutdown)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+}
