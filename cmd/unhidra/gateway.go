@@ -40,6 +40,8 @@ func newGateway(cfg *serveConfig, accounts *auth.Service, log *slog.Logger) (*ga
 			MaxConns:         maxConns,
 			MaxConnsPerIP:    cfg.maxConnsPerIP,
 			MaxConnsPerIdent: cfg.maxConnsPerUser,
+			ConnRatePerIP:    perSecond(cfg.connRateIP, cfg.connBurstIP),
+			ConnRatePerIdent: perSecond(cfg.connRateIdent, cfg.connBurstIdent),
 		},
 		AllowedOrigins: origins,
 		MessageRate:    ratelimit.Limit{Burst: cfg.messageBurst, Every: time.Second / time.Duration(cfg.messageRate)},
@@ -51,6 +53,11 @@ func newGateway(cfg *serveConfig, accounts *auth.Service, log *slog.Logger) (*ga
 	gw.SetAuthenticators(tokenAuthenticator(accounts), nil)
 	accounts.OnRevoke = func(userID string) { gw.CloseIdentity(userID, protocol.CloseRevoked) }
 	return gw, nil
+}
+
+// perSecond turns "rate per second, burst" into a token-bucket limit.
+func perSecond(rate float64, burst int) ratelimit.Limit {
+	return ratelimit.Limit{Burst: burst, Every: time.Duration(float64(time.Second) / rate)}
 }
 
 func tokenAuthenticator(accounts *auth.Service) gateway.Authenticator {

@@ -60,6 +60,10 @@ type serveConfig struct {
 	messageRate     int
 	messageBurst    int
 	drainWindow     time.Duration
+	connRateIP      float64
+	connBurstIP     int
+	connRateIdent   float64
+	connBurstIdent  int
 
 	proxies []netip.Prefix // parsed trustedProxies
 }
@@ -93,6 +97,10 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.messageRate, "message-rate", 20, "client frames per second per connection (sustained)")
 	fs.IntVar(&c.messageBurst, "message-burst", 40, "client frames per connection allowed in a burst")
 	fs.DurationVar(&c.drainWindow, "drain-window", 10*time.Second, "on shutdown, spread closing connections over this long")
+	fs.Float64Var(&c.connRateIP, "conn-rate-per-ip", 100, "new WebSocket connections per second from one address (sustained)")
+	fs.IntVar(&c.connBurstIP, "conn-burst-per-ip", 500, "new WebSocket connections from one address allowed in a burst")
+	fs.Float64Var(&c.connRateIdent, "conn-rate-per-identity", 0.5, "new WebSocket connections per second of one identity (flapping control)")
+	fs.IntVar(&c.connBurstIdent, "conn-burst-per-identity", 10, "new WebSocket connections of one identity allowed in a burst")
 }
 
 // storeFlags are shared by serve and admin.
@@ -141,6 +149,10 @@ func (c *serveConfig) validate() error {
 		intRange("message-rate", c.messageRate, 1, 100_000),
 		intRange("message-burst", c.messageBurst, 1, 100_000),
 		durationRange("drain-window", c.drainWindow, 0, 10*time.Minute),
+		floatRange("conn-rate-per-ip", c.connRateIP, 0.001, 1e6),
+		intRange("conn-burst-per-ip", c.connBurstIP, 1, 10_000_000),
+		floatRange("conn-rate-per-identity", c.connRateIdent, 0.001, 1e6),
+		intRange("conn-burst-per-identity", c.connBurstIdent, 1, 10_000_000),
 		c.validateStore())
 	if c.idleTimeout <= c.pingInterval {
 		errs = append(errs, usagef("--idle-timeout (%v) must be longer than --ping-interval (%v)", c.idleTimeout, c.pingInterval))

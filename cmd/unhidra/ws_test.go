@@ -75,3 +75,23 @@ func TestServe_WebSocketAndDrain(t *testing.T) {
 		t.Fatalf("stop: %v", err)
 	}
 }
+
+func TestBenchConns(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"}
+	s := startServer(t, dir, env, "--max-conns-per-identity", "100", "--conn-burst-per-identity", "1000", "--drain-window", "100ms")
+	out, errOut, err := runCLI(t, map[string]string{"UNHIDRA_BENCH_PASSWORD": "correct horse battery"}, "",
+		"bench", "conns", "--url", s.url, "--ca-file", dir+"/tls-cert.pem", "--user", "admin", "-n", "50", "--source-addrs", "3", "--hold", "100ms")
+	if err != nil {
+		t.Fatalf("bench conns: %v\n%s\n%s", err, out, errOut)
+	}
+	if !strings.Contains(out, "connected 50, failed 0, dropped during hold 0") || !strings.Contains(out, "server per connection: RSS") {
+		t.Fatalf("output:\n%s", out)
+	}
+	// The per-identity cap is enforced for the bench like for anyone.
+	out, _, _ = runCLI(t, map[string]string{"UNHIDRA_BENCH_PASSWORD": "correct horse battery"}, "",
+		"bench", "conns", "--url", s.url, "--ca-file", dir+"/tls-cert.pem", "--user", "admin", "-n", "120", "--hold", "0s")
+	if !strings.Contains(out, "connected 100, failed 20") {
+		t.Fatalf("cap not applied:\n%s", out)
+	}
+}
