@@ -152,7 +152,6 @@ func (h connHandler) OnOpen(wc *ws.Conn) {
 	g := h.g
 	c := wc.Value().(*Client)
 	c.conn = wc
-	g.hub.Add(c)
 	c.setExpiry(c.ident.ExpiresAt)
 	tc := g.engine.Config()
 	c.SendJSON(protocol.Welcome{
@@ -171,6 +170,9 @@ func (h connHandler) OnOpen(wc *ws.Conn) {
 			Burst:             g.cfg.MessageRate.Burst,
 		},
 	})
+	// Only now can anything be routed to the connection: the welcome is
+	// always its first frame.
+	g.hub.Add(c)
 	for _, f := range g.onConnect {
 		f(c)
 	}

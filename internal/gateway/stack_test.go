@@ -47,7 +47,7 @@ type stack struct {
 
 const testDeviceKey = "unhidra_dk_testdevice_s3cr3tvalue"
 
-func newStack(t *testing.T, cfg gateway.Config) *stack {
+func newStack(t testing.TB, cfg gateway.Config) *stack {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "db"))
 	if err != nil {
@@ -104,7 +104,7 @@ func newStack(t *testing.T, cfg gateway.Config) *stack {
 }
 
 // newUser registers a user and returns an access token.
-func (s *stack) newUser(t *testing.T) (token string, user *store.User) {
+func (s *stack) newUser(t testing.TB) (token string, user *store.User) {
 	t.Helper()
 	s.mu.Lock()
 	s.users++
@@ -125,7 +125,7 @@ type dialResult struct {
 }
 
 // dial connects with the given subprotocols and reads the welcome frame.
-func (s *stack) dial(t *testing.T, subprotocols []string, hdr http.Header) (*dialResult, error) {
+func (s *stack) dial(t testing.TB, subprotocols []string, hdr http.Header) (*dialResult, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -148,7 +148,7 @@ func (s *stack) dial(t *testing.T, subprotocols []string, hdr http.Header) (*dia
 	return r, nil
 }
 
-func (s *stack) mustDial(t *testing.T, token string) *dialResult {
+func (s *stack) mustDial(t testing.TB, token string) *dialResult {
 	t.Helper()
 	r, err := s.dial(t, []string{protocol.Subprotocol, "bearer." + token}, nil)
 	if err != nil {
@@ -158,7 +158,7 @@ func (s *stack) mustDial(t *testing.T, token string) *dialResult {
 }
 
 // readFrame reads one JSON frame.
-func readFrame(t *testing.T, c *websocket.Conn, timeout time.Duration) (map[string]any, error) {
+func readFrame(t testing.TB, c *websocket.Conn, timeout time.Duration) (map[string]any, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -173,7 +173,7 @@ func readFrame(t *testing.T, c *websocket.Conn, timeout time.Duration) (map[stri
 	return m, nil
 }
 
-func writeJSON(t *testing.T, c *websocket.Conn, v any) {
+func writeJSON(t testing.TB, c *websocket.Conn, v any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
