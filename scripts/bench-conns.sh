@@ -21,9 +21,10 @@ run() { # $1 = plain|tls
 	"$work/unhidra" serve --data-dir "$work/data" --listen 127.0.0.1:$port --log-level warn "${flags[@]}" \
 		--max-conns-per-identity 20000 --max-conns-per-ip 20000 --conn-rate-per-identity 100000 \
 		--conn-burst-per-identity 100000 --conn-rate-per-ip 100000 --conn-burst-per-ip 100000 \
-		>"$work/serve.out" 2>&1 &
+		--drain-window 1s >"$work/serve.out" 2>&1 &
 	local pid=$!
-	for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+	for _ in $(seq 600); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+	grep -q "listening on" "$work/serve.out" || { echo "server did not start:"; cat "$work/serve.out"; exit 1; }
 	echo "== $mode, N=$N, hold $HOLD"
 	[ "$mode" = tls ] && ca=(--ca-file "$work/data/tls-cert.pem")
 	"$work/unhidra" bench conns --url "$scheme://127.0.0.1:$port" "${ca[@]}" \

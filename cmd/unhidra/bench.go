@@ -135,6 +135,7 @@ func runBenchConns(ctx context.Context, e env, args []string) error {
 		URL: wsURL, Subprotocols: []string{protocol.Subprotocol, "bearer." + token},
 		N: *n, SourceAddrs: *sources, TLS: tlsForWS, Rate: *rate, Hold: *hold,
 		MetricsURL: target.url + "/metrics", MetricsHTTP: httpClient, Progress: e.stderr,
+		Settle: func(ctx context.Context) error { return freeServerMemory(ctx, httpClient, target.url, token) },
 	})
 	if err != nil && res.Connected == 0 {
 		return err
@@ -160,3 +161,23 @@ func runBenchConns(ctx context.Context, e env, args []string) error {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// freeServerMemory asks the server to collect garbage (administrators
+// only), so memory samples measure live memory.
+func freeServerMemory(ctx context.Context, client *http.Client, baseURL, token string) error {
+	req, err := http.NewRequestWithContext(ctx, "POST", baseURL+"/api/v1/admin/debug/free-memory", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("free server memory: %w", err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		return fmt.Errorf("free server memory: %s (the bench user must be an administrator)", res.Status)
+	}
+	return nil
+}

@@ -27,6 +27,9 @@ type ConnsOptions struct {
 	Hold         time.Duration
 	MetricsURL   string // the server's /metrics, scraped before and after
 	MetricsHTTP  *http.Client
+	// Settle, if set, runs before each memory sample (e.g. asks the server
+	// to collect garbage, so samples compare live memory).
+	Settle func(ctx context.Context) error
 	Progress     io.Writer // a line per 1,000 connections; may be nil
 }
 
@@ -63,9 +66,17 @@ func Conns(ctx context.Context, opts ConnsOptions) (ConnsResult, error) {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 64
 	}
+	sample := func(ctx context.Context) (MemSample, error) {
+		if opts.Settle != nil {
+			if err := opts.Settle(ctx); err != nil {
+				return MemSample{}, err
+			}
+		}
+		return ScrapeMemory(ctx, opts.MetricsHTTP, opts.MetricsURL)
+	}
 	if opts.MetricsURL != "" {
 		var err error
-		if res.Before, err = ScrapeMemory(ctx, opts.MetricsHTTP, opts.MetricsURL); err != nil {
+		if res.Before, err = sample(ctx); err != nil {
 			return res, err
 		}
 	}
@@ -168,7 +179,7 @@ feed:
 	}
 	var scrapeErr error
 	if opts.MetricsURL != "" {
-		res.After, scrapeErr = ScrapeMemory(context.WithoutCancel(ctx), opts.MetricsHTTP, opts.MetricsURL)
+		res.After, scrapeErr = sample(context.WithoutCancel(ctx))
 	}
 	res.Dropped = int(dropped.Load())
 	stopConns()
