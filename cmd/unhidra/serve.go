@@ -64,6 +64,7 @@ type serveConfig struct {
 	connBurstIP     int
 	connRateIdent   float64
 	connBurstIdent  int
+	handshakeTime   time.Duration
 
 	proxies []netip.Prefix // parsed trustedProxies
 }
@@ -101,6 +102,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.connBurstIP, "conn-burst-per-ip", 500, "new WebSocket connections from one address allowed in a burst")
 	fs.Float64Var(&c.connRateIdent, "conn-rate-per-identity", 0.5, "new WebSocket connections per second of one identity (flapping control)")
 	fs.IntVar(&c.connBurstIdent, "conn-burst-per-identity", 10, "new WebSocket connections of one identity allowed in a burst")
+	fs.DurationVar(&c.handshakeTime, "handshake-timeout", 10*time.Second, "time allowed for the TLS handshake and the request headers (slowloris)")
 }
 
 // storeFlags are shared by serve and admin.
@@ -153,6 +155,7 @@ func (c *serveConfig) validate() error {
 		intRange("conn-burst-per-ip", c.connBurstIP, 1, 10_000_000),
 		floatRange("conn-rate-per-identity", c.connRateIdent, 0.001, 1e6),
 		intRange("conn-burst-per-identity", c.connBurstIdent, 1, 10_000_000),
+		durationRange("handshake-timeout", c.handshakeTime, 100*time.Millisecond, 5*time.Minute),
 		c.validateStore())
 	if c.idleTimeout <= c.pingInterval {
 		errs = append(errs, usagef("--idle-timeout (%v) must be longer than --ping-interval (%v)", c.idleTimeout, c.pingInterval))
@@ -279,8 +282,10 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		return err
 	}
 	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler: handler,
+		// Also bounds the TLS handshake: net/http applies the shortest of
+		// its timeouts to it.
+		ReadHeaderTimeout: cfg.handshakeTime,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,

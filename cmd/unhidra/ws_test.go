@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -93,5 +94,38 @@ func TestBenchConns(t *testing.T) {
 		"bench", "conns", "--url", s.url, "--ca-file", dir+"/tls-cert.pem", "--user", "admin", "-n", "120", "--hold", "0s")
 	if !strings.Contains(out, "connected 100, failed 20") {
 		t.Fatalf("cap not applied:\n%s", out)
+	}
+}
+
+// A client that opens a connection and dribbles half a request is cut off
+// after the handshake timeout instead of holding a slot forever.
+func TestServe_SlowlorisIsCutOff(t *testing.T) {
+	for _, mode := range []string{"plain", "tls"} {
+		t.Run(mode, func(t *testing.T) {
+			extra := []string{"--handshake-timeout", "300ms"}
+			if mode == "plain" {
+				extra = append(extra, "--no-tls")
+			}
+			s := startServer(t, t.TempDir(), map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"}, extra...)
+			addr := strings.TrimPrefix(strings.TrimPrefix(s.url, "https://"), "http://")
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if mode == "plain" {
+				io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n") // never finished
+			} // in TLS mode the client never even starts the handshake
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			buf := make([]byte, 1024)
+			for {
+				if _, err := conn.Read(buf); err != nil {
+					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						t.Fatal("the server kept a slow client past its handshake timeout")
+					}
+					return // closed by the server
+				}
+			}
+		})
 	}
 }

@@ -29,8 +29,8 @@ type ConnsOptions struct {
 	MetricsHTTP  *http.Client
 	// Settle, if set, runs before each memory sample (e.g. asks the server
 	// to collect garbage, so samples compare live memory).
-	Settle func(ctx context.Context) error
-	Progress     io.Writer // a line per 1,000 connections; may be nil
+	Settle   func(ctx context.Context) error
+	Progress io.Writer // a line per 1,000 connections; may be nil
 }
 
 // ConnsResult reports what opening the connections cost.
