@@ -32,7 +32,8 @@ func BenchmarkFanout(b *testing.B) {
 
 func benchFanout(b *testing.B, subs, window int) {
 	s := newStack(b, gateway.Config{Admission: gateway.AdmissionLimits{MaxConnsPerIdent: subs + 10,
-		ConnRatePerIdent: ratelimit.Limit{Burst: subs + 10, Every: time.Millisecond}},
+		ConnRatePerIdent: ratelimit.Limit{Burst: subs + 10, Every: time.Millisecond},
+		ConnRatePerIP:    ratelimit.Limit{Burst: subs + 10, Every: time.Millisecond}},
 		Transport: ws.Config{PingInterval: time.Minute, IdleTimeout: 10 * time.Minute}})
 	token, _ := s.newUser(b)
 	conns := make([]*websocket.Conn, subs)
