@@ -236,7 +236,10 @@ func startServer(t *testing.T, tr transport, cfg ws.Config, opts ...serverOpt) *
 		l = tls.NewListener(l, cfg)
 	}
 	mux := http.NewServeMux()
+	var handlers sync.WaitGroup // http.Server.Close does not wait for hijacked handlers
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		handlers.Add(1)
+		defer handlers.Done()
 		sub := ""
 		if ts.subprotocol != nil {
 			sub = ts.subprotocol(websocketProtocols(r))
@@ -261,6 +264,7 @@ func startServer(t *testing.T, tr transport, cfg ws.Config, opts ...serverOpt) *
 	t.Cleanup(func() {
 		srv.Close()
 		<-done
+		handlers.Wait()
 		if err := engine.Close(); err != nil {
 			t.Error(err)
 		}
@@ -500,3 +504,5 @@ func randomKey() string {
 }
 
 var _ = fmt.Sprintf
+
+func newBufReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
