@@ -208,7 +208,7 @@ type testServer struct {
 
 type serverOpt func(*testServer)
 
-func startServer(t *testing.T, tr transport, cfg ws.Config, opts ...serverOpt) *testServer {
+func startServer(t testing.TB, tr transport, cfg ws.Config, opts ...serverOpt) *testServer {
 	t.Helper()
 	if tr.blocking {
 		cfg = ws.WithBlockingReads(cfg)
