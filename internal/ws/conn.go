@@ -106,10 +106,10 @@ type Conn struct {
 	queuedMsgs   atomic.Int64 // likewise
 
 	// Owned by the holder of the read token.
-	parser      parser
-	buffered    []byte // bytes read by net/http past the request, fed first
-	opened      bool   // OnOpen was called
-	protoFailed bool   // the parser failed and the close was initiated
+	parser      *parser // nil between messages: taken from a pool while needed
+	buffered    []byte  // bytes read by net/http past the request, fed first
+	opened      bool    // OnOpen was called
+	protoFailed bool    // the parser failed and the close was initiated
 
 	// Owned by the Engine's sweeper.
 	nextPingAt int64
@@ -383,7 +383,7 @@ func (c *Conn) finalize() {
 	// which could block up to 5 s on a dead peer; a blocked writer fails
 	// at once.
 	_ = c.sock.Close()
-	c.parser.release()
+	c.releaseParser(true)
 	c.buffered = nil
 	c.engine.unregister(c)
 	c.handler.OnClose(c, reason)

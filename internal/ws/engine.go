@@ -182,7 +182,6 @@ func (e *Engine) Serve(netConn net.Conn, buffered []byte, h Handler, value any) 
 		mode:        readBlocking,
 		connectedAt: now,
 		buffered:    buffered,
-		parser:      newParser(e.cfg.MaxMessageSize),
 	}
 	c.lastFrameAt.Store(now)
 	if err := c.classify(e.poller != nil); err != nil {
