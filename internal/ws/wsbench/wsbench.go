@@ -66,6 +66,11 @@ type MeasureConfig struct {
 	// means 2 s.
 	Settle time.Duration
 	Log    *slog.Logger // nil: discard
+	// WarmupBytes, if positive, makes every client send one binary message
+	// of that size right after the handshake and wait for the server's
+	// short answer, so that the connection is measured idle after some
+	// traffic rather than straight after the handshake.
+	WarmupBytes int
 	// HeapProfile, if set, receives a heap profile taken with every
 	// connection idle (see runtime/pprof).
 	HeapProfile io.Writer
@@ -78,6 +83,7 @@ type Result struct {
 	Conns             int
 	TLS               bool
 	Server            Server
+	WarmupBytes       int
 	HeapPerConn       float64 // bytes of live heap (runtime HeapAlloc after GC)
 	HeapStackPerConn  float64 // HeapInuse + StackInuse: heap spans and goroutine stacks
 	RSSPerConn        float64 // resident set (VmRSS), bytes
@@ -92,8 +98,8 @@ func (r Result) String() string {
 	if r.TLS {
 		mode = "tls"
 	}
-	return fmt.Sprintf("server=%s mode=%s conns=%d heap/conn=%.0f B (%.2f KiB) heap+stack/conn=%.0f B (%.2f KiB) rss/conn=%.0f B (%.2f KiB) goroutines/conn=%.3f delivered=%d/%d",
-		r.Server, mode, r.Conns, r.HeapPerConn, r.HeapPerConn/1024, r.HeapStackPerConn, r.HeapStackPerConn/1024,
+	return fmt.Sprintf("server=%s mode=%s warmup=%dB conns=%d heap/conn=%.0f B (%.2f KiB) heap+stack/conn=%.0f B (%.2f KiB) rss/conn=%.0f B (%.2f KiB) goroutines/conn=%.3f delivered=%d/%d",
+		r.Server, mode, r.WarmupBytes, r.Conns, r.HeapPerConn, r.HeapPerConn/1024, r.HeapStackPerConn, r.HeapStackPerConn/1024,
 		r.RSSPerConn, r.RSSPerConn/1024, r.GoroutinesPerConn, r.Delivered, r.Conns)
 }
 
@@ -144,12 +150,17 @@ func readRSS() (uint64, error) {
 	return 0, errors.New("wsbench: no VmRSS in /proc/self/status")
 }
 
-// idleHandler does nothing: the connections are idle.
+// idleHandler answers each message with a short ack; otherwise the
+// connections are idle.
 type idleHandler struct{ opened atomic.Int64 }
 
-func (h *idleHandler) OnOpen(*ws.Conn)                  { h.opened.Add(1) }
-func (h *idleHandler) OnMessage(*ws.Conn, bool, []byte) {}
-func (h *idleHandler) OnClose(*ws.Conn, error)          {}
+var ackMessage = []byte(`{"type":"ack"}`)
+
+func (h *idleHandler) OnOpen(*ws.Conn) { h.opened.Add(1) }
+
+func (h *idleHandler) OnMessage(c *ws.Conn, _ bool, _ []byte) { _ = c.SendText(ackMessage) }
+
+func (h *idleHandler) OnClose(*ws.Conn, error) {}
 
 // MeasureIdle opens cfg.Conns idle connections from a client process to a
 // server in this process and measures this process's memory per
@@ -167,7 +178,7 @@ func MeasureIdle(ctx context.Context, cfg MeasureConfig) (Result, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	res := Result{Conns: cfg.Conns, TLS: cfg.TLS, Server: cfg.Server}
+	res := Result{Conns: cfg.Conns, TLS: cfg.TLS, Server: cfg.Server, WarmupBytes: cfg.WarmupBytes}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -223,7 +234,7 @@ func MeasureIdle(ctx context.Context, cfg MeasureConfig) (Result, error) {
 		return res, err
 	}
 
-	args := ClientArgs(ln.Addr().String(), cfg.Conns, cfg.TLS, certDER)
+	args := ClientArgs(ln.Addr().String(), cfg.Conns, cfg.TLS, certDER, cfg.WarmupBytes)
 	cmd := cfg.StartClient(args)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -328,8 +339,8 @@ func MeasureIdle(ctx context.Context, cfg MeasureConfig) (Result, error) {
 
 // ClientArgs returns the arguments RunClient expects (after whatever selects
 // the client role in the executable).
-func ClientArgs(addr string, conns int, useTLS bool, certDER []byte) []string {
-	args := []string{"-addr", addr, "-n", strconv.Itoa(conns)}
+func ClientArgs(addr string, conns int, useTLS bool, certDER []byte, warmupBytes int) []string {
+	args := []string{"-addr", addr, "-n", strconv.Itoa(conns), "-warmup", strconv.Itoa(warmupBytes)}
 	if useTLS {
 		args = append(args, "-tls-cert", base64.StdEncoding.EncodeToString(certDER))
 	}
@@ -338,9 +349,10 @@ func ClientArgs(addr string, conns int, useTLS bool, certDER []byte) []string {
 
 // ClientConfig is RunClient's configuration, parsed from ClientArgs.
 type ClientConfig struct {
-	Addr    string
-	Conns   int
-	CertDER []byte // non-nil: TLS, trusting only this certificate
+	Addr        string
+	Conns       int
+	CertDER     []byte // non-nil: TLS, trusting only this certificate
+	WarmupBytes int    // see MeasureConfig.WarmupBytes
 }
 
 // ParseClientArgs parses what ClientArgs produced.
@@ -356,6 +368,12 @@ func ParseClientArgs(args []string) (ClientConfig, error) {
 				return cc, fmt.Errorf("wsbench: -n: %w", err)
 			}
 			cc.Conns = n
+		case "-warmup":
+			n, err := strconv.Atoi(args[i+1])
+			if err != nil {
+				return cc, fmt.Errorf("wsbench: -warmup: %w", err)
+			}
+			cc.WarmupBytes = n
 		case "-tls-cert":
 			der, err := base64.StdEncoding.DecodeString(args[i+1])
 			if err != nil {
@@ -407,6 +425,9 @@ func RunClient(cc ClientConfig, in io.Reader, out io.Writer) error {
 					return
 				}
 				c, br, err := clientHandshake(cc.Addr, tlsCfg)
+				if err == nil && cc.WarmupBytes > 0 {
+					err = warmup(c, br, cc.WarmupBytes)
+				}
 				if err != nil {
 					errs <- fmt.Errorf("connection %d: %w", i, err)
 					return
@@ -478,6 +499,25 @@ func clientHandshake(addr string, tlsCfg *tls.Config) (net.Conn, *bufio.Reader, 
 		return nil, nil, fmt.Errorf("status %d", resp.StatusCode)
 	}
 	return c, br, nil
+}
+
+// warmup sends one masked binary message of n bytes and reads the answer.
+func warmup(c net.Conn, br *bufio.Reader, n int) error {
+	frame := make([]byte, 0, n+14)
+	switch {
+	case n <= 125:
+		frame = append(frame, 0x82, 0x80|byte(n))
+	case n <= 0xFFFF:
+		frame = append(frame, 0x82, 0x80|126, byte(n>>8), byte(n))
+	default:
+		return errors.New("warm-up message over 64 KiB")
+	}
+	frame = append(frame, 0, 0, 0, 0) // a zero masking key: the payload goes as is
+	frame = append(frame, make([]byte, n)...)
+	if _, err := c.Write(frame); err != nil {
+		return err
+	}
+	return readDataFrame(br)
 }
 
 // readDataFrame reads frames until a text or binary one (server frames are
@@ -559,6 +599,7 @@ func (s *coderServer) serve(w http.ResponseWriter, r *http.Request) {
 			if _, _, err := c.Read(context.Background()); err != nil {
 				return
 			}
+			_ = c.Write(context.Background(), websocket.MessageText, ackMessage)
 		}
 	})
 }

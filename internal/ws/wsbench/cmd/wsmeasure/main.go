@@ -2,7 +2,7 @@
 // ws.Engine (or of a goroutine-per-connection baseline), with the clients in
 // a second process (this same executable, started with "client"):
 //
-//	go run ./internal/ws/wsbench/cmd/wsmeasure -n 10000 [-tls] [-server engine|coder]
+//	go run ./internal/ws/wsbench/cmd/wsmeasure -n 10000 [-tls] [-server engine|coder] [-warmup 1024]
 package main
 
 import (
@@ -45,6 +45,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	server := fs.String("server", string(wsbench.ServerEngine), "engine (ws.Engine) or coder (coder/websocket, goroutine per connection)")
 	settle := fs.Duration("settle", 2*time.Second, "wait with all connections open before measuring")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after")
+	warmup := fs.Int("warmup", 0, "bytes of one message each client sends (and gets an answer to) before idling")
 	memprofile := fs.String("memprofile", "", "write a heap profile taken with all connections idle to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -72,6 +73,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Conns:       *n,
 		TLS:         *useTLS,
 		Server:      wsbench.Server(*server),
+		WarmupBytes: *warmup,
 		Settle:      *settle,
 		StartClient: func(a []string) *exec.Cmd {
 			return exec.Command(self, append([]string{"client"}, a...)...)
