@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -472,10 +471,9 @@ func TestEngine_SlowConsumer(t *testing.T) {
 			})
 		const fast, total = 4, 1500
 		var clients []*websocket.Conn
-		fastIDs := map[uint64]bool{}
 		for range fast {
 			clients = append(clients, ts.dial(t, nil))
-			fastIDs[ts.h.next(t, "open").conn.ID()] = true
+			ts.h.next(t, "open")
 		}
 		slow := ts.dialRaw(t, nil)
 		setReadBuffer(slow.conn, 4096)
@@ -747,8 +745,6 @@ func expect101(t *testing.T, rc *rawClient) {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 }
-
-var _ = io.EOF
 
 // setReadBuffer shrinks the client socket's receive buffer, so that a
 // client that stops reading pushes back on the server quickly.

@@ -12,7 +12,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -502,7 +501,5 @@ func randomKey() string {
 	rand.Read(b[:])
 	return base64.StdEncoding.EncodeToString(b[:])
 }
-
-var _ = fmt.Sprintf
 
 func newBufReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
