@@ -282,12 +282,12 @@ func MeasureIdle(ctx context.Context, cfg MeasureConfig) (Result, error) {
 		return res, err
 	}
 	// Every connection must be served (not just dialed) before measuring.
-	for served := func() int {
+	for servedCount := func() int {
 		if cfg.Server == ServerCoder {
 			return int(coder.opened.Load())
 		}
 		return int(h.opened.Load())
-	}; served() < cfg.Conns; {
+	}; servedCount() < cfg.Conns; {
 		select {
 		case <-ctx.Done():
 			return res, ctx.Err()
