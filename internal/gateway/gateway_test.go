@@ -248,7 +248,10 @@ func TestFrames_RateLimitThenClose(t *testing.T) {
 }
 
 func TestSlowConsumerIsolation(t *testing.T) {
-	s := newStack(t, gateway.Config{Transport: ws.Config{MaxQueueBytes: 64 << 10, PingInterval: time.Second, IdleTimeout: 60 * time.Second},
+	// Write deadline and keepalive far away: on a loaded machine either
+	// could otherwise end the slow client first, and this test is about the
+	// queue bound.
+	s := newStack(t, gateway.Config{Transport: ws.Config{MaxQueueBytes: 64 << 10, PingInterval: 10 * time.Minute, IdleTimeout: 20 * time.Minute, WriteTimeout: 10 * time.Minute},
 		Admission: gateway.AdmissionLimits{MaxConnsPerIdent: 200, ConnRatePerIdent: ratelimit.Limit{Burst: 200, Every: time.Millisecond}}})
 	token, _ := s.newUser(t)
 	subscribe := func(c *websocket.Conn) {
