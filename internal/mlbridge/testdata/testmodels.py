@@ -95,3 +95,23 @@ def not_json(inp):
 @model("boom", executor="inline")
 def boom(inp):
     raise RuntimeError("secret internal detail")
+
+
+def cpu_hold(inp):
+    """Blocks a pool process (not the event loop) until 'release' appears."""
+    d = inp["dir"]
+    _enter(d, "cpu")
+    deadline = time.monotonic() + inp.get("timeout", 60)
+    while not os.path.exists(os.path.join(d, "release")):
+        if time.monotonic() > deadline:
+            raise ModelError("never released")
+        time.sleep(0.005)
+    return {"pid": os.getpid()}
+
+
+model("cpu-hold", executor="process")(cpu_hold)
+
+
+@model("grow", executor="inline")
+def grow(inp):
+    return {"x": "y" * inp["n"]}
