@@ -40,6 +40,10 @@ async def handle(reader, writer):
                 writer.write(frame({"result": "busy" if MODE == "nothealthy" else "ok", "request_id": rid}))
                 await writer.drain()
                 continue
+            if req.get("data") == "list_models":  # like a foreign worker without the extension
+                writer.write(frame({"result": "", "request_id": rid, "error": "unsupported"}))
+                await writer.drain()
+                continue
             if MODE == "garbage":
                 writer.write(frame(os.urandom(64).replace(b"{", b"x")))
             elif MODE == "oversize":
