@@ -115,3 +115,9 @@ model("cpu-hold", executor="process")(cpu_hold)
 @model("grow", executor="inline")
 def grow(inp):
     return {"x": "y" * inp["n"]}
+
+
+@model("echo-raw", idempotent=True, executor="inline", raw=True)
+def echo_raw(inp):
+    """Returns data unchanged without JSON work: measures the IPC path alone."""
+    return inp
