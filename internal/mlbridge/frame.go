@@ -53,7 +53,7 @@ func WriteFrame(w io.Writer, payload []byte, maxBytes int) error {
 	if len(payload) == 0 {
 		return ErrEmptyFrame
 	}
-	if len(payload) > maxBytes || len(payload) > math.MaxUint32 {
+	if len(payload) > maxBytes || uint64(len(payload)) > math.MaxUint32 {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, len(payload), maxBytes)
 	}
 	_, err := w.Write(AppendFrame(make([]byte, 0, HeaderSize+len(payload)), payload))

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/unhidra/unhidra/python"
 )
@@ -156,13 +155,6 @@ func workerEnv(extra []string) []string {
 	return append(env, extra...)
 }
 
-// Linux waitid(2) constants, the same on every architecture.
-const (
-	pPID    = 1
-	wEXITED = 0x4
-	wNOWAIT = 0x1000000
-)
-
 // proc is one running worker process.
 type proc struct {
 	cmd   *exec.Cmd
@@ -195,7 +187,7 @@ func startProc(argv []string, sock, dir string, env []string, log *slog.Logger, 
 	cmd.Stdin = r
 	cmd.Stdout = &logWriter{log: log, idx: idx, stream: "stdout", tail: tail}
 	cmd.Stderr = &logWriter{log: log, idx: idx, stream: "stderr", tail: tail}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = sysProcAttr()
 	// Children of the worker that outlive it may hold its stdout open; do
 	// not wait for them forever.
 	cmd.WaitDelay = time.Second
@@ -211,21 +203,19 @@ func startProc(argv []string, sock, dir string, env []string, log *slog.Logger, 
 }
 
 func (p *proc) wait() {
-	// Wait for the exit without reaping, so the pid (and the process group
-	// id) cannot be reused while stragglers of the group are killed.
-	var info [128]byte
-	for {
-		_, _, e := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(p.pid),
-			uintptr(unsafe.Pointer(&info[0])), wEXITED|wNOWAIT, 0, 0)
-		if e != syscall.EINTR {
-			break
-		}
+	// Where the OS allows it, wait for the exit without reaping, so the pid
+	// (and the process group id) cannot be reused while stragglers of the
+	// group are killed.
+	if waitExitedNoReap(p.pid) {
+		p.mu.Lock()
+		p.exited = true
+		_ = syscall.Kill(-p.pid, syscall.SIGKILL) // leftovers of the group; ESRCH when none
+		p.mu.Unlock()
 	}
+	err := p.cmd.Wait()
 	p.mu.Lock()
 	p.exited = true
-	_ = syscall.Kill(-p.pid, syscall.SIGKILL) // leftovers of the group; ESRCH when none
 	p.mu.Unlock()
-	err := p.cmd.Wait()
 	p.stdin.Close()
 	p.err = err
 	close(p.done)

@@ -530,7 +530,7 @@ func TestSupervisor_Lifecycle(t *testing.T) {
 func TestConfig_HostileValues(t *testing.T) {
 	for _, cfg := range []mlbridge.Config{
 		{Workers: -1}, {Workers: 1000}, {ConnsPerWorker: 100000}, {MaxFrameBytes: -5}, {MaxFrameBytes: 10},
-		{MaxFrameBytes: 1 << 40}, {Idempotent: []string{"bad name"}}, {ProcessesPerWorker: -1},
+		{MaxFrameBytes: 1<<30 + 1}, {Idempotent: []string{"bad name"}}, {ProcessesPerWorker: -1},
 	} {
 		if _, err := mlbridge.New(cfg, nil); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
