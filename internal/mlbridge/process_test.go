@@ -273,3 +273,32 @@ func TestSupervisor_LiveDirNotRemoved(t *testing.T) {
 		t.Fatalf("first supervisor broken by the second: %v", err)
 	}
 }
+
+// TestSupervisor_StartCanceled: the caller's context bounds Start too.
+func TestSupervisor_StartCanceled(t *testing.T) {
+	dir := shortDir(t)
+	cfg := hostile(t, "nobind")
+	cfg.Dir, cfg.StartTimeout = dir, time.Minute
+	s, err := mlbridge.New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Cancel once the worker process exists: Start is then waiting for
+		// it. (Bounded: after 20 s cancel anyway and let the test fail.)
+		for i := 0; i < 4000 && len(children(os.Getpid())) == 0; i++ {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+	}()
+	if err := s.Start(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Start: %v, want context.Canceled", err)
+	}
+	if n := countFiles(t, dir, ""); n != 0 {
+		t.Errorf("canceled Start left %d entries", n)
+	}
+	if _, err := s.Call(context.Background(), "x", "m"); !errors.Is(err, mlbridge.ErrClosed) {
+		t.Errorf("call after a failed Start: %v", err)
+	}
+}

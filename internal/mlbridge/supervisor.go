@@ -30,18 +30,20 @@ const (
 
 // WorkerStatus is a snapshot of one worker slot, for the API and operators.
 type WorkerStatus struct {
-	Index     int           `json:"index"`
-	PID       int           `json:"pid"` // 0 when no process runs
-	State     WorkerState   `json:"state"`
-	Uptime    time.Duration `json:"uptime_ns"` // time since it became ready; 0 unless ready
-	Restarts  int           `json:"restarts"`
-	InFlight  int           `json:"in_flight"`
-	Calls     uint64        `json:"calls"`
-	Errors    uint64        `json:"errors"` // calls that failed for a reason other than the model's own error
-	LatencyEW time.Duration `json:"latency_ewma_ns"`
-	P50       time.Duration `json:"latency_p50_ns"` // over the last 256 calls
-	P99       time.Duration `json:"latency_p99_ns"`
-	LastError string        `json:"last_error,omitempty"` // why it last stopped or failed to start
+	Index    int           `json:"index"`
+	PID      int           `json:"pid"` // 0 when no process runs
+	State    WorkerState   `json:"state"`
+	Uptime   time.Duration `json:"uptime_ns"` // time since it became ready; 0 unless ready
+	Restarts int           `json:"restarts"`
+	InFlight int           `json:"in_flight"`
+	Calls    uint64        `json:"calls"`
+	Errors   uint64        `json:"errors"` // calls that failed for a reason other than the model's own error
+	// Latencies of the calls on this worker: an EWMA (weight 1/8) and the
+	// p50 and p99 of the last 256 calls.
+	LatencyEWMA time.Duration `json:"latency_ewma_ns"`
+	LatencyP50  time.Duration `json:"latency_p50_ns"`
+	LatencyP99  time.Duration `json:"latency_p99_ns"`
+	LastError   string        `json:"last_error,omitempty"` // why it last stopped or failed to start
 }
 
 // instance is a started, ready worker process as the run loop sees it.
@@ -185,18 +187,22 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		go s.runWorker(runCtx, w, first)
 	}
 	var errs []error
-	for range s.workers {
+	for pending := len(s.workers); pending > 0; pending-- {
 		select {
 		case err := <-first:
 			if err != nil {
 				errs = append(errs, err)
 				cancel() // no point waiting for the others
 			}
+			continue
 		case <-ctx.Done():
-			cancel()
-			errs = append(errs, fmt.Errorf("mlbridge: start: %w", ctx.Err()))
+		}
+		cancel()
+		errs = append(errs, fmt.Errorf("mlbridge: start: %w", ctx.Err()))
+		for ; pending > 0; pending-- { // every loop reports once, canceled or not
 			<-first
 		}
+		break
 	}
 	if len(errs) > 0 {
 		s.shutdown(context.Background())
@@ -762,8 +768,8 @@ func (s *Supervisor) Status() []WorkerStatus {
 	out := make([]WorkerStatus, 0, len(s.workers))
 	for _, w := range s.workers {
 		st := WorkerStatus{Index: w.idx, State: w.state, Restarts: w.restarts, InFlight: w.inflight,
-			Calls: w.calls, Errors: w.errs, LatencyEW: w.lat.ewma, LastError: w.lastError}
-		st.P50, st.P99 = w.lat.percentiles()
+			Calls: w.calls, Errors: w.errs, LatencyEWMA: w.lat.ewma, LastError: w.lastError}
+		st.LatencyP50, st.LatencyP99 = w.lat.percentiles()
 		if w.inst != nil {
 			st.PID = w.pid
 		}

@@ -79,7 +79,8 @@ func children(pid int) []int {
 		s := string(b)
 		i := strings.LastIndexByte(s, ')')
 		f := strings.Fields(s[i+1:])
-		if len(f) > 2 && f[2] == strconv.Itoa(pid) && f[0] != "Z" {
+		// After the command: state, ppid, pgrp, …
+		if len(f) > 2 && f[1] == strconv.Itoa(pid) && f[0] != "Z" {
 			out = append(out, p)
 		}
 	}
@@ -493,7 +494,7 @@ func TestSupervisor_Status(t *testing.T) {
 			t.Errorf("worker %d: %+v", i, st)
 		}
 		calls += st.Calls
-		if st.Calls > 0 && (st.P50 <= 0 || st.P99 < st.P50 || st.LatencyEW <= 0) {
+		if st.Calls > 0 && (st.LatencyP50 <= 0 || st.LatencyP99 < st.LatencyP50 || st.LatencyEWMA <= 0) {
 			t.Errorf("worker %d latency: %+v", i, st)
 		}
 	}
