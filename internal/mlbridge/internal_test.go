@@ -359,3 +359,30 @@ func TestLogWriter(t *testing.T) {
 		t.Errorf("tail %q", tail)
 	}
 }
+
+func TestParseModelList(t *testing.T) {
+	list, err := parseModelList(Response{Result: `{"models":[{"name":"a","idempotent":true},{"name":"b.c-1","description":"` + strings.Repeat("d", 5000) + `"}]}`})
+	if err != nil || len(list) != 2 || !list[0].Idempotent || len(list[1].Description) != 1000 {
+		t.Fatalf("got %+v, %v", list, err)
+	}
+	many := `{"models":[` + strings.Repeat(`{"name":"m"},`, maxModels) + `{"name":"m"}]}`
+	hostile := map[string]struct {
+		resp Response
+		want error
+	}{
+		"ForeignAnswer": {Response{Result: "processed: list_models"}, ErrUnsupported},
+		"ErrorAnswer":   {Response{Error: "unknown model"}, ErrUnsupported},
+		"NoModelsKey":   {Response{Result: `{"x":[]}`}, ErrUnsupported},
+		"ModelsNotList": {Response{Result: `{"models":5}`}, ErrUnsupported},
+		"TooMany":       {Response{Result: many}, ErrProtocol},
+		"BadName":       {Response{Result: `{"models":[{"name":"../x"}]}`}, ErrProtocol},
+		"EmptyName":     {Response{Result: `{"models":[{"name":""}]}`}, ErrProtocol},
+	}
+	for name, tc := range hostile {
+		t.Run(name, func(t *testing.T) {
+			if _, err := parseModelList(tc.resp); !errors.Is(err, tc.want) {
+				t.Fatalf("err %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
