@@ -220,6 +220,13 @@ func TestSupervisor_Errors(t *testing.T) {
 	if !errors.As(err, &me) || !strings.Contains(me.Message, "not sendable") {
 		t.Errorf("result over the frame limit: %v", err)
 	}
+	_, err = s.Infer(ctx, "pool-crash", json.RawMessage(`{}`))
+	if !errors.As(err, &me) || !strings.Contains(me.Message, "model process crashed") {
+		t.Errorf("model killing its pool process: %v", err)
+	}
+	if _, err := s.Infer(ctx, "heap-trend", json.RawMessage(`{"series":[[0,3],[1,2],[2,1]]}`)); err != nil {
+		t.Errorf("process pool not rebuilt: %v", err)
+	}
 	out, err := s.Infer(ctx, "echo", json.RawMessage(`{"still":"fine"}`))
 	if err != nil || string(out) != `{"still":"fine"}` {
 		t.Fatalf("after the errors: %s, %v", out, err)

@@ -121,3 +121,11 @@ def grow(inp):
 def echo_raw(inp):
     """Returns data unchanged without JSON work: measures the IPC path alone."""
     return inp
+
+
+def pool_crash(inp):
+    """Kills its own pool process: the worker must survive and rebuild the pool."""
+    os._exit(7)
+
+
+model("pool-crash", executor="process")(pool_crash)
