@@ -66,6 +66,13 @@ type serveConfig struct {
 	connBurstIdent  int
 	handshakeTime   time.Duration
 
+	// ML sidecar.
+	mlWorkers int
+	mlWorker  string
+	mlPython  string
+	mlModules string
+	mlTimeout time.Duration
+
 	proxies []netip.Prefix // parsed trustedProxies
 }
 
@@ -102,6 +109,11 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.connBurstIP, "conn-burst-per-ip", 500, "new WebSocket connections from one address allowed in a burst")
 	fs.Float64Var(&c.connRateIdent, "conn-rate-per-identity", 0.5, "new WebSocket connections per second of one identity (flapping control)")
 	fs.IntVar(&c.connBurstIdent, "conn-burst-per-identity", 10, "new WebSocket connections of one identity allowed in a burst")
+	fs.IntVar(&c.mlWorkers, "ml-workers", 2, "inference worker processes (0: no ML)")
+	fs.StringVar(&c.mlWorker, "ml-worker", "", "worker command line speaking the ML IPC protocol (default: the built-in Python worker); the socket path is appended")
+	fs.StringVar(&c.mlPython, "ml-python", "python3", "Python interpreter for the built-in worker")
+	fs.StringVar(&c.mlModules, "ml-modules", "", "comma-separated Python modules or .py files with your own @model definitions")
+	fs.DurationVar(&c.mlTimeout, "ml-timeout", 30*time.Second, "longest an inference call may take")
 	fs.DurationVar(&c.handshakeTime, "handshake-timeout", 10*time.Second, "time allowed for the TLS handshake and the request headers (slowloris)")
 }
 
@@ -156,7 +168,12 @@ func (c *serveConfig) validate() error {
 		floatRange("conn-rate-per-identity", c.connRateIdent, 0.001, 1e6),
 		intRange("conn-burst-per-identity", c.connBurstIdent, 1, 10_000_000),
 		durationRange("handshake-timeout", c.handshakeTime, 100*time.Millisecond, 5*time.Minute),
+		intRange("ml-workers", c.mlWorkers, 0, 64),
+		durationRange("ml-timeout", c.mlTimeout, 100*time.Millisecond, 10*time.Minute),
 		c.validateStore())
+	if _, err := splitCommand(c.mlWorker); err != nil {
+		errs = append(errs, usagef("--ml-worker: %v", err))
+	}
 	if c.idleTimeout <= c.pingInterval {
 		errs = append(errs, usagef("--idle-timeout (%v) must be longer than --ping-interval (%v)", c.idleTimeout, c.pingInterval))
 	}
@@ -246,8 +263,17 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	defer gw.Close()
 	reg.MustRegister(gw.Metrics())
 
+	ml, err := startML(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if ml != nil {
+		defer ml.Close(context.WithoutCancel(ctx))
+		reg.MustRegister(ml.Collectors()...)
+	}
+
 	var draining atomic.Bool
-	handler := api.NewServer(api.Deps{
+	deps := api.Deps{
 		Log:            log,
 		Accounts:       accounts,
 		Store:          st,
@@ -256,7 +282,11 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		TrustedProxies: cfg.proxies,
 		TLS:            !cfg.noTLS,
 		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount},
-	})
+	}
+	if ml != nil {
+		deps.ML = ml
+	}
+	handler := api.NewServer(deps)
 
 	tcp, err := net.Listen("tcp", cfg.listen)
 	if err != nil {

@@ -719,8 +719,9 @@ func (s *Supervisor) retryable(data, modelID string) bool {
 }
 
 // Infer runs a structured model: input (JSON) is sent as the request's data
-// string, and the result string, which must be JSON, is returned as is.
-// Errors are those of Call; a result that is not JSON is an ErrProtocol.
+// string, and the result string is returned as is when it is JSON, or as a
+// JSON string when it is plain text (a protocol-only worker's answer).
+// Errors are those of Call.
 func (s *Supervisor) Infer(ctx context.Context, model string, input json.RawMessage) (json.RawMessage, error) {
 	if model == "" {
 		return nil, fmt.Errorf("%w: model name required", ErrInvalidInput)
@@ -736,7 +737,11 @@ func (s *Supervisor) Infer(ctx context.Context, model string, input json.RawMess
 		return nil, err
 	}
 	if !json.Valid([]byte(resp.Result)) {
-		return nil, fmt.Errorf("%w: model %q returned a result that is not JSON", ErrProtocol, model)
+		// The seed's protocol makes result a plain string, and a worker
+		// that speaks only that protocol answers with text: pass it on as a
+		// JSON string rather than refusing it.
+		text, _ := json.Marshal(resp.Result)
+		return text, nil
 	}
 	return json.RawMessage(resp.Result), nil
 }
