@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/protocol"
@@ -18,7 +19,7 @@ import (
 // newGateway builds the WebSocket gateway from the configuration and
 // connects it to the account service: tokens authenticate people and bots,
 // and disabling an account closes its live connections.
-func newGateway(cfg *serveConfig, accounts *auth.Service, log *slog.Logger) (*gateway.Gateway, error) {
+func newGateway(cfg *serveConfig, accounts *auth.Service, b bus.Bus, log *slog.Logger) (*gateway.Gateway, error) {
 	maxConns := cfg.maxConns
 	if maxConns == 0 {
 		maxConns = defaultMaxConns()
@@ -46,7 +47,7 @@ func newGateway(cfg *serveConfig, accounts *auth.Service, log *slog.Logger) (*ga
 		AllowedOrigins: origins,
 		MessageRate:    ratelimit.Limit{Burst: cfg.messageBurst, Every: time.Second / time.Duration(cfg.messageRate)},
 		DrainWindow:    cfg.drainWindow,
-	}, hub.New(), log)
+	}, hub.NewRouter(hub.New(), b, log), log)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/tlscert"
 	"github.com/unhidra/unhidra/internal/ws"
@@ -37,6 +38,8 @@ type serveConfig struct {
 	tlsKey         string
 	noTLS          bool
 	storeURL       string
+	busURL         string
+	busPrefix      string
 	logLevel       string
 	logFormat      string
 	jwtAlg         string
@@ -79,6 +82,8 @@ type serveConfig struct {
 func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.configFile, "config", "", "config file of `key = value` lines (flag names as keys)")
 	c.storeFlags(fs)
+	fs.StringVar(&c.busURL, "bus", "", "cluster bus: empty for this node alone, or nats://HOST:PORT[,…] to join a cluster")
+	fs.StringVar(&c.busPrefix, "bus-prefix", "unhidra", "subject prefix on the bus (separates deployments sharing a NATS server)")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8443", "address to listen on; port 0 picks a free port")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate chain (PEM); default: a self-signed one in the data directory")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key (PEM), with --tls-cert")
@@ -171,6 +176,12 @@ func (c *serveConfig) validate() error {
 		intRange("ml-workers", c.mlWorkers, 0, 64),
 		durationRange("ml-timeout", c.mlTimeout, 100*time.Millisecond, 10*time.Minute),
 		c.validateStore())
+	if c.busURL != "" && !strings.HasPrefix(c.busURL, "nats://") && !strings.HasPrefix(c.busURL, "tls://") {
+		errs = append(errs, usagef("--bus must be empty or nats://…"))
+	}
+	if err := bus.ValidSubject(c.busPrefix); err != nil {
+		errs = append(errs, usagef("--bus-prefix %q: letters, digits and dots only", c.busPrefix))
+	}
 	if _, err := splitCommand(c.mlWorker); err != nil {
 		errs = append(errs, usagef("--ml-worker: %v", err))
 	}
@@ -256,7 +267,12 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	gw, err := newGateway(cfg, accounts, log)
+	b, err := openBus(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	gw, err := newGateway(cfg, accounts, b, log)
 	if err != nil {
 		return err
 	}

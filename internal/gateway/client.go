@@ -172,7 +172,7 @@ func (h connHandler) OnOpen(wc *ws.Conn) {
 	})
 	// Only now can anything be routed to the connection: the welcome is
 	// always its first frame.
-	g.hub.Add(c)
+	g.router.Add(c)
 	for _, f := range g.onConnect {
 		f(c)
 	}
@@ -222,7 +222,7 @@ func (h connHandler) OnClose(wc *ws.Conn, err error) {
 	}
 	c.stopExpiry()
 	if c.conn != nil { // OnOpen ran
-		g.hub.Remove(c)
+		g.router.Remove(c)
 		for _, f := range g.onDisconnect {
 			f(c)
 		}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/bus/local"
 	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/protocol"
@@ -63,7 +64,7 @@ func newStack(t testing.TB, cfg gateway.Config) *stack {
 		cfg.Transport.PingInterval = time.Second
 		cfg.Transport.IdleTimeout = 5 * time.Second
 	}
-	s.gw, err = gateway.New(cfg, hub.New(), nil)
+	s.gw, err = gateway.New(cfg, hub.NewRouter(hub.New(), &local.Bus{}, nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,9 @@ func NewRouter(h *Hub, b bus.Bus, log *slog.Logger) *Router {
 // Hub returns the local hub.
 func (r *Router) Hub() *Hub { return r.hub }
 
+// Bus returns the cluster bus.
+func (r *Router) Bus() bus.Bus { return r.bus }
+
 func topicSubject(topic string) string       { return "t." + topic }
 func identitySubject(identity string) string { return "id." + identity }
 
