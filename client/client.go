@@ -103,11 +103,12 @@ type Client struct {
 	conn    *websocket.Conn
 	// Delivery state per conversation: the last seq emitted and messages
 	// that arrived ahead of a gap.
-	pos     map[string]int64              // guarded by mu
-	ahead   map[string]map[int64]*Message // guarded by mu
-	filling map[string]bool               // conversations with a gap being filled; guarded by mu
-	pending map[string]*pendingReq        // request id → waiter; guarded by mu
-	connCh  chan struct{}                 // closed when a connection is up; guarded by mu
+	pos      map[string]int64              // guarded by mu
+	ahead    map[string]map[int64]*Message // guarded by mu
+	filling  map[string]bool               // conversations with a gap being filled; guarded by mu
+	resuming map[string]bool               // conversations waiting for their "resumed"; guarded by mu
+	pending  map[string]*pendingReq        // request id → waiter; guarded by mu
+	connCh   chan struct{}                 // closed when a connection is up; guarded by mu
 
 	bg sync.WaitGroup // the current session's helper goroutines
 }
@@ -146,8 +147,8 @@ func New(cfg Config) (*Client, error) {
 		cfg: cfg, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}, log: cfg.Log,
 		events: make(chan Event, cfg.EventBuffer), refresh: cfg.RefreshToken,
 		pos: map[string]int64{}, ahead: map[string]map[int64]*Message{}, pending: map[string]*pendingReq{},
-		filling: map[string]bool{},
-		connCh:  make(chan struct{}),
+		filling: map[string]bool{}, resuming: map[string]bool{},
+		connCh: make(chan struct{}),
 	}, nil
 }
 

@@ -97,10 +97,15 @@ func (c *Client) session(ctx context.Context) error {
 	// Ask for what was missed, then re-send what was never acknowledged
 	// (same ids: the server stores each once).
 	if len(positions) > 0 {
+		// Until a conversation's "resumed" frame arrives, its live frames
+		// are held: the server guarantees they are all covered by the
+		// backlog (or the history pages up to last_seq).
+		c.mu.Lock()
+		for conv := range positions {
+			c.resuming[conv] = true
+		}
+		c.mu.Unlock()
 		c.write(sctx, conn, map[string]any{"type": "resume", "id": newID(), "positions": positions})
-		// The server answers with the backlog, or not at all for long gaps:
-		// fill those from history so nothing is skipped.
-		c.spawn(func() { c.catchUp(sctx, positions) })
 	}
 	for _, p := range pending {
 		conn.Write(sctx, websocket.MessageText, p.frame)
@@ -173,10 +178,23 @@ func (c *Client) handleFrame(ctx context.Context, data []byte) {
 			return
 		}
 	}
-	if head.Type == "message" {
+	switch head.Type {
+	case "message":
 		var m Message
 		if json.Unmarshal(data, &m) == nil && m.Channel != "" && m.Seq > 0 {
 			c.deliver(ctx, &m)
+			return
+		}
+	case "resumed":
+		var r struct {
+			Channel   string    `json:"channel"`
+			Recovered bool      `json:"recovered"`
+			Reason    string    `json:"reason"`
+			LastSeq   int64     `json:"last_seq"`
+			Messages  []Message `json:"messages"`
+		}
+		if json.Unmarshal(data, &r) == nil && r.Channel != "" {
+			c.resumed(ctx, r.Channel, r.Recovered, r.Reason, r.Messages)
 			return
 		}
 	}
@@ -190,9 +208,46 @@ func (c *Client) emit(ctx context.Context, e Event) {
 	}
 }
 
+// resumed applies a conversation's resume answer: the backlog in order,
+// or, when the server could not send it all, the history pages; then the
+// live frames held meanwhile.
+func (c *Client) resumed(ctx context.Context, conv string, recovered bool, reason string, backlog []Message) {
+	for i := range backlog {
+		backlog[i].Type, backlog[i].Channel = "message", conv
+		c.deliverInOrder(ctx, &backlog[i])
+	}
+	c.mu.Lock()
+	delete(c.resuming, conv)
+	held := len(c.ahead[conv]) > 0
+	c.mu.Unlock()
+	if !recovered && reason != "not_member" {
+		c.spawn(func() { c.catchUp(ctx, map[string]int64{conv: c.position(conv)}) })
+		return
+	}
+	if held {
+		c.startFill(ctx, conv)
+	}
+}
+
+func (c *Client) position(conv string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pos[conv]
+}
+
+func (c *Client) startFill(ctx context.Context, conv string) {
+	c.mu.Lock()
+	start := !c.filling[conv]
+	c.filling[conv] = true
+	c.mu.Unlock()
+	if start {
+		c.spawn(func() { c.fill(ctx, conv) })
+	}
+}
+
 // deliver emits m if it is the next of its conversation, holds it if it
-// arrived ahead of a gap (and starts filling the gap from history), and
-// drops it if it was already emitted.
+// arrived ahead of a gap (and starts filling the gap from history) or while
+// the conversation is resuming, and drops it if it was already emitted.
 func (c *Client) deliver(ctx context.Context, m *Message) {
 	c.mu.Lock()
 	last, known := c.pos[m.Channel]
@@ -200,17 +255,20 @@ func (c *Client) deliver(ctx context.Context, m *Message) {
 	case known && m.Seq <= last:
 		c.mu.Unlock()
 		return // a duplicate (resume overlap, retry)
+	case c.resuming[m.Channel]:
+		if c.ahead[m.Channel] == nil {
+			c.ahead[m.Channel] = map[int64]*Message{}
+		}
+		c.ahead[m.Channel][m.Seq] = m
+		c.mu.Unlock()
+		return
 	case known && m.Seq > last+1:
 		if c.ahead[m.Channel] == nil {
 			c.ahead[m.Channel] = map[int64]*Message{}
 		}
 		c.ahead[m.Channel][m.Seq] = m
-		start := !c.filling[m.Channel]
-		c.filling[m.Channel] = true
 		c.mu.Unlock()
-		if start {
-			c.spawn(func() { c.fill(ctx, m.Channel) })
-		}
+		c.startFill(ctx, m.Channel)
 		return
 	}
 	ready := c.advance(m)
@@ -299,6 +357,7 @@ func (c *Client) catchUp(ctx context.Context, positions map[string]int64) {
 				break
 			}
 		}
+		c.startFill(ctx, conv) // anything held beyond what history had
 	}
 }
 
