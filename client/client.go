@@ -28,9 +28,12 @@ type Config struct {
 	// TLS configures certificate checks (nil: the system's roots). To
 	// trust a self-signed server, put its certificate in RootCAs.
 	TLS *tls.Config
-	// Name and Password sign in; alternatively set RefreshToken.
+	// Name and Password sign in; alternatively set RefreshToken, or
+	// TokenSource for a caller that mints access tokens itself (the
+	// server's own bots).
 	Name, Password string
 	RefreshToken   string
+	TokenSource    func(ctx context.Context) (token string, expires time.Time, err error)
 	// Backoff shapes reconnection delays.
 	Backoff Backoff
 	// EventBuffer is the capacity of Events(); default 1024. The
@@ -186,8 +189,19 @@ func (c *Client) Login(ctx context.Context) error {
 	return nil
 }
 
-// refreshTokens spends the refresh token for a new pair.
+// refreshTokens spends the refresh token for a new pair (or asks the
+// token source).
 func (c *Client) refreshTokens(ctx context.Context) error {
+	if c.cfg.TokenSource != nil {
+		tok, exp, err := c.cfg.TokenSource(ctx)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.access, c.expires = tok, exp
+		c.mu.Unlock()
+		return nil
+	}
 	c.mu.Lock()
 	rt := c.refresh
 	c.mu.Unlock()
