@@ -23,6 +23,7 @@ import (
 
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/tlscert"
 	"github.com/unhidra/unhidra/internal/ws"
@@ -230,6 +231,9 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	}
 	defer gw.Close()
 	reg.MustRegister(gw.Metrics())
+	messaging := chat.New(st, gw.Hub(), chat.Config{}, log)
+	defer messaging.Close() // runs before st.Close: a batch being committed finishes
+	messaging.Register(gw)
 
 	var draining atomic.Bool
 	handler := api.NewServer(api.Deps{
@@ -240,7 +244,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		TrustedProxies: cfg.proxies,
 		TLS:            !cfg.noTLS,
-		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount},
+		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount, messaging.Mount},
 	})
 
 	tcp, err := net.Listen("tcp", cfg.listen)
