@@ -34,14 +34,14 @@ const wait = 15 * time.Second
 // harness is a real SQLite store, hub, gateway and chat service behind an
 // HTTP test server. The token of a connection is the user's ID.
 type harness struct {
-	t   *testing.T
+	t   testing.TB
 	db  *sqldb.DB
 	svc *chat.Service
 	gw  *gateway.Gateway
 	srv *httptest.Server
 }
 
-func newHarness(t *testing.T, cfg chat.Config) *harness {
+func newHarness(t testing.TB, cfg chat.Config) *harness {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "chat.db"))
 	if err != nil {
@@ -92,13 +92,13 @@ func (f frame) num(k string) int64  { n, _ := f[k].(float64); return int64(n) }
 
 // client is a real WebSocket client; a reader goroutine queues every frame.
 type client struct {
-	t      *testing.T
+	t      testing.TB
 	conn   *websocket.Conn
 	frames chan frame
 	done   chan struct{}
 }
 
-func (h *harness) dial(t *testing.T, a chat.Actor) *client {
+func (h *harness) dial(t testing.TB, a chat.Actor) *client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -191,7 +191,7 @@ func (c *client) sendMsg(id, channel, body string) frame {
 	return r
 }
 
-func wantError(t *testing.T, f frame, code string) {
+func wantError(t testing.TB, f frame, code string) {
 	t.Helper()
 	if f.str("type") != "error" || f.str("code") != code {
 		t.Fatalf("got %v, want error %q", f, code)

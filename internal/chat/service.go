@@ -42,6 +42,10 @@ type Config struct {
 	TypingRate ratelimit.Limit
 	// MaxBatch bounds the messages committed in one transaction. Default 512.
 	MaxBatch int
+	// CommitDelay is the longest the writer waits for the senders of its
+	// previous batch to send again before it commits a smaller batch.
+	// Default 1 ms; negative disables waiting.
+	CommitDelay time.Duration
 	// QueueLen bounds the sends waiting for the writer. Default 8192.
 	QueueLen int
 	// IdempotencyTTL is how long a client's send id is remembered. Default 24 h.
@@ -65,6 +69,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 512
+	}
+	if c.CommitDelay == 0 {
+		c.CommitDelay = time.Millisecond
 	}
 	if c.QueueLen <= 0 {
 		c.QueueLen = 8192
@@ -247,6 +254,10 @@ func validBody(body string) error {
 func (s *Service) runWriter() {
 	defer s.wg.Done()
 	batch := make([]*sendJob, 0, s.cfg.MaxBatch)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
+	prev := 0 // size of the previous batch
 	for {
 		select {
 		case j := <-s.queue:
@@ -255,15 +266,41 @@ func (s *Service) runWriter() {
 			s.failPending()
 			return
 		}
+		// The senders of the previous batch were all answered at once and
+		// are sending again: wait (at most CommitDelay) until as many as
+		// last time are here, so one fsync serves them all. A lone sender
+		// (prev <= 1) never waits.
+		target := min(max(prev, 1), s.cfg.MaxBatch)
+		lingering := false
 	fill:
 		for len(batch) < s.cfg.MaxBatch {
 			select {
 			case j := <-s.queue:
 				batch = append(batch, j)
+				continue
 			default:
+			}
+			if len(batch) >= target || s.cfg.CommitDelay <= 0 {
+				break
+			}
+			if !lingering {
+				linger.Reset(s.cfg.CommitDelay)
+				lingering = true
+			}
+			select {
+			case j := <-s.queue:
+				batch = append(batch, j)
+			case <-linger.C:
+				lingering = false
+				break fill
+			case <-s.ctx.Done():
 				break fill
 			}
 		}
+		if lingering && !linger.Stop() {
+			<-linger.C
+		}
+		prev = len(batch)
 		s.commit(batch)
 		clear(batch)
 	}
