@@ -170,4 +170,3 @@ func BenchmarkHistory(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
 }
-
