@@ -24,6 +24,7 @@ import (
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/chat"
+	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/tlscert"
 	"github.com/unhidra/unhidra/internal/ws"
@@ -62,6 +63,10 @@ type serveConfig struct {
 	messageBurst    int
 	drainWindow     time.Duration
 
+	// Messaging.
+	sendRate  int
+	sendBurst int
+
 	proxies []netip.Prefix // parsed trustedProxies
 }
 
@@ -94,6 +99,8 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.messageRate, "message-rate", 20, "client frames per second per connection (sustained)")
 	fs.IntVar(&c.messageBurst, "message-burst", 40, "client frames per connection allowed in a burst")
 	fs.DurationVar(&c.drainWindow, "drain-window", 10*time.Second, "on shutdown, spread closing connections over this long")
+	fs.IntVar(&c.sendRate, "send-rate", 10, "chat messages per second per sender across its connections (sustained)")
+	fs.IntVar(&c.sendBurst, "send-burst", 30, "chat messages per sender allowed in a burst")
 }
 
 // storeFlags are shared by serve and admin.
@@ -142,6 +149,8 @@ func (c *serveConfig) validate() error {
 		intRange("message-rate", c.messageRate, 1, 100_000),
 		intRange("message-burst", c.messageBurst, 1, 100_000),
 		durationRange("drain-window", c.drainWindow, 0, 10*time.Minute),
+		intRange("send-rate", c.sendRate, 1, 1_000_000),
+		intRange("send-burst", c.sendBurst, 1, 1_000_000),
 		c.validateStore())
 	if c.idleTimeout <= c.pingInterval {
 		errs = append(errs, usagef("--idle-timeout (%v) must be longer than --ping-interval (%v)", c.idleTimeout, c.pingInterval))
@@ -231,7 +240,9 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	}
 	defer gw.Close()
 	reg.MustRegister(gw.Metrics())
-	messaging := chat.New(st, gw.Hub(), chat.Config{}, log)
+	messaging := chat.New(st, gw.Hub(), chat.Config{
+		SendRate: ratelimit.Limit{Burst: cfg.sendBurst, Every: time.Second / time.Duration(cfg.sendRate)},
+	}, log)
 	defer messaging.Close() // runs before st.Close: a batch being committed finishes
 	messaging.Register(gw)
 

@@ -162,7 +162,8 @@ func BenchmarkHistory(b *testing.B) {
 		i := int64(0)
 		for pb.Next() {
 			i++
-			if _, err := svc.History(ctx, actor, store.GeneralChannelID, 1+(i*997)%total, 0, 50); err != nil {
+			before := 1 + (i*997)%total
+			if _, err := svc.History(ctx, actor, store.GeneralChannelID, &before, nil, 50); err != nil {
 				b.Error(err)
 				return
 			}

@@ -115,7 +115,7 @@ func TestSend_RetryIsIdempotentAcrossRestart(t *testing.T) {
 	if err != nil || !dup || m.ID != first.str("message_id") {
 		t.Fatalf("after restart: %+v dup=%v err=%v", m, dup, err)
 	}
-	page, err := h.svc.History(context.Background(), ann, general, 0, 0, 0)
+	page, err := h.svc.History(context.Background(), ann, general, nil, nil, 0)
 	if err != nil || len(page.Messages) != 2 {
 		t.Fatalf("history holds %d messages, want 2: %v", len(page.Messages), err)
 	}
@@ -292,7 +292,7 @@ func TestEditDelete_PropagateAndPermissions(t *testing.T) {
 	if del.str("channel") != ch.ID || del.num("seq") != 1 || del.str("message_id") != id {
 		t.Fatalf("message_deleted = %v", del)
 	}
-	page, _ := h.svc.History(ctx, bob, ch.ID, 0, 0, 0)
+	page, _ := h.svc.History(ctx, bob, ch.ID, nil, nil, 0)
 	if len(page.Messages) != 1 || !page.Messages[0].Deleted || page.Messages[0].Body != "" {
 		t.Fatalf("history after delete = %+v", page.Messages)
 	}

@@ -150,14 +150,7 @@ func (s *Service) handleDelete(ctx context.Context, c *gateway.Client, e *protoc
 }
 
 func (s *Service) handleHistory(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
-	var before, after int64
-	if e.Before != nil {
-		before = *e.Before
-	}
-	if e.After != nil {
-		after = *e.After
-	}
-	page, err := s.History(ctx, actorOf(c), e.Channel, before, after, e.Limit)
+	page, err := s.History(ctx, actorOf(c), e.Channel, e.Before, e.After, e.Limit)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/unhidra/unhidra/internal/api"
@@ -111,13 +112,17 @@ func (s *Service) Mount(mux *http.ServeMux, h api.Helpers) {
 	})
 	route("GET /api/v1/channels/{id}/messages", func(w http.ResponseWriter, r *http.Request, a Actor) error {
 		q := r.URL.Query()
-		before, err1 := queryInt(q.Get("before"))
-		after, err2 := queryInt(q.Get("after"))
-		limit, err3 := queryInt(q.Get("limit"))
+		before, err1 := queryInt(q, "before")
+		after, err2 := queryInt(q, "after")
+		limit, err3 := queryInt(q, "limit")
 		if err1 != nil || err2 != nil || err3 != nil {
 			return store.Errorf(store.EINVALID, "before, after and limit must be non-negative integers.")
 		}
-		page, err := s.History(r.Context(), a, r.PathValue("id"), before, after, int(limit))
+		n := 0
+		if limit != nil {
+			n = int(min(*limit, 1000))
+		}
+		page, err := s.History(r.Context(), a, r.PathValue("id"), before, after, n)
 		if err != nil {
 			return err
 		}
@@ -187,15 +192,16 @@ func (s *Service) Mount(mux *http.ServeMux, h api.Helpers) {
 	})
 }
 
-func queryInt(s string) (int64, error) {
-	if s == "" {
-		return 0, nil
+// queryInt parses an optional non-negative integer parameter (nil: absent).
+func queryInt(q url.Values, key string) (*int64, error) {
+	if !q.Has(key) {
+		return nil, nil
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
+	n, err := strconv.ParseInt(q.Get(key), 10, 64)
 	if err != nil || n < 0 {
-		return 0, store.Errorf(store.EINVALID, "Not a non-negative integer.")
+		return nil, store.Errorf(store.EINVALID, "Not a non-negative integer.")
 	}
-	return n, nil
+	return &n, nil
 }
 
 type createChannelRequest struct {

@@ -402,16 +402,25 @@ type HistoryPage struct {
 	HasMore  bool           `json:"has_more"`
 }
 
-// History returns messages of a conversation the actor is a member of.
-// before/after are seq cursors (0: unset); limit defaults to 50, max 200.
-func (s *Service) History(ctx context.Context, actor Actor, conv string, before, after int64, limit int) (*HistoryPage, error) {
-	if before < 0 || after < 0 || limit < 0 {
-		return nil, store.Errorf(store.EINVALID, "before, after and limit must not be negative.")
+// History returns messages of a conversation the actor is a member of, in
+// seq order. before and after are seq cursors (nil: unset): with after it
+// pages forward from there (after=0: from the first message), otherwise
+// backward from before (or from the newest). limit defaults to 50, max 200.
+func (s *Service) History(ctx context.Context, actor Actor, conv string, before, after *int64, limit int) (*HistoryPage, error) {
+	q := store.HistoryQuery{ConversationID: conv, Limit: limit}
+	if before != nil {
+		q.Before = *before
+	}
+	if after != nil {
+		q.After, q.Forward = *after, true
+	}
+	if q.Before < 0 || q.After < 0 || limit < 0 || (before != nil && q.Before == 0) {
+		return nil, store.Errorf(store.EINVALID, "before must be positive; after and limit must not be negative.")
 	}
 	if _, err := s.requireMember(ctx, conv, actor.ID); err != nil {
 		return nil, err
 	}
-	msgs, more, err := s.st.History(ctx, store.HistoryQuery{ConversationID: conv, Before: before, After: after, Limit: limit})
+	msgs, more, err := s.st.History(ctx, q)
 	if err != nil {
 		return nil, err
 	}

@@ -97,13 +97,16 @@ type AppendResult struct {
 	Err       error
 }
 
-// HistoryQuery selects messages of one conversation by seq. With After set
-// it pages forward (oldest first after it); otherwise backward from Before
+// HistoryQuery selects messages of one conversation by seq. With After (or
+// Forward) set it pages forward (oldest first after it); otherwise backward from Before
 // (or from the newest). Results are always in ascending seq order.
 type HistoryQuery struct {
 	ConversationID string
 	Before, After  int64 // 0 means unset
-	Limit          int
+	// Forward pages forward from After even when After is 0 (from the
+	// first message).
+	Forward bool
+	Limit   int
 }
 
 // ChatStore keeps conversations, memberships and messages.

@@ -437,7 +437,7 @@ func (db *DB) History(ctx context.Context, q store.HistoryQuery) ([]*store.Messa
 		where, args = append(where, "seq < ?"), append(args, q.Before)
 	}
 	order := "DESC"
-	if q.After > 0 {
+	if q.After > 0 || q.Forward {
 		where, args, order = append(where, "seq > ?"), append(args, q.After), "ASC"
 	}
 	args = append(args, limit+1)

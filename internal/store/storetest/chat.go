@@ -254,6 +254,7 @@ func testChat(t *testing.T, open Opener) {
 			{store.HistoryQuery{After: 8}, []int64{9, 10}, false},
 			{store.HistoryQuery{After: 2, Before: 5}, []int64{3, 4}, false},
 			{store.HistoryQuery{After: 10}, nil, false},
+			{store.HistoryQuery{Forward: true, Limit: 2}, []int64{1, 2}, true},
 			{store.HistoryQuery{Limit: 100000}, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, false},
 		}
 		for _, c := range cases {
