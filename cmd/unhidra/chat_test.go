@@ -217,4 +217,3 @@ func trustingClient(t *testing.T, dataDir string) *http.Client {
 	pool.AppendCertsFromPEM(pemBytes)
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
-
