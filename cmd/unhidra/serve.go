@@ -242,6 +242,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	reg.MustRegister(gw.Metrics())
 	messaging := chat.New(st, gw.Hub(), chat.Config{
 		SendRate: ratelimit.Limit{Burst: cfg.sendBurst, Every: time.Second / time.Duration(cfg.sendRate)},
+		Writers:  chatWriters(st.Dialect()),
 	}, log)
 	defer messaging.Close() // runs before st.Close: a batch being committed finishes
 	messaging.Register(gw)
@@ -317,6 +318,15 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	gw.Close()
 	log.Info("stopped")
 	return nil
+}
+
+// chatWriters is how many group-commit writers suit the store: SQLite has
+// one writer connection; PostgreSQL commits several batches at once.
+func chatWriters(dialect string) int {
+	if dialect == "postgres" {
+		return 8
+	}
+	return 1
 }
 
 func queueSetting(n int) int {

@@ -11,75 +11,98 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/internal/chat"
+	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/internal/store/postgres"
+	"github.com/unhidra/unhidra/internal/store/sqldb"
 	"github.com/unhidra/unhidra/internal/store/sqlite"
+	"github.com/unhidra/unhidra/internal/testenv"
 )
 
 var unlimited = ratelimit.Limit{Burst: 1 << 30, Every: time.Nanosecond}
 
 // BenchmarkSend_GroupCommit measures stored messages per second through the
 // service's send pipeline (validation, group commit with synchronous=FULL,
-// ack callback, fan-out to the hub) with 64 concurrent senders in 8
-// conversations on a real SQLite file.
+// ack callback, fan-out to the hub) with 1 to 256 concurrent senders in 8
+// conversations, on a SQLite file (synchronous=FULL) and on PostgreSQL.
 func BenchmarkSend_GroupCommit(b *testing.B) {
-	for _, senders := range []int{1, 16, 64, 256} {
-		b.Run(fmt.Sprintf("senders=%d", senders), func(b *testing.B) {
-			db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer db.Close()
-			svc := chat.New(db, hub.New(), chat.Config{SendRate: unlimited}, nil)
-			defer svc.Close()
-			ctx := context.Background()
-			actors := make([]chat.Actor, senders)
-			convs := make([]string, 8)
-			owner := &store.User{Name: "owner", Role: store.RoleMember}
-			db.CreateUser(ctx, owner)
-			for i := range convs {
-				c, err := svc.CreateChannel(ctx, chat.Actor{ID: owner.ID}, fmt.Sprint("c", i), false)
-				if err != nil {
-					b.Fatal(err)
-				}
-				convs[i] = c.ID
-			}
-			for i := range actors {
-				u := &store.User{Name: fmt.Sprint("u", i), Role: store.RoleMember}
-				if err := db.CreateUser(ctx, u); err != nil {
-					b.Fatal(err)
-				}
-				actors[i] = chat.Actor{ID: u.ID}
-				for _, c := range convs {
-					svc.Join(ctx, actors[i], c)
-				}
-			}
-			var next atomic.Int64
-			b.ResetTimer()
-			start := time.Now()
-			var wg sync.WaitGroup
-			for i := range senders {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						n := next.Add(1)
-						if n > int64(b.N) {
-							return
-						}
-						_, _, err := svc.Send(ctx, actors[i], chat.SendInput{Channel: convs[n%8], Body: "benchmark message body of a typical length", ClientID: fmt.Sprint(n)}, nil)
-						if err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
-		})
+	opens := []struct {
+		name string
+		open func(b *testing.B) (*sqldb.DB, error)
+	}{
+		{"sqlite", func(b *testing.B) (*sqldb.DB, error) {
+			return sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
+		}},
+		{"postgres", func(b *testing.B) (*sqldb.DB, error) {
+			return postgres.Open(context.Background(), testenv.PostgresDSN(b))
+		}},
 	}
+	for _, o := range opens {
+		writers := 1
+		if o.name == "postgres" {
+			writers = 8 // what serve uses for PostgreSQL
+		}
+		for _, senders := range []int{1, 16, 64, 256} {
+			b.Run(fmt.Sprintf("%s/senders=%d", o.name, senders), func(b *testing.B) { benchSend(b, o.open, senders, writers) })
+		}
+	}
+}
+
+func benchSend(b *testing.B, open func(b *testing.B) (*sqldb.DB, error), senders, writers int) {
+	db, err := open(b)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	svc := chat.New(db, hub.New(), chat.Config{SendRate: unlimited, Writers: writers}, nil)
+	defer svc.Close()
+	ctx := context.Background()
+	actors := make([]chat.Actor, senders)
+	convs := make([]string, 8)
+	owner := &store.User{Name: "owner", Role: store.RoleMember}
+	db.CreateUser(ctx, owner)
+	for i := range convs {
+		c, err := svc.CreateChannel(ctx, chat.Actor{ID: owner.ID}, fmt.Sprint("c", i), false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		convs[i] = c.ID
+	}
+	for i := range actors {
+		u := &store.User{Name: fmt.Sprint("u", i), Role: store.RoleMember}
+		if err := db.CreateUser(ctx, u); err != nil {
+			b.Fatal(err)
+		}
+		actors[i] = chat.Actor{ID: u.ID}
+		for _, c := range convs {
+			svc.Join(ctx, actors[i], c)
+		}
+	}
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n := next.Add(1)
+				if n > int64(b.N) {
+					return
+				}
+				_, _, err := svc.Send(ctx, actors[i], chat.SendInput{Channel: convs[n%8], Body: "benchmark message body of a typical length", ClientID: fmt.Sprint(n)}, nil)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
 
 // BenchmarkEndToEnd_WebSocket measures, over real WebSocket connections on
@@ -89,7 +112,7 @@ func BenchmarkSend_GroupCommit(b *testing.B) {
 // message too: 33 deliveries per message).
 func BenchmarkEndToEnd_WebSocket(b *testing.B) {
 	const senders = 32
-	h := newHarness(b, chat.Config{SendRate: unlimited})
+	h := newHarnessWith(b, chat.Config{SendRate: unlimited}, gateway.Config{MessageRate: unlimited})
 	recv := h.dial(b, h.user("receiver", store.RoleMember))
 	clients := make([]*client, senders)
 	for i := range clients {

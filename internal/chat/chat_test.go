@@ -520,3 +520,40 @@ func TestChannels_Rules(t *testing.T) {
 		t.Fatalf("MarkRead = %d, %v", seq, err)
 	}
 }
+
+func TestRead_FrameAdvancesReadPosition(t *testing.T) {
+	h := newHarness(t, chat.Config{})
+	ctx := context.Background()
+	ann, bob := h.user("ann", store.RoleMember), h.user("bob", store.RoleMember)
+	a, b := h.dial(t, ann), h.dial(t, bob)
+	for i := range 3 {
+		a.sendMsg(fmt.Sprint("m", i), general, "news")
+	}
+	unread := func() int64 {
+		channels, _, err := h.svc.List(ctx, bob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range channels {
+			if c.ID == general {
+				return c.Unread
+			}
+		}
+		t.Fatal("general not listed")
+		return 0
+	}
+	if u := unread(); u != 3 {
+		t.Fatalf("unread = %d, want 3", u)
+	}
+	b.send(map[string]any{"type": "read", "id": "rd", "positions": map[string]int64{general: 2}})
+	if r := b.reply("rd"); r.str("type") != "ack" {
+		t.Fatalf("read: %v", r)
+	}
+	if u := unread(); u != 1 {
+		t.Fatalf("unread after reading to 2 = %d, want 1", u)
+	}
+	b.send(map[string]any{"type": "read", "id": "rd2", "positions": map[string]int64{"chn_secret": 1}})
+	wantError(t, b.reply("rd2"), "not_found")
+	b.send(map[string]any{"type": "read", "id": "rd3"})
+	wantError(t, b.reply("rd3"), "invalid")
+}

@@ -43,12 +43,18 @@ type harness struct {
 
 func newHarness(t testing.TB, cfg chat.Config) *harness {
 	t.Helper()
+	return newHarnessWith(t, cfg, gateway.Config{})
+}
+
+// newHarnessWith also configures the gateway (e.g. a higher frame rate).
+func newHarnessWith(t testing.TB, cfg chat.Config, gwCfg gateway.Config) *harness {
+	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "chat.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := hub.New()
-	gw, err := gateway.New(gateway.Config{}, h, nil)
+	gw, err := gateway.New(gwCfg, h, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

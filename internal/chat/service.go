@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"strings"
 	"sync"
@@ -46,8 +47,12 @@ type Config struct {
 	// previous batch to send again before it commits a smaller batch.
 	// Default 1 ms; negative disables waiting.
 	CommitDelay time.Duration
-	// QueueLen bounds the sends waiting for the writer. Default 8192.
+	// QueueLen bounds the sends waiting for each writer. Default 8192.
 	QueueLen int
+	// Writers is the number of group-commit writers; conversations are
+	// spread over them. One suits SQLite (one writer connection); more let
+	// PostgreSQL commit several batches at once. Default 1.
+	Writers int
 	// IdempotencyTTL is how long a client's send id is remembered. Default 24 h.
 	IdempotencyTTL time.Duration
 	// ResumeLimit is the most messages a resume replays per conversation.
@@ -72,6 +77,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CommitDelay == 0 {
 		c.CommitDelay = time.Millisecond
+	}
+	if c.Writers <= 0 {
+		c.Writers = 1
 	}
 	if c.QueueLen <= 0 {
 		c.QueueLen = 8192
@@ -106,13 +114,15 @@ type Service struct {
 	log    *slog.Logger
 	sends  *ratelimit.Keyed
 	typing *ratelimit.Keyed
-	queue  chan *sendJob // never closed; the writer stops on ctx
+	queues []chan *sendJob // one per writer; never closed, writers stop on ctx
+	seed   maphash.Seed    // spreads conversations over writers
 
-	// publishMu is held by the writer from commit to the end of a batch's
-	// fan-out, and by resume while it reads and enqueues a backlog. So a
-	// resume reply splits a connection's stream exactly: frames before it
-	// carry seq ≤ its last_seq, frames after it seq > last_seq.
-	publishMu sync.Mutex
+	// publishMu is read-held by a writer from commit to the end of a
+	// batch's fan-out, and held by resume while it reads and enqueues a
+	// backlog. So a resume reply splits a connection's stream exactly:
+	// frames before it carry seq ≤ its last_seq, frames after it seq >
+	// last_seq.
+	publishMu sync.RWMutex
 
 	// subsMu serialises changes of subscriptions (connect, disconnect,
 	// membership changes), so a connection never stays subscribed to a
@@ -144,13 +154,17 @@ func New(st Store, h *hub.Hub, cfg Config, log *slog.Logger) *Service {
 		cfg: cfg, st: st, hub: h, log: log,
 		sends:  ratelimit.NewKeyed(cfg.SendRate, 0),
 		typing: ratelimit.NewKeyed(cfg.TypingRate, 0),
-		queue:  make(chan *sendJob, cfg.QueueLen),
+		seed:   maphash.MakeSeed(),
 		conns:  make(map[uint64]*connState),
 		ctx:    ctx, cancel: cancel,
 	}
 	s.presence.entries = make(map[string]*presenceEntry)
-	s.wg.Add(2)
-	go s.runWriter()
+	s.wg.Add(1 + cfg.Writers)
+	for range cfg.Writers {
+		q := make(chan *sendJob, cfg.QueueLen)
+		s.queues = append(s.queues, q)
+		go s.runWriter(q)
+	}
 	go s.runJanitor()
 	return s
 }
@@ -160,6 +174,9 @@ func New(st Store, h *hub.Hub, cfg Config, log *slog.Logger) *Service {
 func (s *Service) Close() error {
 	s.cancel()
 	s.wg.Wait()
+	for _, q := range s.queues { // sends that raced with the shutdown
+		s.failPending(q)
+	}
 	return nil
 }
 
@@ -216,7 +233,7 @@ func (s *Service) Send(ctx context.Context, actor Actor, in SendInput, onStored 
 		done:     make(chan store.AppendResult, 1),
 	}
 	select {
-	case s.queue <- job:
+	case s.queues[maphash.String(s.seed, conv)%uint64(len(s.queues))] <- job:
 	case <-ctx.Done():
 		return nil, false, store.Errorf(store.EUNAVAILABLE, "The server is busy; retry with the same id.")
 	case <-s.ctx.Done():
@@ -248,10 +265,11 @@ func validBody(body string) error {
 	return nil
 }
 
-// runWriter is the group-commit loop: it takes every send waiting (up to
-// MaxBatch), commits them in one transaction, answers them and fans them
-// out, in order.
-func (s *Service) runWriter() {
+// runWriter is the group-commit loop of one writer: it takes every send
+// waiting in its queue (up to MaxBatch), commits them in one transaction,
+// answers them and fans them out, in order. A conversation always maps to
+// the same writer, so its messages are published in seq order.
+func (s *Service) runWriter(queue chan *sendJob) {
 	defer s.wg.Done()
 	batch := make([]*sendJob, 0, s.cfg.MaxBatch)
 	linger := time.NewTimer(time.Hour)
@@ -260,10 +278,10 @@ func (s *Service) runWriter() {
 	prev := 0 // size of the previous batch
 	for {
 		select {
-		case j := <-s.queue:
+		case j := <-queue:
 			batch = append(batch[:0], j)
 		case <-s.ctx.Done():
-			s.failPending()
+			s.failPending(queue)
 			return
 		}
 		// The senders of the previous batch were all answered at once and
@@ -275,7 +293,7 @@ func (s *Service) runWriter() {
 	fill:
 		for len(batch) < s.cfg.MaxBatch {
 			select {
-			case j := <-s.queue:
+			case j := <-queue:
 				batch = append(batch, j)
 				continue
 			default:
@@ -288,7 +306,7 @@ func (s *Service) runWriter() {
 				lingering = true
 			}
 			select {
-			case j := <-s.queue:
+			case j := <-queue:
 				batch = append(batch, j)
 			case <-linger.C:
 				lingering = false
@@ -307,10 +325,10 @@ func (s *Service) runWriter() {
 }
 
 // failPending answers the sends still queued at shutdown.
-func (s *Service) failPending() {
+func (s *Service) failPending(queue chan *sendJob) {
 	for {
 		select {
-		case j := <-s.queue:
+		case j := <-queue:
 			j.done <- store.AppendResult{Err: store.Errorf(store.EUNAVAILABLE, "The server is shutting down; retry with the same id.")}
 		default:
 			return
@@ -327,10 +345,10 @@ func (s *Service) commit(batch []*sendJob) {
 	// so its senders learn the truth.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
 	defer cancel()
-	s.publishMu.Lock()
+	s.publishMu.RLock()
 	results, err := s.st.AppendMessages(ctx, reqs)
 	if err != nil {
-		s.publishMu.Unlock()
+		s.publishMu.RUnlock()
 		s.log.Error("store messages", "batch", len(batch), "err", err)
 		for _, j := range batch {
 			e := store.Errorf(store.EUNAVAILABLE, "Could not store the message; retry with the same id.")
@@ -350,7 +368,7 @@ func (s *Service) commit(batch []*sendJob) {
 			s.hub.Publish(topic(r.Message.ConversationID), prepare(newMessageFrame(r.Message)))
 		}
 	}
-	s.publishMu.Unlock()
+	s.publishMu.RUnlock()
 	for i, j := range batch {
 		j.done <- results[i]
 	}
