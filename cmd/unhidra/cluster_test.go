@@ -63,7 +63,7 @@ func TestCluster_TwoNodes(t *testing.T) {
 	if st, body := b.post(t, "/api/v1/admin/users/"+userID+"/disable", adminTok, nil); st != 200 {
 		t.Fatalf("disable on B: %d %v", st, body)
 	}
-	_, _, err = c.Read(ctx)
+	err = readUntilClosed(ctx, c)
 	var ce websocket.CloseError
 	if !errors.As(err, &ce) || int(ce.Code) != protocol.CloseRevoked {
 		t.Fatalf("connection on A after disabling on B: %v, want close %d", err, protocol.CloseRevoked)

@@ -24,6 +24,8 @@ import (
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/bus"
+	"github.com/unhidra/unhidra/internal/chat"
+	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/tlscert"
 	"github.com/unhidra/unhidra/internal/ws"
@@ -76,6 +78,10 @@ type serveConfig struct {
 	mlModules string
 	mlTimeout time.Duration
 
+	// Messaging.
+	sendRate  int
+	sendBurst int
+
 	proxies []netip.Prefix // parsed trustedProxies
 }
 
@@ -120,6 +126,8 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.mlModules, "ml-modules", "", "comma-separated Python modules or .py files with your own @model definitions")
 	fs.DurationVar(&c.mlTimeout, "ml-timeout", 30*time.Second, "longest an inference call may take")
 	fs.DurationVar(&c.handshakeTime, "handshake-timeout", 10*time.Second, "time allowed for the TLS handshake and the request headers (slowloris)")
+	fs.IntVar(&c.sendRate, "send-rate", 10, "chat messages per second per sender across its connections (sustained)")
+	fs.IntVar(&c.sendBurst, "send-burst", 30, "chat messages per sender allowed in a burst")
 }
 
 // storeFlags are shared by serve and admin.
@@ -175,6 +183,8 @@ func (c *serveConfig) validate() error {
 		durationRange("handshake-timeout", c.handshakeTime, 100*time.Millisecond, 5*time.Minute),
 		intRange("ml-workers", c.mlWorkers, 0, 64),
 		durationRange("ml-timeout", c.mlTimeout, 100*time.Millisecond, 10*time.Minute),
+		intRange("send-rate", c.sendRate, 1, 1_000_000),
+		intRange("send-burst", c.sendBurst, 1, 1_000_000),
 		c.validateStore())
 	if c.busURL != "" && !strings.HasPrefix(c.busURL, "nats://") && !strings.HasPrefix(c.busURL, "tls://") {
 		errs = append(errs, usagef("--bus must be empty or nats://…"))
@@ -278,6 +288,12 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	}
 	defer gw.Close()
 	reg.MustRegister(gw.Metrics())
+	messaging := chat.New(st, gw.Hub(), chat.Config{
+		SendRate: ratelimit.Limit{Burst: cfg.sendBurst, Every: time.Second / time.Duration(cfg.sendRate)},
+		Writers:  chatWriters(st.Dialect()),
+	}, log)
+	defer messaging.Close() // runs before st.Close: a batch being committed finishes
+	messaging.Register(gw)
 
 	ml, err := startML(ctx, cfg, log)
 	if err != nil {
@@ -297,7 +313,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		TrustedProxies: cfg.proxies,
 		TLS:            !cfg.noTLS,
-		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount},
+		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount, messaging.Mount},
 	}
 	if ml != nil {
 		deps.ML = ml
@@ -365,6 +381,15 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	gw.Close()
 	log.Info("stopped")
 	return nil
+}
+
+// chatWriters is how many group-commit writers suit the store: SQLite has
+// one writer connection; PostgreSQL commits several batches at once.
+func chatWriters(dialect string) int {
+	if dialect == "postgres" {
+		return 8
+	}
+	return 1
 }
 
 func queueSetting(n int) int {

@@ -67,7 +67,7 @@ func TestServe_WebSocketAndDrain(t *testing.T) {
 	// Stop the server: the client is told to reconnect (4000).
 	stopped := make(chan error, 1)
 	go func() { stopped <- s.stop() }()
-	_, _, err = c.Read(ctx)
+	err = readUntilClosed(ctx, c)
 	var ce websocket.CloseError
 	if !errors.As(err, &ce) || int(ce.Code) != protocol.CloseShutdown {
 		t.Fatalf("on shutdown the client got %v, want close %d", err, protocol.CloseShutdown)
@@ -127,5 +127,14 @@ func TestServe_SlowlorisIsCutOff(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// readUntilClosed reads (and drops) frames until the connection ends.
+func readUntilClosed(ctx context.Context, c *websocket.Conn) error {
+	for {
+		if _, _, err := c.Read(ctx); err != nil {
+			return err
+		}
 	}
 }
