@@ -11,6 +11,7 @@ type Store interface {
 	UserStore
 	TokenStore
 	AuditStore
+	DeviceStore
 
 	// Ping reports whether the store answers (readiness).
 	Ping(ctx context.Context) error
