@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/tlscert"
 	"github.com/unhidra/unhidra/internal/ws"
@@ -224,11 +226,20 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	gw, err := newGateway(cfg, accounts, log)
+	devices := device.NewService(st, device.Config{}, log)
+	gw, err := newGateway(cfg, accounts, devices.Authenticate, log)
 	if err != nil {
 		return err
 	}
 	defer gw.Close()
+	devices.Attach(ctx, gw)
+	// The device service batches writes; it stops after the gateway so
+	// that the disconnects of the drain are flushed too.
+	devCtx, cancelDevices := context.WithCancel(context.WithoutCancel(ctx))
+	devDone := make(chan struct{})
+	go func() { defer close(devDone); devices.Run(devCtx) }()
+	stopDevices := sync.OnceFunc(func() { cancelDevices(); <-devDone })
+	defer stopDevices()
 	reg.MustRegister(gw.Metrics())
 
 	var draining atomic.Bool
@@ -240,7 +251,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		TrustedProxies: cfg.proxies,
 		TLS:            !cfg.noTLS,
-		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount},
+		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount, devices.Mount},
 	})
 
 	tcp, err := net.Listen("tcp", cfg.listen)
@@ -300,6 +311,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	}
 	<-serveErr
 	gw.Close()
+	stopDevices()
 	log.Info("stopped")
 	return nil
 }
