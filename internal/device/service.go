@@ -409,6 +409,9 @@ func (s *Service) disconnected(c conn, id string) {
 	s.mu.Lock()
 	d := s.live[id]
 	if d == nil || d.conn != c {
+		// Replaced: the trail still shows the connection ending.
+		s.pend.events = append(s.pend.events, store.AuditEvent{At: now, Action: store.AuditDeviceDisconnected, Target: id,
+			Detail: `{"reason":"replaced"}`})
 		s.mu.Unlock()
 		return
 	}
