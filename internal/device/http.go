@@ -1,6 +1,7 @@
 package device
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -96,13 +97,14 @@ func (s *Service) handleGet(h api.Helpers) http.Handler {
 	})
 }
 
-// RevokeDevice revokes a device the actor may see and closes its live
-// connections with CloseRevoked.
-func (s *Service) RevokeDevice(r *http.Request, id string) error {
-	if _, err := s.Device(r.Context(), actorOf(r), id); err != nil {
+// Revoke revokes a device the user may see (owner or administrator) and
+// closes its live connections with CloseRevoked. Returns ENOTFOUND for
+// devices the user may not see or that are already revoked.
+func (s *Service) Revoke(ctx context.Context, u *store.User, id string) error {
+	if _, err := s.Device(ctx, ActorOf(u), id); err != nil {
 		return err
 	}
-	if _, err := s.reg.Revoke(r.Context(), auth.UserFromContext(r.Context()), id); err != nil {
+	if _, err := s.reg.Revoke(ctx, u, id); err != nil {
 		return err
 	}
 	s.closeDevice(id, protocol.CloseRevoked)
@@ -111,7 +113,7 @@ func (s *Service) RevokeDevice(r *http.Request, id string) error {
 
 func (s *Service) handleRevoke(h api.Helpers) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.RevokeDevice(r, r.PathValue("id")); err != nil {
+		if err := s.Revoke(r.Context(), auth.UserFromContext(r.Context()), r.PathValue("id")); err != nil {
 			h.Error(w, r, err)
 			return
 		}
