@@ -64,6 +64,16 @@ func TestRegistry_Authenticate(t *testing.T) {
 			t.Errorf("%s: err = %v, want unauthorized", name, err)
 		}
 	}
+	// A disabled owner's devices cannot connect.
+	disabled := true
+	if _, err := f.db.UpdateUser(ctx, f.owner.ID, store.UserUpdate{Disabled: &disabled}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Authenticate(ctx, f.key); store.ErrorCode(err) != store.EUNAUTHORIZED {
+		t.Fatalf("disabled owner's device: %v", err)
+	}
+	disabled = false
+	f.db.UpdateUser(ctx, f.owner.ID, store.UserUpdate{Disabled: &disabled})
 	_, newKey, err := reg.RotateKey(ctx, f.owner, f.dev.ID)
 	if err != nil {
 		t.Fatal(err)

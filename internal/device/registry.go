@@ -17,6 +17,7 @@ import (
 type Store interface {
 	store.DeviceStore
 	store.AuditStore
+	UserByID(ctx context.Context, id string) (*store.User, error)
 }
 
 // Limits on registration input.
@@ -136,7 +137,8 @@ func (r *Registry) Revoke(ctx context.Context, actor *store.User, id string) (*s
 var dummyDigest = keyDigest(KeyPrefix + "0000000000000000_" + strings.Repeat("0", keySecretLen))
 
 // Authenticate returns the device a key belongs to. Malformed, unknown,
-// wrong and revoked keys all return EUNAUTHORIZED with the same message.
+// wrong and revoked keys, and keys of devices whose owner is disabled, all
+// return EUNAUTHORIZED with the same message.
 func (r *Registry) Authenticate(ctx context.Context, key string) (*store.Device, error) {
 	bad := store.Errorf(store.EUNAUTHORIZED, "Invalid device key.")
 	keyID, ok := parseKey(key)
@@ -152,6 +154,13 @@ func (r *Registry) Authenticate(ctx context.Context, key string) (*store.Device,
 		return nil, fmt.Errorf("look up device key: %w", err)
 	}
 	if !digestsEqual(keyDigest(key), d.KeyHash) || d.Revoked() {
+		return nil, bad
+	}
+	owner, err := r.Store.UserByID(ctx, d.OwnerID)
+	if err != nil {
+		return nil, fmt.Errorf("look up device owner: %w", err)
+	}
+	if owner.Disabled {
 		return nil, bad
 	}
 	return d, nil

@@ -483,9 +483,7 @@ func (s *Service) telemetry(id string, readings json.RawMessage) bool {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if d := s.live[id]; d != nil {
-		d.lastBeat = now
-	}
+	// Telemetry is not a heartbeat: health follows heartbeats only.
 	if len(s.pend.telemetry) >= s.cfg.MaxPendingTelemetry {
 		s.droppedTelemetry.Add(1)
 		return false

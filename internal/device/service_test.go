@@ -399,3 +399,22 @@ func TestService_SweepSeesOutsideKeyChanges(t *testing.T) {
 		t.Fatalf("after an outside revoke: closed with %d", conn.ClosedWith())
 	}
 }
+
+// Run flushes what is pending when its context ends, so a shutdown loses
+// no heartbeat that was accepted.
+func TestService_RunFlushesOnStop(t *testing.T) {
+	f := newFixture(t)
+	f.svc.cfg.FlushInterval, f.svc.cfg.SweepInterval = time.Hour, time.Hour
+	c := f.connect(t)
+	f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: 9, FreeHeap: 777})
+	f.svc.disconnected(c, f.dev.ID)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f.svc.Run(ctx) }()
+	cancel()
+	<-done
+	d, _ := f.db.DeviceByID(context.Background(), f.dev.ID)
+	if d.FreeHeap != 777 || d.Uptime != 9 {
+		t.Fatalf("not flushed on stop: %+v", d)
+	}
+}
