@@ -231,6 +231,7 @@ func TestDevices_KeyLifecycleOverWebSocket(t *testing.T) {
 	if code := closeCode(t, dev3); code != 4501 {
 		t.Fatalf("revoked device closed with %d, want 4501", code)
 	}
+	readState(t, owner, id, "offline")
 	if _, res, err := e.dial(t, newKey); err == nil || res == nil || res.StatusCode != 401 {
 		t.Fatalf("revoked key: %v %v", err, res)
 	}

@@ -247,8 +247,9 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
-// Flush writes the pending batch in one transaction. A failed batch is
-// dropped (health is rewritten by the next heartbeat) and counted.
+// Flush writes the pending batch in one transaction. If the write fails,
+// the batch is put back (under what arrived meanwhile, within the pending
+// bounds) for the next flush, and the failure is counted.
 func (s *Service) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	p := s.pend
@@ -263,9 +264,43 @@ func (s *Service) Flush(ctx context.Context) error {
 	}
 	if err := s.store.WriteDeviceBatch(ctx, b); err != nil {
 		s.flushFailures.Add(1)
+		s.requeue(p)
 		return err
 	}
 	return nil
+}
+
+// requeue merges a batch that failed to be written back into pending:
+// newer health wins, heap buckets add up, older telemetry and events go
+// first. Telemetry and events beyond MaxPendingTelemetry are dropped, so an
+// unreachable store cannot grow memory without bound.
+func (s *Service) requeue(p pending) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, h := range p.health {
+		if _, newer := s.pend.health[id]; !newer {
+			s.pend.health[id] = h
+		}
+	}
+	for k, b := range p.heap {
+		if cur := s.pend.heap[k]; cur != nil {
+			cur.Min, cur.Max = min(cur.Min, b.Min), max(cur.Max, b.Max)
+			cur.Sum += b.Sum
+			cur.Count += b.Count
+		} else {
+			s.pend.heap[k] = b
+		}
+	}
+	limit := s.cfg.MaxPendingTelemetry
+	if n := len(p.telemetry) + len(s.pend.telemetry) - limit; n > 0 {
+		s.droppedTelemetry.Add(uint64(min(n, len(p.telemetry))))
+		p.telemetry = p.telemetry[min(n, len(p.telemetry)):]
+	}
+	s.pend.telemetry = append(p.telemetry, s.pend.telemetry...)
+	if n := len(p.events) + len(s.pend.events) - limit; n > 0 {
+		p.events = p.events[min(n, len(p.events)):]
+	}
+	s.pend.events = append(p.events, s.pend.events...)
 }
 
 // Sweep turns overdue devices stale, expires commands, closes connections

@@ -418,3 +418,48 @@ func TestService_RunFlushesOnStop(t *testing.T) {
 		t.Fatalf("not flushed on stop: %+v", d)
 	}
 }
+
+// failingStore fails batch writes while fail is set.
+type failingStore struct {
+	Store
+	fail bool
+}
+
+func (f *failingStore) WriteDeviceBatch(ctx context.Context, b *store.DeviceBatch) error {
+	if f.fail {
+		return errors.New("disk on fire")
+	}
+	return f.Store.WriteDeviceBatch(ctx, b)
+}
+
+// A batch that cannot be written is kept for the next flush.
+func TestService_FlushRetriesFailedBatch(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	fs := &failingStore{Store: f.db, fail: true}
+	f.svc.store = fs
+	f.connect(t)
+	f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: 10, FreeHeap: 100})
+	if err := f.svc.Flush(ctx); err == nil {
+		t.Fatal("flush reported success")
+	}
+	f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: 5, FreeHeap: 300}) // a reboot, after the failure
+	fs.fail = false
+	f.flush(t)
+	d, _ := f.db.DeviceByID(ctx, f.dev.ID)
+	if d.FreeHeap != 300 || d.Reboots != 1 || f.svc.Stats().FlushFailures != 1 {
+		t.Fatalf("after the retry: %+v, stats %+v", d, f.svc.Stats())
+	}
+	heap, _ := f.db.HeapSeries(ctx, f.dev.ID, store.HeapMinute, time.Time{}, 0)
+	if len(heap) != 1 || heap[0].Count != 2 || heap[0].Min != 100 || heap[0].Max != 300 {
+		t.Fatalf("heap after the retry: %+v", heap)
+	}
+	ev, _ := f.db.AuditEvents(ctx, store.AuditFilter{Target: f.dev.ID, Action: "device."})
+	var actions []string
+	for _, e := range ev {
+		actions = append(actions, e.Action)
+	}
+	if !equal(actions, []string{store.AuditDeviceRebooted, store.AuditDeviceConnected, store.AuditDeviceRegistered}) {
+		t.Fatalf("trail after the retry = %v", actions)
+	}
+}
