@@ -240,7 +240,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	go func() { defer close(devDone); devices.Run(devCtx) }()
 	stopDevices := sync.OnceFunc(func() { cancelDevices(); <-devDone })
 	defer stopDevices()
-	reg.MustRegister(gw.Metrics())
+	reg.MustRegister(gw.Metrics(), devices.Metrics())
 
 	var draining atomic.Bool
 	handler := api.NewServer(api.Deps{

@@ -8,18 +8,33 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/internal/store/postgres"
+	"github.com/unhidra/unhidra/internal/store/sqldb"
 	"github.com/unhidra/unhidra/internal/store/sqlite"
+	"github.com/unhidra/unhidra/internal/testenv"
 )
 
 // BenchmarkHeartbeatIngest measures heartbeats per second through the
-// service with its batched writes to SQLite (synchronous=FULL): each
+// service with its batched writes to SQLite (synchronous=FULL) and PostgreSQL: each
 // simulated second, every one of the devices beats once, then one flush.
 // Reported: heartbeats/s including the flush, and the flush's share.
 func BenchmarkHeartbeatIngest(b *testing.B) {
-	for _, devices := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
+	open := map[string]func(b *testing.B) (*sqldb.DB, error){
+		"sqlite": func(b *testing.B) (*sqldb.DB, error) {
+			return sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "b.db"))
+		},
+		"postgres": func(b *testing.B) (*sqldb.DB, error) {
+			return postgres.Open(context.Background(), testenv.PostgresDSN(b))
+		},
+	}
+	for _, c := range []struct {
+		store   string
+		devices int
+	}{{"sqlite", 1000}, {"sqlite", 10000}, {"postgres", 1000}, {"postgres", 10000}} {
+		b.Run(fmt.Sprintf("store=%s/devices=%d", c.store, c.devices), func(b *testing.B) {
 			ctx := context.Background()
-			db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "b.db"))
+			devices := c.devices
+			db, err := open[c.store](b)
 			if err != nil {
 				b.Fatal(err)
 			}

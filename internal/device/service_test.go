@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/unhidra/unhidra/internal/protocol"
 	"github.com/unhidra/unhidra/internal/store"
 )
@@ -461,5 +463,31 @@ func TestService_FlushRetriesFailedBatch(t *testing.T) {
 	}
 	if !equal(actions, []string{store.AuditDeviceRebooted, store.AuditDeviceConnected, store.AuditDeviceRegistered}) {
 		t.Fatalf("trail after the retry = %v", actions)
+	}
+}
+
+func TestService_Metrics(t *testing.T) {
+	f := newFixture(t)
+	f.connect(t)
+	f.clock.Add(2 * time.Minute)
+	f.sweep(t)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(f.svc.Metrics())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "/" + l.GetValue()
+			}
+			got[name] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	if got["unhidra_devices_connected/stale"] != 1 || got["unhidra_devices_connected/online"] != 0 {
+		t.Fatalf("metrics = %v", got)
 	}
 }
