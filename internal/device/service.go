@@ -330,21 +330,28 @@ func (s *Service) Sweep(ctx context.Context) error {
 	// looked is seen next time; acting twice is harmless.
 	since := s.lastChangeCheck.Add(-time.Second)
 	s.lastChangeCheck = now
-	changed, err := s.store.Devices(ctx, store.DeviceFilter{ChangedSince: since, Limit: 1000})
-	if err != nil {
-		return err
-	}
-	for _, d := range changed {
-		s.mu.Lock()
-		ld := s.live[d.ID]
-		s.mu.Unlock()
-		switch {
-		case ld == nil:
-		case d.Revoked():
-			s.closeDevice(d.ID, protocol.CloseRevoked)
-		case d.KeyCreatedAt.After(ld.connectedAt):
-			s.closeDevice(d.ID, protocol.CloseBadCredentials)
+	f := store.DeviceFilter{ChangedSince: since, Limit: 1000}
+	for {
+		changed, err := s.store.Devices(ctx, f)
+		if err != nil {
+			return err
 		}
+		for _, d := range changed {
+			s.mu.Lock()
+			ld := s.live[d.ID]
+			s.mu.Unlock()
+			switch {
+			case ld == nil:
+			case d.Revoked():
+				s.closeDevice(d.ID, protocol.CloseRevoked)
+			case d.KeyCreatedAt.After(ld.connectedAt):
+				s.closeDevice(d.ID, protocol.CloseBadCredentials)
+			}
+		}
+		if len(changed) < f.Limit {
+			break
+		}
+		f.After = changed[len(changed)-1].ID
 	}
 
 	if now.Sub(s.lastPrune) > 10*time.Minute {
