@@ -130,9 +130,17 @@ func parseReadings(raw json.RawMessage) (json.RawMessage, error) {
 			return nil, store.Errorf(store.EINVALID, "reading %q must be a number, string or boolean.", k)
 		}
 	}
-	out, err := json.Marshal(m)
-	if err != nil {
+	// Re-encoded compactly without HTML escaping, so what is stored is no
+	// larger than the limit that was checked.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
 		return nil, store.Errorf(store.EINVALID, "readings must be a JSON object.")
+	}
+	out := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if len(out) > MaxReadingsBytes {
+		return nil, store.Errorf(store.ETOOLARGE, "readings must be at most %d bytes.", MaxReadingsBytes)
 	}
 	return out, nil
 }

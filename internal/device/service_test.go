@@ -87,8 +87,8 @@ func TestParseHeartbeat(t *testing.T) {
 }
 
 func TestParseReadings(t *testing.T) {
-	got, err := parseReadings(json.RawMessage(` {"temp": 21.5, "door":"open", "armed":true} `))
-	if err != nil || string(got) != `{"armed":true,"door":"open","temp":21.5}` {
+	got, err := parseReadings(json.RawMessage(` {"temp": 21.5, "door":"<open>", "armed":true} `))
+	if err != nil || string(got) != `{"armed":true,"door":"<open>","temp":21.5}` {
 		t.Fatalf("parseReadings = %s, %v", got, err)
 	}
 	many := map[string]int{}
