@@ -93,7 +93,11 @@ func (s *Service) SendCommand(ctx context.Context, a Actor, deviceID string, req
 	}
 	ttl := s.cfg.DefaultCommandTTL
 	if req.TTLSeconds > 0 {
-		ttl = min(time.Duration(req.TTLSeconds)*time.Second, s.cfg.MaxCommandTTL)
+		// Compared in seconds first: a huge value would overflow Duration.
+		ttl = s.cfg.MaxCommandTTL
+		if int64(req.TTLSeconds) < int64(s.cfg.MaxCommandTTL/time.Second) {
+			ttl = time.Duration(req.TTLSeconds) * time.Second
+		}
 	}
 	typ := req.Type
 	if typ == "" {

@@ -347,10 +347,16 @@ func TestService_CommandLimits(t *testing.T) {
 	if _, err := f.svc.SendCommand(ctx, owner, f.dev.ID, CommandRequest{Command: "x"}); store.ErrorCode(err) != store.ERATELIMIT {
 		t.Fatalf("third queued command: %v", err)
 	}
+	// A huge TTL is clamped to the maximum, not overflowed into the past.
+	f.svc.cfg.MaxQueuedCommands = 3
+	big, err := f.svc.SendCommand(ctx, owner, f.dev.ID, CommandRequest{Command: "x", TTLSeconds: 1 << 62})
+	if err != nil || big.ExpiresAt.Sub(big.CreatedAt) != 7*24*time.Hour {
+		t.Fatalf("huge ttl: %+v, %v", big, err)
+	}
 	// A queued command past its expiry is not delivered on reconnect.
 	f.clock.Add(2 * time.Hour)
-	if conn := f.connect(t); len(conn.Frames()) != 0 {
-		t.Fatalf("expired commands delivered: %v", conn.Frames())
+	if conn := f.connect(t); len(conn.Frames()) != 1 || conn.Frames()[0]["id"] != big.ID {
+		t.Fatalf("want only the unexpired command delivered: %v", conn.Frames())
 	}
 	for _, r := range []CommandRequest{
 		{Command: ""}, {Command: "has space"}, {Command: strings.Repeat("c", MaxCommandLen+1)},
