@@ -11,7 +11,6 @@ import (
 	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/protocol"
 	"github.com/unhidra/unhidra/internal/store"
-	"github.com/unhidra/unhidra/internal/ws"
 )
 
 // Device states.
@@ -191,11 +190,19 @@ func (s *Service) Authenticate(ctx context.Context, key string) (gateway.Identit
 // hooks do (loading a device, delivering its queue). Call before serving.
 func (s *Service) Attach(ctx context.Context, gw *gateway.Gateway) {
 	s.gw = gw
-	h := gw.Hub()
+	// Through the router, so an owner connected to another node hears too.
+	r := gw.Router()
+	// Frames of the final disconnects are sent after ctx ends, until the
+	// bus closes.
+	nctx := context.WithoutCancel(ctx)
 	s.notify = func(owner, deviceID string, frame any) {
-		pm := ws.NewPreparedMessage(true, protocol.Marshal(frame))
-		h.SendTo(owner, pm)
-		h.Publish(Topic(deviceID), pm)
+		data := protocol.Marshal(frame)
+		if err := r.SendTo(nctx, owner, data); err != nil {
+			s.log.Warn("device frame to owner lost", "device", deviceID, "err", err)
+		}
+		if err := r.Publish(nctx, Topic(deviceID), data); err != nil {
+			s.log.Warn("device frame to topic lost", "device", deviceID, "err", err)
+		}
 	}
 	gw.Handle(protocol.TypeHeartbeat, s.handleHeartbeat)
 	gw.Handle(protocol.TypeTelemetry, s.handleTelemetry)
