@@ -18,8 +18,9 @@ import (
 
 // newGateway builds the WebSocket gateway from the configuration and
 // connects it to the account service: tokens authenticate people and bots,
-// and disabling an account closes its live connections.
-func newGateway(cfg *serveConfig, accounts *auth.Service, b bus.Bus, log *slog.Logger) (*gateway.Gateway, error) {
+// keys (checked by keyAuth) authenticate devices, and disabling an account
+// closes its live connections.
+func newGateway(cfg *serveConfig, accounts *auth.Service, b bus.Bus, keyAuth gateway.Authenticator, log *slog.Logger) (*gateway.Gateway, error) {
 	maxConns := cfg.maxConns
 	if maxConns == 0 {
 		maxConns = defaultMaxConns()
@@ -51,7 +52,7 @@ func newGateway(cfg *serveConfig, accounts *auth.Service, b bus.Bus, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	gw.SetAuthenticators(tokenAuthenticator(accounts), nil)
+	gw.SetAuthenticators(tokenAuthenticator(accounts), keyAuth)
 	accounts.OnRevoke = func(userID string) { gw.CloseIdentity(userID, protocol.CloseRevoked) }
 	return gw, nil
 }

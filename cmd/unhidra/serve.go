@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/ratelimit"
+	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/tlscert"
 	"github.com/unhidra/unhidra/internal/ws"
@@ -282,18 +284,28 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		return err
 	}
 	defer b.Close()
-	gw, err := newGateway(cfg, accounts, b, log)
+	devices := device.NewService(st, device.Config{}, log)
+	gw, err := newGateway(cfg, accounts, b, devices.Authenticate, log)
 	if err != nil {
 		return err
 	}
 	defer gw.Close()
-	reg.MustRegister(gw.Metrics())
+	devices.Attach(ctx, gw)
+	// The device service batches writes; it stops after the gateway so
+	// that the disconnects of the drain are flushed too.
+	devCtx, cancelDevices := context.WithCancel(context.WithoutCancel(ctx))
+	devDone := make(chan struct{})
+	go func() { defer close(devDone); devices.Run(devCtx) }()
+	stopDevices := sync.OnceFunc(func() { cancelDevices(); <-devDone })
+	defer stopDevices()
+	reg.MustRegister(gw.Metrics(), devices.Metrics())
 	messaging := chat.New(st, gw.Hub(), chat.Config{
 		SendRate: ratelimit.Limit{Burst: cfg.sendBurst, Every: time.Second / time.Duration(cfg.sendRate)},
 		Writers:  chatWriters(st.Dialect()),
 	}, log)
 	defer messaging.Close() // runs before st.Close: a batch being committed finishes
 	messaging.Register(gw)
+
 
 	ml, err := startML(ctx, cfg, log)
 	if err != nil {
@@ -313,7 +325,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		TrustedProxies: cfg.proxies,
 		TLS:            !cfg.noTLS,
-		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount, messaging.Mount},
+		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount, messaging.Mount, devices.Mount},
 	}
 	if ml != nil {
 		deps.ML = ml
@@ -379,6 +391,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	}
 	<-serveErr
 	gw.Close()
+	stopDevices()
 	log.Info("stopped")
 	return nil
 }
