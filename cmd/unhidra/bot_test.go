@@ -116,7 +116,9 @@ func TestSystemBot(t *testing.T) {
 	if err := ben.Post(ctx, "/api/v1/channels/"+ch.ID+"/join", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitMessage(t, ann, func(m *client.Message) bool { return m.Channel == ch.ID && strings.Contains(m.Body, "joined the channel") })
+	waitMessage(t, ann, func(m *client.Message) bool {
+		return m.Channel == ch.ID && strings.Contains(m.Body, "joined the channel")
+	})
 }
 
 func TestSystemBot_FreshInstallStillBootstraps(t *testing.T) {

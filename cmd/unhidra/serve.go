@@ -27,8 +27,8 @@ import (
 	"github.com/unhidra/unhidra/internal/bot"
 	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/chat"
-	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/device"
+	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/tlscert"
 	"github.com/unhidra/unhidra/internal/ws"
@@ -308,7 +308,6 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	}, log)
 	defer messaging.Close() // runs before st.Close: a batch being committed finishes
 	messaging.Register(gw)
-
 
 	ml, err := startML(ctx, cfg, log)
 	if err != nil {
