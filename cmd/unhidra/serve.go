@@ -287,7 +287,18 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		return err
 	}
 	defer b.Close()
+	ml, err := startML(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if ml != nil {
+		defer ml.Close(context.WithoutCancel(ctx))
+		reg.MustRegister(ml.Collectors()...)
+	}
 	devices := device.NewService(st, device.Config{}, log)
+	if ml != nil {
+		devices.SetInferrer(ml) // heap trends, telemetry anomalies, leak alerts
+	}
 	gw, err := newGateway(cfg, accounts, b, devices.Authenticate, log)
 	if err != nil {
 		return err
@@ -308,15 +319,6 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	}, log)
 	defer messaging.Close() // runs before st.Close: a batch being committed finishes
 	messaging.Register(gw)
-
-	ml, err := startML(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	if ml != nil {
-		defer ml.Close(context.WithoutCancel(ctx))
-		reg.MustRegister(ml.Collectors()...)
-	}
 
 	var draining atomic.Bool
 	deps := api.Deps{

@@ -163,3 +163,10 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+// all returns every frame sent to owners.
+func (n *notified) all() []any {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]any(nil), n.frames...)
+}

@@ -53,6 +53,12 @@ type Config struct {
 	DefaultCommandTTL, MaxCommandTTL time.Duration
 	// MaxPerOwner bounds devices per account. Default DefaultMaxPerOwner.
 	MaxPerOwner int
+	// AnalyzeInterval is how often connected devices' heap trends are
+	// checked for leaks (with SetInferrer). Default 15 minutes.
+	AnalyzeInterval time.Duration
+	// AlertHorizon: a leak that would exhaust memory within it alerts the
+	// owner. Default 72 h.
+	AlertHorizon time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -90,6 +96,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxCommandTTL <= 0 {
 		c.MaxCommandTTL = 7 * 24 * time.Hour
+	}
+	if c.AnalyzeInterval <= 0 {
+		c.AnalyzeInterval = 15 * time.Minute
+	}
+	if c.AlertHorizon <= 0 {
+		c.AlertHorizon = 72 * time.Hour
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -157,6 +169,8 @@ type Service struct {
 
 	droppedTelemetry atomic.Uint64
 	flushFailures    atomic.Uint64
+
+	analysis *analysisState // nil without ML; static after SetInferrer
 }
 
 // NewService returns a service on st. It sends nothing until Attach.
@@ -233,6 +247,8 @@ func (s *Service) Run(ctx context.Context) {
 	defer flush.Stop()
 	sweep := time.NewTicker(s.cfg.SweepInterval)
 	defer sweep.Stop()
+	analyze := time.NewTicker(s.cfg.AnalyzeInterval)
+	defer analyze.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -250,6 +266,8 @@ func (s *Service) Run(ctx context.Context) {
 			if err := s.Sweep(ctx); err != nil {
 				s.log.Error("device sweep failed", "err", err)
 			}
+		case <-analyze.C:
+			s.CheckLeaks(ctx)
 		}
 	}
 }
