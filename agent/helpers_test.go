@@ -462,4 +462,4 @@ func (c *serverConn) command(id, name string, params any) map[string]any {
 	}
 }
 
-func fmtAck(m map[string]any) string { return fmt.Sprintf("%v", m) }
+func fmtAck(m any) string { return fmt.Sprintf("%v", m) }

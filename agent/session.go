@@ -21,16 +21,16 @@ type conn struct {
 	deviceID string
 	welcome  *welcome
 
-	ctx    context.Context // ends with the connection
-	stop   <-chan struct{} // closed when the agent stops
-	wg     sync.WaitGroup  // every goroutine of this connection
-	sem    chan struct{}   // running commands
-	hbSet  chan struct{}   // set-heartbeat changed the interval
-	failed chan error      // first fatal error of a goroutine (buffered 1)
+	ctx     context.Context // ends with the connection
+	stop    <-chan struct{} // closed when the agent stops
+	wg      sync.WaitGroup  // every goroutine of this connection
+	sem     chan struct{}   // running commands
+	hbSet   chan struct{}   // set-heartbeat changed the interval
+	telDone chan struct{}   // a telemetry reading finished (buffered 1)
+	failed  chan error      // first fatal error of a goroutine (buffered 1)
 
 	lastRecv *atomic.Int64 // schedule-clock UnixNano of the last frame, ping or pong
 	pinging  atomic.Bool   // a ping waits for its pong
-	telBusy  atomic.Bool   // a telemetry read runs
 }
 
 // fail records the connection's first fatal error.
@@ -67,6 +67,7 @@ func (a *Agent) session(ctx context.Context) sessionResult {
 		sem:      make(chan struct{}, a.cfg.MaxConcurrentCommands),
 		hbSet:    make(chan struct{}, 1),
 		failed:   make(chan error, 1),
+		telDone:  make(chan struct{}, 1),
 		lastRecv: &lastRecv,
 	}
 	c.lastRecv.Store(start.UnixNano())
@@ -164,14 +165,16 @@ func (c *conn) loop() error {
 			}
 			ping = clk.NewTimer(cfg.PingInterval)
 		case <-telC:
-			if c.telBusy.CompareAndSwap(false, true) {
-				c.wg.Add(1)
-				go func() {
-					defer c.wg.Done()
-					defer c.telBusy.Store(false)
-					c.sendTelemetry()
-				}()
-			}
+			// The next reading is scheduled when this one is done, so a
+			// slow source never runs twice at once.
+			telC = nil
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				c.sendTelemetry()
+				c.telDone <- struct{}{}
+			}()
+		case <-c.telDone:
 			tel = clk.NewTimer(cfg.TelemetryInterval)
 			telC = tel.C()
 		}
