@@ -45,7 +45,7 @@ func TestParseRetryAfter(t *testing.T) {
 		"120": 2 * time.Minute, " 5 ": 5 * time.Second, "0": 0,
 		"Thu, 01 Jan 2026 00:01:00 GMT": time.Minute,
 		"Wed, 31 Dec 2025 00:01:00 GMT": 0, // in the past
-		"": 0, "-1": 0, "1.5": 0, "soon": 0, "99999999999999999999": 0,
+		"":                              0, "-1": 0, "1.5": 0, "soon": 0, "99999999999999999999": 0,
 		strings.Repeat("1", 100): 0,
 	} {
 		if got := parseRetryAfter(in, now); got != want {
