@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -24,6 +25,24 @@ func TestCrossCompile(t *testing.T) {
 		}
 		if fi, err := os.Stat(out); err != nil || fi.Size() == 0 {
 			t.Errorf("GOARCH=%s: no binary", arch)
+		}
+	}
+}
+
+// TestSlimDependencies keeps server packages out of the edge binary.
+func TestSlimDependencies(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	allowed := map[string]bool{
+		"github.com/unhidra/unhidra/cmd/unhidra-agent": true,
+		"github.com/unhidra/unhidra/agent":             true,
+		"github.com/unhidra/unhidra/internal/agentcli": true,
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if !allowed[p] && !strings.HasPrefix(p, "github.com/coder/websocket") {
+			t.Errorf("unhidra-agent depends on %s", p)
 		}
 	}
 }
