@@ -39,6 +39,7 @@ type Agent struct {
 	handlers map[string]HandlerFunc
 	hbEvery  time.Duration // heartbeat interval set by set-heartbeat (0: none)
 	running  bool
+	ownBoot  bool // "reboot" was replaced by Handle: Config.Reboot is not called
 }
 
 // TerminalError is returned by Run when the server ends the session in a
@@ -121,6 +122,9 @@ func (a *Agent) Handle(name string, fn HandlerFunc) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.handlers[name] = fn
+	if name == "reboot" {
+		a.ownBoot = true
+	}
 	return nil
 }
 

@@ -77,6 +77,7 @@ func (c *conn) run(typ, id, name string, params json.RawMessage) {
 	defer cancel()
 	a.mu.Lock()
 	fn := a.handlers[name]
+	builtinReboot := name == "reboot" && !a.ownBoot
 	a.mu.Unlock()
 	start := time.Now()
 	var result json.RawMessage
@@ -90,7 +91,7 @@ func (c *conn) run(typ, id, name string, params json.RawMessage) {
 		err = fmt.Errorf("unknown command %q", name)
 	}
 	a.log.Info("command", "id", id, "command", name, "ok", err == nil, "took", time.Since(start).Round(time.Millisecond), "err", a.red.Err(err))
-	if c.sendAck(id, result, err) == nil && err == nil && name == "reboot" && a.cfg.AllowReboot && a.cfg.Reboot != nil && fn != nil {
+	if c.sendAck(id, result, err) == nil && err == nil && builtinReboot && a.cfg.AllowReboot && a.cfg.Reboot != nil {
 		a.log.Warn("rebooting on the server's command", "id", id)
 		if rerr := a.cfg.Reboot(ctx); rerr != nil {
 			a.log.Error("reboot failed", "err", rerr)

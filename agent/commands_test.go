@@ -269,3 +269,26 @@ func TestAgent_HostileWelcome(t *testing.T) {
 		ra.clk.waitTimerExactly(t, "reconnect after no welcome", 5*time.Second)
 	})
 }
+
+func TestAgent_RebootRefusedByDefault(t *testing.T) {
+	s := newTestServer(t)
+	var called atomic.Int32
+	ra := startAgent(t, s, func(c *agent.Config) {
+		c.Reboot = func(context.Context) error { called.Add(1); return nil } // but not AllowReboot
+	})
+	c := s.accept(t)
+	c.readType("heartbeat")
+	if a := c.command("r1", "reboot", nil); a["ok"] != false || !strings.Contains(a["error"].(string), "not enabled") {
+		t.Errorf("reboot: %v", a)
+	}
+	// A device maker's own reboot handler replaces the built-in one, and
+	// Config.Reboot is then not called behind its back.
+	ra.Handle("reboot", func(context.Context, json.RawMessage) (any, error) { return "handled", nil })
+	if a := c.command("r2", "reboot", nil); a["ok"] != true || a["result"] != "handled" {
+		t.Errorf("own reboot: %v", a)
+	}
+	c.command("r3", "ping", nil) // the r2 goroutine has finished by now
+	if called.Load() != 0 {
+		t.Error("Config.Reboot called")
+	}
+}

@@ -86,8 +86,9 @@ type Config struct {
 	// calls Reboot. Off by default: a server must not reboot a device unless
 	// its owner opted in.
 	AllowReboot bool
-	// Reboot is called after a reboot command was acked. Nil with
-	// AllowReboot: reboot is refused.
+	// Reboot is called after the built-in reboot command was acked (not
+	// when "reboot" is replaced with Agent.Handle). Nil with AllowReboot:
+	// reboot is refused.
 	Reboot func(ctx context.Context) error
 
 	// TelemetryInterval enables telemetry frames this often, read from
