@@ -169,6 +169,7 @@ func runProgram(ctx context.Context, path string, args []string, stdin []byte, l
 	stdout := &cappedBuffer{max: limit, onOverflow: cancel}
 	stderr := &cappedBuffer{max: 256}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	killGroup(cmd)
 	// A child that keeps the pipes open must not hold us after the kill.
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()

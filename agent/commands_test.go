@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,7 +27,8 @@ func writeScript(t *testing.T, body string) string {
 
 func TestAgent_Commands(t *testing.T) {
 	s := newTestServer(t)
-	hook := writeScript(t, `
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	hook := writeScript(t, "PIDFILE="+pidFile+"\n"+`
 case "$1" in
 echo) cat ;;
 config) [ "$UNHIDRA_COMMAND_TYPE" = config ] && cat ;;
@@ -34,7 +36,7 @@ args) printf '{"argc":%d,"arg":"%s","cmd":"%s","id":"%s","type":"%s"}' "$#" "$1"
 env) env ;;
 text) echo "plain text" ;;
 fail) echo "disk on fire" >&2; exit 3 ;;
-slow) sleep 30 ;;
+slow) sleep 30 & echo $! > "$PIDFILE"; wait ;;
 flood) head -c 200000 /dev/zero | tr '\0' 'x' ;;
 *) echo "unexpected $1" >&2; exit 9 ;;
 esac`)
@@ -98,6 +100,12 @@ esac`)
 	check("slow", nil, false, "timed out")
 	if took := time.Since(start); took > 8*time.Second {
 		t.Errorf("timed-out hook took %v", took)
+	}
+	// The hook's child was killed with it (its whole process group).
+	if b, err := os.ReadFile(pidFile); err != nil {
+		t.Errorf("the slow hook did not start its child: %v", err)
+	} else if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid <= 0 || processAlive(pid) {
+		t.Errorf("the hook's child %d outlived the timeout", pid)
 	}
 	// The hook's environment is minimal: never the agent's secrets.
 	os.Setenv("UNHIDRA_DEVICE_KEY", testKey)
@@ -291,4 +299,17 @@ func TestAgent_RebootRefusedByDefault(t *testing.T) {
 	if called.Load() != 0 {
 		t.Error("Config.Reboot called")
 	}
+}
+
+// processAlive reports whether pid exists and is not a zombie.
+func processAlive(pid int) bool {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil || strings.Contains(string(b), ") Z ") {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }
