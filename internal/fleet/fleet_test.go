@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -337,6 +338,12 @@ func TestFleet_Memory(t *testing.T) {
 					once.Do(func() {
 						time.Sleep(2 * time.Second) // let buffers settle
 						at = memNow()
+						if p := os.Getenv("UNHIDRA_FLEET_HEAPPROFILE"); p != "" {
+							if f, err := os.Create(p); err == nil {
+								pprof.WriteHeapProfile(f)
+								f.Close()
+							}
+						}
 						cancel()
 					})
 				}
