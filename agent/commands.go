@@ -46,8 +46,7 @@ func (c *conn) dispatch(f *inbound) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		defer func() { <-c.sem }()
-		c.run(f.Type, f.ID, name, params)
+		c.run(f.Type, f.ID, name, params, func() { <-c.sem })
 	}()
 }
 
@@ -70,8 +69,9 @@ func (c *conn) sendAck(id string, result json.RawMessage, err error) error {
 	return nil
 }
 
-// run executes one command and acks it.
-func (c *conn) run(typ, id, name string, params json.RawMessage) {
+// run executes one command, calls release (its slot is free once it has
+// run: the ack is only a write) and acks it.
+func (c *conn) run(typ, id, name string, params json.RawMessage, release func()) {
 	a := c.a
 	ctx, cancel := context.WithTimeout(context.WithValue(c.ctx, connKey{}, c), a.cfg.CommandTimeout)
 	defer cancel()
@@ -90,6 +90,7 @@ func (c *conn) run(typ, id, name string, params json.RawMessage) {
 	default:
 		err = fmt.Errorf("unknown command %q", name)
 	}
+	release()
 	a.log.Info("command", "id", id, "command", name, "ok", err == nil, "took", time.Since(start).Round(time.Millisecond), "err", a.red.Err(err))
 	if c.sendAck(id, result, err) == nil && err == nil && builtinReboot && a.cfg.AllowReboot && a.cfg.Reboot != nil {
 		a.log.Warn("rebooting on the server's command", "id", id)
