@@ -1,92 +1,186 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"fmt"
-	"net/netip"
+	"io"
+	"net/http"
+	"os"
 	"strings"
 	"time"
 
-	"github.com/unhidra/unhidra/agent"
-	"github.com/unhidra/unhidra/internal/fleet"
+	"github.com/unhidra/unhidra/internal/loadtest"
+	"github.com/unhidra/unhidra/internal/protocol"
 )
 
-// runBench is `unhidra bench <tool>`: the project's own load tools.
+const benchSynopsis = `bench <tool> [flags]
+
+Tools:
+  conns   open N idle authenticated WebSocket connections and report the server's memory per connection
+  fleet   simulate N devices speaking the seed firmware's protocol (one device key each)`
+
+// runBench runs one of the project's load tools against a running server.
 func runBench(ctx context.Context, e env, args []string) error {
-	tools := map[string]func(context.Context, env, []string) error{"fleet": runBenchFleet}
-	if len(args) == 0 || tools[args[0]] == nil {
-		fmt.Fprintf(e.stderr, "Usage: unhidra bench <tool> [flags]\n\nTools:\n  fleet  simulate N devices speaking the seed firmware's protocol\n")
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintf(e.stderr, "Usage: unhidra %s\n", benchSynopsis)
 		if len(args) == 0 {
-			return usagef("no bench tool given")
+			return usagef("bench: missing tool")
 		}
-		return usagef("unknown bench tool %q", args[0])
+		return nil
 	}
-	return tools[args[0]](ctx, e, args[1:])
+	switch args[0] {
+	case "conns":
+		return runBenchConns(ctx, e, args[1:])
+	case "fleet":
+		return runBenchFleet(ctx, e, args[1:])
+	}
+	return usagef("bench: unknown tool %q", args[0])
 }
 
-// runBenchFleet is `unhidra bench fleet`.
-func runBenchFleet(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet("bench-fleet", "bench fleet -n N --url wss://HOST/ws --keys-file FILE --duration D [flags]", e.stderr)
-	n := fs.Int("n", 100, "number of simulated devices (at most 19000 per process)")
-	url := fs.String("url", "", "server WebSocket URL (required)")
-	keysFile := fs.String("keys-file", "", "file with one device key per line, not world-readable (required)")
-	duration := fs.Duration("duration", time.Minute, "how long to run")
-	heartbeat := fs.Duration("heartbeat-interval", 60*time.Second, "heartbeat interval of each device")
-	ping := fs.Duration("ping-interval", 30*time.Second, "ping interval of each device")
-	ramp := fs.Int("ramp", 200, "devices started per second")
-	maxDialing := fs.Int("max-dialing", 256, "handshakes in flight at most")
-	report := fs.Duration("report-every", 10*time.Second, "progress report period")
-	sources := fs.String("source-addrs", "", "comma-separated local addresses to spread connections over (default: 127.0.0.x per 8000 devices for a loopback server)")
-	caFile := fs.String("ca-file", "", "PEM CA certificates to trust")
-	pin := fs.String("pin-sha256", "", "SHA-256 fingerprint of the server certificate")
-	fullJitter := fs.Bool("full-jitter", false, "full-jitter reconnect backoff")
-	fs.String("config", "", "config file")
-	if err := parseFlags(fs, args, e.getenv); err != nil {
-		return err
+// benchTarget is how bench tools reach and authenticate to a server.
+type benchTarget struct {
+	url, caFile, user string
+}
+
+func (b *benchTarget) flags(fs interface {
+	StringVar(*string, string, string, string)
+}) {
+	fs.StringVar(&b.url, "url", "https://127.0.0.1:8443", "the server's base URL")
+	fs.StringVar(&b.caFile, "ca-file", "", "CA certificate (PEM) to trust, e.g. DATA/tls-cert.pem of a self-signed server")
+	fs.StringVar(&b.user, "user", "", "account to sign in as (password from UNHIDRA_BENCH_PASSWORD or standard input)")
+}
+
+func (b *benchTarget) tlsConfig() (*tls.Config, error) {
+	if b.caFile == "" {
+		return &tls.Config{MinVersion: tls.VersionTLS12}, nil
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	if *url == "" || *keysFile == "" {
-		return usagef("--url and --keys-file are required")
-	}
-	if err := intRange("n", *n, 1, fleet.MaxDevices); err != nil {
-		return err
-	}
-	if err := raiseOpenFiles(*n + 256); err != nil {
-		return err
-	}
-	keys, err := fleet.ReadKeys(*keysFile)
+	pemBytes, err := os.ReadFile(b.caFile)
 	if err != nil {
-		return usagef("%v", err)
+		return nil, fmt.Errorf("read --ca-file: %w", err)
 	}
-	opts := fleet.Options{
-		URL: *url, Keys: keys, Devices: *n, Duration: *duration,
-		HeartbeatInterval: *heartbeat, PingInterval: *ping, Ramp: *ramp, MaxDialing: *maxDialing,
-		ReportEvery: *report, Backoff: agent.Backoff{FullJitter: *fullJitter}, Out: e.stdout,
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		return nil, usagef("--ca-file %s holds no PEM certificate", b.caFile)
 	}
-	if *sources != "" {
-		for _, s := range strings.Split(*sources, ",") {
-			a, err := netip.ParseAddr(strings.TrimSpace(s))
-			if err != nil {
-				return usagef("--source-addrs: %v", err)
-			}
-			opts.SourceAddrs = append(opts.SourceAddrs, a)
-		}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// login signs in and returns an access token.
+func (b *benchTarget) login(ctx context.Context, e env, client *http.Client) (string, error) {
+	if b.user == "" {
+		return "", usagef("--user is required")
 	}
-	if *caFile != "" {
-		if opts.RootCAs, err = agent.LoadCAFile(*caFile); err != nil {
-			return usagef("%v", err)
-		}
+	pw := e.getenv("UNHIDRA_BENCH_PASSWORD")
+	if pw == "" {
+		line, _ := io.ReadAll(io.LimitReader(e.stdin, 4096))
+		pw = strings.TrimRight(string(line), "\r\n")
 	}
-	if *pin != "" {
-		if opts.PinSHA256, err = agent.ParsePin(*pin); err != nil {
-			return usagef("--pin-sha256: %v", err)
-		}
+	body, _ := json.Marshal(map[string]string{"name": b.user, "password": pw})
+	req, err := http.NewRequestWithContext(ctx, "POST", b.url+"/api/v1/auth/login", bytes.NewReader(body))
+	if err != nil {
+		return "", usagef("--url: %v", err)
 	}
-	fmt.Fprintf(e.stdout, "fleet: %d devices → %s for %v\n", *n, *url, *duration)
-	if _, err := fleet.Run(ctx, opts); err != nil {
-		return usagef("%v", err)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("sign in: %w", err)
+	}
+	defer res.Body.Close()
+	var out struct {
+		AccessToken string `json:"access_token"`
+		Error       struct{ Message string }
+	}
+	json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&out)
+	if res.StatusCode != 200 || out.AccessToken == "" {
+		return "", fmt.Errorf("sign in as %s: %s %s", b.user, res.Status, out.Error.Message)
+	}
+	return out.AccessToken, nil
+}
+
+func runBenchConns(ctx context.Context, e env, args []string) error {
+	var target benchTarget
+	fs := newFlagSet("bench conns", "bench conns --user NAME [flags]", e.stderr)
+	target.flags(fs)
+	n := fs.Int("n", 1000, "connections to open (at most 19,000 per process)")
+	sources := fs.Int("source-addrs", 4, "spread connections over 127.0.0.1 … 127.0.0.N")
+	rate := fs.Float64("rate", 0, "connections per second (0: as fast as 64 handshakes in flight allow)")
+	hold := fs.Duration("hold", 10*time.Second, "keep the connections open this long before measuring (a forced GC runs every 2 minutes)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n < 1 || *n > 19_000 {
+		return usagef("-n must be 1 to 19,000")
+	}
+	if *hold < 0 || *hold > time.Hour {
+		return usagef("--hold must be between 0 and 1h")
+	}
+	tlsCfg, err := target.tlsConfig()
+	if err != nil {
+		return err
+	}
+	httpClient := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	defer httpClient.CloseIdleConnections()
+	token, err := target.login(ctx, e, httpClient)
+	if err != nil {
+		return err
+	}
+	wsURL := "ws" + strings.TrimPrefix(target.url, "http") + "/ws"
+	var tlsForWS *tls.Config
+	if strings.HasPrefix(target.url, "https://") {
+		tlsForWS = tlsCfg
+	}
+	res, err := loadtest.Conns(ctx, loadtest.ConnsOptions{
+		URL: wsURL, Subprotocols: []string{protocol.Subprotocol, "bearer." + token},
+		N: *n, SourceAddrs: *sources, TLS: tlsForWS, Rate: *rate, Hold: *hold,
+		MetricsURL: target.url + "/metrics", MetricsHTTP: httpClient, Progress: e.stderr,
+		Settle: func(ctx context.Context) error { return freeServerMemory(ctx, httpClient, target.url, token) },
+	})
+	if err != nil && res.Connected == 0 {
+		return err
+	}
+	rss, heap, stack := res.PerConn()
+	if *asJSON {
+		return json.NewEncoder(e.stdout).Encode(map[string]any{
+			"connected": res.Connected, "failed": res.Failed, "dropped": res.Dropped, "first_error": res.FirstError,
+			"elapsed_seconds": res.Elapsed.Seconds(), "handshake_p50_ms": ms(res.Handshake[0]), "handshake_p99_ms": ms(res.Handshake[2]),
+			"server_rss_per_conn": rss, "server_heap_per_conn": heap, "server_stack_per_conn": stack,
+			"before": res.Before, "after": res.After,
+		})
+	}
+	fmt.Fprintf(e.stdout, "connected %d, failed %d, dropped during hold %d, in %v (%.0f/s)\n",
+		res.Connected, res.Failed, res.Dropped, res.Elapsed.Round(time.Millisecond), float64(res.Connected)/res.Elapsed.Seconds())
+	if res.FirstError != "" {
+		fmt.Fprintf(e.stdout, "first error: %s\n", res.FirstError)
+	}
+	fmt.Fprintf(e.stdout, "handshake p50 %v, p90 %v, p99 %v, max %v\n", res.Handshake[0], res.Handshake[1], res.Handshake[2], res.Handshake[3])
+	fmt.Fprintf(e.stdout, "server per connection: RSS %.1f KiB, heap in use %.1f KiB, stacks %.1f KiB (goroutines %.0f → %.0f)\n",
+		rss/1024, heap/1024, stack/1024, res.Before.Goroutines, res.After.Goroutines)
+	return err
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// freeServerMemory asks the server to collect garbage (administrators
+// only), so memory samples measure live memory.
+func freeServerMemory(ctx context.Context, client *http.Client, baseURL, token string) error {
+	req, err := http.NewRequestWithContext(ctx, "POST", baseURL+"/api/v1/admin/debug/free-memory", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("free server memory: %w", err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		return fmt.Errorf("free server memory: %s (the bench user must be an administrator)", res.Status)
 	}
 	return nil
 }

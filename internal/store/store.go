@@ -11,6 +11,8 @@ type Store interface {
 	UserStore
 	TokenStore
 	AuditStore
+	ChatStore
+	DeviceStore
 
 	// Ping reports whether the store answers (readiness).
 	Ping(ctx context.Context) error

@@ -36,15 +36,22 @@ func (db *DB) CreateUser(ctx context.Context, u *store.User) error {
 	}
 	now := db.now()
 	u.CreatedAt, u.UpdatedAt = now, now
-	_, err := db.write.ExecContext(ctx, db.q(`INSERT INTO users
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, db.q(`INSERT INTO users
 		(id, name, name_key, display_name, role, disabled, password_hash, failed_logins, locked_until, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		u.ID, u.Name, NameKey(u.Name), u.DisplayName, string(u.Role), u.Disabled, u.PasswordHash,
-		u.FailedLogins, store.UnixMilli(u.LockedUntil), now.UnixMilli(), now.UnixMilli())
-	if err != nil {
-		return fmt.Errorf("create user: %w", db.formatError(err, "That name is taken."))
-	}
-	return nil
+			u.ID, u.Name, NameKey(u.Name), u.DisplayName, string(u.Role), u.Disabled, u.PasswordHash,
+			u.FailedLogins, store.UnixMilli(u.LockedUntil), now.UnixMilli(), now.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("create user: %w", db.formatError(err, "That name is taken."))
+		}
+		// Every account joins the default channel (when it exists).
+		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO conversation_members (conversation_id, member_id, role, joined_at)
+			SELECT id, ?, ?, ? FROM conversations WHERE id = ?`), u.ID, store.ChanMember, now.UnixMilli(), store.GeneralChannelID); err != nil {
+			return fmt.Errorf("join default channel: %w", err)
+		}
+		return nil
+	})
 }
 
 // UserByID returns the user with that ID, or ENOTFOUND.

@@ -1,0 +1,328 @@
+package chat
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+// ChannelView is a conversation as the caller sees it, with its unread count.
+type ChannelView struct {
+	*store.ConversationView
+	Unread int64 `json:"unread"`
+}
+
+// List returns the actor's channels (public ones it is not in too, flagged
+// member:false) and its DMs.
+func (s *Service) List(ctx context.Context, actor Actor) (channels, dms []ChannelView, err error) {
+	views, err := s.st.Conversations(ctx, actor.ID, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	channels, dms = []ChannelView{}, []ChannelView{}
+	for _, v := range views {
+		cv := ChannelView{ConversationView: v}
+		if v.Member {
+			cv.Unread = max(0, v.LastSeq-v.LastReadSeq)
+		}
+		if v.Kind == store.KindDM {
+			dms = append(dms, cv)
+		} else {
+			channels = append(channels, cv)
+		}
+	}
+	return channels, dms, nil
+}
+
+// validChannelName checks a channel name: 1..MaxChannelName characters of
+// UTF-8 without control or format characters and without surrounding space.
+func validChannelName(name string) error {
+	n := utf8.RuneCountInString(name)
+	switch {
+	case !utf8.ValidString(name):
+		return store.Errorf(store.EINVALID, "The name must be valid UTF-8.")
+	case n == 0 || strings.TrimSpace(name) != name:
+		return store.Errorf(store.EINVALID, "The name must not be empty or start or end with spaces.")
+	case n > store.MaxChannelName:
+		return store.Errorf(store.ETOOLARGE, "The name is longer than %d characters.", store.MaxChannelName)
+	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }):
+		return store.Errorf(store.EINVALID, "The name must not contain control characters.")
+	}
+	return nil
+}
+
+// CreateChannel creates a channel owned by the actor.
+func (s *Service) CreateChannel(ctx context.Context, actor Actor, name string, private bool) (*store.Conversation, error) {
+	if err := validChannelName(name); err != nil {
+		return nil, err
+	}
+	c := &store.Conversation{Name: name, Kind: store.KindPublic}
+	if private {
+		c.Kind = store.KindPrivate
+	}
+	if err := s.st.CreateChannel(ctx, c, actor.ID); err != nil {
+		return nil, err
+	}
+	s.subscribe(actor.ID, c.ID)
+	return c, nil
+}
+
+// channelFor returns a channel (not a DM) and the actor's membership (nil
+// for a non-member of a public channel). Private channels and DMs are
+// ENOTFOUND to non-members.
+func (s *Service) channelFor(ctx context.Context, actor Actor, id string) (*store.Conversation, *store.Membership, error) {
+	notFound := store.Errorf(store.ENOTFOUND, "No such channel.")
+	if id == "" || len(id) > store.MaxMemberIDLen {
+		return nil, nil, notFound
+	}
+	c, err := s.st.ConversationByID(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := s.st.Membership(ctx, id, actor.ID)
+	if err != nil && store.ErrorCode(err) != store.ENOTFOUND {
+		return nil, nil, err
+	}
+	if m == nil && c.Kind != store.KindPublic && !actor.Admin {
+		return nil, nil, notFound
+	}
+	if c.Kind == store.KindDM {
+		return nil, nil, notFound
+	}
+	return c, m, nil
+}
+
+// isModerator reports whether the actor may manage the channel.
+func isModerator(actor Actor, m *store.Membership) bool {
+	return actor.Admin || (m != nil && (m.Role == store.ChanOwner || m.Role == store.ChanAdmin))
+}
+
+// Channel returns one channel as the actor sees it.
+func (s *Service) Channel(ctx context.Context, actor Actor, id string) (*store.Conversation, *store.Membership, error) {
+	return s.channelFor(ctx, actor, id)
+}
+
+// Rename renames a channel (owner, channel admin or server admin).
+func (s *Service) Rename(ctx context.Context, actor Actor, id, name string) (*store.Conversation, error) {
+	if err := validChannelName(name); err != nil {
+		return nil, err
+	}
+	_, m, err := s.channelFor(ctx, actor, id)
+	if err != nil {
+		return nil, err
+	}
+	if !isModerator(actor, m) {
+		return nil, store.Errorf(store.EFORBIDDEN, "Only the channel's owner or admins may rename it.")
+	}
+	c, err := s.st.RenameChannel(ctx, id, name)
+	if err != nil {
+		return nil, err
+	}
+	s.hub.Publish(topic(id), prepare(channelEvent{Type: TypeChannelUpdated, Channel: id, Name: c.Name, Archived: c.Archived}))
+	return c, nil
+}
+
+// Archive makes a channel read-only (owner or server admin). The default
+// channel cannot be archived.
+func (s *Service) Archive(ctx context.Context, actor Actor, id string) (*store.Conversation, error) {
+	_, m, err := s.channelFor(ctx, actor, id)
+	if err != nil {
+		return nil, err
+	}
+	if !actor.Admin && (m == nil || m.Role != store.ChanOwner) {
+		return nil, store.Errorf(store.EFORBIDDEN, "Only the channel's owner may archive it.")
+	}
+	if id == store.GeneralChannelID {
+		return nil, store.Errorf(store.EINVALID, "The default channel cannot be archived.")
+	}
+	c, err := s.st.ArchiveChannel(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.hub.Publish(topic(id), prepare(channelEvent{Type: TypeChannelUpdated, Channel: id, Name: c.Name, Archived: c.Archived}))
+	return c, nil
+}
+
+// Join adds the actor to a public, unarchived channel.
+func (s *Service) Join(ctx context.Context, actor Actor, id string) error {
+	c, m, err := s.channelFor(ctx, actor, id)
+	if err != nil {
+		return err
+	}
+	switch {
+	case m != nil:
+		return store.Errorf(store.ECONFLICT, "Already a member.")
+	case c.Kind != store.KindPublic:
+		return store.Errorf(store.EFORBIDDEN, "Private channels are joined by invitation.")
+	case c.Archived:
+		return store.Errorf(store.EFORBIDDEN, "The channel is archived.")
+	}
+	return s.addMember(ctx, id, actor.ID, store.ChanMember)
+}
+
+// Leave removes the actor from a channel.
+func (s *Service) Leave(ctx context.Context, actor Actor, id string) error {
+	if _, err := s.requireMember(ctx, id, actor.ID); err != nil {
+		return err
+	}
+	c, err := s.st.ConversationByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	if c.Kind == store.KindDM {
+		return store.Errorf(store.EINVALID, "Direct conversations cannot be left.")
+	}
+	return s.removeMember(ctx, id, actor.ID)
+}
+
+// Invite adds a user (by ID or name) to a channel. In a private channel
+// only moderators invite; in a public one any member may.
+func (s *Service) Invite(ctx context.Context, actor Actor, id, who string) (*store.Membership, error) {
+	c, m, err := s.channelFor(ctx, actor, id)
+	if err != nil {
+		return nil, err
+	}
+	if m == nil && !actor.Admin {
+		return nil, store.Errorf(store.EFORBIDDEN, "Only members may invite.")
+	}
+	if c.Kind == store.KindPrivate && !isModerator(actor, m) {
+		return nil, store.Errorf(store.EFORBIDDEN, "Only the channel's owner or admins may invite to a private channel.")
+	}
+	if c.Archived {
+		return nil, store.Errorf(store.EFORBIDDEN, "The channel is archived.")
+	}
+	u, err := s.resolveUser(ctx, who)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.addMember(ctx, id, u.ID, store.ChanMember); err != nil {
+		return nil, err
+	}
+	return s.st.Membership(ctx, id, u.ID)
+}
+
+// Kick removes a member (moderators only; owners cannot be kicked, and a
+// channel admin cannot kick another admin).
+func (s *Service) Kick(ctx context.Context, actor Actor, id, member string) error {
+	_, m, err := s.channelFor(ctx, actor, id)
+	if err != nil {
+		return err
+	}
+	if !isModerator(actor, m) {
+		return store.Errorf(store.EFORBIDDEN, "Only the channel's owner or admins may remove members.")
+	}
+	target, err := s.st.Membership(ctx, id, member)
+	if err != nil {
+		return err
+	}
+	if target.Role == store.ChanOwner || (target.Role == store.ChanAdmin && !actor.Admin && m.Role != store.ChanOwner) {
+		return store.Errorf(store.EFORBIDDEN, "You cannot remove that member.")
+	}
+	return s.removeMember(ctx, id, member)
+}
+
+// Members lists a conversation's members (members only).
+func (s *Service) Members(ctx context.Context, actor Actor, id string) ([]*store.Membership, error) {
+	if !actor.Admin {
+		if _, err := s.requireMember(ctx, id, actor.ID); err != nil {
+			return nil, err
+		}
+	}
+	return s.st.Members(ctx, id)
+}
+
+// OpenDM returns the DM of the actor and the named users (IDs or names),
+// creating it on first use. Up to MaxDMMembers members, the actor included.
+func (s *Service) OpenDM(ctx context.Context, actor Actor, with []string) (*store.Conversation, error) {
+	if len(with) == 0 || len(with) >= store.MaxDMMembers {
+		return nil, store.Errorf(store.EINVALID, "A direct conversation has 2 to %d members.", store.MaxDMMembers)
+	}
+	members := []string{actor.ID}
+	for _, w := range with {
+		u, err := s.resolveUser(ctx, w)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(members, u.ID) {
+			members = append(members, u.ID)
+		}
+	}
+	if len(members) < 2 {
+		return nil, store.Errorf(store.EINVALID, "A direct conversation needs someone else.")
+	}
+	c, created, err := s.st.OpenDM(ctx, actor.ID, members)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		for _, m := range members {
+			s.subscribe(m, c.ID)
+		}
+	}
+	return c, nil
+}
+
+// resolveUser finds an enabled account by ID or name.
+func (s *Service) resolveUser(ctx context.Context, who string) (*store.User, error) {
+	notFound := store.Errorf(store.ENOTFOUND, "No such user.")
+	if who == "" || len(who) > store.MaxMemberIDLen || !utf8.ValidString(who) {
+		return nil, notFound
+	}
+	u, err := s.st.UserByID(ctx, who)
+	if store.ErrorCode(err) == store.ENOTFOUND {
+		u, err = s.st.UserByName(ctx, who)
+	}
+	if store.ErrorCode(err) == store.ENOTFOUND || (err == nil && u.Disabled) {
+		return nil, notFound
+	}
+	return u, err
+}
+
+func (s *Service) addMember(ctx context.Context, conv, member, role string) error {
+	if _, err := s.st.AddMember(ctx, conv, member, role); err != nil {
+		return err
+	}
+	s.subscribe(member, conv)
+	s.hub.Publish(topic(conv), prepare(memberEvent{Type: TypeMemberJoined, Channel: conv, Member: member}))
+	return nil
+}
+
+func (s *Service) removeMember(ctx context.Context, conv, member string) error {
+	if err := s.st.RemoveMember(ctx, conv, member); err != nil {
+		return err
+	}
+	s.hub.Publish(topic(conv), prepare(memberEvent{Type: TypeMemberLeft, Channel: conv, Member: member}))
+	s.unsubscribe(member, conv)
+	return nil
+}
+
+// subscribe makes every live connection of member follow conv and tells
+// them about it.
+func (s *Service) subscribe(member, conv string) {
+	s.subsMu.Lock()
+	defer s.subsMu.Unlock()
+	for _, c := range s.hub.Connections(member) {
+		if st := s.conns[c.ConnID()]; st != nil {
+			st.convs[conv] = struct{}{}
+			s.hub.Subscribe(topic(conv), c)
+		}
+	}
+	s.hub.SendTo(member, prepare(memberEvent{Type: TypeConversationAdded, Channel: conv, Member: member}))
+}
+
+// unsubscribe stops member's live connections following conv.
+func (s *Service) unsubscribe(member, conv string) {
+	s.subsMu.Lock()
+	defer s.subsMu.Unlock()
+	for _, c := range s.hub.Connections(member) {
+		if st := s.conns[c.ConnID()]; st != nil {
+			delete(st.convs, conv)
+			s.hub.Unsubscribe(topic(conv), c)
+		}
+	}
+	s.hub.SendTo(member, prepare(memberEvent{Type: TypeConversationRemoved, Channel: conv, Member: member}))
+}

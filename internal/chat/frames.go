@@ -1,0 +1,324 @@
+package chat
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/unhidra/unhidra/internal/gateway"
+	"github.com/unhidra/unhidra/internal/hub"
+	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+// Frame types of the messaging protocol not already in internal/protocol.
+const (
+	TypeRead                = "read"                 // client: advance read positions
+	TypeResumed             = "resumed"              // server: one conversation's backlog
+	TypeMessageEdited       = "message_edited"       // server
+	TypeMessageDeleted      = "message_deleted"      // server
+	TypeMemberJoined        = "member_joined"        // server, to the conversation
+	TypeMemberLeft          = "member_left"          // server, to the conversation
+	TypeConversationAdded   = "conversation_added"   // server, to the member added
+	TypeConversationRemoved = "conversation_removed" // server, to the member removed
+	TypeChannelUpdated      = "channel_updated"      // server: renamed or archived
+	TypePresenceSnapshot    = "presence_snapshot"    // server, on connect
+)
+
+// MaxResumeConversations bounds the conversations of one resume frame.
+const MaxResumeConversations = 500
+
+type messageFrame struct {
+	Type      string    `json:"type,omitempty"`
+	Channel   string    `json:"channel"`
+	Seq       int64     `json:"seq"`
+	MessageID string    `json:"message_id"`
+	From      string    `json:"from"`
+	Body      string    `json:"body"`
+	TS        time.Time `json:"ts"`
+	EditedAt  time.Time `json:"edited_at,omitzero"`
+	Deleted   bool      `json:"deleted,omitempty"`
+}
+
+func newMessageFrame(m *store.Message) messageFrame {
+	return messageFrame{Type: protocol.TypeMessage, Channel: m.ConversationID, Seq: m.Seq, MessageID: m.ID,
+		From: m.SenderID, Body: m.Body, TS: m.CreatedAt, EditedAt: m.EditedAt, Deleted: !m.DeletedAt.IsZero()}
+}
+
+type ackFrame struct {
+	Type      string `json:"type"`
+	ID        string `json:"id,omitempty"`
+	MessageID string `json:"message_id,omitempty"`
+	Seq       int64  `json:"seq,omitempty"`
+	Channel   string `json:"channel,omitempty"`
+}
+
+type editedFrame struct {
+	Type      string    `json:"type"`
+	Channel   string    `json:"channel"`
+	Seq       int64     `json:"seq"`
+	MessageID string    `json:"message_id"`
+	Body      string    `json:"body"`
+	EditedAt  time.Time `json:"edited_at"`
+}
+
+type deletedFrame struct {
+	Type      string `json:"type"`
+	Channel   string `json:"channel"`
+	Seq       int64  `json:"seq"`
+	MessageID string `json:"message_id"`
+}
+
+type memberEvent struct {
+	Type    string `json:"type"`
+	Channel string `json:"channel"`
+	Member  string `json:"member"`
+}
+
+type channelEvent struct {
+	Type     string `json:"type"`
+	Channel  string `json:"channel"`
+	Name     string `json:"name"`
+	Archived bool   `json:"archived"`
+}
+
+type typingFrame struct {
+	Type    string `json:"type"`
+	Channel string `json:"channel"`
+	From    string `json:"from"`
+}
+
+type historyFrame struct {
+	Type    string `json:"type"`
+	ID      string `json:"id,omitempty"`
+	Channel string `json:"channel"`
+	*HistoryPage
+}
+
+type resumedFrame struct {
+	Type      string         `json:"type"`
+	ID        string         `json:"id,omitempty"`
+	Channel   string         `json:"channel"`
+	Recovered bool           `json:"recovered"`
+	Reason    string         `json:"reason,omitempty"` // when not recovered: not_member, too_many, too_large
+	LastSeq   int64          `json:"last_seq"`
+	Messages  []messageFrame `json:"messages"`
+}
+
+func actorOf(c *gateway.Client) Actor {
+	id := c.Ident()
+	return Actor{ID: id.ID, Name: id.Name, Admin: id.Admin}
+}
+
+// Register installs the service's frame handlers and connection hooks on
+// the gateway. Call before serving.
+func (s *Service) Register(gw *gateway.Gateway) {
+	gw.Handle(protocol.TypeSend, s.handleSend)
+	gw.Handle(protocol.TypeEdit, s.handleEdit)
+	gw.Handle(protocol.TypeDelete, s.handleDelete)
+	gw.Handle(protocol.TypeHistory, s.handleHistory)
+	gw.Handle(protocol.TypeResume, s.handleResume)
+	gw.Handle(protocol.TypeTyping, s.handleTyping)
+	gw.Handle(protocol.TypePresence, s.handlePresence)
+	gw.Handle(TypeRead, s.handleRead)
+	gw.OnConnect(func(c *gateway.Client) { s.Connect(c) })
+	gw.OnDisconnect(func(c *gateway.Client) { s.Disconnect(c) })
+}
+
+func (s *Service) handleSend(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
+	_, _, err := s.Send(ctx, actorOf(c), SendInput{Channel: e.Channel, To: e.To, Body: e.Body, ClientID: e.ID},
+		func(m *store.Message) {
+			c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID, MessageID: m.ID, Seq: m.Seq, Channel: m.ConversationID})
+		})
+	return err
+}
+
+func (s *Service) handleEdit(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
+	m, err := s.Edit(ctx, actorOf(c), e.Channel, e.MessageID, e.Body)
+	if err != nil {
+		return err
+	}
+	return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID, MessageID: m.ID, Seq: m.Seq, Channel: m.ConversationID})
+}
+
+func (s *Service) handleDelete(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
+	m, err := s.Delete(ctx, actorOf(c), e.Channel, e.MessageID)
+	if err != nil {
+		return err
+	}
+	return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID, MessageID: m.ID, Seq: m.Seq, Channel: m.ConversationID})
+}
+
+func (s *Service) handleHistory(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
+	page, err := s.History(ctx, actorOf(c), e.Channel, e.Before, e.After, e.Limit)
+	if err != nil {
+		return err
+	}
+	return c.SendJSON(historyFrame{Type: protocol.TypeHistory, ID: e.ID, Channel: e.Channel, HistoryPage: page})
+}
+
+func (s *Service) handleRead(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
+	if len(e.Positions) == 0 || len(e.Positions) > MaxResumeConversations {
+		return store.Errorf(store.EINVALID, "read needs positions (1 to %d conversations).", MaxResumeConversations)
+	}
+	for conv, seq := range e.Positions {
+		if _, err := s.MarkRead(ctx, actorOf(c), conv, seq); err != nil {
+			return err
+		}
+	}
+	return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID})
+}
+
+func (s *Service) handleTyping(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
+	return s.Typing(c, e.Channel)
+}
+
+// Typing tells a conversation's other connections that the client's
+// identity is typing. It is checked against the connection's subscriptions
+// (no store access), rate limited, and never stored; a notice over the
+// rate is dropped silently.
+func (s *Service) Typing(c hub.Client, conv string) error {
+	s.subsMu.Lock()
+	member := false
+	if st := s.conns[c.ConnID()]; st != nil {
+		_, member = st.convs[conv]
+	}
+	s.subsMu.Unlock()
+	if !member {
+		return store.Errorf(store.ENOTFOUND, "No such conversation, or you are not a member.")
+	}
+	if ok, _ := s.typing.Allow(c.Identity()+"\x00"+conv, s.cfg.Now()); !ok {
+		return nil
+	}
+	s.hub.Publish(topic(conv), prepare(typingFrame{Type: protocol.TypeTyping, Channel: conv, From: c.Identity()}))
+	return nil
+}
+
+func (s *Service) handleResume(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
+	if len(e.Positions) > MaxResumeConversations {
+		return store.Errorf(store.ETOOLARGE, "A resume names at most %d conversations.", MaxResumeConversations)
+	}
+	if err := s.Resume(ctx, actorOf(c), e.ID, e.Positions, func(f any) { c.SendJSON(f) }); err != nil {
+		return err
+	}
+	return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID})
+}
+
+// Resume sends, through send, one "resumed" frame per conversation in
+// positions (conversation → last seq the client saw), in the order of the
+// conversation IDs: the messages after that seq up to the conversation's
+// last_seq when at most ResumeLimit are missing and the reply fits the
+// byte budget, else recovered:false (the client pages history over REST).
+//
+// It runs under publishMu, so no message is published while it reads and
+// enqueues: every message frame the connection received before a
+// conversation's "resumed" frame has seq ≤ its last_seq, every one after
+// it seq > last_seq. The client drops a conversation's message frames
+// between sending resume and receiving its "resumed" frame; that loses
+// nothing and doubles nothing.
+func (s *Service) Resume(ctx context.Context, actor Actor, id string, positions map[string]int64, send func(any)) error {
+	convs := make([]string, 0, len(positions))
+	for conv, pos := range positions {
+		if pos < 0 {
+			return store.Errorf(store.EINVALID, "Positions must not be negative.")
+		}
+		convs = append(convs, conv)
+	}
+	slices.Sort(convs)
+	budget := s.cfg.ResumeBytes
+	s.publishMu.Lock()
+	defer s.publishMu.Unlock()
+	for _, conv := range convs {
+		pos := positions[conv]
+		f := resumedFrame{Type: TypeResumed, ID: id, Channel: conv, Messages: []messageFrame{}}
+		if _, err := s.requireMember(ctx, conv, actor.ID); err != nil {
+			if store.ErrorCode(err) != store.ENOTFOUND {
+				return err
+			}
+			f.Reason = "not_member"
+			send(f)
+			continue
+		}
+		c, err := s.st.ConversationByID(ctx, conv)
+		if err != nil {
+			return err
+		}
+		f.LastSeq = c.LastSeq
+		switch missing := c.LastSeq - pos; {
+		case missing <= 0:
+			f.Recovered = true
+		case missing > int64(s.cfg.ResumeLimit):
+			f.Reason = "too_many"
+		default:
+			f.Recovered = true
+			for after := pos; after < c.LastSeq; {
+				page, _, err := s.st.History(ctx, store.HistoryQuery{ConversationID: conv, After: after, Before: c.LastSeq + 1, Limit: 200})
+				if err != nil {
+					return err
+				}
+				if len(page) == 0 {
+					break
+				}
+				for _, m := range page {
+					mf := newMessageFrame(m)
+					mf.Type = ""
+					f.Messages = append(f.Messages, mf)
+				}
+				after = page[len(page)-1].Seq
+			}
+		}
+		if size := len(protocol.Marshal(f)); f.Recovered && size > budget {
+			f.Recovered, f.Reason, f.Messages = false, "too_large", []messageFrame{}
+		} else {
+			budget -= size
+		}
+		send(f)
+	}
+	return nil
+}
+
+func (s *Service) handlePresence(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
+	if e.Status != StatusOnline && e.Status != StatusAway {
+		return store.Errorf(store.EINVALID, "status must be online or away.")
+	}
+	s.SetStatus(ctx, c.Identity(), e.Status)
+	return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID})
+}
+
+// Connect subscribes a new connection to its identity's conversations and
+// records it as present. The gateway calls it once per connection.
+func (s *Service) Connect(c hub.Client) {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	s.subsMu.Lock()
+	st := &connState{client: c, convs: make(map[string]struct{})}
+	s.conns[c.ConnID()] = st
+	ids, err := s.st.ConversationIDs(ctx, c.Identity())
+	if err != nil {
+		s.log.Error("load conversations of a new connection", "identity", c.Identity(), "err", err)
+	}
+	for _, id := range ids {
+		st.convs[id] = struct{}{}
+		s.hub.Subscribe(topic(id), c)
+	}
+	s.subsMu.Unlock()
+	s.presenceConnect(ctx, c)
+}
+
+// Disconnect drops a connection's subscriptions and presence.
+func (s *Service) Disconnect(c hub.Client) {
+	s.subsMu.Lock()
+	st := s.conns[c.ConnID()]
+	delete(s.conns, c.ConnID())
+	if st != nil {
+		for id := range st.convs {
+			s.hub.Unsubscribe(topic(id), c)
+		}
+	}
+	s.subsMu.Unlock()
+	if st != nil {
+		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+		defer cancel()
+		s.presenceDisconnect(ctx, c.Identity())
+	}
+}

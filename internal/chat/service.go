@@ -1,0 +1,530 @@
+package chat
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/unhidra/unhidra/internal/hub"
+	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra/internal/ratelimit"
+	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/internal/ws"
+)
+
+// Store is what the messaging service needs from storage.
+type Store interface {
+	store.ChatStore
+	UserByID(ctx context.Context, id string) (*store.User, error)
+	UserByName(ctx context.Context, name string) (*store.User, error)
+}
+
+// Actor is the authenticated identity acting: a user, bot or device. It
+// comes from the connection or the request, never from a frame's body.
+type Actor struct {
+	ID    string
+	Name  string
+	Admin bool // a server administrator
+}
+
+// Config tunes the service. Zero fields mean the documented defaults.
+type Config struct {
+	// SendRate bounds messages per sender across all its connections, on
+	// top of the gateway's per-connection frame rate. Default 10/s, burst 30.
+	SendRate ratelimit.Limit
+	// TypingRate bounds typing notices per sender and conversation.
+	// Default one per 2 s, burst 2.
+	TypingRate ratelimit.Limit
+	// MaxBatch bounds the messages committed in one transaction. Default 512.
+	MaxBatch int
+	// CommitDelay is the longest the writer waits for the senders of its
+	// previous batch to send again before it commits a smaller batch.
+	// Default 1 ms; negative disables waiting.
+	CommitDelay time.Duration
+	// QueueLen bounds the sends waiting for each writer. Default 8192.
+	QueueLen int
+	// Writers is the number of group-commit writers; conversations are
+	// spread over them. One suits SQLite (one writer connection); more let
+	// PostgreSQL commit several batches at once. Default 1.
+	Writers int
+	// IdempotencyTTL is how long a client's send id is remembered. Default 24 h.
+	IdempotencyTTL time.Duration
+	// ResumeLimit is the most messages a resume replays per conversation.
+	// Default 300.
+	ResumeLimit int
+	// ResumeBytes bounds the encoded backlog of one resume in all, so a
+	// resume cannot overflow the connection's send queue. Default 512 KiB.
+	ResumeBytes int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.SendRate == (ratelimit.Limit{}) {
+		c.SendRate = ratelimit.Limit{Burst: 30, Every: 100 * time.Millisecond}
+	}
+	if c.TypingRate == (ratelimit.Limit{}) {
+		c.TypingRate = ratelimit.Limit{Burst: 2, Every: 2 * time.Second}
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 512
+	}
+	if c.CommitDelay == 0 {
+		c.CommitDelay = time.Millisecond
+	}
+	if c.Writers <= 0 {
+		c.Writers = 1
+	}
+	if c.QueueLen <= 0 {
+		c.QueueLen = 8192
+	}
+	if c.IdempotencyTTL <= 0 {
+		c.IdempotencyTTL = 24 * time.Hour
+	}
+	if c.ResumeLimit <= 0 {
+		c.ResumeLimit = 300
+	}
+	if c.ResumeBytes <= 0 {
+		c.ResumeBytes = 512 << 10
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Service is the messaging service: channel rules, the send pipeline with
+// its group-commit writer, history, resume, presence and typing.
+//
+// Messages are stored before they are acknowledged, and acknowledged
+// before they are fanned out. One writer goroutine commits concurrent sends
+// in batches and publishes each batch in seq order, so every connection
+// sees a conversation's messages in seq order.
+type Service struct {
+	// Static after New.
+	cfg    Config
+	st     Store
+	hub    *hub.Hub
+	log    *slog.Logger
+	sends  *ratelimit.Keyed
+	typing *ratelimit.Keyed
+	queues []chan *sendJob // one per writer; never closed, writers stop on ctx
+	seed   maphash.Seed    // spreads conversations over writers
+
+	// publishMu is read-held by a writer from commit to the end of a
+	// batch's fan-out, and held by resume while it reads and enqueues a
+	// backlog. So a resume reply splits a connection's stream exactly:
+	// frames before it carry seq ≤ its last_seq, frames after it seq >
+	// last_seq.
+	publishMu sync.RWMutex
+
+	// subsMu serialises changes of subscriptions (connect, disconnect,
+	// membership changes), so a connection never stays subscribed to a
+	// conversation it left.
+	subsMu sync.Mutex
+	conns  map[uint64]*connState // guarded by subsMu
+
+	presence presence
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// connState is what the service tracks per live connection.
+type connState struct {
+	client hub.Client
+	convs  map[string]struct{} // subscribed conversations; guarded by Service.subsMu
+}
+
+// New returns a running service; Close stops it.
+func New(st Store, h *hub.Hub, cfg Config, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Service{
+		cfg: cfg, st: st, hub: h, log: log,
+		sends:  ratelimit.NewKeyed(cfg.SendRate, 0),
+		typing: ratelimit.NewKeyed(cfg.TypingRate, 0),
+		seed:   maphash.MakeSeed(),
+		conns:  make(map[uint64]*connState),
+		ctx:    ctx, cancel: cancel,
+	}
+	s.presence.entries = make(map[string]*presenceEntry)
+	s.wg.Add(1 + cfg.Writers)
+	for range cfg.Writers {
+		q := make(chan *sendJob, cfg.QueueLen)
+		s.queues = append(s.queues, q)
+		go s.runWriter(q)
+	}
+	go s.runJanitor()
+	return s
+}
+
+// Close stops the writer (pending sends fail with EUNAVAILABLE) and the
+// janitor, and waits for them.
+func (s *Service) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	for _, q := range s.queues { // sends that raced with the shutdown
+		s.failPending(q)
+	}
+	return nil
+}
+
+// topic is the hub topic of a conversation's live events.
+func topic(conv string) string { return "conv:" + conv }
+
+// SendInput is one message to send: to a conversation (Channel) or to a
+// person (To: a user ID or name; the DM is opened on first use).
+type SendInput struct {
+	Channel  string
+	To       string
+	Body     string
+	ClientID string // idempotency key, optional
+}
+
+type sendJob struct {
+	req      store.AppendRequest
+	onStored func(*store.Message) // runs on the writer after commit, before fan-out
+	done     chan store.AppendResult
+}
+
+// Send validates and stores a message, then fans it out. onStored, when
+// set, runs after the commit and before the fan-out (the WebSocket ack).
+// It returns the stored message (the original one, with dup set, when the
+// client ID was used before).
+func (s *Service) Send(ctx context.Context, actor Actor, in SendInput, onStored func(*store.Message)) (m *store.Message, dup bool, err error) {
+	if err := validBody(in.Body); err != nil {
+		return nil, false, err
+	}
+	if len(in.ClientID) > store.MaxClientIDLen || !utf8.ValidString(in.ClientID) {
+		return nil, false, store.Errorf(store.EINVALID, "The id must be at most %d bytes of UTF-8.", store.MaxClientIDLen)
+	}
+	if ok, retry := s.sends.Allow(actor.ID, s.cfg.Now()); !ok {
+		e := store.Errorf(store.ERATELIMIT, "Too many messages; slow down.")
+		e.RetryAfter = int64(max(1, (retry+time.Second-1)/time.Second))
+		return nil, false, e
+	}
+	conv := in.Channel
+	switch {
+	case (in.Channel == "") == (in.To == ""):
+		return nil, false, store.Errorf(store.EINVALID, "A message needs exactly one of channel and to.")
+	case in.To != "":
+		c, err := s.OpenDM(ctx, actor, []string{in.To})
+		if err != nil {
+			return nil, false, err
+		}
+		conv = c.ID
+	case len(conv) > store.MaxMemberIDLen:
+		return nil, false, store.Errorf(store.ENOTFOUND, "No such conversation, or you are not a member.")
+	}
+	job := &sendJob{
+		req:      store.AppendRequest{ConversationID: conv, SenderID: actor.ID, ClientID: in.ClientID, Body: in.Body},
+		onStored: onStored,
+		done:     make(chan store.AppendResult, 1),
+	}
+	select {
+	case s.queues[maphash.String(s.seed, conv)%uint64(len(s.queues))] <- job:
+	case <-ctx.Done():
+		return nil, false, store.Errorf(store.EUNAVAILABLE, "The server is busy; retry with the same id.")
+	case <-s.ctx.Done():
+		return nil, false, store.Errorf(store.EUNAVAILABLE, "The server is shutting down; retry with the same id.")
+	}
+	// Once queued, the writer answers every job (also when stopping), so
+	// waiting here cannot leak; the caller's deadline still applies.
+	select {
+	case r := <-job.done:
+		return r.Message, r.Duplicate, r.Err
+	case <-ctx.Done():
+		return nil, false, store.Errorf(store.EUNAVAILABLE, "The message may or may not be stored; retry with the same id.")
+	}
+}
+
+// validBody checks a message body: valid UTF-8, not blank, at most
+// MaxBodyChars characters, no NUL.
+func validBody(body string) error {
+	switch {
+	case !utf8.ValidString(body):
+		return store.Errorf(store.EINVALID, "The body must be valid UTF-8.")
+	case strings.TrimFunc(body, unicode.IsSpace) == "":
+		return store.Errorf(store.EINVALID, "The body must not be empty.")
+	case utf8.RuneCountInString(body) > store.MaxBodyChars:
+		return store.Errorf(store.ETOOLARGE, "The body is longer than %d characters.", store.MaxBodyChars)
+	case strings.ContainsRune(body, 0):
+		return store.Errorf(store.EINVALID, "The body must not contain NUL characters.")
+	}
+	return nil
+}
+
+// runWriter is the group-commit loop of one writer: it takes every send
+// waiting in its queue (up to MaxBatch), commits them in one transaction,
+// answers them and fans them out, in order. A conversation always maps to
+// the same writer, so its messages are published in seq order.
+func (s *Service) runWriter(queue chan *sendJob) {
+	defer s.wg.Done()
+	batch := make([]*sendJob, 0, s.cfg.MaxBatch)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
+	prev := 0 // size of the previous batch
+	for {
+		select {
+		case j := <-queue:
+			batch = append(batch[:0], j)
+		case <-s.ctx.Done():
+			s.failPending(queue)
+			return
+		}
+		// The senders of the previous batch were all answered at once and
+		// are sending again: wait (at most CommitDelay) until as many as
+		// last time are here, so one fsync serves them all. A lone sender
+		// (prev <= 1) never waits.
+		target := min(max(prev, 1), s.cfg.MaxBatch)
+		lingering := false
+	fill:
+		for len(batch) < s.cfg.MaxBatch {
+			select {
+			case j := <-queue:
+				batch = append(batch, j)
+				continue
+			default:
+			}
+			if len(batch) >= target || s.cfg.CommitDelay <= 0 {
+				break
+			}
+			if !lingering {
+				linger.Reset(s.cfg.CommitDelay)
+				lingering = true
+			}
+			select {
+			case j := <-queue:
+				batch = append(batch, j)
+			case <-linger.C:
+				lingering = false
+				break fill
+			case <-s.ctx.Done():
+				break fill
+			}
+		}
+		if lingering && !linger.Stop() {
+			<-linger.C
+		}
+		prev = len(batch)
+		s.commit(batch)
+		clear(batch)
+	}
+}
+
+// failPending answers the sends still queued at shutdown.
+func (s *Service) failPending(queue chan *sendJob) {
+	for {
+		select {
+		case j := <-queue:
+			j.done <- store.AppendResult{Err: store.Errorf(store.EUNAVAILABLE, "The server is shutting down; retry with the same id.")}
+		default:
+			return
+		}
+	}
+}
+
+func (s *Service) commit(batch []*sendJob) {
+	reqs := make([]store.AppendRequest, len(batch))
+	for i, j := range batch {
+		reqs[i] = j.req
+	}
+	// The commit is not cut short by shutdown: a started batch finishes,
+	// so its senders learn the truth.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
+	defer cancel()
+	s.publishMu.RLock()
+	results, err := s.st.AppendMessages(ctx, reqs)
+	if err != nil {
+		s.publishMu.RUnlock()
+		s.log.Error("store messages", "batch", len(batch), "err", err)
+		for _, j := range batch {
+			e := store.Errorf(store.EUNAVAILABLE, "Could not store the message; retry with the same id.")
+			e.Err = err
+			j.done <- store.AppendResult{Err: e}
+		}
+		return
+	}
+	for i, r := range results {
+		if r.Err != nil {
+			continue
+		}
+		if batch[i].onStored != nil {
+			batch[i].onStored(r.Message)
+		}
+		if !r.Duplicate {
+			s.hub.Publish(topic(r.Message.ConversationID), prepare(newMessageFrame(r.Message)))
+		}
+	}
+	s.publishMu.RUnlock()
+	for i, j := range batch {
+		j.done <- results[i]
+	}
+}
+
+// runJanitor forgets expired idempotency keys every hour.
+func (s *Service) runJanitor() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+		if n, err := s.st.DeleteIdempotencyKeys(ctx, s.cfg.Now().Add(-s.cfg.IdempotencyTTL)); err != nil && s.ctx.Err() == nil {
+			s.log.Warn("forget idempotency keys", "err", err)
+		} else if n > 0 {
+			s.log.Debug("forgot idempotency keys", "count", n)
+		}
+		cancel()
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// prepare frames a server frame once for a fan-out.
+func prepare(v any) *ws.PreparedMessage { return ws.NewPreparedMessage(true, protocol.Marshal(v)) }
+
+// requireMember returns actor's membership, or ENOTFOUND (a non-member
+// cannot tell a private conversation from a missing one).
+func (s *Service) requireMember(ctx context.Context, conv, actor string) (*store.Membership, error) {
+	if conv == "" || len(conv) > store.MaxMemberIDLen {
+		return nil, store.Errorf(store.ENOTFOUND, "No such conversation, or you are not a member.")
+	}
+	m, err := s.st.Membership(ctx, conv, actor)
+	if store.ErrorCode(err) == store.ENOTFOUND {
+		return nil, store.Errorf(store.ENOTFOUND, "No such conversation, or you are not a member.")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("membership: %w", err)
+	}
+	return m, nil
+}
+
+// HistoryPage is a page of a conversation's messages in seq order.
+type HistoryPage struct {
+	Messages []messageFrame `json:"messages"`
+	HasMore  bool           `json:"has_more"`
+}
+
+// History returns messages of a conversation the actor is a member of, in
+// seq order. before and after are seq cursors (nil: unset): with after it
+// pages forward from there (after=0: from the first message), otherwise
+// backward from before (or from the newest). limit defaults to 50, max 200.
+func (s *Service) History(ctx context.Context, actor Actor, conv string, before, after *int64, limit int) (*HistoryPage, error) {
+	q := store.HistoryQuery{ConversationID: conv, Limit: limit}
+	if before != nil {
+		q.Before = *before
+	}
+	if after != nil {
+		q.After, q.Forward = *after, true
+	}
+	if q.Before < 0 || q.After < 0 || limit < 0 || (before != nil && q.Before == 0) {
+		return nil, store.Errorf(store.EINVALID, "before must be positive; after and limit must not be negative.")
+	}
+	if _, err := s.requireMember(ctx, conv, actor.ID); err != nil {
+		return nil, err
+	}
+	msgs, more, err := s.st.History(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	page := &HistoryPage{Messages: make([]messageFrame, len(msgs)), HasMore: more}
+	for i, m := range msgs {
+		page.Messages[i] = newMessageFrame(m)
+		page.Messages[i].Type = ""
+	}
+	return page, nil
+}
+
+// Edit replaces the body of the actor's own message and tells the
+// conversation. conv, when set, must be the message's conversation.
+func (s *Service) Edit(ctx context.Context, actor Actor, conv, messageID, body string) (*store.Message, error) {
+	if err := validBody(body); err != nil {
+		return nil, err
+	}
+	m, err := s.visibleMessage(ctx, actor, conv, messageID)
+	if err != nil {
+		return nil, err
+	}
+	if m.SenderID != actor.ID {
+		return nil, store.Errorf(store.EFORBIDDEN, "Only the author may edit a message.")
+	}
+	m, err = s.st.EditMessage(ctx, messageID, body)
+	if err != nil {
+		return nil, err
+	}
+	s.hub.Publish(topic(m.ConversationID), prepare(editedFrame{Type: TypeMessageEdited, Channel: m.ConversationID,
+		Seq: m.Seq, MessageID: m.ID, Body: m.Body, EditedAt: m.EditedAt}))
+	return m, nil
+}
+
+// Delete soft-deletes a message: by its author, a channel owner or admin,
+// or a server administrator.
+func (s *Service) Delete(ctx context.Context, actor Actor, conv, messageID string) (*store.Message, error) {
+	m, err := s.visibleMessage(ctx, actor, conv, messageID)
+	if err != nil {
+		return nil, err
+	}
+	if m.SenderID != actor.ID && !actor.Admin {
+		mem, err := s.st.Membership(ctx, m.ConversationID, actor.ID)
+		if err != nil || (mem.Role != store.ChanOwner && mem.Role != store.ChanAdmin) {
+			return nil, store.Errorf(store.EFORBIDDEN, "Only the author or a channel owner or admin may delete a message.")
+		}
+	}
+	m, err = s.st.DeleteMessage(ctx, messageID)
+	if err != nil {
+		return nil, err
+	}
+	s.hub.Publish(topic(m.ConversationID), prepare(deletedFrame{Type: TypeMessageDeleted, Channel: m.ConversationID,
+		Seq: m.Seq, MessageID: m.ID}))
+	return m, nil
+}
+
+// visibleMessage returns a live message of a conversation the actor is a
+// member of (server administrators see every one), or ENOTFOUND. A
+// non-empty conv must be the message's conversation.
+func (s *Service) visibleMessage(ctx context.Context, actor Actor, conv, id string) (*store.Message, error) {
+	notFound := store.Errorf(store.ENOTFOUND, "No such message.")
+	if id == "" || len(id) > store.MaxMemberIDLen {
+		return nil, notFound
+	}
+	m, err := s.st.MessageByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !m.DeletedAt.IsZero() || (conv != "" && conv != m.ConversationID) {
+		return nil, notFound
+	}
+	if !actor.Admin {
+		if _, err := s.requireMember(ctx, m.ConversationID, actor.ID); err != nil {
+			return nil, notFound
+		}
+	}
+	return m, nil
+}
+
+// MarkRead advances the actor's read position in a conversation and
+// returns the new position.
+func (s *Service) MarkRead(ctx context.Context, actor Actor, conv string, seq int64) (int64, error) {
+	if seq < 0 {
+		return 0, store.Errorf(store.EINVALID, "seq must not be negative.")
+	}
+	if _, err := s.requireMember(ctx, conv, actor.ID); err != nil {
+		return 0, err
+	}
+	return s.st.MarkRead(ctx, conv, actor.ID, seq)
+}

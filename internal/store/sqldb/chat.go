@@ -1,0 +1,478 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+var _ store.ChatStore = (*DB)(nil)
+
+const convColumns = `c.id, c.kind, c.name, c.archived, c.created_by, c.last_seq, c.created_at, c.updated_at`
+
+func scanConversation(row interface{ Scan(...any) error }, extra ...any) (*store.Conversation, error) {
+	var c store.Conversation
+	var created, updated int64
+	dst := append([]any{&c.ID, &c.Kind, &c.Name, &c.Archived, &c.CreatedBy, &c.LastSeq, &created, &updated}, extra...)
+	if err := row.Scan(dst...); err != nil {
+		return nil, err
+	}
+	c.CreatedAt, c.UpdatedAt = store.FromUnixMilli(created), store.FromUnixMilli(updated)
+	return &c, nil
+}
+
+const messageColumns = `id, conversation_id, seq, sender_id, body, created_at, edited_at, deleted_at`
+
+func scanMessage(row interface{ Scan(...any) error }) (*store.Message, error) {
+	var m store.Message
+	var created, edited, deleted int64
+	if err := row.Scan(&m.ID, &m.ConversationID, &m.Seq, &m.SenderID, &m.Body, &created, &edited, &deleted); err != nil {
+		return nil, err
+	}
+	m.CreatedAt, m.EditedAt, m.DeletedAt = store.FromUnixMilli(created), store.FromUnixMilli(edited), store.FromUnixMilli(deleted)
+	return &m, nil
+}
+
+// CreateChannel stores a channel and makes creator its owner. ECONFLICT if
+// the name is taken.
+func (db *DB) CreateChannel(ctx context.Context, c *store.Conversation, creator string) error {
+	if c.ID == "" {
+		c.ID = store.NewID(store.PrefixChannel)
+	}
+	now := db.now()
+	c.CreatedBy, c.CreatedAt, c.UpdatedAt, c.LastSeq = creator, now, now, 0
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, db.q(`INSERT INTO conversations (id, kind, name, name_key, archived, created_by, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), c.ID, c.Kind, c.Name, NameKey(c.Name), c.Archived, creator, now.UnixMilli(), now.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("create channel: %w", db.formatError(err, "A channel with that name exists."))
+		}
+		return db.addMember(ctx, tx, c.ID, creator, store.ChanOwner, now)
+	})
+}
+
+func (db *DB) addMember(ctx context.Context, tx *sql.Tx, conv, member, role string, now time.Time) error {
+	_, err := tx.ExecContext(ctx, db.q(`INSERT INTO conversation_members (conversation_id, member_id, role, joined_at) VALUES (?, ?, ?, ?)`),
+		conv, member, role, now.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("add member: %w", db.formatError(err, "Already a member."))
+	}
+	return nil
+}
+
+// OpenDM returns the DM of exactly these members, creating it if needed.
+func (db *DB) OpenDM(ctx context.Context, creator string, members []string) (*store.Conversation, bool, error) {
+	sorted := slices.Clone(members)
+	slices.Sort(sorted)
+	key := strings.Join(sorted, ",")
+	find := func(q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}) (*store.Conversation, error) {
+		return scanConversation(q.QueryRowContext(ctx, db.q(`SELECT `+convColumns+` FROM conversations c WHERE c.dm_key = ?`), key))
+	}
+	var conv *store.Conversation
+	created := false
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		c, err := find(tx)
+		if err == nil {
+			conv = c
+			return nil
+		}
+		if err != sql.ErrNoRows {
+			return fmt.Errorf("find dm: %w", err)
+		}
+		now := db.now()
+		c = &store.Conversation{ID: store.NewID(store.PrefixDM), Kind: store.KindDM, CreatedBy: creator, CreatedAt: now, UpdatedAt: now}
+		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO conversations (id, kind, name, dm_key, created_by, created_at, updated_at)
+			VALUES (?, ?, '', ?, ?, ?, ?)`), c.ID, c.Kind, key, creator, now.UnixMilli(), now.UnixMilli()); err != nil {
+			return fmt.Errorf("create dm: %w", db.formatError(err, "The conversation exists."))
+		}
+		for _, m := range sorted {
+			if err := db.addMember(ctx, tx, c.ID, m, store.ChanMember, now); err != nil {
+				return err
+			}
+		}
+		conv, created = c, true
+		return nil
+	})
+	if store.ErrorCode(err) == store.ECONFLICT {
+		// Another node created it concurrently: use theirs.
+		c, err := find(db.write)
+		if err != nil {
+			return nil, false, fmt.Errorf("find dm: %w", err)
+		}
+		return c, false, nil
+	}
+	return conv, created, err
+}
+
+// ConversationByID returns the conversation, or ENOTFOUND.
+func (db *DB) ConversationByID(ctx context.Context, id string) (*store.Conversation, error) {
+	c, err := scanConversation(db.read.QueryRowContext(ctx, db.q(`SELECT `+convColumns+` FROM conversations c WHERE c.id = ?`), id))
+	if err != nil {
+		return nil, db.notFound(err, "conversation")
+	}
+	return c, nil
+}
+
+// RenameChannel renames a channel. ENOTFOUND or ECONFLICT.
+func (db *DB) RenameChannel(ctx context.Context, id, name string) (*store.Conversation, error) {
+	return db.updateChannel(ctx, id, `name = ?, name_key = ?`, name, NameKey(name))
+}
+
+// ArchiveChannel marks a channel archived. ENOTFOUND.
+func (db *DB) ArchiveChannel(ctx context.Context, id string) (*store.Conversation, error) {
+	return db.updateChannel(ctx, id, `archived = ?`, true)
+}
+
+func (db *DB) updateChannel(ctx context.Context, id, set string, args ...any) (*store.Conversation, error) {
+	var c *store.Conversation
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		args := append(append(args, db.now().UnixMilli()), id)
+		res, err := tx.ExecContext(ctx, db.q(`UPDATE conversations SET `+set+`, updated_at = ? WHERE id = ? AND kind <> 'dm'`), args...)
+		if err != nil {
+			return fmt.Errorf("update channel: %w", db.formatError(err, "A channel with that name exists."))
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return store.Errorf(store.ENOTFOUND, "No such channel.")
+		}
+		c, err = scanConversation(tx.QueryRowContext(ctx, db.q(`SELECT `+convColumns+` FROM conversations c WHERE c.id = ?`), id))
+		return err
+	})
+	return c, err
+}
+
+// Conversations returns member's conversations, plus the public channels
+// it is not in when withPublic.
+func (db *DB) Conversations(ctx context.Context, member string, withPublic bool) ([]*store.ConversationView, error) {
+	rows, err := db.read.QueryContext(ctx, db.q(`SELECT `+convColumns+`, m.role, m.last_read_seq
+		FROM conversations c LEFT JOIN conversation_members m ON m.conversation_id = c.id AND m.member_id = ?
+		WHERE m.member_id IS NOT NULL OR (c.kind = 'public' AND ?)
+		ORDER BY c.id`), member, withPublic)
+	if err != nil {
+		return nil, fmt.Errorf("list conversations: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.ConversationView
+	dms := map[string]*store.ConversationView{}
+	for rows.Next() {
+		var role sql.NullString
+		var lastRead sql.NullInt64
+		c, err := scanConversation(rows, &role, &lastRead)
+		if err != nil {
+			return nil, fmt.Errorf("scan conversation: %w", err)
+		}
+		v := &store.ConversationView{Conversation: *c, Member: role.Valid, Role: role.String, LastReadSeq: lastRead.Int64}
+		if c.Kind == store.KindDM {
+			dms[c.ID] = v
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list conversations: %w", err)
+	}
+	if len(dms) == 0 {
+		return out, nil
+	}
+	mrows, err := db.read.QueryContext(ctx, db.q(`SELECT m.conversation_id, m.member_id FROM conversation_members m
+		JOIN conversations c ON c.id = m.conversation_id AND c.kind = 'dm'
+		WHERE m.conversation_id IN (SELECT conversation_id FROM conversation_members WHERE member_id = ?)
+		ORDER BY m.conversation_id, m.member_id`), member)
+	if err != nil {
+		return nil, fmt.Errorf("list dm members: %w", err)
+	}
+	defer mrows.Close()
+	for mrows.Next() {
+		var conv, m string
+		if err := mrows.Scan(&conv, &m); err != nil {
+			return nil, fmt.Errorf("scan dm member: %w", err)
+		}
+		if v := dms[conv]; v != nil {
+			v.Members = append(v.Members, m)
+		}
+	}
+	return out, mrows.Err()
+}
+
+// ConversationIDs returns the IDs of member's conversations.
+func (db *DB) ConversationIDs(ctx context.Context, member string) ([]string, error) {
+	return db.strings(ctx, `SELECT conversation_id FROM conversation_members WHERE member_id = ? ORDER BY conversation_id`, member)
+}
+
+// CoMembers returns the identities sharing a conversation with member.
+func (db *DB) CoMembers(ctx context.Context, member string) ([]string, error) {
+	return db.strings(ctx, `SELECT DISTINCT b.member_id FROM conversation_members a
+		JOIN conversation_members b ON b.conversation_id = a.conversation_id
+		WHERE a.member_id = ? AND b.member_id <> ? ORDER BY b.member_id`, member, member)
+}
+
+func (db *DB) strings(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := db.read.QueryContext(ctx, db.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("query: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, fmt.Errorf("scan: %w", err)
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+const memberColumns = `conversation_id, member_id, role, last_read_seq, joined_at`
+
+func scanMember(row interface{ Scan(...any) error }) (*store.Membership, error) {
+	var m store.Membership
+	var joined int64
+	if err := row.Scan(&m.ConversationID, &m.MemberID, &m.Role, &m.LastReadSeq, &joined); err != nil {
+		return nil, err
+	}
+	m.JoinedAt = store.FromUnixMilli(joined)
+	return &m, nil
+}
+
+// Membership returns member's membership, or ENOTFOUND.
+func (db *DB) Membership(ctx context.Context, conv, member string) (*store.Membership, error) {
+	m, err := scanMember(db.read.QueryRowContext(ctx, db.q(`SELECT `+memberColumns+` FROM conversation_members
+		WHERE conversation_id = ? AND member_id = ?`), conv, member))
+	if err != nil {
+		return nil, db.notFound(err, "membership")
+	}
+	return m, nil
+}
+
+// Members returns the conversation's members ordered by ID.
+func (db *DB) Members(ctx context.Context, conv string) ([]*store.Membership, error) {
+	rows, err := db.read.QueryContext(ctx, db.q(`SELECT `+memberColumns+` FROM conversation_members
+		WHERE conversation_id = ? ORDER BY member_id`), conv)
+	if err != nil {
+		return nil, fmt.Errorf("list members: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.Membership
+	for rows.Next() {
+		m, err := scanMember(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan member: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// AddMember adds member with role. ECONFLICT if already one, ENOTFOUND if
+// the conversation does not exist.
+func (db *DB) AddMember(ctx context.Context, conv, member, role string) (*store.Membership, error) {
+	now := db.now()
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, db.q(`SELECT COUNT(*) FROM conversations WHERE id = ?`), conv).Scan(&n); err != nil {
+			return fmt.Errorf("find conversation: %w", err)
+		}
+		if n == 0 {
+			return store.Errorf(store.ENOTFOUND, "No such conversation.")
+		}
+		return db.addMember(ctx, tx, conv, member, role, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &store.Membership{ConversationID: conv, MemberID: member, Role: role, JoinedAt: now}, nil
+}
+
+// RemoveMember removes member. ENOTFOUND if it was none.
+func (db *DB) RemoveMember(ctx context.Context, conv, member string) error {
+	res, err := db.write.ExecContext(ctx, db.q(`DELETE FROM conversation_members WHERE conversation_id = ? AND member_id = ?`), conv, member)
+	if err != nil {
+		return fmt.Errorf("remove member: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.Errorf(store.ENOTFOUND, "Not a member.")
+	}
+	return nil
+}
+
+// MarkRead advances member's read position, clamped to the last seq.
+func (db *DB) MarkRead(ctx context.Context, conv, member string, seq int64) (int64, error) {
+	var got int64
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, db.q(`UPDATE conversation_members SET last_read_seq =
+			(SELECT CASE WHEN ? < c.last_seq THEN ? ELSE c.last_seq END FROM conversations c WHERE c.id = ?)
+			WHERE conversation_id = ? AND member_id = ? AND last_read_seq < ?`), seq, seq, conv, conv, member, seq); err != nil {
+			return fmt.Errorf("mark read: %w", err)
+		}
+		err := tx.QueryRowContext(ctx, db.q(`SELECT last_read_seq FROM conversation_members WHERE conversation_id = ? AND member_id = ?`),
+			conv, member).Scan(&got)
+		if err != nil {
+			return db.notFound(err, "membership")
+		}
+		return nil
+	})
+	return got, err
+}
+
+// AppendMessages stores a batch in one transaction; see store.ChatStore.
+func (db *DB) AppendMessages(ctx context.Context, reqs []store.AppendRequest) ([]store.AppendResult, error) {
+	results := make([]store.AppendResult, len(reqs))
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		prep := func(q string) (*sql.Stmt, error) { return tx.PrepareContext(ctx, db.q(q)) }
+		var stmts [6]*sql.Stmt
+		for i, q := range []string{
+			`SELECT c.archived FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id
+				WHERE m.conversation_id = ? AND m.member_id = ?`,
+			`SELECT ` + messageColumns + ` FROM messages WHERE id =
+				(SELECT message_id FROM message_idempotency WHERE sender_id = ? AND conversation_id = ? AND client_id = ?)`,
+			`UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq`,
+			`INSERT INTO messages (id, conversation_id, seq, sender_id, body, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			`INSERT INTO message_idempotency (sender_id, conversation_id, client_id, message_id, created_at) VALUES (?, ?, ?, ?, ?)`,
+			`UPDATE conversation_members SET last_read_seq = ? WHERE conversation_id = ? AND member_id = ?`,
+		} {
+			s, err := prep(q)
+			if err != nil {
+				return fmt.Errorf("prepare append: %w", err)
+			}
+			defer s.Close()
+			stmts[i] = s
+		}
+		member, dup, bump, insert, remember, markRead := stmts[0], stmts[1], stmts[2], stmts[3], stmts[4], stmts[5]
+		now := db.now()
+		for i, r := range reqs {
+			var archived bool
+			switch err := member.QueryRowContext(ctx, r.ConversationID, r.SenderID).Scan(&archived); {
+			case err == sql.ErrNoRows:
+				results[i].Err = store.Errorf(store.ENOTFOUND, "No such conversation, or you are not a member.")
+				continue
+			case err != nil:
+				return fmt.Errorf("check membership: %w", err)
+			case archived:
+				results[i].Err = store.Errorf(store.EFORBIDDEN, "The channel is archived.")
+				continue
+			}
+			if r.ClientID != "" {
+				m, err := scanMessage(dup.QueryRowContext(ctx, r.SenderID, r.ConversationID, r.ClientID))
+				if err == nil {
+					results[i] = store.AppendResult{Message: m, Duplicate: true}
+					continue
+				}
+				if err != sql.ErrNoRows {
+					return fmt.Errorf("check idempotency: %w", err)
+				}
+			}
+			m := &store.Message{ID: store.NewID(store.PrefixMessage), ConversationID: r.ConversationID, SenderID: r.SenderID,
+				Body: r.Body, CreatedAt: now}
+			if err := bump.QueryRowContext(ctx, r.ConversationID).Scan(&m.Seq); err != nil {
+				return fmt.Errorf("next seq: %w", err)
+			}
+			if _, err := insert.ExecContext(ctx, m.ID, m.ConversationID, m.Seq, m.SenderID, m.Body, now.UnixMilli()); err != nil {
+				return fmt.Errorf("insert message: %w", err)
+			}
+			if r.ClientID != "" {
+				if _, err := remember.ExecContext(ctx, r.SenderID, r.ConversationID, r.ClientID, m.ID, now.UnixMilli()); err != nil {
+					return fmt.Errorf("remember client id: %w", err)
+				}
+			}
+			// What one sends, one has read.
+			if _, err := markRead.ExecContext(ctx, m.Seq, r.ConversationID, r.SenderID); err != nil {
+				return fmt.Errorf("advance sender's read position: %w", err)
+			}
+			results[i] = store.AppendResult{Message: m}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// MessageByID returns a message, or ENOTFOUND.
+func (db *DB) MessageByID(ctx context.Context, id string) (*store.Message, error) {
+	m, err := scanMessage(db.read.QueryRowContext(ctx, db.q(`SELECT `+messageColumns+` FROM messages WHERE id = ?`), id))
+	if err != nil {
+		return nil, db.notFound(err, "message")
+	}
+	return m, nil
+}
+
+// EditMessage replaces a live message's body. ENOTFOUND.
+func (db *DB) EditMessage(ctx context.Context, id, body string) (*store.Message, error) {
+	return db.changeMessage(ctx, id, `body = ?, edited_at = ?`, body, db.now().UnixMilli())
+}
+
+// DeleteMessage soft-deletes a message. ENOTFOUND.
+func (db *DB) DeleteMessage(ctx context.Context, id string) (*store.Message, error) {
+	return db.changeMessage(ctx, id, `body = '', deleted_at = ?`, db.now().UnixMilli())
+}
+
+func (db *DB) changeMessage(ctx context.Context, id, set string, args ...any) (*store.Message, error) {
+	var m *store.Message
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, db.q(`UPDATE messages SET `+set+` WHERE id = ? AND deleted_at = 0`), append(args, id)...)
+		if err != nil {
+			return fmt.Errorf("update message: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return store.Errorf(store.ENOTFOUND, "No such message.")
+		}
+		m, err = scanMessage(tx.QueryRowContext(ctx, db.q(`SELECT `+messageColumns+` FROM messages WHERE id = ?`), id))
+		return err
+	})
+	return m, err
+}
+
+// History pages a conversation's messages by seq; see store.ChatStore.
+func (db *DB) History(ctx context.Context, q store.HistoryQuery) ([]*store.Message, bool, error) {
+	limit := store.Clamp(q.Limit, 50, 200)
+	where, args := []string{"conversation_id = ?"}, []any{q.ConversationID}
+	if q.Before > 0 {
+		where, args = append(where, "seq < ?"), append(args, q.Before)
+	}
+	order := "DESC"
+	if q.After > 0 || q.Forward {
+		where, args, order = append(where, "seq > ?"), append(args, q.After), "ASC"
+	}
+	args = append(args, limit+1)
+	rows, err := db.read.QueryContext(ctx, db.q(`SELECT `+messageColumns+` FROM messages WHERE `+
+		strings.Join(where, " AND ")+` ORDER BY seq `+order+` LIMIT ?`), args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("history: %w", err)
+	}
+	defer rows.Close()
+	out := make([]*store.Message, 0, limit+1)
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, false, fmt.Errorf("scan message: %w", err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("history: %w", err)
+	}
+	more := len(out) > limit
+	if more {
+		out = out[:limit]
+	}
+	if order == "DESC" {
+		slices.Reverse(out)
+	}
+	return out, more, nil
+}
+
+// DeleteIdempotencyKeys forgets client IDs recorded before cutoff.
+func (db *DB) DeleteIdempotencyKeys(ctx context.Context, cutoff time.Time) (int64, error) {
+	res, err := db.write.ExecContext(ctx, db.q(`DELETE FROM message_idempotency WHERE created_at < ?`), store.UnixMilli(cutoff))
+	if err != nil {
+		return 0, fmt.Errorf("delete idempotency keys: %w", err)
+	}
+	return res.RowsAffected()
+}

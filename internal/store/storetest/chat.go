@@ -1,0 +1,293 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/internal/store/sqldb"
+)
+
+func testChat(t *testing.T, open Opener) {
+	ctx := context.Background()
+	setup := func(t *testing.T) (*sqldb.DB, *clock, *store.User, *store.User) {
+		db := open(t)
+		c := newClock(db)
+		return db, c, mustCreateUser(t, db, "ann"), mustCreateUser(t, db, "bob")
+	}
+	mustChannel := func(t *testing.T, db *sqldb.DB, name, kind, owner string) *store.Conversation {
+		t.Helper()
+		c := &store.Conversation{Name: name, Kind: kind}
+		if err := db.CreateChannel(ctx, c, owner); err != nil {
+			t.Fatalf("CreateChannel(%q): %v", name, err)
+		}
+		return c
+	}
+	mustAppend := func(t *testing.T, db *sqldb.DB, reqs ...store.AppendRequest) []store.AppendResult {
+		t.Helper()
+		res, err := db.AppendMessages(ctx, reqs)
+		if err != nil {
+			t.Fatalf("AppendMessages: %v", err)
+		}
+		return res
+	}
+
+	t.Run("NewUsersJoinGeneral", func(t *testing.T) {
+		db, _, ann, _ := setup(t)
+		m, err := db.Membership(ctx, store.GeneralChannelID, ann.ID)
+		if err != nil || m.Role != store.ChanMember {
+			t.Fatalf("general membership = %+v, %v", m, err)
+		}
+		c, err := db.ConversationByID(ctx, store.GeneralChannelID)
+		if err != nil || c.Kind != store.KindPublic || c.Name != "general" {
+			t.Fatalf("general = %+v, %v", c, err)
+		}
+	})
+
+	t.Run("Channels", func(t *testing.T) {
+		db, _, ann, bob := setup(t)
+		c := mustChannel(t, db, "Ops", store.KindPrivate, ann.ID)
+		if m, err := db.Membership(ctx, c.ID, ann.ID); err != nil || m.Role != store.ChanOwner {
+			t.Fatalf("creator membership = %+v, %v", m, err)
+		}
+		err := db.CreateChannel(ctx, &store.Conversation{Name: "ops", Kind: store.KindPublic}, bob.ID)
+		wantCode(t, err, store.ECONFLICT)
+		pub := mustChannel(t, db, "lobby", store.KindPublic, bob.ID)
+		if _, err := db.RenameChannel(ctx, pub.ID, "OPS"); store.ErrorCode(err) != store.ECONFLICT {
+			t.Fatalf("rename onto a taken name: %v", err)
+		}
+		got, err := db.RenameChannel(ctx, pub.ID, "hall")
+		if err != nil || got.Name != "hall" {
+			t.Fatalf("rename = %+v, %v", got, err)
+		}
+		_, err = db.RenameChannel(ctx, "chn_nope", "x")
+		wantCode(t, err, store.ENOTFOUND)
+
+		// ann sees general, ops (member), hall (public, not member); bob does not see ops.
+		views, err := db.Conversations(ctx, ann.ID, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, v := range views {
+			seen[v.Name] = v.Member
+		}
+		if want := map[string]bool{"general": true, "Ops": true, "hall": false}; fmt.Sprint(seen) != fmt.Sprint(want) {
+			t.Fatalf("ann's view = %v, want %v", seen, want)
+		}
+		views, _ = db.Conversations(ctx, bob.ID, false)
+		for _, v := range views {
+			if v.ID == c.ID {
+				t.Fatal("a non-member sees a private channel")
+			}
+		}
+		if _, err := db.AddMember(ctx, c.ID, bob.ID, store.ChanMember); err != nil {
+			t.Fatal(err)
+		}
+		_, err = db.AddMember(ctx, c.ID, bob.ID, store.ChanMember)
+		wantCode(t, err, store.ECONFLICT)
+		_, err = db.AddMember(ctx, "chn_nope", bob.ID, store.ChanMember)
+		wantCode(t, err, store.ENOTFOUND)
+		if ms, err := db.Members(ctx, c.ID); err != nil || len(ms) != 2 {
+			t.Fatalf("members = %v, %v", ms, err)
+		}
+		if co, err := db.CoMembers(ctx, ann.ID); err != nil || !slices.Equal(co, []string{bob.ID}) {
+			t.Fatalf("CoMembers = %v, %v", co, err)
+		}
+		if err := db.RemoveMember(ctx, c.ID, bob.ID); err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, db.RemoveMember(ctx, c.ID, bob.ID), store.ENOTFOUND)
+		if ids, err := db.ConversationIDs(ctx, bob.ID); err != nil || slices.Contains(ids, c.ID) {
+			t.Fatalf("ConversationIDs after removal = %v, %v", ids, err)
+		}
+	})
+
+	t.Run("DMs", func(t *testing.T) {
+		db, _, ann, bob := setup(t)
+		c1, created, err := db.OpenDM(ctx, ann.ID, []string{ann.ID, bob.ID})
+		if err != nil || !created || c1.Kind != store.KindDM {
+			t.Fatalf("OpenDM = %+v, %v, %v", c1, created, err)
+		}
+		c2, created, err := db.OpenDM(ctx, bob.ID, []string{bob.ID, ann.ID})
+		if err != nil || created || c2.ID != c1.ID {
+			t.Fatalf("reopen = %+v, %v, %v; want the same conversation", c2, created, err)
+		}
+		views, _ := db.Conversations(ctx, bob.ID, false)
+		for _, v := range views {
+			if want := []string{ann.ID, bob.ID}; v.ID == c1.ID && !slices.Equal(v.Members, slices.Sorted(slices.Values(want))) {
+				t.Fatalf("dm members = %v", v.Members)
+			}
+		}
+		_, err = db.RenameChannel(ctx, c1.ID, "x")
+		wantCode(t, err, store.ENOTFOUND)
+	})
+
+	t.Run("AppendGapFreeAndIdempotent", func(t *testing.T) {
+		db, c, ann, bob := setup(t)
+		ch := mustChannel(t, db, "dev", store.KindPublic, ann.ID)
+		res := mustAppend(t, db,
+			store.AppendRequest{ConversationID: ch.ID, SenderID: ann.ID, ClientID: "a1", Body: "one"},
+			store.AppendRequest{ConversationID: ch.ID, SenderID: bob.ID, ClientID: "b1", Body: "not a member"},
+			store.AppendRequest{ConversationID: ch.ID, SenderID: ann.ID, ClientID: "a2", Body: "two"},
+			store.AppendRequest{ConversationID: ch.ID, SenderID: ann.ID, ClientID: "a1", Body: "retry of one"},
+		)
+		if res[0].Err != nil || res[0].Message.Seq != 1 || res[2].Message.Seq != 2 {
+			t.Fatalf("seqs: %+v %+v", res[0], res[2])
+		}
+		if store.ErrorCode(res[1].Err) != store.ENOTFOUND {
+			t.Fatalf("non-member append: %v", res[1].Err)
+		}
+		if !res[3].Duplicate || res[3].Message.ID != res[0].Message.ID || res[3].Message.Body != "one" {
+			t.Fatalf("retry in the same batch = %+v", res[3])
+		}
+		// A retry in a later batch, and the same client id from another sender.
+		db.AddMember(ctx, ch.ID, bob.ID, store.ChanMember)
+		res = mustAppend(t, db,
+			store.AppendRequest{ConversationID: ch.ID, SenderID: ann.ID, ClientID: "a2", Body: "two again"},
+			store.AppendRequest{ConversationID: ch.ID, SenderID: bob.ID, ClientID: "a2", Body: "bob's own a2"},
+		)
+		if !res[0].Duplicate || res[0].Message.Seq != 2 || res[1].Duplicate || res[1].Message.Seq != 3 {
+			t.Fatalf("later batch = %+v %+v", res[0], res[1])
+		}
+		conv, _ := db.ConversationByID(ctx, ch.ID)
+		if conv.LastSeq != 3 {
+			t.Fatalf("last_seq = %d, want 3", conv.LastSeq)
+		}
+		if m, _ := db.Membership(ctx, ch.ID, ann.ID); m.LastReadSeq != 2 {
+			t.Fatalf("sender's read position = %d, want 2 (own message)", m.LastReadSeq)
+		}
+		// Keys expire: after the cutoff the same id stores a new message.
+		c.add(25 * time.Hour)
+		if n, err := db.DeleteIdempotencyKeys(ctx, c.now().Add(-24*time.Hour)); err != nil || n != 3 {
+			t.Fatalf("DeleteIdempotencyKeys = %d, %v; want 3", n, err)
+		}
+		res = mustAppend(t, db, store.AppendRequest{ConversationID: ch.ID, SenderID: ann.ID, ClientID: "a1", Body: "new"})
+		if res[0].Duplicate || res[0].Message.Seq != 4 {
+			t.Fatalf("after expiry = %+v", res[0])
+		}
+		// Archived channels refuse messages.
+		db.ArchiveChannel(ctx, ch.ID)
+		res = mustAppend(t, db, store.AppendRequest{ConversationID: ch.ID, SenderID: ann.ID, Body: "late"})
+		if store.ErrorCode(res[0].Err) != store.EFORBIDDEN {
+			t.Fatalf("append to archived: %v", res[0].Err)
+		}
+	})
+
+	t.Run("ConcurrentAppendsAreGapFree", func(t *testing.T) {
+		db, _, ann, _ := setup(t)
+		ch := mustChannel(t, db, "busy", store.KindPublic, ann.ID)
+		const workers, batches, per = 4, 10, 5
+		var wg sync.WaitGroup
+		errs := make(chan error, workers)
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for b := range batches {
+					reqs := make([]store.AppendRequest, per)
+					for i := range reqs {
+						reqs[i] = store.AppendRequest{ConversationID: ch.ID, SenderID: ann.ID, ClientID: fmt.Sprintf("%d-%d-%d", w, b, i), Body: "x"}
+					}
+					if _, err := db.AppendMessages(ctx, reqs); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		var all []*store.Message
+		after := int64(0)
+		for {
+			page, more, err := db.History(ctx, store.HistoryQuery{ConversationID: ch.ID, After: after, Limit: 200})
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, page...)
+			if !more {
+				break
+			}
+			after = page[len(page)-1].Seq
+		}
+		if len(all) != workers*batches*per {
+			t.Fatalf("%d messages stored, want %d", len(all), workers*batches*per)
+		}
+		for i, m := range all {
+			if m.Seq != int64(i+1) {
+				t.Fatalf("message %d has seq %d: not gap-free", i, m.Seq)
+			}
+		}
+	})
+
+	t.Run("HistoryEditDeleteRead", func(t *testing.T) {
+		db, _, ann, _ := setup(t)
+		ch := mustChannel(t, db, "log", store.KindPublic, ann.ID)
+		var reqs []store.AppendRequest
+		for i := range 10 {
+			reqs = append(reqs, store.AppendRequest{ConversationID: ch.ID, SenderID: ann.ID, Body: fmt.Sprint(i + 1)})
+		}
+		res := mustAppend(t, db, reqs...)
+		seqs := func(ms []*store.Message) []int64 {
+			var out []int64
+			for _, m := range ms {
+				out = append(out, m.Seq)
+			}
+			return out
+		}
+		cases := []struct {
+			q    store.HistoryQuery
+			want []int64
+			more bool
+		}{
+			{store.HistoryQuery{Limit: 3}, []int64{8, 9, 10}, true},
+			{store.HistoryQuery{Before: 4, Limit: 3}, []int64{1, 2, 3}, false},
+			{store.HistoryQuery{After: 7, Limit: 2}, []int64{8, 9}, true},
+			{store.HistoryQuery{After: 8}, []int64{9, 10}, false},
+			{store.HistoryQuery{After: 2, Before: 5}, []int64{3, 4}, false},
+			{store.HistoryQuery{After: 10}, nil, false},
+			{store.HistoryQuery{Forward: true, Limit: 2}, []int64{1, 2}, true},
+			{store.HistoryQuery{Limit: 100000}, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, false},
+		}
+		for _, c := range cases {
+			c.q.ConversationID = ch.ID
+			got, more, err := db.History(ctx, c.q)
+			if err != nil || !slices.Equal(seqs(got), c.want) || more != c.more {
+				t.Errorf("History(%+v) = %v, %v, %v; want %v, %v", c.q, seqs(got), more, err, c.want, c.more)
+			}
+		}
+		id := res[4].Message.ID
+		m, err := db.EditMessage(ctx, id, "five, edited")
+		if err != nil || m.Body != "five, edited" || m.EditedAt.IsZero() || m.Seq != 5 {
+			t.Fatalf("edit = %+v, %v", m, err)
+		}
+		m, err = db.DeleteMessage(ctx, id)
+		if err != nil || m.Body != "" || m.DeletedAt.IsZero() {
+			t.Fatalf("delete = %+v, %v", m, err)
+		}
+		_, err = db.EditMessage(ctx, id, "again")
+		wantCode(t, err, store.ENOTFOUND)
+		_, err = db.DeleteMessage(ctx, id)
+		wantCode(t, err, store.ENOTFOUND)
+		_, err = db.MessageByID(ctx, "msg_nope")
+		wantCode(t, err, store.ENOTFOUND)
+
+		bob := mustCreateUser(t, db, "carl")
+		db.AddMember(ctx, ch.ID, bob.ID, store.ChanMember)
+		for _, c := range []struct{ seq, want int64 }{{4, 4}, {2, 4}, {99, 10}} {
+			if got, err := db.MarkRead(ctx, ch.ID, bob.ID, c.seq); err != nil || got != c.want {
+				t.Errorf("MarkRead(%d) = %d, %v; want %d", c.seq, got, err, c.want)
+			}
+		}
+		_, err = db.MarkRead(ctx, ch.ID, "usr_stranger", 1)
+		wantCode(t, err, store.ENOTFOUND)
+	})
+}
