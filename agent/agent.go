@@ -110,8 +110,9 @@ func (p protocolHeader) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // Handle registers fn for command name, replacing any handler of that
-// name, built-ins included. Names are 1–64 bytes of [a-z0-9._-], starting
-// with a letter or digit. It may be called while Run runs.
+// name, built-ins included. Names are 1–64 bytes of [A-Za-z0-9._:-] (the
+// server's rule) starting with a letter or digit, so a hook program never
+// gets an option-like argument. It may be called while Run runs.
 func (a *Agent) Handle(name string, fn HandlerFunc) error {
 	if !validCommandName(name) {
 		return configErr("invalid command name %q", name)
@@ -136,7 +137,7 @@ func validCommandName(s string) bool {
 		b := s[i]
 		switch {
 		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9':
-		case (b == '.' || b == '_' || b == '-') && i > 0:
+		case (b == '.' || b == '_' || b == '-' || b == ':') && i > 0:
 		default:
 			return false
 		}
