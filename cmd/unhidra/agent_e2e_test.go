@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +81,43 @@ func TestAgent_AgainstServer(t *testing.T) {
 	}
 	if strings.Contains(stderr.String()+stdout.String(), key) {
 		t.Errorf("the key appears in the agent's output")
+	}
+}
+
+// The fleet simulator against the real server: every simulated device is
+// accepted with its key and its heartbeats reach the registry.
+// UNHIDRA_FLEET_E2E_N=<devices> makes it a larger run (both ends in this
+// process; docs/benchmarks-agent.md).
+func TestBenchFleet_AgainstServer(t *testing.T) {
+	e := startDeviceServer(t)
+	n, duration, hb := 20, "3s", "500ms"
+	if v, _ := strconv.Atoi(os.Getenv("UNHIDRA_FLEET_E2E_N")); v > 0 {
+		n, duration, hb = v, "30s", "5s"
+	}
+	ids := make([]string, n)
+	var keys strings.Builder
+	for i := range n {
+		id, key := e.register(t, e.token, "sim-"+strconv.Itoa(i))
+		ids[i] = id
+		keys.WriteString(key + "\n")
+	}
+	keysFile := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(keysFile, []byte(keys.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := runCLI(t, nil, "", "bench", "fleet", "-n", strconv.Itoa(n), "--url", e.wsURL(), "--keys-file", keysFile,
+		"--ca-file", filepath.Join(e.dir, "tls-cert.pem"), "--duration", duration, "--heartbeat-interval", hb, "--report-every", "1s")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	t.Log(strings.TrimSpace(stdout))
+	if want := fmt.Sprintf("final devices=%d connected=%[1]d peak=%[1]d handshakes=%[1]d reconnects=0 errors=0 terminal=0", n); !strings.Contains(stdout, want) {
+		t.Errorf("output:\n%s", stdout)
+	}
+	for _, id := range ids {
+		_, d := e.device(t, e.token, id)
+		if heap, _ := d["free_heap"].(float64); heap <= 0 || d["last_seen"] == nil {
+			t.Errorf("device %s: %v", id, d)
+		}
 	}
 }
