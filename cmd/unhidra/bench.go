@@ -21,6 +21,7 @@ const benchSynopsis = `bench <tool> [flags]
 
 Tools:
   conns   open N idle authenticated WebSocket connections and report the server's memory per connection
+  fanout  post to a channel at a fixed rate with M listeners and report throughput and latency
   fleet   simulate N devices speaking the seed firmware's protocol (one device key each)`
 
 // runBench runs one of the project's load tools against a running server.
@@ -35,6 +36,8 @@ func runBench(ctx context.Context, e env, args []string) error {
 	switch args[0] {
 	case "conns":
 		return runBenchConns(ctx, e, args[1:])
+	case "fanout":
+		return runBenchFanout(ctx, e, args[1:])
 	case "fleet":
 		return runBenchFleet(ctx, e, args[1:])
 	}
@@ -182,5 +185,69 @@ func freeServerMemory(ctx context.Context, client *http.Client, baseURL, token s
 	if res.StatusCode != 200 {
 		return fmt.Errorf("free server memory: %s (the bench user must be an administrator)", res.Status)
 	}
+	return nil
+}
+
+// runBenchFanout measures stored-and-delivered throughput and latency: one
+// account holds every connection (raise the server's per-identity caps and
+// send rate for large runs).
+func runBenchFanout(ctx context.Context, e env, args []string) error {
+	var target benchTarget
+	fs := newFlagSet("bench fanout", "bench fanout --user NAME [flags]", e.stderr)
+	target.flags(fs)
+	receivers := fs.Int("receivers", 100, "listening connections")
+	senders := fs.Int("senders", 4, "posting connections")
+	rate := fs.Float64("rate", 200, "messages per second in all")
+	duration := fs.Duration("duration", 10*time.Second, "how long to post")
+	sources := fs.Int("source-addrs", 4, "spread connections over 127.0.0.1 … 127.0.0.N")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *duration <= 0 || *duration > time.Hour || *rate <= 0 || *rate > 1e6 {
+		return usagef("--duration must be (0, 1h] and --rate (0, 1e6]")
+	}
+	tlsCfg, err := target.tlsConfig()
+	if err != nil {
+		return err
+	}
+	httpClient := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	defer httpClient.CloseIdleConnections()
+	token, err := target.login(ctx, e, httpClient)
+	if err != nil {
+		return err
+	}
+	// A fresh channel, so that nobody else's messages interfere.
+	name := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	body, _ := json.Marshal(map[string]any{"name": name, "private": true})
+	req, _ := http.NewRequestWithContext(ctx, "POST", target.url+"/api/v1/channels", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := httpClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("create channel: %w", err)
+	}
+	var ch struct{ ID string }
+	json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&ch)
+	res.Body.Close()
+	if res.StatusCode != 201 || ch.ID == "" {
+		return fmt.Errorf("create channel: %s", res.Status)
+	}
+	var tlsForWS *tls.Config
+	if strings.HasPrefix(target.url, "https://") {
+		tlsForWS = tlsCfg
+	}
+	r, err := loadtest.Fanout(ctx, loadtest.FanoutOptions{
+		URL: "ws" + strings.TrimPrefix(target.url, "http") + "/ws", Subprotocols: []string{protocol.Subprotocol, "bearer." + token},
+		TLS: tlsForWS, Channel: ch.ID, Receivers: *receivers, Senders: *senders, Rate: *rate, Duration: *duration, SourceAddrs: *sources,
+	})
+	if err != nil {
+		return err
+	}
+	secs := duration.Seconds()
+	fmt.Fprintf(e.stdout, "sent %d, acked (stored) %d, failed %d: %.0f stored messages/s\n", r.Sent, r.Acked, r.Failed, float64(r.Acked)/secs)
+	fmt.Fprintf(e.stdout, "deliveries %d to %d listeners: %.0f deliveries/s (%.1f%% of expected)\n", r.Deliveries, *receivers,
+		float64(r.Deliveries)/secs, 100*float64(r.Deliveries)/float64(max(1, r.Acked**receivers)))
+	fmt.Fprintf(e.stdout, "ack latency p50 %v, p99 %v, max %v\n", r.AckLatency[0], r.AckLatency[1], r.AckLatency[2])
+	fmt.Fprintf(e.stdout, "delivery latency p50 %v, p99 %v, max %v\n", r.DeliveryLatency[0], r.DeliveryLatency[1], r.DeliveryLatency[2])
 	return nil
 }

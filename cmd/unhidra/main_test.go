@@ -61,6 +61,9 @@ func startServer(t *testing.T, dataDir string, env map[string]string, extra ...s
 	if !strings.Contains(strings.Join(extra, " "), "--ml-") {
 		args = append(args, "--ml-workers", "0") // Python workers only where a test wants them
 	}
+	if !strings.Contains(strings.Join(extra, " "), "--system-bot") {
+		args = append(args, "--system-bot=false") // nor the bot's extra account and connection
+	}
 	args = append(args, extra...)
 	go func() { done <- run(ctx, args, envFrom(env), strings.NewReader(""), s.out, io.Discard) }()
 	var once sync.Once

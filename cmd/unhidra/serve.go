@@ -24,6 +24,7 @@ import (
 
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/bot"
 	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/device"
@@ -79,6 +80,7 @@ type serveConfig struct {
 	mlPython  string
 	mlModules string
 	mlTimeout time.Duration
+	systemBot bool
 
 	// Messaging.
 	sendRate  int
@@ -127,6 +129,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.mlPython, "ml-python", "python3", "Python interpreter for the built-in worker")
 	fs.StringVar(&c.mlModules, "ml-modules", "", "comma-separated Python modules or .py files with your own @model definitions")
 	fs.DurationVar(&c.mlTimeout, "ml-timeout", 30*time.Second, "longest an inference call may take")
+	fs.BoolVar(&c.systemBot, "system-bot", true, "run the built-in bot (in a cluster, on one node only)")
 	fs.DurationVar(&c.handshakeTime, "handshake-timeout", 10*time.Second, "time allowed for the TLS handshake and the request headers (slowloris)")
 	fs.IntVar(&c.sendRate, "send-rate", 10, "chat messages per second per sender across its connections (sustained)")
 	fs.IntVar(&c.sendBurst, "send-burst", 30, "chat messages per sender allowed in a burst")
@@ -339,6 +342,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	// without a goroutine each, TLS included.
 	ln := ws.WrapListener(tcp)
 	scheme := "http"
+	var serverCert *tls.Certificate
 	if !cfg.noTLS {
 		tlsCfg, fingerprint, err := tlsConfig(cfg, log)
 		if err != nil {
@@ -346,7 +350,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 			return err
 		}
 		ln = tls.NewListener(ln, tlsCfg)
-		scheme = "https"
+		scheme, serverCert = "https", &tlsCfg.Certificates[0]
 		fmt.Fprintf(e.stdout, "TLS certificate SHA-256 fingerprint: %s\n", fingerprint)
 	}
 	baseURL := scheme + "://" + ln.Addr().String()
@@ -369,6 +373,17 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	fmt.Fprintf(e.stdout, "listening on %s\n", baseURL)
+	stopBot := func() {}
+	if cfg.systemBot {
+		var summarizer bot.Summarizer
+		if ml != nil {
+			summarizer = ml
+		}
+		if stopBot, err = startSystemBot(ctx, accounts, st, tokens, ln.Addr().String(), serverCert, summarizer, log); err != nil {
+			log.Error("system bot", "err", err)
+			stopBot = func() {}
+		}
+	}
 	log.Info("unhidra serving", "version", buildVersion(), "url", baseURL, "store", st.Dialect())
 
 	select {
@@ -377,6 +392,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "connections", gw.Len())
+	stopBot() // before the drain, or it would keep reconnecting
 	draining.Store(true)
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTime)
 	defer cancel()
@@ -441,8 +457,7 @@ func tlsConfig(cfg *serveConfig, log *slog.Logger) (*tls.Config, string, error) 
 // database without any default password: from UNHIDRA_ADMIN_PASSWORD if
 // the operator set it, or with a one-time code printed once.
 func firstRun(ctx context.Context, accounts *auth.Service, st store.Store, e env, baseURL string, log *slog.Logger) error {
-	n, err := st.CountUsers(ctx)
-	if err != nil || n > 0 {
+	if need, err := accounts.NeedsAdmin(ctx); err != nil || !need {
 		return err
 	}
 	if pw := e.getenv("UNHIDRA_ADMIN_PASSWORD"); pw != "" {

@@ -138,3 +138,19 @@ func readUntilClosed(ctx context.Context, c *websocket.Conn) error {
 		}
 	}
 }
+
+func TestBenchFanout(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir, map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"},
+		"--max-conns-per-identity", "100", "--conn-burst-per-identity", "1000", "--drain-window", "100ms", "--send-rate", "1000", "--send-burst", "1000")
+	out, errOut, err := runCLI(t, map[string]string{"UNHIDRA_BENCH_PASSWORD": "correct horse battery"}, "",
+		"bench", "fanout", "--url", s.url, "--ca-file", dir+"/tls-cert.pem", "--user", "admin",
+		"--receivers", "10", "--senders", "2", "--rate", "50", "--duration", "1s")
+	if err != nil {
+		t.Fatalf("bench fanout: %v\n%s\n%s", err, out, errOut)
+	}
+	// 50/s for 1 s: about 50 stored, each delivered to 10 listeners.
+	if !strings.Contains(out, "failed 0") || !strings.Contains(out, "(100.0% of expected)") || !strings.Contains(out, "delivery latency p50") {
+		t.Fatalf("output:\n%s", out)
+	}
+}
