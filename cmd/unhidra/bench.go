@@ -21,7 +21,8 @@ const benchSynopsis = `bench <tool> [flags]
 
 Tools:
   conns   open N idle authenticated WebSocket connections and report the server's memory per connection
-  fanout  post to a channel at a fixed rate with M listeners and report throughput and latency`
+  fanout  post to a channel at a fixed rate with M listeners and report throughput and latency
+  fleet   simulate N devices speaking the seed firmware's protocol (one device key each)`
 
 // runBench runs one of the project's load tools against a running server.
 func runBench(ctx context.Context, e env, args []string) error {
@@ -37,6 +38,8 @@ func runBench(ctx context.Context, e env, args []string) error {
 		return runBenchConns(ctx, e, args[1:])
 	case "fanout":
 		return runBenchFanout(ctx, e, args[1:])
+	case "fleet":
+		return runBenchFleet(ctx, e, args[1:])
 	}
 	return usagef("bench: unknown tool %q", args[0])
 }
