@@ -11,7 +11,8 @@ if command -v qemu-aarch64-static >/dev/null; then command -v qemu-aarch64-stati
 mkdir -p "$cache"
 cd "$cache"
 if ! ls qemu-user-static_*.deb >/dev/null 2>&1; then
-	if ! apt-get download qemu-user-static >&2; then
+	# A fresh machine has no package lists yet: update once and retry.
+	if ! apt-get download qemu-user-static >&2 && ! { apt-get update -qq >&2 && apt-get download qemu-user-static >&2; }; then
 		echo "agent-qemu: apt-get download qemu-user-static failed (is apt reachable?)" >&2
 		exit 1
 	fi
