@@ -13,7 +13,7 @@ import (
 
 // TestAgentRSS measures the resident memory of the stripped agent binary,
 // waiting to reconnect (no server) and connected and idle. It runs when
-// UNHIDRA_AGENT_RSS is set (docs/benchmarks-agent.md records the figures).
+// UNHIDRA_AGENT_RSS is set (docs/benchmarks.md records the figures).
 func TestAgentRSS(t *testing.T) {
 	if os.Getenv("UNHIDRA_AGENT_RSS") == "" {
 		t.Skip("set UNHIDRA_AGENT_RSS=1 to measure the agent's memory")

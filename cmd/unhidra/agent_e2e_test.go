@@ -87,7 +87,7 @@ func TestAgent_AgainstServer(t *testing.T) {
 // The fleet simulator against the real server: every simulated device is
 // accepted with its key and its heartbeats reach the registry.
 // UNHIDRA_FLEET_E2E_N=<devices> makes it a larger run (both ends in this
-// process; docs/benchmarks-agent.md).
+// process; docs/benchmarks.md).
 func TestBenchFleet_AgainstServer(t *testing.T) {
 	e := startDeviceServer(t)
 	n, duration, hb := 20, "3s", "500ms"
