@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -15,19 +16,29 @@ import (
 // the live connections of a device revoked or rotated here at its next
 // sweep (within seconds), not at once.
 
-func (a *adminCmd) registry() *device.Registry { return &device.Registry{Store: a.store} }
+func (a *adminCmd) registry() *device.Registry {
+	return &device.Registry{Store: a.store, MaxPerOwner: a.cfg.maxDevicesPerOwner}
+}
 
 func (a *adminCmd) deviceCreate(ctx context.Context, args []string) error {
-	fs := newFlagSet("admin device create", "admin device create NAME --owner USER [--type TYPE] [--capabilities JSON]", a.env.stderr)
+	fs := newFlagSet("admin device create", "admin device create NAME --owner USER [--type TYPE] [--capabilities JSON] [--count N --keys-file FILE]", a.env.stderr)
 	ownerName := fs.String("owner", "", "the owning user's name (required)")
 	typ := fs.String("type", "generic", "device type")
 	caps := fs.String("capabilities", "", "capabilities as a JSON object")
+	count := fs.Int("count", 1, "provision this many devices, named NAME-0001, NAME-0002, …")
+	keysFile := fs.String("keys-file", "", "with --count: write the keys there, one per line (created 0600), instead of printing them")
 	name, err := parseWithName(fs, args)
 	if err != nil {
 		return err
 	}
 	if *ownerName == "" {
 		return usagef("--owner is required")
+	}
+	if *count < 1 || *count > 100_000 {
+		return usagef("--count must be 1 to 100,000")
+	}
+	if *count > 1 {
+		return a.deviceProvision(ctx, name, *ownerName, *typ, *caps, *count, *keysFile)
 	}
 	owner, err := a.store.UserByName(ctx, *ownerName)
 	if err != nil {
@@ -117,5 +128,39 @@ func (a *adminCmd) deviceRevoke(ctx context.Context, args []string) error {
 		return cliError(err)
 	}
 	fmt.Fprintf(a.env.stdout, "revoked %s (%s)\n", d.ID, d.Name)
+	return nil
+}
+
+// deviceProvision registers count devices for one owner and writes their
+// keys, one per line, to keysFile (the fleet simulator's input) or stdout.
+func (a *adminCmd) deviceProvision(ctx context.Context, prefix, ownerName, typ, caps string, count int, keysFile string) error {
+	owner, err := a.store.UserByName(ctx, ownerName)
+	if err != nil {
+		return cliError(err)
+	}
+	out := a.env.stdout
+	if keysFile != "" {
+		f, err := os.OpenFile(keysFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("keys file: %w", err)
+		}
+		defer f.Close()
+		out = f
+	}
+	reg := a.registry()
+	for i := 1; i <= count; i++ {
+		r := device.Registration{Name: fmt.Sprintf("%s-%04d", prefix, i), Type: typ}
+		if caps != "" {
+			r.Capabilities = json.RawMessage(caps)
+		}
+		_, key, err := reg.Register(ctx, owner, r)
+		if err != nil {
+			return fmt.Errorf("device %d of %d: %w", i, count, cliError(err))
+		}
+		fmt.Fprintln(out, key)
+	}
+	if keysFile != "" {
+		fmt.Fprintf(a.env.stdout, "created %d devices for %s; keys in %s\n", count, owner.Name, keysFile)
+	}
 	return nil
 }

@@ -82,6 +82,8 @@ type serveConfig struct {
 	mlTimeout time.Duration
 	systemBot bool
 
+	maxDevicesPerOwner int
+
 	// Messaging.
 	sendRate  int
 	sendBurst int
@@ -130,6 +132,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.mlModules, "ml-modules", "", "comma-separated Python modules or .py files with your own @model definitions")
 	fs.DurationVar(&c.mlTimeout, "ml-timeout", 30*time.Second, "longest an inference call may take")
 	fs.BoolVar(&c.systemBot, "system-bot", true, "run the built-in bot (in a cluster, on one node only)")
+	fs.IntVar(&c.maxDevicesPerOwner, "max-devices-per-owner", 1000, "live devices one account may register")
 	fs.DurationVar(&c.handshakeTime, "handshake-timeout", 10*time.Second, "time allowed for the TLS handshake and the request headers (slowloris)")
 	fs.IntVar(&c.sendRate, "send-rate", 10, "chat messages per second per sender across its connections (sustained)")
 	fs.IntVar(&c.sendBurst, "send-burst", 30, "chat messages per sender allowed in a burst")
@@ -187,6 +190,7 @@ func (c *serveConfig) validate() error {
 		intRange("conn-burst-per-identity", c.connBurstIdent, 1, 10_000_000),
 		durationRange("handshake-timeout", c.handshakeTime, 100*time.Millisecond, 5*time.Minute),
 		intRange("ml-workers", c.mlWorkers, 0, 64),
+		intRange("max-devices-per-owner", c.maxDevicesPerOwner, 1, 10_000_000),
 		durationRange("ml-timeout", c.mlTimeout, 100*time.Millisecond, 10*time.Minute),
 		intRange("send-rate", c.sendRate, 1, 1_000_000),
 		intRange("send-burst", c.sendBurst, 1, 1_000_000),
@@ -295,7 +299,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		defer ml.Close(context.WithoutCancel(ctx))
 		reg.MustRegister(ml.Collectors()...)
 	}
-	devices := device.NewService(st, device.Config{}, log)
+	devices := device.NewService(st, device.Config{MaxPerOwner: cfg.maxDevicesPerOwner}, log)
 	if ml != nil {
 		devices.SetInferrer(ml) // heap trends, telemetry anomalies, leak alerts
 	}
