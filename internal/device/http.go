@@ -23,6 +23,7 @@ func (s *Service) Mount(mux *http.ServeMux, h api.Helpers) {
 	mux.Handle("POST /api/v1/devices/{id}/rotate-key", user(s.handleRotate(h)))
 	mux.Handle("GET /api/v1/devices/{id}/heap", user(s.handleHeap(h)))
 	mux.Handle("GET /api/v1/devices/{id}/analysis", user(s.handleAnalysis(h)))
+	s.mountFollowers(mux, h)
 	mux.Handle("GET /api/v1/devices/{id}/events", user(s.handleEvents(h)))
 	mux.Handle("GET /api/v1/devices/{id}/telemetry", user(s.handleTelemetryList(h)))
 	mux.Handle("POST /api/v1/devices/{id}/commands", user(s.handleCommandCreate(h)))

@@ -18,6 +18,9 @@ type Store interface {
 	store.DeviceStore
 	store.AuditStore
 	UserByID(ctx context.Context, id string) (*store.User, error)
+	// Membership tells whether someone is in a channel (to let a channel
+	// follow a device).
+	Membership(ctx context.Context, conversationID, member string) (*store.Membership, error)
 }
 
 // Limits on registration input.

@@ -171,6 +171,7 @@ type Service struct {
 	flushFailures    atomic.Uint64
 
 	analysis *analysisState // nil without ML; static after SetInferrer
+	follow   followerCache
 }
 
 // NewService returns a service on st. It sends nothing until Attach.
@@ -216,6 +217,14 @@ func (s *Service) Attach(ctx context.Context, gw *gateway.Gateway) {
 		}
 		if err := r.Publish(nctx, Topic(deviceID), data); err != nil {
 			s.log.Warn("device frame to topic lost", "device", deviceID, "err", err)
+		}
+		// Channels following the device get its state changes and alerts.
+		for _, ch := range s.followers(nctx, deviceID) {
+			if cf, ok := channelFrame(frame, ch); ok {
+				if err := r.Publish(nctx, "conv:"+ch, cf); err != nil {
+					s.log.Warn("device frame to channel lost", "device", deviceID, "channel", ch, "err", err)
+				}
+			}
 		}
 	}
 	gw.Handle(protocol.TypeHeartbeat, s.handleHeartbeat)

@@ -201,4 +201,12 @@ type DeviceStore interface {
 	// ExpireCommands marks queued and delivered commands whose expiry is at
 	// or before t expired, and returns them.
 	ExpireCommands(ctx context.Context, t time.Time) ([]*Command, error)
+
+	// FollowDevice makes a conversation follow a device (idempotent).
+	// Returns ENOTFOUND if either does not exist.
+	FollowDevice(ctx context.Context, deviceID, conversationID, by string) error
+	// UnfollowDevice stops it; ENOTFOUND if it did not follow.
+	UnfollowDevice(ctx context.Context, deviceID, conversationID string) error
+	// DeviceFollowers returns the conversations following a device.
+	DeviceFollowers(ctx context.Context, deviceID string) ([]string, error)
 }

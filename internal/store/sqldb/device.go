@@ -427,3 +427,53 @@ func (db *DB) ExpireCommands(ctx context.Context, t time.Time) ([]*store.Command
 	})
 	return out, err
 }
+
+// FollowDevice makes a conversation follow a device.
+func (db *DB) FollowDevice(ctx context.Context, deviceID, conversationID, by string) error {
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, db.q(`SELECT (SELECT COUNT(*) FROM devices WHERE id = ?) + (SELECT COUNT(*) FROM conversations WHERE id = ?)`),
+			deviceID, conversationID).Scan(&n); err != nil {
+			return fmt.Errorf("follow device: %w", err)
+		}
+		if n != 2 {
+			return store.Errorf(store.ENOTFOUND, "No such device or conversation.")
+		}
+		_, err := tx.ExecContext(ctx, db.q(`INSERT INTO device_followers (device_id, conversation_id, created_by, created_at)
+			VALUES (?, ?, ?, ?) ON CONFLICT (device_id, conversation_id) DO NOTHING`), deviceID, conversationID, by, db.now().UnixMilli())
+		if err != nil {
+			return fmt.Errorf("follow device: %w", err)
+		}
+		return nil
+	})
+}
+
+// UnfollowDevice stops a conversation following a device.
+func (db *DB) UnfollowDevice(ctx context.Context, deviceID, conversationID string) error {
+	res, err := db.write.ExecContext(ctx, db.q(`DELETE FROM device_followers WHERE device_id = ? AND conversation_id = ?`), deviceID, conversationID)
+	if err != nil {
+		return fmt.Errorf("unfollow device: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.Errorf(store.ENOTFOUND, "The conversation does not follow the device.")
+	}
+	return nil
+}
+
+// DeviceFollowers returns the conversations following a device.
+func (db *DB) DeviceFollowers(ctx context.Context, deviceID string) ([]string, error) {
+	rows, err := db.read.QueryContext(ctx, db.q(`SELECT conversation_id FROM device_followers WHERE device_id = ? ORDER BY conversation_id`), deviceID)
+	if err != nil {
+		return nil, fmt.Errorf("device followers: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}

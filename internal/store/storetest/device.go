@@ -23,6 +23,32 @@ func mustCreateDevice(t *testing.T, db *sqldb.DB, owner *store.User, keyID strin
 
 func testDevices(t *testing.T, open Opener) {
 	ctx := context.Background()
+	t.Run("Followers", func(t *testing.T) {
+		db := open(t)
+		newClock(db)
+		alice := mustCreateUser(t, db, "alice")
+		d := mustCreateDevice(t, db, alice, "kf")
+		general := store.GeneralChannelID
+		if err := db.FollowDevice(ctx, d.ID, general, alice.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.FollowDevice(ctx, d.ID, general, alice.ID); err != nil {
+			t.Fatalf("following twice: %v", err)
+		}
+		got, err := db.DeviceFollowers(ctx, d.ID)
+		if err != nil || len(got) != 1 || got[0] != general {
+			t.Fatalf("followers = %v, %v", got, err)
+		}
+		wantCode(t, db.FollowDevice(ctx, d.ID, "chn_nope", alice.ID), store.ENOTFOUND)
+		wantCode(t, db.FollowDevice(ctx, "dev_nope", general, alice.ID), store.ENOTFOUND)
+		if err := db.UnfollowDevice(ctx, d.ID, general); err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, db.UnfollowDevice(ctx, d.ID, general), store.ENOTFOUND)
+		if got, _ := db.DeviceFollowers(ctx, d.ID); len(got) != 0 {
+			t.Fatalf("followers after unfollow = %v", got)
+		}
+	})
 	t.Run("CreateFindList", func(t *testing.T) {
 		db := open(t)
 		clk := newClock(db)
