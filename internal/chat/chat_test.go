@@ -464,11 +464,21 @@ func TestChannels_Rules(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub, _ := h.svc.CreateChannel(ctx, carl, "lobby", false)
+	watch := h.dial(t, carl)
 	if err := h.svc.Join(ctx, bob, pub.ID); err != nil {
 		t.Fatal(err)
 	}
+	if f := watch.expect("member_joined", nil); f.str("channel") != pub.ID || f.str("member") != bob.ID {
+		t.Fatalf("member_joined = %v", f)
+	}
 	if err := h.svc.Join(ctx, bob, pub.ID); code(err) != store.ECONFLICT {
 		t.Fatalf("join twice: %v", err)
+	}
+	if err := h.svc.Leave(ctx, bob, pub.ID); err != nil {
+		t.Fatal(err)
+	}
+	if f := watch.expect("member_left", nil); f.str("channel") != pub.ID || f.str("member") != bob.ID {
+		t.Fatalf("member_left = %v", f)
 	}
 	channels, _, err := h.svc.List(ctx, ann)
 	if err != nil {
