@@ -3,6 +3,7 @@
 # (JetStream) if they are not answering, and installs the Debian packages
 # the tests use. Idempotent; safe to run before every test run.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 SUDO=""
@@ -45,5 +46,10 @@ if ! port_open 4222; then
 		log "nats-server is not installed: install nats-server, or set UNHIDRA_TEST_NATS"
 	fi
 	wait_port 4222
+fi
+# The arm64 emulator for the agent's cross-built test (only the one binary
+# is kept, in .cache/qemu).
+if ! scripts/agent-qemu.sh >/dev/null; then
+	log "could not fetch qemu-aarch64-static; the agent's arm64 test will fail"
 fi
 log "ready"

@@ -29,6 +29,10 @@ Commands:
   user disable NAME
   user enable NAME
   keys rotate
+  device create NAME --owner USER [--type TYPE] [--capabilities JSON]
+  device list [--owner USER]
+  device rotate-key ID
+  device revoke ID
 
 Flags`
 
@@ -69,6 +73,14 @@ func runAdmin(ctx context.Context, e env, args []string) error {
 		return a.userSetDisabled(ctx, rest[2:], rest[1] == "disable")
 	case "keys rotate":
 		return a.keysRotate(ctx)
+	case "device create":
+		return a.deviceCreate(ctx, rest[2:])
+	case "device list":
+		return a.deviceList(ctx, rest[2:])
+	case "device rotate-key":
+		return a.deviceRotateKey(ctx, rest[2:])
+	case "device revoke":
+		return a.deviceRevoke(ctx, rest[2:])
 	}
 	return usagef("admin: unknown command %q", strings.Join(rest[:2], " "))
 }

@@ -138,6 +138,14 @@ func durationRange(name string, d, min, max time.Duration) error {
 	return nil
 }
 
+// floatRange checks a floating-point setting.
+func floatRange(name string, v, min, max float64) error {
+	if !(v >= min && v <= max) { // also false for NaN
+		return usagef("--%s must be between %g and %g, got %g", name, min, max, v)
+	}
+	return nil
+}
+
 // intRange checks an integer setting.
 func intRange(name string, v, min, max int) error {
 	if v < min || v > max {

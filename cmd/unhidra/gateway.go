@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/protocol"
@@ -17,8 +18,9 @@ import (
 
 // newGateway builds the WebSocket gateway from the configuration and
 // connects it to the account service: tokens authenticate people and bots,
-// and disabling an account closes its live connections.
-func newGateway(cfg *serveConfig, accounts *auth.Service, log *slog.Logger) (*gateway.Gateway, error) {
+// keys (checked by keyAuth) authenticate devices, and disabling an account
+// closes its live connections.
+func newGateway(cfg *serveConfig, accounts *auth.Service, b bus.Bus, keyAuth gateway.Authenticator, log *slog.Logger) (*gateway.Gateway, error) {
 	maxConns := cfg.maxConns
 	if maxConns == 0 {
 		maxConns = defaultMaxConns()
@@ -40,17 +42,24 @@ func newGateway(cfg *serveConfig, accounts *auth.Service, log *slog.Logger) (*ga
 			MaxConns:         maxConns,
 			MaxConnsPerIP:    cfg.maxConnsPerIP,
 			MaxConnsPerIdent: cfg.maxConnsPerUser,
+			ConnRatePerIP:    perSecond(cfg.connRateIP, cfg.connBurstIP),
+			ConnRatePerIdent: perSecond(cfg.connRateIdent, cfg.connBurstIdent),
 		},
 		AllowedOrigins: origins,
 		MessageRate:    ratelimit.Limit{Burst: cfg.messageBurst, Every: time.Second / time.Duration(cfg.messageRate)},
 		DrainWindow:    cfg.drainWindow,
-	}, hub.New(), log)
+	}, hub.NewRouter(hub.New(), b, log), log)
 	if err != nil {
 		return nil, err
 	}
-	gw.SetAuthenticators(tokenAuthenticator(accounts), nil)
+	gw.SetAuthenticators(tokenAuthenticator(accounts), keyAuth)
 	accounts.OnRevoke = func(userID string) { gw.CloseIdentity(userID, protocol.CloseRevoked) }
 	return gw, nil
+}
+
+// perSecond turns "rate per second, burst" into a token-bucket limit.
+func perSecond(rate float64, burst int) ratelimit.Limit {
+	return ratelimit.Limit{Burst: burst, Every: time.Duration(float64(time.Second) / rate)}
 }
 
 func tokenAuthenticator(accounts *auth.Service) gateway.Authenticator {

@@ -57,7 +57,14 @@ func startServer(t *testing.T, dataDir string, env map[string]string, extra ...s
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{out: &syncBuffer{}}
 	done := make(chan error, 1)
-	args := append([]string{"unhidra", "serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "warn"}, extra...)
+	args := []string{"unhidra", "serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "warn"}
+	if !strings.Contains(strings.Join(extra, " "), "--ml-") {
+		args = append(args, "--ml-workers", "0") // Python workers only where a test wants them
+	}
+	if !strings.Contains(strings.Join(extra, " "), "--system-bot") {
+		args = append(args, "--system-bot=false") // nor the bot's extra account and connection
+	}
+	args = append(args, extra...)
 	go func() { done <- run(ctx, args, envFrom(env), strings.NewReader(""), s.out, io.Discard) }()
 	var once sync.Once
 	var stopErr error

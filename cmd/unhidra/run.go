@@ -34,6 +34,9 @@ func commands() []command {
 	return []command{
 		{"serve", "run the server (API, gateway, messaging, devices, ML, web UI)", runServe},
 		{"admin", "manage users, devices and keys from the command line", runAdmin},
+		{"agent", "run the device agent (as cmd/unhidra-agent)", runAgent},
+		{"chat", "a terminal chat client", runChat},
+		{"bench", "the project's load tools (connections, fan-out, fleets)", runBench},
 		{"version", "print the version", runVersion},
 	}
 }

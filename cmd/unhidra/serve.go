@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,7 +24,10 @@ import (
 
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/bot"
+	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/chat"
+	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/tlscert"
@@ -39,6 +43,8 @@ type serveConfig struct {
 	tlsKey         string
 	noTLS          bool
 	storeURL       string
+	busURL         string
+	busPrefix      string
 	logLevel       string
 	logFormat      string
 	jwtAlg         string
@@ -62,6 +68,19 @@ type serveConfig struct {
 	messageRate     int
 	messageBurst    int
 	drainWindow     time.Duration
+	connRateIP      float64
+	connBurstIP     int
+	connRateIdent   float64
+	connBurstIdent  int
+	handshakeTime   time.Duration
+
+	// ML sidecar.
+	mlWorkers int
+	mlWorker  string
+	mlPython  string
+	mlModules string
+	mlTimeout time.Duration
+	systemBot bool
 
 	// Messaging.
 	sendRate  int
@@ -73,6 +92,8 @@ type serveConfig struct {
 func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.configFile, "config", "", "config file of `key = value` lines (flag names as keys)")
 	c.storeFlags(fs)
+	fs.StringVar(&c.busURL, "bus", "", "cluster bus: empty for this node alone, or nats://HOST:PORT[,…] to join a cluster")
+	fs.StringVar(&c.busPrefix, "bus-prefix", "unhidra", "subject prefix on the bus (separates deployments sharing a NATS server)")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8443", "address to listen on; port 0 picks a free port")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate chain (PEM); default: a self-signed one in the data directory")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key (PEM), with --tls-cert")
@@ -99,6 +120,17 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.messageRate, "message-rate", 20, "client frames per second per connection (sustained)")
 	fs.IntVar(&c.messageBurst, "message-burst", 40, "client frames per connection allowed in a burst")
 	fs.DurationVar(&c.drainWindow, "drain-window", 10*time.Second, "on shutdown, spread closing connections over this long")
+	fs.Float64Var(&c.connRateIP, "conn-rate-per-ip", 100, "new WebSocket connections per second from one address (sustained)")
+	fs.IntVar(&c.connBurstIP, "conn-burst-per-ip", 500, "new WebSocket connections from one address allowed in a burst")
+	fs.Float64Var(&c.connRateIdent, "conn-rate-per-identity", 0.5, "new WebSocket connections per second of one identity (flapping control)")
+	fs.IntVar(&c.connBurstIdent, "conn-burst-per-identity", 10, "new WebSocket connections of one identity allowed in a burst")
+	fs.IntVar(&c.mlWorkers, "ml-workers", 2, "inference worker processes (0: no ML)")
+	fs.StringVar(&c.mlWorker, "ml-worker", "", "worker command line speaking the ML IPC protocol (default: the built-in Python worker); the socket path is appended")
+	fs.StringVar(&c.mlPython, "ml-python", "python3", "Python interpreter for the built-in worker")
+	fs.StringVar(&c.mlModules, "ml-modules", "", "comma-separated Python modules or .py files with your own @model definitions")
+	fs.DurationVar(&c.mlTimeout, "ml-timeout", 30*time.Second, "longest an inference call may take")
+	fs.BoolVar(&c.systemBot, "system-bot", true, "run the built-in bot (in a cluster, on one node only)")
+	fs.DurationVar(&c.handshakeTime, "handshake-timeout", 10*time.Second, "time allowed for the TLS handshake and the request headers (slowloris)")
 	fs.IntVar(&c.sendRate, "send-rate", 10, "chat messages per second per sender across its connections (sustained)")
 	fs.IntVar(&c.sendBurst, "send-burst", 30, "chat messages per sender allowed in a burst")
 }
@@ -149,9 +181,25 @@ func (c *serveConfig) validate() error {
 		intRange("message-rate", c.messageRate, 1, 100_000),
 		intRange("message-burst", c.messageBurst, 1, 100_000),
 		durationRange("drain-window", c.drainWindow, 0, 10*time.Minute),
+		floatRange("conn-rate-per-ip", c.connRateIP, 0.001, 1e6),
+		intRange("conn-burst-per-ip", c.connBurstIP, 1, 10_000_000),
+		floatRange("conn-rate-per-identity", c.connRateIdent, 0.001, 1e6),
+		intRange("conn-burst-per-identity", c.connBurstIdent, 1, 10_000_000),
+		durationRange("handshake-timeout", c.handshakeTime, 100*time.Millisecond, 5*time.Minute),
+		intRange("ml-workers", c.mlWorkers, 0, 64),
+		durationRange("ml-timeout", c.mlTimeout, 100*time.Millisecond, 10*time.Minute),
 		intRange("send-rate", c.sendRate, 1, 1_000_000),
 		intRange("send-burst", c.sendBurst, 1, 1_000_000),
 		c.validateStore())
+	if c.busURL != "" && !strings.HasPrefix(c.busURL, "nats://") && !strings.HasPrefix(c.busURL, "tls://") {
+		errs = append(errs, usagef("--bus must be empty or nats://…"))
+	}
+	if err := bus.ValidSubject(c.busPrefix); err != nil {
+		errs = append(errs, usagef("--bus-prefix %q: letters, digits and dots only", c.busPrefix))
+	}
+	if _, err := splitCommand(c.mlWorker); err != nil {
+		errs = append(errs, usagef("--ml-worker: %v", err))
+	}
 	if c.idleTimeout <= c.pingInterval {
 		errs = append(errs, usagef("--idle-timeout (%v) must be longer than --ping-interval (%v)", c.idleTimeout, c.pingInterval))
 	}
@@ -234,12 +282,37 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	gw, err := newGateway(cfg, accounts, log)
+	b, err := openBus(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	ml, err := startML(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if ml != nil {
+		defer ml.Close(context.WithoutCancel(ctx))
+		reg.MustRegister(ml.Collectors()...)
+	}
+	devices := device.NewService(st, device.Config{}, log)
+	if ml != nil {
+		devices.SetInferrer(ml) // heap trends, telemetry anomalies, leak alerts
+	}
+	gw, err := newGateway(cfg, accounts, b, devices.Authenticate, log)
 	if err != nil {
 		return err
 	}
 	defer gw.Close()
-	reg.MustRegister(gw.Metrics())
+	devices.Attach(ctx, gw)
+	// The device service batches writes; it stops after the gateway so
+	// that the disconnects of the drain are flushed too.
+	devCtx, cancelDevices := context.WithCancel(context.WithoutCancel(ctx))
+	devDone := make(chan struct{})
+	go func() { defer close(devDone); devices.Run(devCtx) }()
+	stopDevices := sync.OnceFunc(func() { cancelDevices(); <-devDone })
+	defer stopDevices()
+	reg.MustRegister(gw.Metrics(), devices.Metrics())
 	messaging := chat.New(st, gw.Hub(), chat.Config{
 		SendRate: ratelimit.Limit{Burst: cfg.sendBurst, Every: time.Second / time.Duration(cfg.sendRate)},
 		Writers:  chatWriters(st.Dialect()),
@@ -248,7 +321,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	messaging.Register(gw)
 
 	var draining atomic.Bool
-	handler := api.NewServer(api.Deps{
+	deps := api.Deps{
 		Log:            log,
 		Accounts:       accounts,
 		Store:          st,
@@ -256,8 +329,12 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		TrustedProxies: cfg.proxies,
 		TLS:            !cfg.noTLS,
-		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount, messaging.Mount},
-	})
+		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount, messaging.Mount, devices.Mount},
+	}
+	if ml != nil {
+		deps.ML = ml
+	}
+	handler := api.NewServer(deps)
 
 	tcp, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
@@ -267,6 +344,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	// without a goroutine each, TLS included.
 	ln := ws.WrapListener(tcp)
 	scheme := "http"
+	var serverCert *tls.Certificate
 	if !cfg.noTLS {
 		tlsCfg, fingerprint, err := tlsConfig(cfg, log)
 		if err != nil {
@@ -274,7 +352,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 			return err
 		}
 		ln = tls.NewListener(ln, tlsCfg)
-		scheme = "https"
+		scheme, serverCert = "https", &tlsCfg.Certificates[0]
 		fmt.Fprintf(e.stdout, "TLS certificate SHA-256 fingerprint: %s\n", fingerprint)
 	}
 	baseURL := scheme + "://" + ln.Addr().String()
@@ -283,8 +361,10 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		return err
 	}
 	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler: handler,
+		// Also bounds the TLS handshake: net/http applies the shortest of
+		// its timeouts to it.
+		ReadHeaderTimeout: cfg.handshakeTime,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -295,6 +375,17 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	fmt.Fprintf(e.stdout, "listening on %s\n", baseURL)
+	stopBot := func() {}
+	if cfg.systemBot {
+		var summarizer bot.Summarizer
+		if ml != nil {
+			summarizer = ml
+		}
+		if stopBot, err = startSystemBot(ctx, accounts, st, tokens, ln.Addr().String(), serverCert, summarizer, log); err != nil {
+			log.Error("system bot", "err", err)
+			stopBot = func() {}
+		}
+	}
 	log.Info("unhidra serving", "version", buildVersion(), "url", baseURL, "store", st.Dialect())
 
 	select {
@@ -303,6 +394,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "connections", gw.Len())
+	stopBot() // before the drain, or it would keep reconnecting
 	draining.Store(true)
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTime)
 	defer cancel()
@@ -316,6 +408,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	}
 	<-serveErr
 	gw.Close()
+	stopDevices()
 	log.Info("stopped")
 	return nil
 }
@@ -366,8 +459,7 @@ func tlsConfig(cfg *serveConfig, log *slog.Logger) (*tls.Config, string, error) 
 // database without any default password: from UNHIDRA_ADMIN_PASSWORD if
 // the operator set it, or with a one-time code printed once.
 func firstRun(ctx context.Context, accounts *auth.Service, st store.Store, e env, baseURL string, log *slog.Logger) error {
-	n, err := st.CountUsers(ctx)
-	if err != nil || n > 0 {
+	if need, err := accounts.NeedsAdmin(ctx); err != nil || !need {
 		return err
 	}
 	if pw := e.getenv("UNHIDRA_ADMIN_PASSWORD"); pw != "" {

@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -187,5 +189,21 @@ func handleAdminRotateKeys(d Deps) http.Handler {
 			return
 		}
 		encode(w, http.StatusOK, map[string]string{"active_kid": kid})
+	})
+}
+
+// handleFreeMemory forces a garbage collection and returns freed memory to
+// the operating system, then reports the runtime's memory. Memory
+// measurements (unhidra bench conns) call it so that they compare live
+// memory, not whatever garbage a burst left behind.
+func handleFreeMemory() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		debug.FreeOSMemory()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		encode(w, http.StatusOK, map[string]uint64{
+			"heap_inuse": m.HeapInuse, "heap_released": m.HeapReleased, "stack_inuse": m.StackInuse,
+			"sys": m.Sys, "goroutines": uint64(runtime.NumGoroutine()),
+		})
 	})
 }

@@ -24,17 +24,21 @@ type Validator interface {
 
 // statusOf maps application error codes to HTTP statuses: the one table.
 var statusOf = map[string]int{
-	store.EINVALID:      http.StatusBadRequest,
-	store.EUNAUTHORIZED: http.StatusUnauthorized,
-	store.EFORBIDDEN:    http.StatusForbidden,
-	store.ENOTFOUND:     http.StatusNotFound,
-	store.ECONFLICT:     http.StatusConflict,
-	store.ETOOLARGE:     http.StatusRequestEntityTooLarge,
-	store.EUNSUPPORTED:  http.StatusUnsupportedMediaType,
-	store.ERATELIMIT:    http.StatusTooManyRequests,
-	store.ELOCKED:       http.StatusTooManyRequests,
-	store.EUNAVAILABLE:  http.StatusServiceUnavailable,
-	store.EINTERNAL:     http.StatusInternalServerError,
+	store.EINVALID:        http.StatusBadRequest,
+	store.EUNAUTHORIZED:   http.StatusUnauthorized,
+	store.EFORBIDDEN:      http.StatusForbidden,
+	store.ENOTFOUND:       http.StatusNotFound,
+	store.ECONFLICT:       http.StatusConflict,
+	store.ETOOLARGE:       http.StatusRequestEntityTooLarge,
+	store.EUNSUPPORTED:    http.StatusUnsupportedMediaType,
+	store.ERATELIMIT:      http.StatusTooManyRequests,
+	store.ELOCKED:         http.StatusTooManyRequests,
+	store.EUNAVAILABLE:    http.StatusServiceUnavailable,
+	store.EINTERNAL:       http.StatusInternalServerError,
+	store.EUNPROCESSABLE:  http.StatusUnprocessableEntity,
+	store.EUPSTREAM:       http.StatusBadGateway,
+	store.ETIMEOUT:        http.StatusGatewayTimeout,
+	store.ENOTIMPLEMENTED: http.StatusNotImplemented,
 }
 
 // errorBody is the JSON shape of every error response.
@@ -64,7 +68,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	if !ok {
 		status = http.StatusInternalServerError
 	}
-	if status >= 500 && code != store.EUNAVAILABLE {
+	if status >= 500 && code != store.EUNAVAILABLE && code != store.ETIMEOUT && code != store.EUPSTREAM {
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	if retry := store.RetryAfter(err); retry > 0 {
@@ -82,20 +86,25 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 // application/json, the body at most MaxBodyBytes, unknown fields and
 // trailing data are rejected.
 func decode[T any](w http.ResponseWriter, r *http.Request) (T, error) {
+	return decodeLimit[T](w, r, MaxBodyBytes)
+}
+
+// decodeLimit is decode with another body limit.
+func decodeLimit[T any](w http.ResponseWriter, r *http.Request, limit int64) (T, error) {
 	var v T
 	ct := r.Header.Get("Content-Type")
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" || (params["charset"] != "" && params["charset"] != "utf-8" && params["charset"] != "UTF-8") {
 		return v, store.Errorf(store.EUNSUPPORTED, "Content-Type must be application/json.")
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&v); err != nil {
-		return v, decodeError(err)
+		return v, decodeError(err, limit)
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
 		if err != nil {
-			if de := decodeError(err); store.ErrorCode(de) == store.ETOOLARGE {
+			if de := decodeError(err, limit); store.ErrorCode(de) == store.ETOOLARGE {
 				return v, de
 			}
 		}
@@ -104,13 +113,13 @@ func decode[T any](w http.ResponseWriter, r *http.Request) (T, error) {
 	return v, nil
 }
 
-func decodeError(err error) error {
+func decodeError(err error, limit int64) error {
 	var maxErr *http.MaxBytesError
 	var syntaxErr *json.SyntaxError
 	var typeErr *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &maxErr):
-		return store.Errorf(store.ETOOLARGE, "Request body is larger than %d bytes.", MaxBodyBytes)
+		return store.Errorf(store.ETOOLARGE, "Request body is larger than %d bytes.", limit)
 	case errors.As(err, &syntaxErr):
 		return store.Errorf(store.EINVALID, "Malformed JSON at byte %d.", syntaxErr.Offset)
 	case errors.As(err, &typeErr):

@@ -32,7 +32,13 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("PUT /api/v1/admin/users/{id}/password", admin(handleAdminResetPassword(d)))
 	mux.Handle("GET /api/v1/admin/audit", admin(handleAdminAudit(d)))
 	mux.Handle("POST /api/v1/admin/signing-keys/rotate", admin(handleAdminRotateKeys(d)))
+	mux.Handle("POST /api/v1/admin/debug/free-memory", admin(handleFreeMemory()))
 
+	if d.ML != nil {
+		mux.Handle("POST /api/v1/ml/infer", user(handleInfer(d)))
+		mux.Handle("GET /api/v1/ml/models", user(handleModels(d)))
+		mux.Handle("GET /api/v1/admin/ml/workers", admin(handleMLWorkers(d)))
+	}
 	for _, mount := range d.Mount {
 		mount(mux, h)
 	}

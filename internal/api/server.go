@@ -26,6 +26,8 @@ type Deps struct {
 	TrustedProxies []netip.Prefix
 	// TLS reports whether the listener is HTTPS (for HSTS).
 	TLS bool
+	// ML serves inference (optional).
+	ML ML
 	// Mount lets other parts of the server add their routes to the mux
 	// (gateway, messaging, devices, ML, web UI).
 	Mount []func(mux *http.ServeMux, h Helpers)

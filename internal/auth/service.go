@@ -568,12 +568,19 @@ func (s *Service) SetDisabled(ctx context.Context, actor *store.User, userID str
 	return u, nil
 }
 
+// NeedsAdmin reports whether no administrator account exists yet (bots
+// and members may: the built-in bot has an account from the first start).
+func (s *Service) NeedsAdmin(ctx context.Context) (bool, error) {
+	admin := store.RoleAdmin
+	admins, err := s.store.Users(ctx, store.UserFilter{Role: &admin, Limit: 1})
+	return len(admins) == 0, err
+}
+
 // StartBootstrap returns a one-time code that lets the first person create
-// the administrator account, valid for ttl, if no account exists yet; ""
-// otherwise. Only its digest is kept.
+// the administrator account, valid for ttl, if no administrator exists yet;
+// "" otherwise. Only its digest is kept.
 func (s *Service) StartBootstrap(ctx context.Context, ttl time.Duration) (string, error) {
-	n, err := s.store.CountUsers(ctx)
-	if err != nil || n > 0 {
+	if need, err := s.NeedsAdmin(ctx); err != nil || !need {
 		return "", err
 	}
 	b := make([]byte, 10)
@@ -599,9 +606,9 @@ func (s *Service) Bootstrap(ctx context.Context, code, name, password string, re
 	if !valid {
 		return nil, store.Errorf(store.EFORBIDDEN, "Invalid or expired bootstrap code.")
 	}
-	if n, err := s.store.CountUsers(ctx); err != nil {
+	if need, err := s.NeedsAdmin(ctx); err != nil {
 		return nil, err
-	} else if n > 0 {
+	} else if !need {
 		return nil, store.Errorf(store.EFORBIDDEN, "The server is already set up.")
 	}
 	u, err := s.createUser(ctx, name, password, "", store.RoleAdmin)

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/unhidra/unhidra/internal/api"
+	"github.com/unhidra/unhidra/internal/bus/local"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/hub"
@@ -54,7 +55,7 @@ func newHarnessWith(t testing.TB, cfg chat.Config, gwCfg gateway.Config) *harnes
 		t.Fatal(err)
 	}
 	h := hub.New()
-	gw, err := gateway.New(gwCfg, h, nil)
+	gw, err := gateway.New(gwCfg, hub.NewRouter(h, &local.Bus{}, nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -152,7 +152,6 @@ func (h connHandler) OnOpen(wc *ws.Conn) {
 	g := h.g
 	c := wc.Value().(*Client)
 	c.conn = wc
-	g.hub.Add(c)
 	c.setExpiry(c.ident.ExpiresAt)
 	tc := g.engine.Config()
 	c.SendJSON(protocol.Welcome{
@@ -171,6 +170,9 @@ func (h connHandler) OnOpen(wc *ws.Conn) {
 			Burst:             g.cfg.MessageRate.Burst,
 		},
 	})
+	// Only now can anything be routed to the connection: the welcome is
+	// always its first frame.
+	g.router.Add(c)
 	for _, f := range g.onConnect {
 		f(c)
 	}
@@ -220,7 +222,7 @@ func (h connHandler) OnClose(wc *ws.Conn, err error) {
 	}
 	c.stopExpiry()
 	if c.conn != nil { // OnOpen ran
-		g.hub.Remove(c)
+		g.router.Remove(c)
 		for _, f := range g.onDisconnect {
 			f(c)
 		}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/internal/api"
+	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/protocol"
 	"github.com/unhidra/unhidra/internal/ratelimit"
@@ -68,12 +70,14 @@ type Gateway struct {
 	cfg     Config
 	log     *slog.Logger
 	engine  *ws.Engine
+	router  *hub.Router
 	hub     *hub.Hub
 	admit   *admission
 	metrics *Metrics
 
 	// Static after Start.
 	tokenAuth, keyAuth Authenticator
+	closeSub           bus.Subscription
 	handlers           map[string]FrameHandler
 	onConnect          []func(c *Client)
 	onDisconnect       []func(c *Client)
@@ -85,9 +89,9 @@ type Gateway struct {
 	started  sync.Once
 }
 
-// New returns a gateway using the hub for routing. Register handlers and
-// hooks, then mount it.
-func New(cfg Config, h *hub.Hub, log *slog.Logger) (*Gateway, error) {
+// New returns a gateway routing through r (a hub joined to the cluster's
+// bus). Register handlers and hooks, then mount it.
+func New(cfg Config, r *hub.Router, log *slog.Logger) (*Gateway, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -108,15 +112,42 @@ func New(cfg Config, h *hub.Hub, log *slog.Logger) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	h := r.Hub()
 	g := &Gateway{
-		cfg: cfg, log: log, engine: eng, hub: h, admit: newAdmission(cfg.Admission),
+		cfg: cfg, log: log, engine: eng, router: r, hub: h, admit: newAdmission(cfg.Admission),
 		metrics: newMetrics(), handlers: make(map[string]FrameHandler), ctx: ctx, cancel: cancel,
 	}
 	g.metrics.connsFunc = g.countByKind
 	h.OnOverflow = func(hub.Client) { g.metrics.overflows.Inc() }
 	g.Handle(protocol.TypePing, handlePing)
 	g.Handle(protocol.TypeRefresh, g.handleRefresh)
+	sub, err := r.Bus().Subscribe(closeSubject, g.onClusterClose)
+	if err != nil {
+		eng.Close()
+		cancel()
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g.closeSub = sub
 	return g, nil
+}
+
+// closeSubject carries "close this identity's connections" to every node.
+const closeSubject = "ctl.close"
+
+type closeOrder struct {
+	Identity string `json:"identity"`
+	Code     int    `json:"code"`
+}
+
+func (g *Gateway) onClusterClose(data []byte) {
+	var o closeOrder
+	if json.Unmarshal(data, &o) != nil || o.Identity == "" || o.Code < 1000 || o.Code > 4999 {
+		g.log.Warn("malformed close order on the bus")
+		return
+	}
+	for _, c := range g.hub.Connections(o.Identity) {
+		c.Close(o.Code)
+	}
 }
 
 // SetAuthenticators installs the credential checks: tokens for people and
@@ -134,8 +165,12 @@ func (g *Gateway) OnConnect(f func(c *Client)) { g.onConnect = append(g.onConnec
 // serving.
 func (g *Gateway) OnDisconnect(f func(c *Client)) { g.onDisconnect = append(g.onDisconnect, f) }
 
-// Hub returns the gateway's routing hub.
+// Hub returns the gateway's local routing hub.
 func (g *Gateway) Hub() *hub.Hub { return g.hub }
+
+// Router returns the cluster-wide router (use it to publish and subscribe
+// topics so that every node sees them).
+func (g *Gateway) Router() *hub.Router { return g.router }
 
 // Metrics returns the gateway's Prometheus collectors.
 func (g *Gateway) Metrics() *Metrics { return g.metrics }
@@ -170,16 +205,18 @@ func (g *Gateway) Mount(mux *http.ServeMux, h api.Helpers) {
 // before the upgrade, so refusals are ordinary HTTP errors with a status,
 // a JSON body and Retry-After where waiting helps.
 func (g *Gateway) handleUpgrade(h api.Helpers) http.Handler {
-	clientIP, errs := h.ClientIP, h
+	clientIP := h.ClientIP
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		refuse := func(ref *refusal) {
 			g.metrics.refusals.WithLabelValues(ref.reason).Inc()
-			e := store.Errorf(codeForStatus(ref.status), "%s", ref.message)
 			if ref.retryAfter > 0 {
-				e.RetryAfter = int64((ref.retryAfter + time.Second - 1) / time.Second)
+				w.Header().Set("Retry-After", strconv.Itoa(int((ref.retryAfter+time.Second-1)/time.Second)))
 			}
-			errs.Error(w, r, e)
+			// The status is the refusal's own (426 has no application
+			// error code of its own), the body the API's error shape.
+			h.JSON(w, ref.status, map[string]any{"error": map[string]string{
+				"code": codeForStatus(ref.status), "message": ref.message}})
 		}
 		if g.draining.Load() {
 			refuse(&refusal{"draining", 503, "The server is shutting down; reconnect shortly.", 2 * time.Second})
@@ -290,13 +327,14 @@ func (g *Gateway) authenticate(ctx context.Context, c credentials) (Identity, er
 }
 
 // CloseIdentity closes every connection of an identity with code (e.g. a
-// revoked device key or a disabled account). It returns how many it closed.
-func (g *Gateway) CloseIdentity(identity string, code int) int {
-	conns := g.hub.Connections(identity)
-	for _, c := range conns {
-		c.Close(code)
+// revoked device key or a disabled account), on every node of the cluster.
+func (g *Gateway) CloseIdentity(identity string, code int) {
+	data, _ := json.Marshal(closeOrder{Identity: identity, Code: code})
+	if err := g.router.Bus().Publish(context.Background(), closeSubject, data); err != nil {
+		// The bus is down: at least this node acts.
+		g.log.Error("broadcast close order", "err", err)
+		g.onClusterClose(data)
 	}
-	return len(conns)
 }
 
 // CloseSession closes one connection by session id (an administrator's kick).
@@ -353,6 +391,9 @@ func (g *Gateway) Drain(ctx context.Context) error {
 // transport's goroutines end. Handlers' contexts are cancelled.
 func (g *Gateway) Close() error {
 	g.draining.Store(true)
+	if g.closeSub != nil {
+		g.closeSub.Unsubscribe()
+	}
 	err := g.engine.Close()
 	g.cancel()
 	return err

@@ -8,17 +8,21 @@ import (
 // Application error codes. They are transport-neutral: internal/api maps them
 // to HTTP statuses in one table, the gateway maps them to error frames.
 const (
-	EINVALID      = "invalid"        // the input is malformed or breaks a rule
-	EUNAUTHORIZED = "unauthorized"   // no or bad credentials
-	EFORBIDDEN    = "forbidden"      // authenticated, but not allowed
-	ENOTFOUND     = "not_found"      // no such entity (or not visible to the caller)
-	ECONFLICT     = "conflict"       // the entity exists already, or changed under us
-	ETOOLARGE     = "too_large"      // the input exceeds a size limit
-	ERATELIMIT    = "rate_limited"   // too many attempts; retry later
-	EUNAVAILABLE  = "unavailable"    // overloaded or shutting down; retry later
-	EINTERNAL     = "internal"       // a bug or an infrastructure failure
-	EUNSUPPORTED  = "unsupported"    // e.g. wrong content type
-	ELOCKED       = "account_locked" // too many failures; the account waits
+	EINVALID        = "invalid"        // the input is malformed or breaks a rule
+	EUNAUTHORIZED   = "unauthorized"   // no or bad credentials
+	EFORBIDDEN      = "forbidden"      // authenticated, but not allowed
+	ENOTFOUND       = "not_found"      // no such entity (or not visible to the caller)
+	ECONFLICT       = "conflict"       // the entity exists already, or changed under us
+	ETOOLARGE       = "too_large"      // the input exceeds a size limit
+	ERATELIMIT      = "rate_limited"   // too many attempts; retry later
+	EUNAVAILABLE    = "unavailable"    // overloaded or shutting down; retry later
+	EINTERNAL       = "internal"       // a bug or an infrastructure failure
+	EUNSUPPORTED    = "unsupported"    // e.g. wrong content type
+	ELOCKED         = "account_locked" // too many failures; the account waits
+	EUNPROCESSABLE  = "unprocessable"  // well-formed, but the processor rejected it (e.g. a model's input)
+	EUPSTREAM       = "upstream"       // a component we depend on failed (e.g. an ML worker crashed)
+	ETIMEOUT        = "timeout"        // a component we depend on did not answer in time
+	ENOTIMPLEMENTED = "not_implemented"
 )
 
 // Error is an application error: a code from the list above and a message

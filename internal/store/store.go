@@ -12,6 +12,7 @@ type Store interface {
 	TokenStore
 	AuditStore
 	ChatStore
+	DeviceStore
 
 	// Ping reports whether the store answers (readiness).
 	Ping(ctx context.Context) error

@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -89,3 +90,32 @@ func randomHex(n int) string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// DefaultNATS is the server .ci/run and the README's test command use.
+const DefaultNATS = "nats://127.0.0.1:4222"
+
+// NATSURL returns the test NATS server's URL after checking that it
+// answers; it fails the test if not.
+func NATSURL(tb testing.TB) string {
+	tb.Helper()
+	u := os.Getenv("UNHIDRA_TEST_NATS")
+	switch u {
+	case "off":
+		tb.Skip("UNHIDRA_TEST_NATS=off: NATS tests skipped by request")
+	case "":
+		u = DefaultNATS
+	}
+	parsed, err := url.Parse(u)
+	if err != nil || parsed.Host == "" {
+		tb.Fatalf("NATS: bad URL %q", redact(u))
+	}
+	conn, err := net.DialTimeout("tcp", parsed.Host, 5*time.Second)
+	if err != nil {
+		tb.Fatalf("NATS is required at %s and did not answer: %v (start it, or run `make setup`)", redact(u), err)
+	}
+	conn.Close()
+	return u
+}
+
+// UniqueName returns a name no other test run uses (bus prefixes, schemas).
+func UniqueName(prefix string) string { return prefix + randomHex(6) }

@@ -35,18 +35,21 @@ type HandlerFuncs struct {
 	Close   func(c *Conn, err error)
 }
 
+// OnOpen calls h.Open if set.
 func (h HandlerFuncs) OnOpen(c *Conn) {
 	if h.Open != nil {
 		h.Open(c)
 	}
 }
 
+// OnMessage calls h.Message if set.
 func (h HandlerFuncs) OnMessage(c *Conn, text bool, data []byte) {
 	if h.Message != nil {
 		h.Message(c, text, data)
 	}
 }
 
+// OnClose calls h.Close if set.
 func (h HandlerFuncs) OnClose(c *Conn, err error) {
 	if h.Close != nil {
 		h.Close(c, err)
@@ -106,10 +109,10 @@ type Conn struct {
 	queuedMsgs   atomic.Int64 // likewise
 
 	// Owned by the holder of the read token.
-	parser      parser
-	buffered    []byte // bytes read by net/http past the request, fed first
-	opened      bool   // OnOpen was called
-	protoFailed bool   // the parser failed and the close was initiated
+	parser      *parser // nil between messages: taken from a pool while needed
+	buffered    []byte  // bytes read by net/http past the request, fed first
+	opened      bool    // OnOpen was called
+	protoFailed bool    // the parser failed and the close was initiated
 
 	// Owned by the Engine's sweeper.
 	nextPingAt int64
@@ -186,44 +189,6 @@ func (c *Conn) SendPrepared(pm *PreparedMessage) error {
 	return c.enqueue(pm.frame)
 }
 
-func (c *Conn) enqueue(frame []byte) error {
-	cfg := &c.engine.cfg
-	c.mu.Lock()
-	if c.closeQueued {
-		c.mu.Unlock()
-		return ErrClosed
-	}
-	if len(frame) > cfg.MaxQueueBytes {
-		c.mu.Unlock()
-		return ErrMessageTooLarge
-	}
-	if c.queuedMsgs.Load()+1 > int64(cfg.MaxQueueMessages) || c.queuedBytes.Load()+int64(len(frame)) > int64(cfg.MaxQueueBytes) {
-		c.mu.Unlock()
-		return ErrQueueFull
-	}
-	c.queue = append(c.queue, frame)
-	c.queuedMsgs.Add(1)
-	c.queuedBytes.Add(int64(len(frame)))
-	start := c.startWriterLocked()
-	c.mu.Unlock()
-	if start {
-		go c.writeLoop()
-	}
-	return nil
-}
-
-// startWriterLocked reports whether the caller must start a writer
-// goroutine (after unlocking); it counts it in the Engine's WaitGroup while
-// c.mu is held, so that it cannot race with a tear-down.
-func (c *Conn) startWriterLocked() bool {
-	if c.writing || c.finalized {
-		return false
-	}
-	c.writing = true
-	c.engine.wg.Add(1)
-	return true
-}
-
 // CloseWith starts the closing handshake with code and reason: it discards
 // the messages still queued (not the one being written), queues a close
 // frame that bypasses the queue bounds, and returns at once. The writer
@@ -265,33 +230,6 @@ func (c *Conn) initiateClose(ce *CloseError) bool {
 		go c.writeLoop()
 	}
 	return true
-}
-
-// dropQueueLocked discards the frames not yet taken by the writer.
-func (c *Conn) dropQueueLocked() {
-	var bytes int64
-	for _, f := range c.queue {
-		bytes += int64(len(f))
-	}
-	c.queuedBytes.Add(-bytes)
-	c.queuedMsgs.Add(-int64(len(c.queue)))
-	clear(c.queue)
-	c.queue = nil
-}
-
-// queuePing asks the writer for a ping (the sweeper's keepalive).
-func (c *Conn) queuePing() {
-	c.mu.Lock()
-	if c.closeQueued {
-		c.mu.Unlock()
-		return
-	}
-	c.pingDue = true
-	start := c.startWriterLocked()
-	c.mu.Unlock()
-	if start {
-		go c.writeLoop()
-	}
 }
 
 // requestFinalize asks for the connection to be torn down, recording reason
@@ -383,7 +321,7 @@ func (c *Conn) finalize() {
 	// which could block up to 5 s on a dead peer; a blocked writer fails
 	// at once.
 	_ = c.sock.Close()
-	c.parser.release()
+	c.releaseParser(true)
 	c.buffered = nil
 	c.engine.unregister(c)
 	c.handler.OnClose(c, reason)

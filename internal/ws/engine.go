@@ -169,8 +169,13 @@ func NewEngine(cfg Config, log *slog.Logger) (*Engine, error) {
 // listener not wrapped by WrapListener, get a reader goroutine each.
 //
 // Serve does not call h itself: OnOpen runs on an Engine goroutine, possibly
-// before Serve returns. On error Serve closes netConn.
+// before Serve returns. A *tls.Conn must have completed its handshake (as
+// after net/http). On error Serve closes netConn.
 func (e *Engine) Serve(netConn net.Conn, buffered []byte, h Handler, value any) (*Conn, error) {
+	if h == nil {
+		netConn.Close()
+		return nil, errors.New("ws: Serve needs a Handler")
+	}
 	now := time.Now().UnixNano()
 	c := &Conn{
 		engine:      e,
@@ -182,7 +187,6 @@ func (e *Engine) Serve(netConn net.Conn, buffered []byte, h Handler, value any) 
 		mode:        readBlocking,
 		connectedAt: now,
 		buffered:    buffered,
-		parser:      newParser(e.cfg.MaxMessageSize),
 	}
 	c.lastFrameAt.Store(now)
 	if err := c.classify(e.poller != nil); err != nil {
@@ -232,6 +236,11 @@ func (e *Engine) Serve(netConn net.Conn, buffered []byte, h Handler, value any) 
 func (c *Conn) classify(canPoll bool) error {
 	switch nc := c.conn.(type) {
 	case *tls.Conn:
+		// Reading it in non-blocking mode before the handshake is done
+		// would fail the handshake; net/http always completes it first.
+		if !nc.ConnectionState().HandshakeComplete {
+			return errors.New("ws: TLS handshake not complete")
+		}
 		c.tlsConn = nc
 		c.sock = nc.NetConn()
 		if pc, ok := c.sock.(*pollConn); ok && canPoll {

@@ -65,6 +65,7 @@ type CloseError struct {
 	Err error
 }
 
+// Error describes the close: who started it, the code, the reason, the cause.
 func (e *CloseError) Error() string {
 	who := "local"
 	if e.Remote {
@@ -73,4 +74,5 @@ func (e *CloseError) Error() string {
 	return fmt.Sprintf("ws: connection closed (%s, code %d %q): %v", who, e.Code, e.Reason, e.Err)
 }
 
+// Unwrap returns Err, so that errors.Is finds the Err* cause.
 func (e *CloseError) Unwrap() error { return e.Err }

@@ -12,7 +12,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -208,7 +207,7 @@ type testServer struct {
 
 type serverOpt func(*testServer)
 
-func startServer(t *testing.T, tr transport, cfg ws.Config, opts ...serverOpt) *testServer {
+func startServer(t testing.TB, tr transport, cfg ws.Config, opts ...serverOpt) *testServer {
 	t.Helper()
 	if tr.blocking {
 		cfg = ws.WithBlockingReads(cfg)
@@ -236,7 +235,10 @@ func startServer(t *testing.T, tr transport, cfg ws.Config, opts ...serverOpt) *
 		l = tls.NewListener(l, cfg)
 	}
 	mux := http.NewServeMux()
+	var handlers sync.WaitGroup // http.Server.Close does not wait for hijacked handlers
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		handlers.Add(1)
+		defer handlers.Done()
 		sub := ""
 		if ts.subprotocol != nil {
 			sub = ts.subprotocol(websocketProtocols(r))
@@ -261,6 +263,7 @@ func startServer(t *testing.T, tr transport, cfg ws.Config, opts ...serverOpt) *
 	t.Cleanup(func() {
 		srv.Close()
 		<-done
+		handlers.Wait()
 		if err := engine.Close(); err != nil {
 			t.Error(err)
 		}
@@ -499,4 +502,4 @@ func randomKey() string {
 	return base64.StdEncoding.EncodeToString(b[:])
 }
 
-var _ = fmt.Sprintf
+func newBufReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }

@@ -94,8 +94,9 @@ func (p *parser) partial() bool {
 	return p.hdrLen > 0 || p.inFrame || p.msgOp != 0
 }
 
-// release drops the payload buffers (the connection is going away).
+// release drops the payload buffers.
 func (p *parser) release() {
+	putMsgBuf(p.msg)
 	p.msg, p.ctl = nil, nil
 }
 
@@ -306,8 +307,8 @@ func (p *parser) appendMsg(chunk []byte) {
 		if c < need {
 			c = need
 		}
-		grown := make([]byte, len(p.msg), c)
-		copy(grown, p.msg)
+		grown := append(getMsgBuf(c, int(p.maxMessage)), p.msg...)
+		putMsgBuf(p.msg)
 		p.msg = grown
 	}
 	p.msg = append(p.msg, chunk...)
@@ -336,8 +337,9 @@ func (p *parser) completeFrame(direct []byte, sink parserSink) {
 		return
 	}
 	text := p.msgOp == OpText
-	payload := p.msg
-	if p.msg == nil {
+	buffered := p.msg
+	payload := buffered
+	if buffered == nil {
 		if text && !p.utf8.write(direct) {
 			p.fail(errInvalidUTF8)
 			return
@@ -357,6 +359,9 @@ func (p *parser) completeFrame(direct []byte, sink parserSink) {
 		payload = []byte{}
 	}
 	sink.onMessage(text, payload)
+	if buffered != nil {
+		putMsgBuf(buffered) // the data was only valid during the call
+	}
 }
 
 func (p *parser) completeClose(payload []byte, sink parserSink) {

@@ -141,18 +141,24 @@ func (c *Conn) readFailed(err error) {
 // and keeps the timestamps the sweeper works from.
 func (c *Conn) consume(b []byte) {
 	c.bytesIn.Add(uint64(len(b)))
-	frames, units := c.parser.frames, c.parser.units
-	perr := c.parser.feed(b, c)
+	p := c.parser
+	if p == nil {
+		p = parsers.Get().(*parser)
+		p.maxMessage = c.engine.cfg.MaxMessageSize
+		c.parser = p
+	}
+	frames, units := p.frames, p.units
+	perr := p.feed(b, c)
 	now := time.Now().UnixNano()
-	if c.parser.frames != frames {
+	if p.frames != frames {
 		c.lastFrameAt.Store(now)
 	}
 	switch {
-	case !c.parser.partial():
+	case !p.partial():
 		if c.partialSince.Load() != 0 {
 			c.partialSince.Store(0)
 		}
-	case c.parser.units != units || c.partialSince.Load() == 0:
+	case p.units != units || c.partialSince.Load() == 0:
 		// A new message or frame began in this chunk.
 		c.partialSince.Store(now)
 	}
@@ -161,6 +167,25 @@ func (c *Conn) consume(b []byte) {
 		c.partialSince.Store(0)
 		c.initiateClose(&CloseError{Code: perr.code, Reason: perr.reason, Err: ErrProtocol})
 	}
+	c.releaseParser(false)
+}
+
+// parsers holds parser state for connections between messages: an idle
+// connection has none of its own.
+var parsers = sync.Pool{New: func() any { return new(parser) }}
+
+// releaseParser returns the parser to the pool when it holds nothing (or,
+// with force, always): no partial frame or message, no sticky error or
+// close. The read token holder calls it.
+func (c *Conn) releaseParser(force bool) {
+	p := c.parser
+	if p == nil || (!force && (p.partial() || p.err != nil || p.closed)) {
+		return
+	}
+	p.release()
+	*p = parser{}
+	parsers.Put(p)
+	c.parser = nil
 }
 
 // onMessage implements parserSink.

@@ -20,6 +20,7 @@ type HandshakeError struct {
 	Reason string
 }
 
+// Error describes the refusal.
 func (e *HandshakeError) Error() string {
 	return fmt.Sprintf("ws: bad handshake (%d): %s", e.Status, e.Reason)
 }

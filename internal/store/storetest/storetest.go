@@ -22,6 +22,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("RefreshTokens", func(t *testing.T) { testTokens(t, open) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, open) })
 	t.Run("Chat", func(t *testing.T) { testChat(t, open) })
+	t.Run("Devices", func(t *testing.T) { testDevices(t, open) })
 	t.Run("Migrate", func(t *testing.T) { testMigrate(t, open) })
 }
 

@@ -20,6 +20,73 @@ var writeBuffers = sync.Pool{New: func() any {
 	return &b
 }}
 
+// enqueue adds a frame to the outbound queue unless that would take the
+// queue over its bounds; it starts the writer if none is running.
+func (c *Conn) enqueue(frame []byte) error {
+	cfg := &c.engine.cfg
+	c.mu.Lock()
+	if c.closeQueued {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if len(frame) > cfg.MaxQueueBytes {
+		c.mu.Unlock()
+		return ErrMessageTooLarge
+	}
+	if c.queuedMsgs.Load()+1 > int64(cfg.MaxQueueMessages) || c.queuedBytes.Load()+int64(len(frame)) > int64(cfg.MaxQueueBytes) {
+		c.mu.Unlock()
+		return ErrQueueFull
+	}
+	c.queue = append(c.queue, frame)
+	c.queuedMsgs.Add(1)
+	c.queuedBytes.Add(int64(len(frame)))
+	start := c.startWriterLocked()
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return nil
+}
+
+// startWriterLocked reports whether the caller must start a writer
+// goroutine (after unlocking); it counts it in the Engine's WaitGroup while
+// c.mu is held, so that it cannot race with a tear-down.
+func (c *Conn) startWriterLocked() bool {
+	if c.writing || c.finalized {
+		return false
+	}
+	c.writing = true
+	c.engine.wg.Add(1)
+	return true
+}
+
+// dropQueueLocked discards the frames not yet taken by the writer.
+func (c *Conn) dropQueueLocked() {
+	var bytes int64
+	for _, f := range c.queue {
+		bytes += int64(len(f))
+	}
+	c.queuedBytes.Add(-bytes)
+	c.queuedMsgs.Add(-int64(len(c.queue)))
+	clear(c.queue)
+	c.queue = nil
+}
+
+// queuePing asks the writer for a ping (the sweeper's keepalive).
+func (c *Conn) queuePing() {
+	c.mu.Lock()
+	if c.closeQueued {
+		c.mu.Unlock()
+		return
+	}
+	c.pingDue = true
+	start := c.startWriterLocked()
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+}
+
 // writeLoop is the connection's writer. It exists only while there is
 // something to write: it takes everything queued as one batch (pong and
 // ping first), writes it with a deadline, and exits when the queue is empty,

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra/internal/testenv"
+)
+
+// TestCluster_TwoNodes runs two servers as one cluster: one PostgreSQL
+// database, one NATS bus, the same signing keys. An account disabled
+// through node B loses its live connection on node A.
+func TestCluster_TwoNodes(t *testing.T) {
+	dsn, natsURL, prefix := testenv.PostgresDSN(t), testenv.NATSURL(t), testenv.UniqueName("cluster")
+	common := []string{"--store", dsn, "--bus", natsURL, "--bus-prefix", prefix, "--drain-window", "100ms"}
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a := startServer(t, dirA, map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"}, common...)
+	keys, err := os.ReadFile(filepath.Join(dirA, "signing-keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dirB, "signing-keys.json"), keys, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := startServer(t, dirB, nil, common...)
+	if codeRE.MatchString(b.out.String()) {
+		t.Fatal("node B offered a bootstrap code although the shared database has an administrator")
+	}
+
+	// A user registered on A connects to A.
+	st, body := a.post(t, "/api/v1/auth/register", "", map[string]string{"name": "roamer", "password": "correct horse battery"})
+	if st != 201 {
+		t.Fatalf("register on A: %d %v", st, body)
+	}
+	userTok, userID := body["access_token"].(string), body["user"].(map[string]any)["id"].(string)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "wss"+strings.TrimPrefix(a.url, "https")+"/ws",
+		&websocket.DialOptions{HTTPClient: a.client, Subprotocols: []string{protocol.Subprotocol, "bearer." + userTok}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if _, _, err := c.Read(ctx); err != nil { // welcome
+		t.Fatal(err)
+	}
+
+	// The token from A is valid on B (same keys, same database).
+	if st, _ := b.get(t, "/api/v1/me", userTok); st != 200 {
+		t.Fatalf("A's token on B: %d", st)
+	}
+	// The administrator disables the user through B.
+	_, body = b.post(t, "/api/v1/auth/login", "", map[string]string{"name": "admin", "password": "correct horse battery"})
+	adminTok := body["access_token"].(string)
+	if st, body := b.post(t, "/api/v1/admin/users/"+userID+"/disable", adminTok, nil); st != 200 {
+		t.Fatalf("disable on B: %d %v", st, body)
+	}
+	err = readUntilClosed(ctx, c)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || int(ce.Code) != protocol.CloseRevoked {
+		t.Fatalf("connection on A after disabling on B: %v, want close %d", err, protocol.CloseRevoked)
+	}
+}

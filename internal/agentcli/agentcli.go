@@ -1,0 +1,290 @@
+// Package agentcli is the command line of the device agent, shared by the
+// slim cmd/unhidra-agent binary and the `unhidra agent` subcommand so both
+// accept the same flags, environment variables and config file.
+//
+// Settings come from flags, then UNHIDRA_<FLAG_NAME> variables, then the
+// "key = value" file named by --config (UNHIDRA_CONFIG), the same rule as
+// cmd/unhidra. The device key is deliberately not a flag (command lines
+// are visible in ps): it comes from UNHIDRA_DEVICE_KEY or --key-file.
+package agentcli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/unhidra/unhidra/agent"
+)
+
+// KeyEnv is the environment variable holding the device key.
+const KeyEnv = "UNHIDRA_DEVICE_KEY"
+
+// UsageError marks errors in the command line or configuration.
+type UsageError struct{ Msg string }
+
+func (e UsageError) Error() string { return e.Msg }
+
+func usagef(format string, args ...any) error { return UsageError{fmt.Sprintf(format, args...)} }
+
+// Flags are the agent's settings as parsed from the command line.
+type Flags struct {
+	fs *flag.FlagSet
+
+	URL, KeyFile, DeviceID, CAFile, Pin        string
+	Subprotocol, FullJitter, AllowReboot       bool
+	Heartbeat, Ping, DeadAfter, StableAfter    time.Duration
+	BackoffInitial, BackoffMax                 time.Duration
+	Jitter                                     float64
+	Hook                                       string
+	CommandTimeout                             time.Duration
+	MaxOutput                                  int
+	TelemetryEvery                             time.Duration
+	TelemetryCmd, TelemetryFile, RebootCommand string
+	LogLevel, Config                           string
+}
+
+// Define declares the agent's flags on fs.
+func Define(fs *flag.FlagSet) *Flags {
+	f := &Flags{fs: fs}
+	fs.StringVar(&f.URL, "url", "", "server WebSocket URL, wss://HOST/ws (required)")
+	fs.StringVar(&f.KeyFile, "key-file", "", "file holding the device key (not world-readable); or set "+KeyEnv)
+	fs.StringVar(&f.DeviceID, "device-id", "", "device_id sent in heartbeats (default: the id the server assigns)")
+	fs.BoolVar(&f.Subprotocol, "subprotocol", false, `offer "<key>, unhidra.v1" instead of the key alone`)
+	fs.StringVar(&f.CAFile, "ca-file", "", "PEM CA certificates to trust instead of the system roots")
+	fs.StringVar(&f.Pin, "pin-sha256", "", "SHA-256 fingerprint of the server certificate (AA:BB:… or hex)")
+	fs.DurationVar(&f.Heartbeat, "heartbeat-interval", 0, "heartbeat interval (default: the server's, else 60s)")
+	fs.DurationVar(&f.Ping, "ping-interval", agent.DefaultPingInterval, "WebSocket ping interval")
+	fs.DurationVar(&f.DeadAfter, "dead-after", 0, "drop a connection silent this long (default 2×ping interval)")
+	fs.DurationVar(&f.BackoffInitial, "backoff-initial", agent.DefaultBackoffInitial, "first reconnect delay")
+	fs.DurationVar(&f.BackoffMax, "backoff-max", agent.DefaultBackoffMax, "reconnect delay cap")
+	fs.Float64Var(&f.Jitter, "backoff-jitter", agent.DefaultJitter, "relative reconnect jitter (0 = none, 0.3 = ±30%)")
+	fs.BoolVar(&f.FullJitter, "full-jitter", false, "draw reconnect delays uniformly from [0, delay)")
+	fs.DurationVar(&f.StableAfter, "stable-after", agent.DefaultStableAfter, "connection age that resets the backoff")
+	fs.StringVar(&f.Hook, "command-hook", "", "absolute path of a program run for unknown commands")
+	fs.DurationVar(&f.CommandTimeout, "command-timeout", agent.DefaultCommandTimeout, "time limit of each command")
+	fs.IntVar(&f.MaxOutput, "max-output-bytes", agent.DefaultMaxOutputBytes, "output limit of hook and telemetry programs")
+	fs.DurationVar(&f.TelemetryEvery, "telemetry-interval", 0, "send telemetry this often (0: off)")
+	fs.StringVar(&f.TelemetryCmd, "telemetry-command", "", "absolute path of a program printing a JSON object of readings")
+	fs.StringVar(&f.TelemetryFile, "telemetry-file", "", "file holding a JSON object of readings")
+	fs.BoolVar(&f.AllowReboot, "allow-reboot", false, "let the server reboot this device with the reboot command")
+	fs.StringVar(&f.RebootCommand, "reboot-command", "/sbin/reboot", "program run (without a shell) to reboot")
+	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.Config, "config", "", "config file of key = value lines (flag names as keys)")
+	return f
+}
+
+// AgentConfig turns the flags and the environment into an agent.Config.
+func (f *Flags) AgentConfig(getenv func(string) string, stderr io.Writer) (agent.Config, error) {
+	var c agent.Config
+	if f.fs.NArg() > 0 {
+		return c, usagef("unexpected argument %q", f.fs.Arg(0))
+	}
+	if f.URL == "" {
+		return c, usagef("--url is required (wss://HOST/ws)")
+	}
+	envKey := getenv(KeyEnv)
+	switch {
+	case f.KeyFile != "" && envKey != "":
+		return c, usagef("both %s and --key-file are set; use one", KeyEnv)
+	case f.KeyFile != "":
+		k, err := agent.LoadKeyFile(f.KeyFile)
+		if err != nil {
+			return c, usagef("%v", err)
+		}
+		c.Key = k
+	case envKey != "":
+		c.Key = strings.TrimSpace(envKey)
+	default:
+		return c, usagef("no device key: set %s or --key-file", KeyEnv)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.LogLevel)); err != nil {
+		return c, usagef("--log-level: %v", err)
+	}
+	c.URL, c.DeviceID, c.OfferSubprotocol = f.URL, f.DeviceID, f.Subprotocol
+	c.HeartbeatInterval, c.PingInterval, c.DeadAfter, c.StableAfter = f.Heartbeat, f.Ping, f.DeadAfter, f.StableAfter
+	c.Backoff = agent.Backoff{Initial: f.BackoffInitial, Max: f.BackoffMax, Jitter: f.Jitter, FullJitter: f.FullJitter}
+	if f.Jitter == 0 {
+		c.Backoff.Jitter = -1 // the flag's 0 means none; the Config's 0 means the default
+	}
+	if f.Jitter < 0 || f.Jitter > 1 {
+		return c, usagef("--backoff-jitter must be between 0 and 1")
+	}
+	c.CommandHook, c.CommandTimeout, c.MaxOutputBytes = f.Hook, f.CommandTimeout, f.MaxOutput
+	c.TelemetryInterval, c.TelemetryCommand, c.TelemetryFile = f.TelemetryEvery, f.TelemetryCmd, f.TelemetryFile
+	if f.CAFile != "" {
+		pool, err := agent.LoadCAFile(f.CAFile)
+		if err != nil {
+			return c, usagef("%v", err)
+		}
+		c.RootCAs = pool
+	}
+	if f.Pin != "" {
+		pin, err := agent.ParsePin(f.Pin)
+		if err != nil {
+			return c, usagef("--pin-sha256: %v", err)
+		}
+		c.PinSHA256 = pin
+	}
+	if f.AllowReboot {
+		prog := f.RebootCommand
+		c.AllowReboot = true
+		c.Reboot = func(ctx context.Context) error {
+			// Without the caller's context: the ack is out and the reboot
+			// must not be cut short by the connection ending.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, prog)
+			cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"} // never the key
+			return cmd.Run()
+		}
+	}
+	c.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return c, nil
+}
+
+// Run parses args (without the program name) and runs the agent until
+// ctx ends or the server ends the session for good.
+func Run(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(string) string, stderr io.Writer) error {
+	f := Define(fs)
+	if err := ParseFlags(fs, args, getenv); err != nil {
+		return err
+	}
+	cfg, err := f.AgentConfig(getenv, stderr)
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(cfg)
+	if err != nil {
+		if errors.Is(err, agent.ErrConfig) {
+			return usagef("%v", err)
+		}
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// maxConfigFileBytes bounds the config file.
+const maxConfigFileBytes = 1 << 20
+
+// EnvName returns the environment variable of a flag.
+func EnvName(flagName string) string {
+	return "UNHIDRA_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// ParseFlags parses args into fs, then fills the flags the command line
+// left unset from UNHIDRA_* variables and then from the config file.
+func ParseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("%v", err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	path := fs.Lookup("config").Value.String()
+	if !set["config"] && getenv(EnvName("config")) != "" {
+		path = getenv(EnvName("config"))
+	}
+	file := map[string]string{}
+	if path != "" {
+		var err error
+		if file, err = readConfigFile(path, fs); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || f.Name == "config" {
+			return
+		}
+		source, value := EnvName(f.Name), getenv(EnvName(f.Name))
+		if value == "" {
+			v, ok := file[f.Name]
+			if !ok {
+				return
+			}
+			source, value = path+": "+f.Name, v
+		}
+		if err := fs.Set(f.Name, value); err != nil {
+			errs = append(errs, usagef("%s: invalid value %q: %v", source, value, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// readConfigFile reads "key = value" lines; '#' starts a comment. Unknown
+// and repeated keys are errors.
+func readConfigFile(path string, fs *flag.FlagSet) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, usagef("config file: %v", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigFileBytes+1))
+	if err != nil {
+		return nil, usagef("config file %s: %v", path, err)
+	}
+	if len(data) > maxConfigFileBytes {
+		return nil, usagef("config file %s is larger than %d bytes", path, maxConfigFileBytes)
+	}
+	values := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64<<10), maxConfigFileBytes)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+		if !ok || key == "" {
+			return nil, usagef("%s:%d: expected key = value", path, n)
+		}
+		if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
+			value = value[1 : len(value)-1]
+		}
+		if strings.IndexFunc(value, unicode.IsControl) >= 0 {
+			return nil, usagef("%s:%d: control characters in value", path, n)
+		}
+		if fs.Lookup(key) == nil || key == "config" {
+			return nil, usagef("%s:%d: unknown setting %q", path, n, key)
+		}
+		if _, dup := values[key]; dup {
+			return nil, usagef("%s:%d: %q set twice", path, n, key)
+		}
+		values[key] = value
+	}
+	if err := sc.Err(); err != nil {
+		return nil, usagef("config file %s: %v", path, err)
+	}
+	return values, nil
+}
+
+// NewFlagSet returns a FlagSet whose usage lists each flag's variable.
+func NewFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s\n\nThe device key comes from %s or --key-file, never from a flag.\n\n", synopsis, KeyEnv)
+		fs.VisitAll(func(f *flag.Flag) {
+			def := ""
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
+				def = fmt.Sprintf(" (default %s)", f.DefValue)
+			}
+			fmt.Fprintf(stderr, "  --%s\n        %s%s [%s]\n", f.Name, f.Usage, def, EnvName(f.Name))
+		})
+	}
+	return fs
+}

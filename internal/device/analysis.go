@@ -1,0 +1,215 @@
+package device
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/unhidra/unhidra/internal/api"
+	"github.com/unhidra/unhidra/internal/mlbridge"
+	"github.com/unhidra/unhidra/internal/ratelimit"
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+// Inferrer runs a model of the ML workers (*mlbridge.Supervisor).
+type Inferrer interface {
+	Infer(ctx context.Context, model string, input json.RawMessage) (json.RawMessage, error)
+}
+
+// Analysis is the ML view of a device's health: the free-heap trend
+// (leak suspected, time to exhaustion) and anomalous telemetry readings.
+type Analysis struct {
+	Device     string          `json:"device"`
+	At         time.Time       `json:"at"`
+	HeapPoints int             `json:"heap_points"`
+	Heap       json.RawMessage `json:"heap"`                 // the heap-trend result, or null
+	HeapError  string          `json:"heap_error,omitempty"` // why there is none (too few points…)
+	Telemetry  json.RawMessage `json:"telemetry"`            // the telemetry-anomaly result, or null
+}
+
+// AlertFrame tells an owner that a device's memory is running out.
+type AlertFrame struct {
+	Type              string    `json:"type"` // "device_alert"
+	Device            string    `json:"device"`
+	Name              string    `json:"name"`
+	Kind              string    `json:"kind"` // "memory_leak"
+	SlopeBytesPerHour float64   `json:"slope_bytes_per_hour"`
+	HoursToExhaustion float64   `json:"hours_to_exhaustion"`
+	At                time.Time `json:"at"`
+}
+
+// analysisState is the service's ML state.
+type analysisState struct {
+	ml        Inferrer
+	perUser   *ratelimit.Keyed
+	mu        sync.Mutex
+	lastAlert map[string]time.Time // device → last leak alert; guarded by mu
+}
+
+// SetInferrer enables analysis and leak alerts. Call before Run.
+func (s *Service) SetInferrer(ml Inferrer) {
+	s.analysis = &analysisState{ml: ml, lastAlert: map[string]time.Time{},
+		perUser: ratelimit.NewKeyed(ratelimit.Limit{Burst: 10, Every: time.Second}, 0)}
+}
+
+// Analyze runs the heap-trend model on the device's last two days of
+// free-heap buckets (minute averages, reboots from its audit trail) and the
+// telemetry-anomaly model on its recent numeric readings.
+func (s *Service) Analyze(ctx context.Context, d *store.Device) (*Analysis, error) {
+	if s.analysis == nil {
+		return nil, store.Errorf(store.EUNAVAILABLE, "Device analysis needs the ML workers, which are not running.")
+	}
+	now := s.cfg.Now()
+	a := &Analysis{Device: d.ID, At: now.UTC()}
+	since := now.Add(-48 * time.Hour)
+	buckets, err := s.store.HeapSeries(ctx, d.ID, store.HeapMinute, since, 3000)
+	if err != nil {
+		return nil, err
+	}
+	series := make([][2]float64, 0, len(buckets))
+	for _, b := range buckets {
+		series = append(series, [2]float64{float64(b.Start.Unix()), float64(b.Sum) / float64(max(b.Count, 1))})
+	}
+	a.HeapPoints = len(series)
+	reboots := []int64{}
+	if ev, err := s.store.AuditEvents(ctx, store.AuditFilter{Target: d.ID, Action: store.AuditDeviceRebooted, Since: since, Limit: 1000}); err == nil {
+		for _, e := range ev {
+			reboots = append(reboots, e.At.Unix())
+		}
+	}
+	if len(series) < 3 {
+		a.HeapError = "Not enough free-heap data yet (a few minutes of heartbeats are needed)."
+	} else {
+		in, _ := json.Marshal(map[string]any{"series": series, "reboots": reboots})
+		if a.Heap, err = s.analysis.ml.Infer(ctx, "heap-trend", in); err != nil {
+			a.Heap, a.HeapError = nil, modelProblem(err)
+		}
+	}
+	if metrics := numericTelemetry(ctx, s, d.ID); len(metrics) > 0 {
+		in, _ := json.Marshal(map[string]any{"metrics": metrics, "window": 5})
+		a.Telemetry, _ = s.analysis.ml.Infer(ctx, "telemetry-anomaly", in)
+	}
+	return a, nil
+}
+
+// modelProblem turns a model's complaint into a message for the owner;
+// other failures (workers down, timeouts) are not detailed.
+func modelProblem(err error) string {
+	var me *mlbridge.ModelError
+	if errors.As(err, &me) {
+		return "The trend could not be computed: " + me.Message
+	}
+	return "The trend could not be computed (the ML workers did not answer)."
+}
+
+// numericTelemetry collects the numeric readings of the recent telemetry,
+// per reading name, oldest first.
+func numericTelemetry(ctx context.Context, s *Service, deviceID string) map[string][][2]float64 {
+	tel, err := s.store.RecentTelemetry(ctx, deviceID, 1000)
+	if err != nil {
+		return nil
+	}
+	sort.Slice(tel, func(i, j int) bool { return tel[i].At.Before(tel[j].At) })
+	out := map[string][][2]float64{}
+	for _, t := range tel {
+		var readings map[string]any
+		if json.Unmarshal(t.Readings, &readings) != nil {
+			continue
+		}
+		for k, v := range readings {
+			if f, ok := v.(float64); ok {
+				out[k] = append(out[k], [2]float64{float64(t.At.UnixMilli()) / 1000, f})
+			}
+		}
+	}
+	for k, pts := range out {
+		if len(pts) < 5 {
+			delete(out, k) // too few to say anything
+		}
+	}
+	return out
+}
+
+// CheckLeaks analyses every connected device's heap and alerts its owner
+// (a device_alert frame and a device.alert audit event) when a leak is
+// suspected that would exhaust memory within AlertHorizon; at most once a
+// day per device. Run calls it every AnalyzeInterval.
+func (s *Service) CheckLeaks(ctx context.Context) {
+	if s.analysis == nil {
+		return
+	}
+	s.mu.Lock()
+	type target struct{ id, owner, name string }
+	var targets []target
+	for id, d := range s.live {
+		targets = append(targets, target{id, d.owner, d.name})
+	}
+	s.mu.Unlock()
+	for _, t := range targets {
+		if ctx.Err() != nil {
+			return
+		}
+		d, err := s.store.DeviceByID(ctx, t.id)
+		if err != nil {
+			continue
+		}
+		a, err := s.Analyze(ctx, d)
+		if err != nil || a.Heap == nil {
+			continue
+		}
+		var trend struct {
+			Leak              bool     `json:"leak"`
+			Slope             float64  `json:"slope_bytes_per_hour"`
+			HoursToExhaustion *float64 `json:"hours_to_exhaustion"`
+		}
+		if json.Unmarshal(a.Heap, &trend) != nil || !trend.Leak || trend.HoursToExhaustion == nil ||
+			*trend.HoursToExhaustion > s.cfg.AlertHorizon.Hours() {
+			continue
+		}
+		now := s.cfg.Now()
+		s.analysis.mu.Lock()
+		recent := now.Sub(s.analysis.lastAlert[t.id]) < 24*time.Hour
+		if !recent {
+			s.analysis.lastAlert[t.id] = now
+		}
+		s.analysis.mu.Unlock()
+		if recent {
+			continue
+		}
+		s.notify(t.owner, t.id, AlertFrame{Type: "device_alert", Device: t.id, Name: t.name, Kind: "memory_leak",
+			SlopeBytesPerHour: trend.Slope, HoursToExhaustion: *trend.HoursToExhaustion, At: now.UTC()})
+		detail, _ := json.Marshal(map[string]any{"kind": "memory_leak", "slope_bytes_per_hour": trend.Slope, "hours_to_exhaustion": *trend.HoursToExhaustion})
+		s.store.AppendAudit(ctx, &store.AuditEvent{At: now, Action: AuditDeviceAlert, Target: t.id, Detail: string(detail)})
+	}
+}
+
+// AuditDeviceAlert records an ML alert about a device.
+const AuditDeviceAlert = "device.alert"
+
+func (s *Service) handleAnalysis(h api.Helpers) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, err := s.Device(r.Context(), actorOf(r), r.PathValue("id"))
+		if err != nil {
+			h.Error(w, r, err)
+			return
+		}
+		if s.analysis != nil {
+			if ok, retry := s.analysis.perUser.Allow(actorOf(r).ID, time.Now()); !ok {
+				e := store.Errorf(store.ERATELIMIT, "Too many analyses; wait a moment.")
+				e.RetryAfter = int64(retry/time.Second) + 1
+				h.Error(w, r, e)
+				return
+			}
+		}
+		a, err := s.Analyze(r.Context(), d)
+		if err != nil {
+			h.Error(w, r, err)
+			return
+		}
+		h.JSON(w, http.StatusOK, map[string]any{"analysis": a})
+	})
+}

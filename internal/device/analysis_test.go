@@ -1,0 +1,116 @@
+package device
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/unhidra/unhidra/internal/mlbridge"
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+// startML runs one built-in Python worker for the test.
+func startML(t *testing.T) *mlbridge.Supervisor {
+	t.Helper()
+	sup, err := mlbridge.New(mlbridge.Config{Workers: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := sup.Start(ctx); err != nil {
+		t.Fatalf("ML workers: %v", err)
+	}
+	t.Cleanup(func() { sup.Close(context.Background()) })
+	return sup
+}
+
+func TestAnalysis_WithoutML(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.svc.Analyze(context.Background(), f.dev); store.ErrorCode(err) != store.EUNAVAILABLE {
+		t.Fatalf("Analyze without ML = %v, want EUNAVAILABLE", err)
+	}
+	f.svc.CheckLeaks(context.Background()) // a no-op, not a crash
+}
+
+func TestAnalysis_LeakAlertAndAnomalies(t *testing.T) {
+	f := newFixture(t)
+	f.svc.SetInferrer(startML(t))
+	ctx := context.Background()
+	f.connect(t)
+	// Two hours of heartbeats, free heap falling 1,000 bytes a minute from
+	// 200,000, with a telemetry temperature that spikes once.
+	for m := range 120 {
+		f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: float64(60 * (m + 1)), FreeHeap: int64(200_000 - 1000*m)})
+		temp := 21.0 + 0.1*math.Sin(float64(m))
+		if m == 90 {
+			temp = 85
+		}
+		readings, _ := json.Marshal(map[string]any{"temp_c": temp})
+		f.svc.telemetry(f.dev.ID, readings)
+		f.clock.Add(time.Minute)
+	}
+	f.flush(t)
+
+	a, err := f.svc.Analyze(ctx, f.dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trend struct {
+		Leak              bool     `json:"leak"`
+		Slope             float64  `json:"slope_bytes_per_hour"`
+		HoursToExhaustion *float64 `json:"hours_to_exhaustion"`
+	}
+	if err := json.Unmarshal(a.Heap, &trend); err != nil || !trend.Leak || a.HeapPoints < 100 {
+		t.Fatalf("heap analysis %s (points %d, error %q): want a leak", a.Heap, a.HeapPoints, a.HeapError)
+	}
+	if trend.Slope > -59_000 || trend.Slope < -61_000 {
+		t.Fatalf("slope %v bytes/h, want about -60,000", trend.Slope)
+	}
+	// 81,000 bytes left at 60,000 bytes/h.
+	if trend.HoursToExhaustion == nil || *trend.HoursToExhaustion < 1 || *trend.HoursToExhaustion > 2 {
+		t.Fatalf("hours to exhaustion %v, want about 1.35", trend.HoursToExhaustion)
+	}
+	var anomalies struct {
+		Count int `json:"count"`
+	}
+	if err := json.Unmarshal(a.Telemetry, &anomalies); err != nil || anomalies.Count < 1 {
+		t.Fatalf("telemetry analysis %s: want the spike flagged", a.Telemetry)
+	}
+
+	// The periodic check alerts the owner once, and records it.
+	f.svc.CheckLeaks(ctx)
+	f.svc.CheckLeaks(ctx)
+	alerts := 0
+	for _, fr := range f.note.all() {
+		if al, ok := fr.(AlertFrame); ok && al.Kind == "memory_leak" && al.Device == f.dev.ID {
+			alerts++
+		}
+	}
+	if alerts != 1 {
+		t.Fatalf("%d leak alerts, want exactly 1", alerts)
+	}
+	ev, _ := f.db.AuditEvents(ctx, store.AuditFilter{Action: AuditDeviceAlert, Target: f.dev.ID})
+	if len(ev) != 1 {
+		t.Fatalf("%d alert audit events", len(ev))
+	}
+}
+
+func TestAnalysis_FlatHeapIsNoLeak(t *testing.T) {
+	f := newFixture(t)
+	f.svc.SetInferrer(startML(t))
+	f.connect(t)
+	for m := range 60 {
+		f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: float64(60 * (m + 1)), FreeHeap: int64(150_000 + 500*((m*7)%5))})
+		f.clock.Add(time.Minute)
+	}
+	f.flush(t)
+	f.svc.CheckLeaks(context.Background())
+	for _, fr := range f.note.all() {
+		if _, ok := fr.(AlertFrame); ok {
+			t.Fatal("alert for a device whose heap only wobbles")
+		}
+	}
+}

@@ -1,0 +1,212 @@
+package device
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+// Limits on commands.
+const (
+	MaxCommandLen    = 64
+	MaxParamsBytes   = 8192
+	commandQueueScan = 100 // queued commands delivered per reconnect
+)
+
+// Actor is who asks: a signed-in user (REST) or a connection's identity.
+type Actor struct {
+	ID, Name string
+	Admin    bool
+}
+
+// ActorOf returns the actor for a user.
+func ActorOf(u *store.User) Actor { return Actor{ID: u.ID, Name: u.Name, Admin: u.IsAdmin()} }
+
+// Device returns the device if the actor may see it: its owner or an
+// administrator. Anyone else gets ENOTFOUND, as for a device that does not
+// exist, so IDs cannot be probed.
+func (s *Service) Device(ctx context.Context, a Actor, id string) (*store.Device, error) {
+	if id == "" || len(id) > 64 {
+		return nil, store.Errorf(store.ENOTFOUND, "No such device.")
+	}
+	d, err := s.store.DeviceByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if d.OwnerID != a.ID && !a.Admin {
+		return nil, store.Errorf(store.ENOTFOUND, "No such device.")
+	}
+	return d, nil
+}
+
+// CommandRequest is an owner's command.
+type CommandRequest struct {
+	Command    string          `json:"command"`
+	Params     json.RawMessage `json:"params,omitempty"`
+	Type       string          `json:"type,omitempty"` // "command" (default), "config" or "ota"
+	TTLSeconds int             `json:"ttl_seconds,omitempty"`
+}
+
+// Valid implements api.Validator.
+func (r *CommandRequest) Valid(context.Context) error {
+	switch {
+	case r.Command == "" || len(r.Command) > MaxCommandLen || !isIdent(r.Command):
+		return store.Errorf(store.EINVALID, "command must be 1 to %d characters of [A-Za-z0-9._:-].", MaxCommandLen)
+	case len(r.Params) > MaxParamsBytes:
+		return store.Errorf(store.ETOOLARGE, "params must be at most %d bytes.", MaxParamsBytes)
+	case r.Type != "" && r.Type != protocol.TypeCommand && r.Type != protocol.TypeConfig && r.Type != protocol.TypeOTA:
+		return store.Errorf(store.EINVALID, "type must be command, config or ota.")
+	case r.TTLSeconds < 0:
+		return store.Errorf(store.EINVALID, "ttl_seconds must be positive.")
+	}
+	if len(r.Params) > 0 && !json.Valid(r.Params) {
+		return store.Errorf(store.EINVALID, "params must be JSON.")
+	}
+	return nil
+}
+
+// SendCommand queues a command for a device the actor owns (or any, for
+// an administrator) and delivers it at once if the device is connected.
+// Returns ENOTFOUND for devices the actor may not see, ECONFLICT for a
+// revoked device and ERATELIMIT when too many commands are queued.
+func (s *Service) SendCommand(ctx context.Context, a Actor, deviceID string, req CommandRequest) (*store.Command, error) {
+	if err := req.Valid(ctx); err != nil {
+		return nil, err
+	}
+	d, err := s.Device(ctx, a, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	if d.Revoked() {
+		return nil, store.Errorf(store.ECONFLICT, "The device is revoked.")
+	}
+	queued, err := s.store.Commands(ctx, d.ID, store.CommandQueued, s.cfg.MaxQueuedCommands)
+	if err != nil {
+		return nil, err
+	}
+	if len(queued) >= s.cfg.MaxQueuedCommands {
+		return nil, store.Errorf(store.ERATELIMIT, "%d commands are already queued for this device.", len(queued))
+	}
+	ttl := s.cfg.DefaultCommandTTL
+	if req.TTLSeconds > 0 {
+		// Compared in seconds first: a huge value would overflow Duration.
+		ttl = s.cfg.MaxCommandTTL
+		if int64(req.TTLSeconds) < int64(s.cfg.MaxCommandTTL/time.Second) {
+			ttl = time.Duration(req.TTLSeconds) * time.Second
+		}
+	}
+	typ := req.Type
+	if typ == "" {
+		typ = protocol.TypeCommand
+	}
+	now := s.commandTime()
+	cmd := &store.Command{ID: store.NewID(store.PrefixCommand), DeviceID: d.ID, Type: typ, Command: req.Command,
+		Params: compact(req.Params), Status: store.CommandQueued, CreatedBy: a.ID, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	if err := s.store.CreateCommand(ctx, cmd); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	ld := s.live[d.ID]
+	s.mu.Unlock()
+	if ld != nil {
+		if delivered := s.deliver(ctx, ld.conn, cmd); delivered != nil {
+			cmd = delivered
+		}
+	}
+	if cmd.Status == store.CommandQueued {
+		s.commandStatus(ctx, cmd)
+	}
+	return cmd, nil
+}
+
+// commandFrame is what a device receives: its type is the command's type,
+// as the seed firmware listens for "command", "config" and "ota".
+type commandFrame struct {
+	Type    string          `json:"type"`
+	ID      string          `json:"id"`
+	Command string          `json:"command"`
+	Params  json.RawMessage `json:"params,omitempty"`
+}
+
+// deliver sends cmd to the device and marks it delivered. It returns the
+// updated command, or nil if it stays queued.
+func (s *Service) deliver(ctx context.Context, c conn, cmd *store.Command) *store.Command {
+	if err := c.SendJSON(commandFrame{Type: cmd.Type, ID: cmd.ID, Command: cmd.Command, Params: cmd.Params}); err != nil {
+		return nil // the connection is going; the command waits for the next one
+	}
+	got, err := s.store.UpdateCommand(ctx, cmd.DeviceID, cmd.ID, store.CommandUpdate{
+		From: []string{store.CommandQueued}, Status: store.CommandDelivered, At: s.cfg.Now()})
+	if err != nil {
+		// ECONFLICT: the device acknowledged faster than we recorded the
+		// delivery; its ack already moved the command on.
+		if store.ErrorCode(err) != store.ECONFLICT {
+			s.log.Error("mark command delivered", "command", cmd.ID, "err", err)
+		}
+		return nil
+	}
+	s.commandStatus(ctx, got)
+	return got
+}
+
+// deliverQueued sends a reconnecting device its unexpired queued
+// commands, oldest first.
+func (s *Service) deliverQueued(ctx context.Context, c conn, deviceID string) {
+	queued, err := s.store.Commands(ctx, deviceID, store.CommandQueued, commandQueueScan)
+	if err != nil {
+		s.log.Error("load queued commands", "device", deviceID, "err", err)
+		return
+	}
+	slices.Reverse(queued)
+	now := s.cfg.Now()
+	for _, cmd := range queued {
+		if !cmd.ExpiresAt.After(now) {
+			continue // Sweep expires it
+		}
+		if s.deliver(ctx, c, cmd) == nil {
+			return
+		}
+	}
+}
+
+// StatusFrame tells owners a command changed status.
+type StatusFrame struct {
+	Type    string         `json:"type"`
+	Device  string         `json:"device"`
+	Command *store.Command `json:"command"`
+}
+
+// commandStatus tells the device's owner about cmd's new status.
+func (s *Service) commandStatus(ctx context.Context, cmd *store.Command) {
+	owner := ""
+	s.mu.Lock()
+	if ld := s.live[cmd.DeviceID]; ld != nil {
+		owner = ld.owner
+	}
+	s.mu.Unlock()
+	if owner == "" {
+		d, err := s.store.DeviceByID(ctx, cmd.DeviceID)
+		if err != nil {
+			return
+		}
+		owner = d.OwnerID
+	}
+	s.notify(owner, cmd.DeviceID, StatusFrame{Type: TypeCommandStatus, Device: cmd.DeviceID, Command: cmd})
+}
+
+// commandTime returns the creation time of a new command: the clock's
+// time, but strictly after the previous command's, because queues are
+// delivered in creation order and the store keeps milliseconds.
+func (s *Service) commandTime() time.Time {
+	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !now.After(s.lastCommandAt) {
+		now = s.lastCommandAt.Add(time.Millisecond)
+	}
+	s.lastCommandAt = now
+	return now
+}

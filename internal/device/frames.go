@@ -1,0 +1,226 @@
+package device
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/unhidra/unhidra/internal/gateway"
+	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+// Limits on device input.
+const (
+	MaxUptime        = 1 << 32 // seconds (136 years): anything above is garbage
+	MaxFreeHeap      = 1 << 40 // bytes: far above any microcontroller
+	MaxReadingsBytes = 4096
+	MaxReadings      = 64
+	MaxReadingKeyLen = 64
+	MaxReadingStrLen = 256
+	MaxResultBytes   = 8192
+	MaxAckErrorLen   = 1024
+)
+
+// errWrongDevice marks a heartbeat naming another device.
+var errWrongDevice = store.Errorf(store.EFORBIDDEN, "device_id is not the authenticated device.")
+
+// parseHeartbeat validates the seed firmware's heartbeat
+// {"type":"heartbeat","device_id":"dev_…","ts":<s since boot>,"free_heap":<bytes>}
+// ("timestamp" is accepted for "ts") for the authenticated device.
+// device_id must be the device's ID, exactly; names are not accepted,
+// because they are neither unique nor stable.
+func parseHeartbeat(deviceID string, e *protocol.Envelope) (Heartbeat, error) {
+	switch {
+	case e.DeviceID == "":
+		return Heartbeat{}, store.Errorf(store.EINVALID, "device_id is required.")
+	case e.DeviceID != deviceID:
+		return Heartbeat{}, errWrongDevice
+	}
+	ts := e.TS
+	if ts == nil {
+		ts = e.Timestamp
+	} else if e.Timestamp != nil && *e.Timestamp != *ts {
+		return Heartbeat{}, store.Errorf(store.EINVALID, "ts and timestamp disagree.")
+	}
+	switch {
+	case ts == nil:
+		return Heartbeat{}, store.Errorf(store.EINVALID, "ts (seconds since boot) is required.")
+	case math.IsNaN(*ts) || *ts < 0 || *ts > MaxUptime:
+		return Heartbeat{}, store.Errorf(store.EINVALID, "ts must be seconds since boot, 0 to %d.", int64(MaxUptime))
+	case e.FreeHeap == nil:
+		return Heartbeat{}, store.Errorf(store.EINVALID, "free_heap is required.")
+	}
+	fh := *e.FreeHeap
+	if math.IsNaN(fh) || fh < 0 || fh > MaxFreeHeap || fh != math.Trunc(fh) {
+		return Heartbeat{}, store.Errorf(store.EINVALID, "free_heap must be a whole number of bytes, 0 to %d.", int64(MaxFreeHeap))
+	}
+	return Heartbeat{Uptime: *ts, FreeHeap: int64(fh)}, nil
+}
+
+func (s *Service) handleHeartbeat(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
+	id := c.Ident()
+	if id.Kind != gateway.KindDevice {
+		return store.Errorf(store.EFORBIDDEN, "Only devices send heartbeats.")
+	}
+	hb, err := parseHeartbeat(id.ID, e)
+	if errors.Is(err, errWrongDevice) {
+		return c.SendJSON(protocol.NewError(e.ID, protocol.ErrWrongDevice, store.ErrorMessage(err)))
+	}
+	if err != nil {
+		return err
+	}
+	if !s.heartbeat(id.ID, hb) {
+		return store.Errorf(store.EUNAVAILABLE, "The connection is not registered yet; retry.")
+	}
+	// The firmware sends no id and expects no answer; clients that want
+	// confirmation send one.
+	if e.ID != "" {
+		return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID})
+	}
+	return nil
+}
+
+type ackFrame struct {
+	Type    string         `json:"type"`
+	ID      string         `json:"id,omitempty"`
+	Command *store.Command `json:"command,omitempty"`
+}
+
+// parseReadings validates a telemetry object (numbers, strings and
+// booleans under short keys) and returns it compacted.
+func parseReadings(raw json.RawMessage) (json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case len(raw) == 0:
+		return nil, store.Errorf(store.EINVALID, "readings is required.")
+	case len(raw) > MaxReadingsBytes:
+		return nil, store.Errorf(store.ETOOLARGE, "readings must be at most %d bytes.", MaxReadingsBytes)
+	case raw[0] != '{':
+		return nil, store.Errorf(store.EINVALID, "readings must be a JSON object.")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, store.Errorf(store.EINVALID, "readings must be a JSON object.")
+	}
+	if len(m) == 0 || len(m) > MaxReadings {
+		return nil, store.Errorf(store.EINVALID, "readings must have 1 to %d entries.", MaxReadings)
+	}
+	for k, v := range m {
+		if k == "" || len(k) > MaxReadingKeyLen || !utf8.ValidString(k) {
+			return nil, store.Errorf(store.EINVALID, "reading names must be 1 to %d bytes.", MaxReadingKeyLen)
+		}
+		switch v := v.(type) {
+		case json.Number:
+			if f, err := strconv.ParseFloat(string(v), 64); err != nil || math.IsInf(f, 0) {
+				return nil, store.Errorf(store.EINVALID, "reading %q is out of range.", k)
+			}
+		case string:
+			if len(v) > MaxReadingStrLen {
+				return nil, store.Errorf(store.ETOOLARGE, "reading %q is longer than %d bytes.", k, MaxReadingStrLen)
+			}
+		case bool:
+		default:
+			return nil, store.Errorf(store.EINVALID, "reading %q must be a number, string or boolean.", k)
+		}
+	}
+	// Re-encoded compactly without HTML escaping, so what is stored is no
+	// larger than the limit that was checked.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return nil, store.Errorf(store.EINVALID, "readings must be a JSON object.")
+	}
+	out := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if len(out) > MaxReadingsBytes {
+		return nil, store.Errorf(store.ETOOLARGE, "readings must be at most %d bytes.", MaxReadingsBytes)
+	}
+	return out, nil
+}
+
+func (s *Service) handleTelemetry(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
+	id := c.Ident()
+	if id.Kind != gateway.KindDevice {
+		return store.Errorf(store.EFORBIDDEN, "Only devices send telemetry.")
+	}
+	if e.DeviceID != "" && e.DeviceID != id.ID {
+		return c.SendJSON(protocol.NewError(e.ID, protocol.ErrWrongDevice, store.ErrorMessage(errWrongDevice)))
+	}
+	readings, err := parseReadings(e.Readings)
+	if err != nil {
+		return err
+	}
+	if !s.telemetry(id.ID, readings) {
+		return store.Errorf(store.EUNAVAILABLE, "Telemetry is arriving faster than it can be stored; slow down.")
+	}
+	if e.ID != "" {
+		return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID})
+	}
+	return nil
+}
+
+// handleAck is a device's answer to a command: {"type":"ack","id":"cmd_…",
+// "ok"?,"result"?,"error"?}. ok:false or an error marks it failed.
+func (s *Service) handleAck(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
+	id := c.Ident()
+	if id.Kind != gateway.KindDevice {
+		return store.Errorf(store.EINVALID, "Only devices acknowledge commands.")
+	}
+	return s.ack(ctx, id.ID, e)
+}
+
+// ack records a device's answer to one of its commands.
+func (s *Service) ack(ctx context.Context, deviceID string, e *protocol.Envelope) error {
+	switch {
+	case e.ID == "":
+		return store.Errorf(store.EINVALID, "id (the command id) is required.")
+	case len(e.Result) > MaxResultBytes:
+		return store.Errorf(store.ETOOLARGE, "result must be at most %d bytes.", MaxResultBytes)
+	case len(e.Error) > MaxAckErrorLen:
+		return store.Errorf(store.ETOOLARGE, "error must be at most %d bytes.", MaxAckErrorLen)
+	}
+	u := store.CommandUpdate{From: []string{store.CommandQueued, store.CommandDelivered}, Status: store.CommandAcked,
+		At: s.cfg.Now(), Result: compact(e.Result), Error: e.Error}
+	if (e.OK != nil && !*e.OK) || e.Error != "" {
+		u.Status = store.CommandFailed
+	}
+	cmd, err := s.store.UpdateCommand(ctx, deviceID, e.ID, u)
+	if err != nil {
+		return err
+	}
+	s.commandStatus(ctx, cmd)
+	return nil
+}
+
+func compact(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return nil
+	}
+	return b.Bytes()
+}
+
+// handleCommandSend lets an owner send a command over WebSocket:
+// {"type":"command.send","id"?,"device","command","params"?}.
+func (s *Service) handleCommandSend(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
+	id := c.Ident()
+	if id.Kind == gateway.KindDevice {
+		return store.Errorf(store.EFORBIDDEN, "Devices cannot send commands.")
+	}
+	cmd, err := s.SendCommand(ctx, Actor{ID: id.ID, Name: id.Name, Admin: id.Admin}, e.Device,
+		CommandRequest{Command: e.Command, Params: e.Params})
+	if err != nil {
+		return err
+	}
+	return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID, Command: cmd})
+}

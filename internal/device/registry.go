@@ -1,0 +1,182 @@
+package device
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+// Store is what the device package needs from the store.
+type Store interface {
+	store.DeviceStore
+	store.AuditStore
+	UserByID(ctx context.Context, id string) (*store.User, error)
+}
+
+// Limits on registration input.
+const (
+	MaxTypeLen          = 32
+	MaxCapabilitiesSize = 4096
+	// DefaultMaxPerOwner bounds the live devices one account may register.
+	DefaultMaxPerOwner = 1000
+)
+
+// Registration is what an owner supplies to register a device.
+type Registration struct {
+	Name         string          `json:"name"`
+	Type         string          `json:"type"`
+	Capabilities json.RawMessage `json:"capabilities,omitempty"`
+}
+
+// Valid implements api.Validator.
+func (r *Registration) Valid(context.Context) error {
+	r.Name = strings.TrimSpace(r.Name)
+	switch {
+	case r.Name == "" || len(r.Name) > store.MaxNameLen:
+		return store.Errorf(store.EINVALID, "name must be 1 to %d bytes.", store.MaxNameLen)
+	case !utf8.ValidString(r.Name) || strings.IndexFunc(r.Name, unicode.IsControl) >= 0:
+		return store.Errorf(store.EINVALID, "name must be printable text.")
+	case r.Type == "" || len(r.Type) > MaxTypeLen || !isIdent(r.Type):
+		return store.Errorf(store.EINVALID, "type must be 1 to %d characters of [A-Za-z0-9._-].", MaxTypeLen)
+	case len(r.Capabilities) > MaxCapabilitiesSize:
+		return store.Errorf(store.ETOOLARGE, "capabilities must be at most %d bytes.", MaxCapabilitiesSize)
+	}
+	if len(r.Capabilities) > 0 && !isJSONObject(r.Capabilities) {
+		return store.Errorf(store.EINVALID, "capabilities must be a JSON object.")
+	}
+	return nil
+}
+
+// isIdent reports whether s has only [A-Za-z0-9._:-] characters.
+func isIdent(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == ':') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func isJSONObject(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	var m map[string]json.RawMessage
+	return len(raw) > 0 && raw[0] == '{' && json.Unmarshal(raw, &m) == nil
+}
+
+// Registry issues, rotates, revokes and checks device keys. It is used by
+// the server and by the admin CLI (which has no gateway).
+type Registry struct {
+	Store Store
+	// MaxPerOwner bounds live devices per account. Zero means DefaultMaxPerOwner.
+	MaxPerOwner int
+	// Log receives failures that do not fail the operation. Nil discards.
+	Log *slog.Logger
+}
+
+// Register creates a device for owner and returns it with its API key,
+// which is shown this once and never stored. Returns EINVALID for bad
+// input and ECONFLICT when the owner has too many devices.
+func (r *Registry) Register(ctx context.Context, owner *store.User, reg Registration) (*store.Device, string, error) {
+	if err := reg.Valid(ctx); err != nil {
+		return nil, "", err
+	}
+	limit := r.MaxPerOwner
+	if limit <= 0 {
+		limit = DefaultMaxPerOwner
+	}
+	n, err := r.Store.CountDevices(ctx, owner.ID)
+	if err != nil {
+		return nil, "", err
+	}
+	if n >= limit {
+		return nil, "", store.Errorf(store.ECONFLICT, "An account may have at most %d devices.", limit)
+	}
+	key, keyID, digest := newKey()
+	d := &store.Device{ID: store.NewID(store.PrefixDevice), OwnerID: owner.ID, Name: reg.Name, Type: reg.Type,
+		Capabilities: reg.Capabilities, KeyID: keyID, KeyHash: digest}
+	if err := r.Store.CreateDevice(ctx, d); err != nil {
+		return nil, "", fmt.Errorf("register device: %w", err)
+	}
+	r.audit(ctx, owner, store.AuditDeviceRegistered, d.ID, map[string]any{"name": d.Name, "type": d.Type})
+	return d, key, nil
+}
+
+// RotateKey replaces the device's key and returns the new one; the old key
+// stops working at once. Returns ENOTFOUND for unknown or revoked devices.
+func (r *Registry) RotateKey(ctx context.Context, actor *store.User, id string) (*store.Device, string, error) {
+	key, keyID, digest := newKey()
+	d, err := r.Store.ReplaceDeviceKey(ctx, id, keyID, digest)
+	if err != nil {
+		return nil, "", err
+	}
+	r.audit(ctx, actor, store.AuditDeviceKeyRotated, d.ID, nil)
+	return d, key, nil
+}
+
+// Revoke revokes the device for good. Returns ENOTFOUND for unknown or
+// already revoked devices.
+func (r *Registry) Revoke(ctx context.Context, actor *store.User, id string) (*store.Device, error) {
+	d, err := r.Store.RevokeDevice(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	r.audit(ctx, actor, store.AuditDeviceRevoked, d.ID, nil)
+	return d, nil
+}
+
+// dummyDigest is compared against when a key ID is unknown, so unknown and
+// wrong keys cost the same.
+var dummyDigest = keyDigest(KeyPrefix + "0000000000000000_" + strings.Repeat("0", keySecretLen))
+
+// Authenticate returns the device a key belongs to. Malformed, unknown,
+// wrong and revoked keys, and keys of devices whose owner is disabled, all
+// return EUNAUTHORIZED with the same message.
+func (r *Registry) Authenticate(ctx context.Context, key string) (*store.Device, error) {
+	bad := store.Errorf(store.EUNAUTHORIZED, "Invalid device key.")
+	keyID, ok := parseKey(key)
+	if !ok {
+		return nil, bad
+	}
+	d, err := r.Store.DeviceByKeyID(ctx, keyID)
+	switch {
+	case store.ErrorCode(err) == store.ENOTFOUND:
+		digestsEqual(keyDigest(key), dummyDigest)
+		return nil, bad
+	case err != nil:
+		return nil, fmt.Errorf("look up device key: %w", err)
+	}
+	if !digestsEqual(keyDigest(key), d.KeyHash) || d.Revoked() {
+		return nil, bad
+	}
+	owner, err := r.Store.UserByID(ctx, d.OwnerID)
+	if err != nil {
+		return nil, fmt.Errorf("look up device owner: %w", err)
+	}
+	if owner.Disabled {
+		return nil, bad
+	}
+	return d, nil
+}
+
+func (r *Registry) audit(ctx context.Context, actor *store.User, action, target string, detail map[string]any) {
+	e := &store.AuditEvent{Action: action, Target: target}
+	if actor != nil {
+		e.ActorID, e.ActorName = actor.ID, actor.Name
+	}
+	if detail != nil {
+		b, _ := json.Marshal(detail)
+		e.Detail = string(b)
+	}
+	// The change itself succeeded; a lost audit entry must not undo it.
+	if err := r.Store.AppendAudit(ctx, e); err != nil && r.Log != nil {
+		r.Log.Error("device audit event lost", "action", action, "device", target, "err", err)
+	}
+}

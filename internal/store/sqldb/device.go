@@ -1,0 +1,429 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/unhidra/unhidra/internal/store"
+)
+
+var _ store.DeviceStore = (*DB)(nil)
+
+const deviceColumns = `id, owner_id, name, type, capabilities, key_id, key_hash, key_created_at, created_at, revoked_at,
+	last_seen, connected_since, reboots, free_heap, uptime`
+
+func scanDevice(row interface{ Scan(...any) error }) (*store.Device, error) {
+	var d store.Device
+	var caps string
+	var keyCreated, created, revoked, seen, since int64
+	if err := row.Scan(&d.ID, &d.OwnerID, &d.Name, &d.Type, &caps, &d.KeyID, &d.KeyHash, &keyCreated, &created, &revoked,
+		&seen, &since, &d.Reboots, &d.FreeHeap, &d.Uptime); err != nil {
+		return nil, err
+	}
+	d.Capabilities = json.RawMessage(caps)
+	d.KeyCreatedAt = store.FromUnixMilli(keyCreated)
+	d.CreatedAt = store.FromUnixMilli(created)
+	d.RevokedAt = store.FromUnixMilli(revoked)
+	d.LastSeen = store.FromUnixMilli(seen)
+	d.ConnectedSince = store.FromUnixMilli(since)
+	return &d, nil
+}
+
+// CreateDevice stores d, filling CreatedAt. Returns ECONFLICT on a
+// duplicate ID or key ID.
+func (db *DB) CreateDevice(ctx context.Context, d *store.Device) error {
+	now := db.now()
+	d.CreatedAt, d.KeyCreatedAt = now, now
+	if len(d.Capabilities) == 0 {
+		d.Capabilities = json.RawMessage(`{}`)
+	}
+	_, err := db.write.ExecContext(ctx, db.q(`INSERT INTO devices (id, owner_id, name, type, capabilities, key_id, key_hash,
+		key_created_at, created_at, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		d.ID, d.OwnerID, d.Name, d.Type, string(d.Capabilities), d.KeyID, d.KeyHash, now.UnixMilli(), now.UnixMilli(), now.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("insert device: %w", db.formatError(err, "Duplicate device."))
+	}
+	return nil
+}
+
+// DeviceByID returns the device (revoked ones too), or ENOTFOUND.
+func (db *DB) DeviceByID(ctx context.Context, id string) (*store.Device, error) {
+	d, err := scanDevice(db.read.QueryRowContext(ctx, db.q(`SELECT `+deviceColumns+` FROM devices WHERE id = ?`), id))
+	if err != nil {
+		return nil, db.notFound(err, "device")
+	}
+	return d, nil
+}
+
+// DeviceByKeyID returns the device whose current key has that lookup ID,
+// or ENOTFOUND.
+func (db *DB) DeviceByKeyID(ctx context.Context, keyID string) (*store.Device, error) {
+	d, err := scanDevice(db.read.QueryRowContext(ctx, db.q(`SELECT `+deviceColumns+` FROM devices WHERE key_id = ?`), keyID))
+	if err != nil {
+		return nil, db.notFound(err, "device")
+	}
+	return d, nil
+}
+
+// Devices returns devices matching f, ordered by ID.
+func (db *DB) Devices(ctx context.Context, f store.DeviceFilter) ([]*store.Device, error) {
+	where, args := []string{"1=1"}, []any{}
+	if f.OwnerID != "" {
+		where, args = append(where, "owner_id = ?"), append(args, f.OwnerID)
+	}
+	if f.After != "" {
+		where, args = append(where, "id > ?"), append(args, f.After)
+	}
+	if !f.ChangedSince.IsZero() {
+		where, args = append(where, "changed_at >= ?"), append(args, f.ChangedSince.UnixMilli())
+	}
+	args = append(args, store.Clamp(f.Limit, 100, 1000))
+	rows, err := db.read.QueryContext(ctx, db.q(`SELECT `+deviceColumns+` FROM devices WHERE `+strings.Join(where, " AND ")+
+		` ORDER BY id LIMIT ?`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list devices: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.Device
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan device: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// CountDevices returns how many live devices the owner has.
+func (db *DB) CountDevices(ctx context.Context, ownerID string) (int, error) {
+	var n int
+	err := db.read.QueryRowContext(ctx, db.q(`SELECT COUNT(*) FROM devices WHERE owner_id = ? AND revoked_at = 0`), ownerID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count devices: %w", err)
+	}
+	return n, nil
+}
+
+// ReplaceDeviceKey installs a new key. Returns ENOTFOUND if the device does
+// not exist or is revoked, ECONFLICT on a duplicate key ID.
+func (db *DB) ReplaceDeviceKey(ctx context.Context, id, keyID, keyHash string) (*store.Device, error) {
+	var d *store.Device
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		now := db.now().UnixMilli()
+		res, err := tx.ExecContext(ctx, db.q(`UPDATE devices SET key_id = ?, key_hash = ?, key_created_at = ?, changed_at = ?
+			WHERE id = ? AND revoked_at = 0`), keyID, keyHash, now, now, id)
+		if err != nil {
+			return fmt.Errorf("replace device key: %w", db.formatError(err, "Duplicate key."))
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return store.Errorf(store.ENOTFOUND, "No such device.")
+		}
+		d, err = scanDevice(tx.QueryRowContext(ctx, db.q(`SELECT `+deviceColumns+` FROM devices WHERE id = ?`), id))
+		return err
+	})
+	return d, err
+}
+
+// RevokeDevice revokes the device's key for good. Returns ENOTFOUND if it
+// does not exist or is already revoked.
+func (db *DB) RevokeDevice(ctx context.Context, id string) (*store.Device, error) {
+	var d *store.Device
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		now := db.now().UnixMilli()
+		res, err := tx.ExecContext(ctx, db.q(`UPDATE devices SET revoked_at = ?, changed_at = ?, connected_since = 0
+			WHERE id = ? AND revoked_at = 0`), now, now, id)
+		if err != nil {
+			return fmt.Errorf("revoke device: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return store.Errorf(store.ENOTFOUND, "No such device.")
+		}
+		d, err = scanDevice(tx.QueryRowContext(ctx, db.q(`SELECT `+deviceColumns+` FROM devices WHERE id = ?`), id))
+		return err
+	})
+	return d, err
+}
+
+// WriteDeviceBatch writes health, heap buckets, telemetry and audit events
+// in one transaction: one commit (one fsync) for thousands of heartbeats.
+func (db *DB) WriteDeviceBatch(ctx context.Context, b *store.DeviceBatch) error {
+	if len(b.Health)+len(b.Heap)+len(b.Telemetry)+len(b.Events) == 0 {
+		return nil
+	}
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		if len(b.Health) > 0 {
+			st, err := tx.PrepareContext(ctx, db.q(`UPDATE devices SET last_seen = ?, connected_since = ?, reboots = ?,
+				free_heap = ?, uptime = ? WHERE id = ?`))
+			if err != nil {
+				return fmt.Errorf("prepare health: %w", err)
+			}
+			defer st.Close()
+			for _, h := range b.Health {
+				if _, err := st.ExecContext(ctx, store.UnixMilli(h.LastSeen), store.UnixMilli(h.ConnectedSince),
+					h.Reboots, h.FreeHeap, h.Uptime, h.DeviceID); err != nil {
+					return fmt.Errorf("write health: %w", err)
+				}
+			}
+		}
+		if len(b.Heap) > 0 {
+			// Merging in SQL keeps concurrent writers (several nodes, or a
+			// flush racing a restart) from losing samples; CASE instead of
+			// MIN/LEAST because SQLite and PostgreSQL spell those differently.
+			st, err := tx.PrepareContext(ctx, db.q(`INSERT INTO device_heap (device_id, res, start, min, max, sum, count)
+				VALUES (?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT (device_id, res, start) DO UPDATE SET
+				min = CASE WHEN excluded.min < device_heap.min THEN excluded.min ELSE device_heap.min END,
+				max = CASE WHEN excluded.max > device_heap.max THEN excluded.max ELSE device_heap.max END,
+				sum = device_heap.sum + excluded.sum,
+				count = device_heap.count + excluded.count`))
+			if err != nil {
+				return fmt.Errorf("prepare heap: %w", err)
+			}
+			defer st.Close()
+			for _, h := range b.Heap {
+				if _, err := st.ExecContext(ctx, h.DeviceID, h.Res, h.Start.UnixMilli(), h.Min, h.Max, h.Sum, h.Count); err != nil {
+					return fmt.Errorf("write heap bucket: %w", err)
+				}
+			}
+		}
+		if len(b.Telemetry) > 0 {
+			st, err := tx.PrepareContext(ctx, db.q(`INSERT INTO device_telemetry (device_id, at, readings) VALUES (?, ?, ?)`))
+			if err != nil {
+				return fmt.Errorf("prepare telemetry: %w", err)
+			}
+			defer st.Close()
+			touched := map[string]bool{}
+			for _, t := range b.Telemetry {
+				if _, err := st.ExecContext(ctx, t.DeviceID, t.At.UnixMilli(), string(t.Readings)); err != nil {
+					return fmt.Errorf("write telemetry: %w", err)
+				}
+				touched[t.DeviceID] = true
+			}
+			if b.KeepTelemetry > 0 {
+				for id := range touched {
+					// The subquery yields no row (NULL) while the device has
+					// fewer than KeepTelemetry rows, and then nothing matches.
+					if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM device_telemetry WHERE device_id = ? AND id <= (
+						SELECT id FROM device_telemetry WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`),
+						id, id, b.KeepTelemetry); err != nil {
+						return fmt.Errorf("prune telemetry: %w", err)
+					}
+				}
+			}
+		}
+		for i := range b.Events {
+			e := &b.Events[i]
+			if e.At.IsZero() {
+				e.At = db.now()
+			}
+			if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO audit_log (at, action, actor_id, actor_name, target, ip, detail)
+				VALUES (?, ?, ?, ?, ?, ?, ?)`), e.At.UnixMilli(), e.Action, e.ActorID, e.ActorName, e.Target, e.IP, e.Detail); err != nil {
+				return fmt.Errorf("write device event: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// HeapSeries returns buckets of resolution res from since on, oldest first.
+func (db *DB) HeapSeries(ctx context.Context, deviceID string, res int, since time.Time, limit int) ([]store.HeapBucket, error) {
+	rows, err := db.read.QueryContext(ctx, db.q(`SELECT start, min, max, sum, count FROM device_heap
+		WHERE device_id = ? AND res = ? AND start >= ? ORDER BY start LIMIT ?`),
+		deviceID, res, store.UnixMilli(since), store.Clamp(limit, 1440, 10000))
+	if err != nil {
+		return nil, fmt.Errorf("heap series: %w", err)
+	}
+	defer rows.Close()
+	var out []store.HeapBucket
+	for rows.Next() {
+		b := store.HeapBucket{DeviceID: deviceID, Res: res}
+		var start int64
+		if err := rows.Scan(&start, &b.Min, &b.Max, &b.Sum, &b.Count); err != nil {
+			return nil, fmt.Errorf("scan heap bucket: %w", err)
+		}
+		b.Start = store.FromUnixMilli(start)
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// DeleteHeapBefore removes buckets of resolution res that start before t.
+func (db *DB) DeleteHeapBefore(ctx context.Context, res int, t time.Time) (int, error) {
+	r, err := db.write.ExecContext(ctx, db.q(`DELETE FROM device_heap WHERE res = ? AND start < ?`), res, t.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("prune heap: %w", err)
+	}
+	n, _ := r.RowsAffected()
+	return int(n), nil
+}
+
+// RecentTelemetry returns the device's latest telemetry, newest first.
+func (db *DB) RecentTelemetry(ctx context.Context, deviceID string, limit int) ([]store.Telemetry, error) {
+	rows, err := db.read.QueryContext(ctx, db.q(`SELECT id, at, readings FROM device_telemetry WHERE device_id = ?
+		ORDER BY id DESC LIMIT ?`), deviceID, store.Clamp(limit, 100, 1000))
+	if err != nil {
+		return nil, fmt.Errorf("recent telemetry: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Telemetry
+	for rows.Next() {
+		t := store.Telemetry{DeviceID: deviceID}
+		var at int64
+		var readings string
+		if err := rows.Scan(&t.ID, &at, &readings); err != nil {
+			return nil, fmt.Errorf("scan telemetry: %w", err)
+		}
+		t.At, t.Readings = store.FromUnixMilli(at), json.RawMessage(readings)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+const commandColumns = `id, device_id, type, command, params, status, created_by, created_at, expires_at,
+	delivered_at, answered_at, result, error`
+
+func scanCommand(row interface{ Scan(...any) error }) (*store.Command, error) {
+	var c store.Command
+	var params, result string
+	var created, expires, delivered, answered int64
+	if err := row.Scan(&c.ID, &c.DeviceID, &c.Type, &c.Command, &params, &c.Status, &c.CreatedBy, &created, &expires,
+		&delivered, &answered, &result, &c.Error); err != nil {
+		return nil, err
+	}
+	if params != "" {
+		c.Params = json.RawMessage(params)
+	}
+	if result != "" {
+		c.Result = json.RawMessage(result)
+	}
+	c.CreatedAt, c.ExpiresAt = store.FromUnixMilli(created), store.FromUnixMilli(expires)
+	c.DeliveredAt, c.AnsweredAt = store.FromUnixMilli(delivered), store.FromUnixMilli(answered)
+	return &c, nil
+}
+
+// CreateCommand stores c, filling CreatedAt. Returns ECONFLICT on a
+// duplicate ID.
+func (db *DB) CreateCommand(ctx context.Context, c *store.Command) error {
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = db.now()
+	}
+	_, err := db.write.ExecContext(ctx, db.q(`INSERT INTO device_commands (id, device_id, type, command, params, status,
+		created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		c.ID, c.DeviceID, c.Type, c.Command, string(c.Params), c.Status, c.CreatedBy, c.CreatedAt.UnixMilli(), c.ExpiresAt.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("insert command: %w", db.formatError(err, "Duplicate command."))
+	}
+	return nil
+}
+
+// CommandByID returns the device's command, or ENOTFOUND.
+func (db *DB) CommandByID(ctx context.Context, deviceID, id string) (*store.Command, error) {
+	c, err := scanCommand(db.read.QueryRowContext(ctx, db.q(`SELECT `+commandColumns+` FROM device_commands
+		WHERE id = ? AND device_id = ?`), id, deviceID))
+	if err != nil {
+		return nil, db.notFound(err, "command")
+	}
+	return c, nil
+}
+
+// Commands returns the device's commands, newest first.
+func (db *DB) Commands(ctx context.Context, deviceID, status string, limit int) ([]*store.Command, error) {
+	query, args := `SELECT `+commandColumns+` FROM device_commands WHERE device_id = ?`, []any{deviceID}
+	if status != "" {
+		query, args = query+` AND status = ?`, append(args, status)
+	}
+	args = append(args, store.Clamp(limit, 100, 1000))
+	return db.queryCommands(ctx, db.read, query+` ORDER BY created_at DESC, id DESC LIMIT ?`, args...)
+}
+
+func (db *DB) queryCommands(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, query string, args ...any) ([]*store.Command, error) {
+	rows, err := q.QueryContext(ctx, db.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list commands: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.Command
+	for rows.Next() {
+		c, err := scanCommand(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan command: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// UpdateCommand applies u if the command is in one of u.From. Returns
+// ENOTFOUND if there is no such command, ECONFLICT if it is in another state.
+func (db *DB) UpdateCommand(ctx context.Context, deviceID, id string, u store.CommandUpdate) (*store.Command, error) {
+	var c *store.Command
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		c, err = scanCommand(tx.QueryRowContext(ctx, db.q(`SELECT `+commandColumns+` FROM device_commands
+			WHERE id = ? AND device_id = ?`), id, deviceID))
+		if err != nil {
+			return db.notFound(err, "command")
+		}
+		allowed := false
+		for _, s := range u.From {
+			allowed = allowed || c.Status == s
+		}
+		if !allowed {
+			return store.Errorf(store.ECONFLICT, "The command is %s.", c.Status)
+		}
+		at := u.At
+		if at.IsZero() {
+			at = db.now()
+		}
+		c.Status = u.Status
+		set, args := "status = ?", []any{u.Status}
+		switch u.Status {
+		case store.CommandDelivered:
+			c.DeliveredAt = at
+			set, args = set+", delivered_at = ?", append(args, at.UnixMilli())
+		case store.CommandAcked, store.CommandFailed:
+			c.AnsweredAt, c.Result, c.Error = at, u.Result, u.Error
+			set, args = set+", answered_at = ?, result = ?, error = ?", append(args, at.UnixMilli(), string(u.Result), u.Error)
+		}
+		_, err = tx.ExecContext(ctx, db.q(`UPDATE device_commands SET `+set+` WHERE id = ?`), append(args, id)...)
+		if err != nil {
+			return fmt.Errorf("update command: %w", err)
+		}
+		return nil
+	})
+	return c, err
+}
+
+// ExpireCommands marks queued and delivered commands whose expiry is at or
+// before t expired, and returns them.
+func (db *DB) ExpireCommands(ctx context.Context, t time.Time) ([]*store.Command, error) {
+	var out []*store.Command
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		out, err = db.queryCommands(ctx, tx, `SELECT `+commandColumns+` FROM device_commands
+			WHERE status IN ('queued', 'delivered') AND expires_at <= ? ORDER BY created_at LIMIT 1000`, t.UnixMilli())
+		if err != nil {
+			return err
+		}
+		st, err := tx.PrepareContext(ctx, db.q(`UPDATE device_commands SET status = 'expired' WHERE id = ?`))
+		if err != nil {
+			return fmt.Errorf("prepare expire: %w", err)
+		}
+		defer st.Close()
+		for _, c := range out {
+			if _, err := st.ExecContext(ctx, c.ID); err != nil {
+				return fmt.Errorf("expire command: %w", err)
+			}
+			c.Status = store.CommandExpired
+		}
+		return nil
+	})
+	return out, err
+}
