@@ -192,6 +192,27 @@ func TestChat_EndToEnd(t *testing.T) {
 	if u := unread(); u != 0.0 {
 		t.Fatalf("unread after read = %v", u)
 	}
+	// Hostile values on the REST side.
+	for _, c := range []struct {
+		method, path string
+		body         any
+		want         int
+	}{
+		{"POST", "/api/v1/channels/" + team + "/messages", map[string]any{"body": strings.Repeat("ü", 4001)}, 413},
+		{"POST", "/api/v1/channels/" + team + "/messages", map[string]any{"body": "x", "id": strings.Repeat("i", 65)}, 400},
+		{"POST", "/api/v1/channels/" + team + "/messages", map[string]any{"body": "x", "from": bobID}, 400},
+		{"POST", "/api/v1/channels/" + team + "/read", map[string]any{"seq": -1}, 400},
+		{"POST", "/api/v1/channels/" + team + "/members", map[string]any{"member": strings.Repeat("m", 65)}, 400},
+		{"POST", "/api/v1/dms", map[string]any{"members": []string{"a", "b", "c", "d", "e", "f", "g", "h"}}, 400},
+		{"POST", "/api/v1/dms", map[string]any{"members": []string{"nobody-here"}}, 404},
+		{"PATCH", "/api/v1/channels/" + team, map[string]any{"name": "tab	here"}, 400},
+		{"GET", "/api/v1/channels/" + strings.Repeat("c", 5000) + "/messages", nil, 404},
+	} {
+		if st, body := s.request(t, c.method, c.path, ann, c.body); st != c.want {
+			t.Errorf("%s %.60s %.60v: %d %v, want %d", c.method, c.path, c.body, st, body, c.want)
+		}
+	}
+
 	// Members, invite and kick over REST.
 	if st, body := s.request(t, "DELETE", "/api/v1/channels/"+team+"/members/"+bobID, ann, nil); st != 204 {
 		t.Fatalf("kick: %d %v", st, body)

@@ -16,19 +16,16 @@ import (
 	"github.com/unhidra/unhidra/internal/testenv"
 )
 
-// buildBinary builds unhidra once per test run.
-var buildBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "unhidra-crash-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "unhidra")
+// buildBinary builds unhidra into a temporary directory of t.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "unhidra")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
+		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	return bin, nil
-})
+	return bin
+}
 
 // process is `unhidra serve` running as a child process.
 type process struct {
@@ -38,12 +35,8 @@ type process struct {
 
 var urlRE = regexp.MustCompile(`listening on (https://[0-9.:]+)`)
 
-func startProcess(t *testing.T, dataDir string, extra ...string) *process {
+func startProcess(t *testing.T, bin, dataDir string, extra ...string) *process {
 	t.Helper()
-	bin, err := buildBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
 	args := append([]string{"serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "warn", "--message-rate", "10000", "--message-burst", "10000", "--send-rate", "100000", "--send-burst", "100000"}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "UNHIDRA_ADMIN_PASSWORD=crash test password", "UNHIDRA_ADMIN_NAME=ops")
@@ -87,13 +80,14 @@ type ackRecord struct {
 // that every acknowledged message is in history with its seq, and that the
 // seqs are gap-free.
 func TestCrash_SIGKILLLosesNoAckedMessage(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { crashTest(t) })
-	t.Run("postgres", func(t *testing.T) { crashTest(t, "--store", testenv.PostgresDSN(t)) })
+	bin := buildBinary(t)
+	t.Run("sqlite", func(t *testing.T) { crashTest(t, bin) })
+	t.Run("postgres", func(t *testing.T) { crashTest(t, bin, "--store", testenv.PostgresDSN(t)) })
 }
 
-func crashTest(t *testing.T, extra ...string) {
+func crashTest(t *testing.T, bin string, extra ...string) {
 	dir := t.TempDir()
-	p := startProcess(t, dir, extra...)
+	p := startProcess(t, bin, dir, extra...)
 	s := &server{url: p.url, client: trustingClient(t, dir)}
 	st, body := s.post(t, "/api/v1/auth/login", "", map[string]string{"name": "ops", "password": "crash test password"})
 	if st != 200 {
@@ -151,7 +145,7 @@ func crashTest(t *testing.T, extra ...string) {
 	p.cmd.Wait()
 	wg.Wait()
 
-	p2 := startProcess(t, dir, extra...)
+	p2 := startProcess(t, bin, dir, extra...)
 	s2 := &server{url: p2.url, client: trustingClient(t, dir)}
 	stored := map[string]int64{} // body (= client id) → seq
 	var after int64

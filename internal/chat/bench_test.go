@@ -107,11 +107,16 @@ func benchSend(b *testing.B, open func(b *testing.B) (*sqldb.DB, error), senders
 
 // BenchmarkEndToEnd_WebSocket measures, over real WebSocket connections on
 // loopback, the messages per second stored and delivered, and the latency
-// from a send frame to its delivery at another member, with 32 senders in
-// one channel and one receiving member (plus the senders, who receive every
-// message too: 33 deliveries per message).
+// from a send frame to its delivery at another member, with 1, 4 or 32
+// senders in one channel (each waits for its ack before sending again) and
+// one receiving member; the senders receive every message too.
 func BenchmarkEndToEnd_WebSocket(b *testing.B) {
-	const senders = 32
+	for _, senders := range []int{1, 4, 32} {
+		b.Run(fmt.Sprintf("senders=%d", senders), func(b *testing.B) { benchEndToEnd(b, senders) })
+	}
+}
+
+func benchEndToEnd(b *testing.B, senders int) {
 	h := newHarnessWith(b, chat.Config{SendRate: unlimited}, gateway.Config{MessageRate: unlimited})
 	recv := h.dial(b, h.user("receiver", store.RoleMember))
 	clients := make([]*client, senders)

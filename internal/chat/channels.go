@@ -305,6 +305,7 @@ func (s *Service) removeMember(ctx context.Context, conv, member string) error {
 func (s *Service) subscribe(member, conv string) {
 	s.subsMu.Lock()
 	defer s.subsMu.Unlock()
+	s.changes[member]++
 	for _, c := range s.hub.Connections(member) {
 		if st := s.conns[c.ConnID()]; st != nil {
 			st.convs[conv] = struct{}{}
@@ -318,6 +319,7 @@ func (s *Service) subscribe(member, conv string) {
 func (s *Service) unsubscribe(member, conv string) {
 	s.subsMu.Lock()
 	defer s.subsMu.Unlock()
+	s.changes[member]++
 	for _, c := range s.hub.Connections(member) {
 		if st := s.conns[c.ConnID()]; st != nil {
 			delete(st.convs, conv)

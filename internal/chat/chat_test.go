@@ -53,32 +53,56 @@ func TestSend_AckThenFanOutToEveryConnection(t *testing.T) {
 }
 
 func TestSend_OrderedAndGapFreeUnderConcurrentSenders(t *testing.T) {
-	h := newHarness(t, chat.Config{})
+	for _, writers := range []int{1, 4} {
+		t.Run(fmt.Sprintf("writers=%d", writers), func(t *testing.T) { testOrdered(t, writers) })
+	}
+}
+
+// testOrdered has senders alternate between two channels (which may map
+// to different writers) and checks, per channel, that a member receives
+// seq 1, 2, 3, … and each sender's messages in the order it sent them.
+func testOrdered(t *testing.T, writers int) {
+	h := newHarness(t, chat.Config{Writers: writers})
 	const senders, each = 4, 25
-	watcher := h.dial(t, h.user("watcher", store.RoleMember))
+	owner := h.user("watcher", store.RoleMember)
+	other, err := h.svc.CreateChannel(context.Background(), owner, "other", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	channels := []string{general, other.ID}
+	watcher := h.dial(t, owner)
 	var wg sync.WaitGroup
 	for i := range senders {
 		a := h.user(fmt.Sprintf("s%d", i), store.RoleMember)
+		if err := h.svc.Join(context.Background(), a, other.ID); err != nil {
+			t.Fatal(err)
+		}
 		c := h.dial(t, a)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// Pipelined: all frames first, then the acks.
+			// Pipelined: all frames first; the acks are not awaited.
 			for j := range each {
-				c.send(map[string]any{"type": "send", "id": fmt.Sprintf("%d-%d", i, j), "channel": general, "body": fmt.Sprintf("%s %d", a.ID, j)})
+				c.send(map[string]any{"type": "send", "id": fmt.Sprintf("%d-%d", i, j), "channel": channels[j%2], "body": fmt.Sprintf("%s %d", a.ID, j)})
 			}
 		}()
 	}
 	wg.Wait()
-	next := map[string]int{} // sender → the index its next message must carry
-	for want := int64(1); want <= senders*each; want++ {
+	wantSeq := map[string]int64{} // channel → the seq due next
+	next := map[string]int{}      // sender → the index its next message must carry
+	for range senders * each {
 		m := watcher.expect("message", nil)
-		if m.num("seq") != want {
-			t.Fatalf("got seq %d, want %d: out of order, gap or duplicate", m.num("seq"), want)
+		ch := m.str("channel")
+		wantSeq[ch]++
+		if m.num("seq") != wantSeq[ch] {
+			t.Fatalf("%s: got seq %d, want %d: out of order, gap or duplicate", ch, m.num("seq"), wantSeq[ch])
 		}
 		var from string
 		var idx int
 		fmt.Sscanf(m.str("body"), "%s %d", &from, &idx)
+		// A connection's frames are handled one at a time and a send
+		// returns after its fan-out, so even across channels (and writers)
+		// a sender's messages arrive in the order it sent them.
 		if idx != next[from] {
 			t.Fatalf("%s's message %d arrived when %d was due", from, idx, next[from])
 		}
@@ -464,11 +488,21 @@ func TestChannels_Rules(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub, _ := h.svc.CreateChannel(ctx, carl, "lobby", false)
+	watch := h.dial(t, carl)
 	if err := h.svc.Join(ctx, bob, pub.ID); err != nil {
 		t.Fatal(err)
 	}
+	if f := watch.expect("member_joined", nil); f.str("channel") != pub.ID || f.str("member") != bob.ID {
+		t.Fatalf("member_joined = %v", f)
+	}
 	if err := h.svc.Join(ctx, bob, pub.ID); code(err) != store.ECONFLICT {
 		t.Fatalf("join twice: %v", err)
+	}
+	if err := h.svc.Leave(ctx, bob, pub.ID); err != nil {
+		t.Fatal(err)
+	}
+	if f := watch.expect("member_left", nil); f.str("channel") != pub.ID || f.str("member") != bob.ID {
+		t.Fatalf("member_left = %v", f)
 	}
 	channels, _, err := h.svc.List(ctx, ann)
 	if err != nil {

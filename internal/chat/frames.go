@@ -290,16 +290,26 @@ func (s *Service) handlePresence(ctx context.Context, c *gateway.Client, e *prot
 func (s *Service) Connect(c hub.Client) {
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
-	s.subsMu.Lock()
+	id := c.Identity()
 	st := &connState{client: c, convs: make(map[string]struct{})}
-	s.conns[c.ConnID()] = st
-	ids, err := s.st.ConversationIDs(ctx, c.Identity())
-	if err != nil {
-		s.log.Error("load conversations of a new connection", "identity", c.Identity(), "err", err)
+	// Read memberships without the lock (a reconnect storm must not queue
+	// on it); if a membership of this identity changed meanwhile, read
+	// again under the lock, where no change can interleave.
+	s.subsMu.Lock()
+	before := s.changes[id]
+	s.subsMu.Unlock()
+	ids, err := s.st.ConversationIDs(ctx, id)
+	s.subsMu.Lock()
+	if s.changes[id] != before {
+		ids, err = s.st.ConversationIDs(ctx, id)
 	}
-	for _, id := range ids {
-		st.convs[id] = struct{}{}
-		s.hub.Subscribe(topic(id), c)
+	if err != nil {
+		s.log.Error("load conversations of a new connection", "identity", id, "err", err)
+	}
+	s.conns[c.ConnID()] = st
+	for _, conv := range ids {
+		st.convs[conv] = struct{}{}
+		s.hub.Subscribe(topic(conv), c)
 	}
 	s.subsMu.Unlock()
 	s.presenceConnect(ctx, c)

@@ -129,6 +129,10 @@ type Service struct {
 	// conversation it left.
 	subsMu sync.Mutex
 	conns  map[uint64]*connState // guarded by subsMu
+	// changes counts membership changes per identity (guarded by subsMu),
+	// so Connect can read memberships without holding subsMu and still
+	// notice a join or leave that raced with the read.
+	changes map[string]uint64
 
 	presence presence
 
@@ -152,11 +156,12 @@ func New(st Store, h *hub.Hub, cfg Config, log *slog.Logger) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{
 		cfg: cfg, st: st, hub: h, log: log,
-		sends:  ratelimit.NewKeyed(cfg.SendRate, 0),
-		typing: ratelimit.NewKeyed(cfg.TypingRate, 0),
-		seed:   maphash.MakeSeed(),
-		conns:  make(map[uint64]*connState),
-		ctx:    ctx, cancel: cancel,
+		sends:   ratelimit.NewKeyed(cfg.SendRate, 0),
+		typing:  ratelimit.NewKeyed(cfg.TypingRate, 0),
+		seed:    maphash.MakeSeed(),
+		conns:   make(map[uint64]*connState),
+		changes: make(map[string]uint64),
+		ctx:     ctx, cancel: cancel,
 	}
 	s.presence.entries = make(map[string]*presenceEntry)
 	s.wg.Add(1 + cfg.Writers)

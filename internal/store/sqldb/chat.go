@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -320,71 +321,103 @@ func (db *DB) MarkRead(ctx context.Context, conv, member string, seq int64) (int
 	return got, err
 }
 
+// appendChunk bounds the rows or values of one statement, well below both
+// databases' limits on bound parameters.
+const appendChunk = 400
+
 // AppendMessages stores a batch in one transaction; see store.ChatStore.
+//
+// It works set by set, not message by message, so the number of statements
+// depends on the conversations in the batch rather than on its size: per
+// conversation one membership query, one idempotency query and one seq
+// reservation, then multi-row inserts. Conversations are locked (the seq
+// UPDATE) in ID order, so concurrent batches cannot deadlock.
 func (db *DB) AppendMessages(ctx context.Context, reqs []store.AppendRequest) ([]store.AppendResult, error) {
 	results := make([]store.AppendResult, len(reqs))
+	byConv := map[string][]int{} // conversation → indexes of its requests, in order
+	for i, r := range reqs {
+		byConv[r.ConversationID] = append(byConv[r.ConversationID], i)
+	}
+	convs := make([]string, 0, len(byConv))
+	for c := range byConv {
+		convs = append(convs, c)
+	}
+	slices.Sort(convs)
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		prep := func(q string) (*sql.Stmt, error) { return tx.PrepareContext(ctx, db.q(q)) }
-		var stmts [6]*sql.Stmt
-		for i, q := range []string{
-			`SELECT c.archived FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id
-				WHERE m.conversation_id = ? AND m.member_id = ?`,
-			`SELECT ` + messageColumns + ` FROM messages WHERE id =
-				(SELECT message_id FROM message_idempotency WHERE sender_id = ? AND conversation_id = ? AND client_id = ?)`,
-			`UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq`,
-			`INSERT INTO messages (id, conversation_id, seq, sender_id, body, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			`INSERT INTO message_idempotency (sender_id, conversation_id, client_id, message_id, created_at) VALUES (?, ?, ?, ?, ?)`,
-			`UPDATE conversation_members SET last_read_seq = ? WHERE conversation_id = ? AND member_id = ?`,
-		} {
-			s, err := prep(q)
-			if err != nil {
-				return fmt.Errorf("prepare append: %w", err)
-			}
-			defer s.Close()
-			stmts[i] = s
-		}
-		member, dup, bump, insert, remember, markRead := stmts[0], stmts[1], stmts[2], stmts[3], stmts[4], stmts[5]
 		now := db.now()
-		for i, r := range reqs {
-			var archived bool
-			switch err := member.QueryRowContext(ctx, r.ConversationID, r.SenderID).Scan(&archived); {
-			case err == sql.ErrNoRows:
-				results[i].Err = store.Errorf(store.ENOTFOUND, "No such conversation, or you are not a member.")
+		var fresh []*store.Message
+		var keys []store.AppendRequest // requests with a client id, aligned with keyMsgs
+		var keyMsgs []*store.Message
+		for _, conv := range convs {
+			idx := byConv[conv]
+			members, archived, err := db.batchMembers(ctx, tx, conv, reqs, idx)
+			if err != nil {
+				return err
+			}
+			known, err := db.batchKnownKeys(ctx, tx, conv, reqs, idx)
+			if err != nil {
+				return err
+			}
+			var news []int
+			for _, i := range idx {
+				r := reqs[i]
+				key := r.SenderID + "\x00" + r.ClientID
+				switch {
+				case !members[r.SenderID]:
+					results[i].Err = store.Errorf(store.ENOTFOUND, "No such conversation, or you are not a member.")
+				case archived:
+					results[i].Err = store.Errorf(store.EFORBIDDEN, "The channel is archived.")
+				case r.ClientID != "" && known[key] != nil:
+					results[i] = store.AppendResult{Message: known[key], Duplicate: true}
+				default:
+					m := &store.Message{ID: store.NewID(store.PrefixMessage), ConversationID: conv, SenderID: r.SenderID, Body: r.Body, CreatedAt: now}
+					results[i] = store.AppendResult{Message: m}
+					if r.ClientID != "" {
+						known[key] = m // a retry later in this batch is a duplicate of it
+						keys, keyMsgs = append(keys, r), append(keyMsgs, m)
+					}
+					news = append(news, i)
+				}
+			}
+			if len(news) == 0 {
 				continue
-			case err != nil:
-				return fmt.Errorf("check membership: %w", err)
-			case archived:
-				results[i].Err = store.Errorf(store.EFORBIDDEN, "The channel is archived.")
-				continue
 			}
-			if r.ClientID != "" {
-				m, err := scanMessage(dup.QueryRowContext(ctx, r.SenderID, r.ConversationID, r.ClientID))
-				if err == nil {
-					results[i] = store.AppendResult{Message: m, Duplicate: true}
-					continue
-				}
-				if err != sql.ErrNoRows {
-					return fmt.Errorf("check idempotency: %w", err)
-				}
+			var last int64
+			if err := tx.QueryRowContext(ctx, db.q(`UPDATE conversations SET last_seq = last_seq + ? WHERE id = ? RETURNING last_seq`),
+				len(news), conv).Scan(&last); err != nil {
+				return fmt.Errorf("reserve seqs: %w", err)
 			}
-			m := &store.Message{ID: store.NewID(store.PrefixMessage), ConversationID: r.ConversationID, SenderID: r.SenderID,
-				Body: r.Body, CreatedAt: now}
-			if err := bump.QueryRowContext(ctx, r.ConversationID).Scan(&m.Seq); err != nil {
-				return fmt.Errorf("next seq: %w", err)
+			readTo := map[string]int64{}
+			for k, i := range news {
+				m := results[i].Message
+				m.Seq = last - int64(len(news)) + int64(k) + 1
+				fresh = append(fresh, m)
+				readTo[m.SenderID] = m.Seq
 			}
-			if _, err := insert.ExecContext(ctx, m.ID, m.ConversationID, m.Seq, m.SenderID, m.Body, now.UnixMilli()); err != nil {
-				return fmt.Errorf("insert message: %w", err)
+			if err := db.advanceReadPositions(ctx, tx, conv, readTo); err != nil {
+				return err
 			}
-			if r.ClientID != "" {
-				if _, err := remember.ExecContext(ctx, r.SenderID, r.ConversationID, r.ClientID, m.ID, now.UnixMilli()); err != nil {
-					return fmt.Errorf("remember client id: %w", err)
-				}
+		}
+		for chunk := range slices.Chunk(fresh, appendChunk) {
+			args := make([]any, 0, 6*len(chunk))
+			for _, m := range chunk {
+				args = append(args, m.ID, m.ConversationID, m.Seq, m.SenderID, m.Body, now.UnixMilli())
 			}
-			// What one sends, one has read.
-			if _, err := markRead.ExecContext(ctx, m.Seq, r.ConversationID, r.SenderID); err != nil {
-				return fmt.Errorf("advance sender's read position: %w", err)
+			if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO messages (id, conversation_id, seq, sender_id, body, created_at) VALUES `+
+				placeholders(len(chunk), 6)), args...); err != nil {
+				return fmt.Errorf("insert messages: %w", err)
 			}
-			results[i] = store.AppendResult{Message: m}
+		}
+		for start := 0; start < len(keys); start += appendChunk {
+			end := min(start+appendChunk, len(keys))
+			args := make([]any, 0, 5*(end-start))
+			for k := start; k < end; k++ {
+				args = append(args, keys[k].SenderID, keys[k].ConversationID, keys[k].ClientID, keyMsgs[k].ID, now.UnixMilli())
+			}
+			if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO message_idempotency (sender_id, conversation_id, client_id, message_id, created_at) VALUES `+
+				placeholders(end-start, 5)), args...); err != nil {
+				return fmt.Errorf("remember client ids: %w", err)
+			}
 		}
 		return nil
 	})
@@ -392,6 +425,131 @@ func (db *DB) AppendMessages(ctx context.Context, reqs []store.AppendRequest) ([
 		return nil, err
 	}
 	return results, nil
+}
+
+// placeholders returns "(?, ?), (?, ?)" for rows rows of cols columns.
+func placeholders(rows, cols int) string {
+	row := "(" + strings.Repeat("?, ", cols-1) + "?)"
+	return strings.Repeat(row+", ", rows-1) + row
+}
+
+// distinctSenders returns the distinct senders of the requests at idx.
+func distinctSenders(reqs []store.AppendRequest, idx []int) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, i := range idx {
+		if s := reqs[i].SenderID; !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// batchMembers reports which senders of the requests at idx are members of
+// conv, and whether conv is archived.
+func (db *DB) batchMembers(ctx context.Context, tx *sql.Tx, conv string, reqs []store.AppendRequest, idx []int) (map[string]bool, bool, error) {
+	members := map[string]bool{}
+	archived := false
+	for chunk := range slices.Chunk(distinctSenders(reqs, idx), appendChunk) {
+		args := []any{conv}
+		for _, s := range chunk {
+			args = append(args, s)
+		}
+		rows, err := tx.QueryContext(ctx, db.q(`SELECT m.member_id, c.archived FROM conversation_members m
+			JOIN conversations c ON c.id = m.conversation_id
+			WHERE m.conversation_id = ? AND m.member_id IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`), args...)
+		if err != nil {
+			return nil, false, fmt.Errorf("check membership: %w", err)
+		}
+		for rows.Next() {
+			var member string
+			if err := rows.Scan(&member, &archived); err != nil {
+				rows.Close()
+				return nil, false, fmt.Errorf("check membership: %w", err)
+			}
+			members[member] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, false, fmt.Errorf("check membership: %w", err)
+		}
+	}
+	return members, archived, nil
+}
+
+// batchKnownKeys returns the messages already stored under the client IDs
+// of the requests at idx, keyed by sender + "\x00" + client ID.
+func (db *DB) batchKnownKeys(ctx context.Context, tx *sql.Tx, conv string, reqs []store.AppendRequest, idx []int) (map[string]*store.Message, error) {
+	known := map[string]*store.Message{}
+	seen := map[string]bool{}
+	var ids []string
+	for _, i := range idx {
+		if c := reqs[i].ClientID; c != "" && !seen[c] {
+			seen[c] = true
+			ids = append(ids, c)
+		}
+	}
+	// The senders constrain the key's leading column, so both databases
+	// look keys up in the primary key instead of scanning the table.
+	senders := distinctSenders(reqs, idx)
+	for chunk := range slices.Chunk(ids, appendChunk) {
+		args := make([]any, 0, len(senders)+1+len(chunk))
+		for _, s := range senders {
+			args = append(args, s)
+		}
+		args = append(args, conv)
+		for _, c := range chunk {
+			args = append(args, c)
+		}
+		rows, err := tx.QueryContext(ctx, db.q(`SELECT k.sender_id, k.client_id, m.id, m.conversation_id, m.seq, m.sender_id, m.body,
+			m.created_at, m.edited_at, m.deleted_at
+			FROM message_idempotency k JOIN messages m ON m.id = k.message_id
+			WHERE k.sender_id IN (?`+strings.Repeat(", ?", len(senders)-1)+`) AND k.conversation_id = ?
+			AND k.client_id IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`), args...)
+		if err != nil {
+			return nil, fmt.Errorf("check idempotency: %w", err)
+		}
+		for rows.Next() {
+			var sender, client string
+			var m store.Message
+			var created, edited, deleted int64
+			if err := rows.Scan(&sender, &client, &m.ID, &m.ConversationID, &m.Seq, &m.SenderID, &m.Body, &created, &edited, &deleted); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("check idempotency: %w", err)
+			}
+			m.CreatedAt, m.EditedAt, m.DeletedAt = store.FromUnixMilli(created), store.FromUnixMilli(edited), store.FromUnixMilli(deleted)
+			known[sender+"\x00"+client] = &m
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("check idempotency: %w", err)
+		}
+	}
+	return known, nil
+}
+
+// advanceReadPositions moves each sender's read position in conv to the
+// seq of its last message in the batch: what one sends, one has read.
+func (db *DB) advanceReadPositions(ctx context.Context, tx *sql.Tx, conv string, readTo map[string]int64) error {
+	senders := slices.Sorted(maps.Keys(readTo))
+	for chunk := range slices.Chunk(senders, appendChunk) {
+		var cases strings.Builder
+		args := make([]any, 0, 3*len(chunk)+1)
+		for _, s := range chunk {
+			cases.WriteString(" WHEN ? THEN CAST(? AS BIGINT)")
+			args = append(args, s, readTo[s])
+		}
+		args = append(args, conv)
+		for _, s := range chunk {
+			args = append(args, s)
+		}
+		if _, err := tx.ExecContext(ctx, db.q(`UPDATE conversation_members SET last_read_seq = CASE member_id`+cases.String()+
+			` ELSE last_read_seq END WHERE conversation_id = ? AND member_id IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`), args...); err != nil {
+			return fmt.Errorf("advance read positions: %w", err)
+		}
+	}
+	return nil
 }
 
 // MessageByID returns a message, or ENOTFOUND.
