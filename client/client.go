@@ -308,16 +308,24 @@ func (c *Client) Channels(ctx context.Context) ([]Channel, error) {
 	return out.Channels, err
 }
 
-// History pages a conversation: messages with seq > after (when after > 0)
-// or < before (when before > 0), oldest first.
-func (c *Client) History(ctx context.Context, conv string, after, before int64, limit int) (msgs []Message, hasMore bool, err error) {
+// HistoryAfter returns up to limit messages with seq > after, oldest
+// first (after 0: from the first message), and whether more follow.
+func (c *Client) HistoryAfter(ctx context.Context, conv string, after int64, limit int) ([]Message, bool, error) {
+	return c.history(ctx, conv, url.Values{"after": {strconv.FormatInt(after, 10)}}, limit)
+}
+
+// HistoryBefore returns up to limit of the newest messages with seq <
+// before (before 0: the newest of all), oldest first, and whether older
+// ones exist.
+func (c *Client) HistoryBefore(ctx context.Context, conv string, before int64, limit int) ([]Message, bool, error) {
 	q := url.Values{}
-	if after > 0 {
-		q.Set("after", strconv.FormatInt(after, 10))
-	}
 	if before > 0 {
 		q.Set("before", strconv.FormatInt(before, 10))
 	}
+	return c.history(ctx, conv, q, limit)
+}
+
+func (c *Client) history(ctx context.Context, conv string, q url.Values, limit int) ([]Message, bool, error) {
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
@@ -325,7 +333,7 @@ func (c *Client) History(ctx context.Context, conv string, after, before int64, 
 		Messages []Message `json:"messages"`
 		HasMore  bool      `json:"has_more"`
 	}
-	err = c.Get(ctx, "/api/v1/channels/"+url.PathEscape(conv)+"/messages?"+q.Encode(), &out)
+	err := c.Get(ctx, "/api/v1/channels/"+url.PathEscape(conv)+"/messages?"+q.Encode(), &out)
 	return out.Messages, out.HasMore, err
 }
 

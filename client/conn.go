@@ -307,7 +307,7 @@ func (c *Client) fill(ctx context.Context, conv string) {
 		if held == 0 {
 			return
 		}
-		msgs, _, err := c.History(ctx, conv, after, 0, 200)
+		msgs, _, err := c.HistoryAfter(ctx, conv, after, 200)
 		if err != nil || len(msgs) == 0 {
 			if err != nil {
 				c.log.Warn("filling a gap from history", "conversation", conv, "err", err)
@@ -343,7 +343,7 @@ func (c *Client) deliverInOrder(ctx context.Context, m *Message) {
 func (c *Client) catchUp(ctx context.Context, positions map[string]int64) {
 	for conv, seq := range positions {
 		for {
-			msgs, more, err := c.History(ctx, conv, seq, 0, 200)
+			msgs, more, err := c.HistoryAfter(ctx, conv, seq, 200)
 			if err != nil {
 				c.log.Warn("catching up", "conversation", conv, "err", err)
 				break

@@ -366,7 +366,7 @@ func (t *terminal) command(ctx context.Context, line string) (quit bool) {
 		t.mu.Lock()
 		conv := t.current
 		t.mu.Unlock()
-		msgs, more, err := t.c.History(rctx, conv, 0, 0, n)
+		msgs, more, err := t.c.HistoryBefore(rctx, conv, 0, n)
 		if err != nil {
 			t.printf("history: %v\n", err)
 			return false

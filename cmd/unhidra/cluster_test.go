@@ -11,6 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/unhidra/unhidra/client"
 	"github.com/unhidra/unhidra/internal/protocol"
 	"github.com/unhidra/unhidra/internal/testenv"
 )
@@ -68,4 +69,36 @@ func TestCluster_TwoNodes(t *testing.T) {
 	if !errors.As(err, &ce) || int(ce.Code) != protocol.CloseRevoked {
 		t.Fatalf("connection on A after disabling on B: %v, want close %d", err, protocol.CloseRevoked)
 	}
+}
+
+// TestCluster_ChatAcrossNodes: people connected to different nodes talk;
+// a DM opened through node B reaches its recipient's connection on node A.
+func TestCluster_ChatAcrossNodes(t *testing.T) {
+	dsn, natsURL, prefix := testenv.PostgresDSN(t), testenv.NATSURL(t), testenv.UniqueName("chat")
+	common := []string{"--store", dsn, "--bus", natsURL, "--bus-prefix", prefix, "--drain-window", "100ms"}
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a := startServer(t, dirA, map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"}, common...)
+	keys, _ := os.ReadFile(filepath.Join(dirA, "signing-keys.json"))
+	os.WriteFile(filepath.Join(dirB, "signing-keys.json"), keys, 0o600)
+	b := startServer(t, dirB, nil, common...)
+	for _, n := range []string{"alpha", "bravo"} {
+		if st, body := a.post(t, "/api/v1/auth/register", "", map[string]string{"name": n, "password": "correct horse battery"}); st != 201 {
+			t.Fatalf("register: %d %v", st, body)
+		}
+	}
+	onA := newTestClient(t, a, dirA, "alpha", "correct horse battery")
+	onB := newTestClient(t, b, dirB, "bravo", "correct horse battery")
+	ctx := context.Background()
+	chans, err := onB.Channels(ctx)
+	if err != nil || len(chans) == 0 {
+		t.Fatal(chans, err)
+	}
+	if _, err := onB.Send(ctx, chans[0].ID, "hello from node B"); err != nil {
+		t.Fatal(err)
+	}
+	waitMessage(t, onA, func(m *client.Message) bool { return m.Body == "hello from node B" })
+	if _, err := onB.SendDirect(ctx, "alpha", "a private word across nodes"); err != nil {
+		t.Fatal(err)
+	}
+	waitMessage(t, onA, func(m *client.Message) bool { return m.Body == "a private word across nodes" })
 }

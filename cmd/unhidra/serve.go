@@ -317,7 +317,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	stopDevices := sync.OnceFunc(func() { cancelDevices(); <-devDone })
 	defer stopDevices()
 	reg.MustRegister(gw.Metrics(), devices.Metrics())
-	messaging := chat.New(st, gw.Hub(), chat.Config{
+	messaging := chat.New(st, gw.Router(), chat.Config{
 		SendRate: ratelimit.Limit{Burst: cfg.sendBurst, Every: time.Second / time.Duration(cfg.sendRate)},
 		Writers:  chatWriters(st.Dialect()),
 	}, log)

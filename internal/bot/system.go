@@ -164,7 +164,7 @@ func (s *System) summary(ctx context.Context, conv string, seq int64) string {
 	if s.ML == nil {
 		return "Summaries need the ML workers, which are not running on this server."
 	}
-	msgs, _, err := s.Client.History(ctx, conv, 0, seq, 100)
+	msgs, _, err := s.Client.HistoryBefore(ctx, conv, seq, 100)
 	if err != nil {
 		return "I could not read the history: " + err.Error()
 	}

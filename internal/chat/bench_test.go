@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra/internal/bus/local"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/hub"
@@ -56,7 +57,7 @@ func benchSend(b *testing.B, open func(b *testing.B) (*sqldb.DB, error), senders
 		b.Fatal(err)
 	}
 	defer db.Close()
-	svc := chat.New(db, hub.New(), chat.Config{SendRate: unlimited, Writers: writers}, nil)
+	svc := chat.New(db, hub.NewRouter(hub.New(), &local.Bus{}, nil), chat.Config{SendRate: unlimited, Writers: writers}, nil)
 	defer svc.Close()
 	ctx := context.Background()
 	actors := make([]chat.Actor, senders)
@@ -169,7 +170,7 @@ func BenchmarkHistory(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	svc := chat.New(db, hub.New(), chat.Config{SendRate: unlimited}, nil)
+	svc := chat.New(db, hub.NewRouter(hub.New(), &local.Bus{}, nil), chat.Config{SendRate: unlimited}, nil)
 	defer svc.Close()
 	ctx := context.Background()
 	u := &store.User{Name: "u", Role: store.RoleMember}

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"unicode"
@@ -122,7 +123,7 @@ func (s *Service) Rename(ctx context.Context, actor Actor, id, name string) (*st
 	if err != nil {
 		return nil, err
 	}
-	s.hub.Publish(topic(id), prepare(channelEvent{Type: TypeChannelUpdated, Channel: id, Name: c.Name, Archived: c.Archived}))
+	s.publish(id, channelEvent{Type: TypeChannelUpdated, Channel: id, Name: c.Name, Archived: c.Archived})
 	return c, nil
 }
 
@@ -143,7 +144,7 @@ func (s *Service) Archive(ctx context.Context, actor Actor, id string) (*store.C
 	if err != nil {
 		return nil, err
 	}
-	s.hub.Publish(topic(id), prepare(channelEvent{Type: TypeChannelUpdated, Channel: id, Name: c.Name, Archived: c.Archived}))
+	s.publish(id, channelEvent{Type: TypeChannelUpdated, Channel: id, Name: c.Name, Archived: c.Archived})
 	return c, nil
 }
 
@@ -287,7 +288,7 @@ func (s *Service) addMember(ctx context.Context, conv, member, role string) erro
 		return err
 	}
 	s.subscribe(member, conv)
-	s.hub.Publish(topic(conv), prepare(memberEvent{Type: TypeMemberJoined, Channel: conv, Member: member}))
+	s.publish(conv, memberEvent{Type: TypeMemberJoined, Channel: conv, Member: member})
 	return nil
 }
 
@@ -295,36 +296,63 @@ func (s *Service) removeMember(ctx context.Context, conv, member string) error {
 	if err := s.st.RemoveMember(ctx, conv, member); err != nil {
 		return err
 	}
-	s.hub.Publish(topic(conv), prepare(memberEvent{Type: TypeMemberLeft, Channel: conv, Member: member}))
+	s.publish(conv, memberEvent{Type: TypeMemberLeft, Channel: conv, Member: member})
 	s.unsubscribe(member, conv)
 	return nil
 }
 
-// subscribe makes every live connection of member follow conv and tells
-// them about it.
-func (s *Service) subscribe(member, conv string) {
-	s.subsMu.Lock()
-	defer s.subsMu.Unlock()
-	s.changes[member]++
-	for _, c := range s.hub.Connections(member) {
-		if st := s.conns[c.ConnID()]; st != nil {
-			st.convs[conv] = struct{}{}
-			s.hub.Subscribe(topic(conv), c)
-		}
-	}
-	s.hub.SendTo(member, prepare(memberEvent{Type: TypeConversationAdded, Channel: conv, Member: member}))
+// membershipSubject carries membership changes to every node.
+const membershipSubject = "chat.membership"
+
+type membershipChange struct {
+	Member string `json:"member"`
+	Conv   string `json:"conv"`
+	Added  bool   `json:"added"`
 }
 
+// subscribe makes every live connection of member, on every node, follow
+// conv and tells them about it.
+func (s *Service) subscribe(member, conv string) { s.changeMembership(member, conv, true) }
+
 // unsubscribe stops member's live connections following conv.
-func (s *Service) unsubscribe(member, conv string) {
+func (s *Service) unsubscribe(member, conv string) { s.changeMembership(member, conv, false) }
+
+func (s *Service) changeMembership(member, conv string, added bool) {
+	data, _ := json.Marshal(membershipChange{Member: member, Conv: conv, Added: added})
+	if err := s.router.Bus().Publish(s.ctx, membershipSubject, data); err != nil {
+		s.log.Warn("chat: membership change not broadcast; applying it here only", "err", err)
+		s.applyMembership(data)
+	}
+}
+
+// applyMembership carries out a membership change for this node's
+// connections of the member.
+func (s *Service) applyMembership(data []byte) {
+	var m membershipChange
+	if json.Unmarshal(data, &m) != nil || m.Member == "" || m.Conv == "" {
+		s.log.Warn("chat: malformed membership change on the bus")
+		return
+	}
 	s.subsMu.Lock()
 	defer s.subsMu.Unlock()
-	s.changes[member]++
-	for _, c := range s.hub.Connections(member) {
-		if st := s.conns[c.ConnID()]; st != nil {
-			delete(st.convs, conv)
-			s.hub.Unsubscribe(topic(conv), c)
+	s.changes[m.Member]++
+	for _, c := range s.hub.Connections(m.Member) {
+		st := s.conns[c.ConnID()]
+		if st == nil {
+			continue
+		}
+		if m.Added {
+			st.convs[m.Conv] = struct{}{}
+			s.router.Subscribe(topic(m.Conv), c)
+		} else {
+			delete(st.convs, m.Conv)
+			s.router.Unsubscribe(topic(m.Conv), c)
 		}
 	}
-	s.hub.SendTo(member, prepare(memberEvent{Type: TypeConversationRemoved, Channel: conv, Member: member}))
+	typ := TypeConversationRemoved
+	if m.Added {
+		typ = TypeConversationAdded
+	}
+	// Local delivery: every node runs this for its own connections.
+	s.hub.SendTo(m.Member, prepare(memberEvent{Type: typ, Channel: m.Conv, Member: m.Member}))
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra/internal/bus/local"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/ratelimit"
@@ -133,7 +134,7 @@ func TestSend_RetryIsIdempotentAcrossRestart(t *testing.T) {
 		t.Fatalf("second delivered = %v (the retry was delivered again?)", m)
 	}
 	// A new service on the same database (a restart) still knows the id.
-	svc2 := chat.New(h.db, hub.New(), chat.Config{}, nil)
+	svc2 := chat.New(h.db, hub.NewRouter(hub.New(), &local.Bus{}, nil), chat.Config{}, nil)
 	defer svc2.Close()
 	m, dup, err := svc2.Send(context.Background(), ann, chat.SendInput{Channel: general, Body: "x", ClientID: "same"}, nil)
 	if err != nil || !dup || m.ID != first.str("message_id") {

@@ -190,7 +190,7 @@ func (s *Service) Typing(c hub.Client, conv string) error {
 	if ok, _ := s.typing.Allow(c.Identity()+"\x00"+conv, s.cfg.Now()); !ok {
 		return nil
 	}
-	s.hub.Publish(topic(conv), prepare(typingFrame{Type: protocol.TypeTyping, Channel: conv, From: c.Identity()}))
+	s.publish(conv, typingFrame{Type: protocol.TypeTyping, Channel: conv, From: c.Identity()})
 	return nil
 }
 
@@ -309,7 +309,7 @@ func (s *Service) Connect(c hub.Client) {
 	s.conns[c.ConnID()] = st
 	for _, conv := range ids {
 		st.convs[conv] = struct{}{}
-		s.hub.Subscribe(topic(conv), c)
+		s.router.Subscribe(topic(conv), c)
 	}
 	s.subsMu.Unlock()
 	s.presenceConnect(ctx, c)
@@ -322,7 +322,7 @@ func (s *Service) Disconnect(c hub.Client) {
 	delete(s.conns, c.ConnID())
 	if st != nil {
 		for id := range st.convs {
-			s.hub.Unsubscribe(topic(id), c)
+			s.router.Unsubscribe(topic(id), c)
 		}
 	}
 	s.subsMu.Unlock()

@@ -54,8 +54,8 @@ func newHarnessWith(t testing.TB, cfg chat.Config, gwCfg gateway.Config) *harnes
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := hub.New()
-	gw, err := gateway.New(gwCfg, hub.NewRouter(h, &local.Bus{}, nil), nil)
+	router := hub.NewRouter(hub.New(), &local.Bus{}, nil)
+	gw, err := gateway.New(gwCfg, router, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func newHarnessWith(t testing.TB, cfg chat.Config, gwCfg gateway.Config) *harnes
 		}
 		return gateway.Identity{Kind: gateway.KindPerson, ID: u.ID, Name: u.Name, Admin: u.IsAdmin()}, nil
 	}, nil)
-	svc := chat.New(db, h, cfg, nil)
+	svc := chat.New(db, router, cfg, nil)
 	svc.Register(gw)
 	mux := http.NewServeMux()
 	pass := func(next http.Handler) http.Handler { return next }

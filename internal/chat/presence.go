@@ -150,9 +150,8 @@ func (s *Service) broadcastPresence(id string, co []string) {
 	info := s.presence.infoLocked(id)
 	s.presence.mu.Unlock()
 	info.Type = protocol.TypePresence
-	pm := prepare(info)
 	for _, other := range co {
-		s.hub.SendTo(other, pm)
+		s.sendTo(other, info)
 	}
-	s.hub.SendTo(id, pm)
+	s.sendTo(id, info)
 }

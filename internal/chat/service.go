@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/protocol"
 	"github.com/unhidra/unhidra/internal/ratelimit"
@@ -110,12 +111,15 @@ type Service struct {
 	// Static after New.
 	cfg    Config
 	st     Store
-	hub    *hub.Hub
-	log    *slog.Logger
-	sends  *ratelimit.Keyed
-	typing *ratelimit.Keyed
-	queues []chan *sendJob // one per writer; never closed, writers stop on ctx
-	seed   maphash.Seed    // spreads conversations over writers
+	router *hub.Router // cluster-wide routing
+	hub    *hub.Hub    // this node's connections (router.Hub())
+	// membershipSub receives membership changes from every node.
+	membershipSub bus.Subscription
+	log           *slog.Logger
+	sends         *ratelimit.Keyed
+	typing        *ratelimit.Keyed
+	queues        []chan *sendJob // one per writer; never closed, writers stop on ctx
+	seed          maphash.Seed    // spreads conversations over writers
 
 	// publishMu is read-held by a writer from commit to the end of a
 	// batch's fan-out, and held by resume while it reads and enqueues a
@@ -148,14 +152,14 @@ type connState struct {
 }
 
 // New returns a running service; Close stops it.
-func New(st Store, h *hub.Hub, cfg Config, log *slog.Logger) *Service {
+func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{
-		cfg: cfg, st: st, hub: h, log: log,
+		cfg: cfg, st: st, router: r, hub: r.Hub(), log: log,
 		sends:   ratelimit.NewKeyed(cfg.SendRate, 0),
 		typing:  ratelimit.NewKeyed(cfg.TypingRate, 0),
 		seed:    maphash.MakeSeed(),
@@ -171,12 +175,22 @@ func New(st Store, h *hub.Hub, cfg Config, log *slog.Logger) *Service {
 		go s.runWriter(q)
 	}
 	go s.runJanitor()
+	// Membership changes are carried out on every node: each subscribes
+	// its own connections of the member.
+	sub, err := r.Bus().Subscribe(membershipSubject, s.applyMembership)
+	if err != nil {
+		log.Error("chat: membership changes will not reach other nodes", "err", err)
+	}
+	s.membershipSub = sub
 	return s
 }
 
 // Close stops the writer (pending sends fail with EUNAVAILABLE) and the
 // janitor, and waits for them.
 func (s *Service) Close() error {
+	if s.membershipSub != nil {
+		s.membershipSub.Unsubscribe()
+	}
 	s.cancel()
 	s.wg.Wait()
 	for _, q := range s.queues { // sends that raced with the shutdown
@@ -370,7 +384,7 @@ func (s *Service) commit(batch []*sendJob) {
 			batch[i].onStored(r.Message)
 		}
 		if !r.Duplicate {
-			s.hub.Publish(topic(r.Message.ConversationID), prepare(newMessageFrame(r.Message)))
+			s.publish(r.Message.ConversationID, newMessageFrame(r.Message))
 		}
 	}
 	s.publishMu.RUnlock()
@@ -402,6 +416,21 @@ func (s *Service) runJanitor() {
 
 // prepare frames a server frame once for a fan-out.
 func prepare(v any) *ws.PreparedMessage { return ws.NewPreparedMessage(true, protocol.Marshal(v)) }
+
+// publish sends a frame to a conversation's live connections on every
+// node. With the in-process bus it is delivered before publish returns.
+func (s *Service) publish(conv string, v any) {
+	if err := s.router.Publish(s.ctx, topic(conv), protocol.Marshal(v)); err != nil {
+		s.log.Warn("chat: publish to the cluster failed", "conversation", conv, "err", err)
+	}
+}
+
+// sendTo sends a frame to an identity's connections on every node.
+func (s *Service) sendTo(identity string, v any) {
+	if err := s.router.SendTo(s.ctx, identity, protocol.Marshal(v)); err != nil {
+		s.log.Warn("chat: send to the cluster failed", "identity", identity, "err", err)
+	}
+}
 
 // requireMember returns actor's membership, or ENOTFOUND (a non-member
 // cannot tell a private conversation from a missing one).
@@ -472,8 +501,8 @@ func (s *Service) Edit(ctx context.Context, actor Actor, conv, messageID, body s
 	if err != nil {
 		return nil, err
 	}
-	s.hub.Publish(topic(m.ConversationID), prepare(editedFrame{Type: TypeMessageEdited, Channel: m.ConversationID,
-		Seq: m.Seq, MessageID: m.ID, Body: m.Body, EditedAt: m.EditedAt}))
+	s.publish(m.ConversationID, editedFrame{Type: TypeMessageEdited, Channel: m.ConversationID,
+		Seq: m.Seq, MessageID: m.ID, Body: m.Body, EditedAt: m.EditedAt})
 	return m, nil
 }
 
@@ -494,8 +523,8 @@ func (s *Service) Delete(ctx context.Context, actor Actor, conv, messageID strin
 	if err != nil {
 		return nil, err
 	}
-	s.hub.Publish(topic(m.ConversationID), prepare(deletedFrame{Type: TypeMessageDeleted, Channel: m.ConversationID,
-		Seq: m.Seq, MessageID: m.ID}))
+	s.publish(m.ConversationID, deletedFrame{Type: TypeMessageDeleted, Channel: m.ConversationID,
+		Seq: m.Seq, MessageID: m.ID})
 	return m, nil
 }
 
