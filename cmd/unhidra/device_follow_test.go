@@ -61,3 +61,39 @@ func mustReq(t *testing.T, method, url, token string) *http.Request {
 	req.Header.Set("Authorization", "Bearer "+token)
 	return req
 }
+
+// A device is a channel member like a person: its owner adds it, it
+// receives the channel's messages and can post to it.
+func TestDevices_DeviceAsChannelMember(t *testing.T) {
+	e := startDeviceServer(t)
+	owner := e.userToken(t, "owner2")
+	other := e.userToken(t, "other2")
+	id, key := e.register(t, owner, "relay")
+	st, body := e.post(t, "/api/v1/channels", owner, map[string]any{"name": "relays", "private": false})
+	if st != 201 {
+		t.Fatalf("create channel: %d %v", st, body)
+	}
+	ch := body["id"].(string)
+	// Someone else cannot add the owner's device (it looks like no device).
+	e.post(t, "/api/v1/channels/"+ch+"/join", other, nil)
+	if st, _ := e.post(t, "/api/v1/channels/"+ch+"/members", other, map[string]string{"member": id}); st != 404 {
+		t.Fatalf("adding someone else's device: %d", st)
+	}
+	if st, body := e.post(t, "/api/v1/channels/"+ch+"/members", owner, map[string]string{"member": id}); st != 201 {
+		t.Fatalf("owner adds the device: %d %v", st, body)
+	}
+	dev := e.mustDial(t, key)
+	readType(t, dev, "welcome")
+	if st, body := e.post(t, "/api/v1/channels/"+ch+"/messages", owner, map[string]string{"body": "relay 1 on", "id": "m1"}); st != 201 {
+		t.Fatalf("post: %d %v", st, body)
+	}
+	m := readType(t, dev, "message")
+	if m["body"] != "relay 1 on" || m["channel"] != ch {
+		t.Fatalf("device received %v", m)
+	}
+	writeJSON(t, dev, map[string]any{"type": "send", "id": "d1", "channel": ch, "body": "relay 1 is on"})
+	ack := readType(t, dev, "ack")
+	if ack["id"] != "d1" || ack["seq"] == nil {
+		t.Fatalf("device's post: %v", ack)
+	}
+}

@@ -196,14 +196,35 @@ func (s *Service) Invite(ctx context.Context, actor Actor, id, who string) (*sto
 	if c.Archived {
 		return nil, store.Errorf(store.EFORBIDDEN, "The channel is archived.")
 	}
-	u, err := s.resolveUser(ctx, who)
+	member, err := s.resolveInvitee(ctx, actor, who)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.addMember(ctx, id, u.ID, store.ChanMember); err != nil {
+	if err := s.addMember(ctx, id, member, store.ChanMember); err != nil {
 		return nil, err
 	}
-	return s.st.Membership(ctx, id, u.ID)
+	return s.st.Membership(ctx, id, member)
+}
+
+// resolveInvitee finds who is being invited: a user (by ID or name) or a
+// device (by ID), which only its owner or an administrator may add.
+func (s *Service) resolveInvitee(ctx context.Context, actor Actor, who string) (string, error) {
+	if !strings.HasPrefix(who, store.PrefixDevice+"_") {
+		u, err := s.resolveUser(ctx, who)
+		if err != nil {
+			return "", err
+		}
+		return u.ID, nil
+	}
+	d, err := s.st.DeviceByID(ctx, who)
+	if err != nil || d.Revoked() {
+		return "", store.Errorf(store.ENOTFOUND, "No such device.")
+	}
+	if d.OwnerID != actor.ID && !actor.Admin {
+		// Same answer as a missing device: IDs cannot be probed.
+		return "", store.Errorf(store.ENOTFOUND, "No such device.")
+	}
+	return d.ID, nil
 }
 
 // Kick removes a member (moderators only; owners cannot be kicked, and a

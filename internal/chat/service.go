@@ -24,6 +24,8 @@ type Store interface {
 	store.ChatStore
 	UserByID(ctx context.Context, id string) (*store.User, error)
 	UserByName(ctx context.Context, name string) (*store.User, error)
+	// DeviceByID finds a device being invited into a channel.
+	DeviceByID(ctx context.Context, id string) (*store.Device, error)
 }
 
 // Actor is the authenticated identity acting: a user, bot or device. It
