@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,7 +33,9 @@ func newTestClient(t *testing.T, s *server, dataDir, name, password string) *cli
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done; c.Close() })
+	stop := sync.OnceFunc(func() { cancel(); <-done; c.Close() })
+	clientStops.Store(c, stop)
+	t.Cleanup(func() { stop(); clientStops.Delete(c) })
 	if err := c.Login(ctx); err != nil {
 		t.Fatalf("login %s: %v", name, err)
 	}
@@ -43,6 +46,19 @@ func newTestClient(t *testing.T, s *server, dataDir, name, password string) *cli
 		t.Fatal("client did not connect")
 	}
 	return c
+}
+
+// clientStops holds each test client's stop function.
+var clientStops sync.Map
+
+// stopClient disconnects a test client now (its Run returns).
+func stopClient(t *testing.T, c *client.Client) {
+	t.Helper()
+	stop, ok := clientStops.Load(c)
+	if !ok {
+		t.Fatal("not a test client")
+	}
+	stop.(func())()
 }
 
 // waitMessage returns the next message event matching pred.

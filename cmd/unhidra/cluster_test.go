@@ -102,3 +102,77 @@ func TestCluster_ChatAcrossNodes(t *testing.T) {
 	}
 	waitMessage(t, onA, func(m *client.Message) bool { return m.Body == "a private word across nodes" })
 }
+
+// TestCluster_PresenceAcrossNodes: an identity connected to two nodes is
+// offline only when both connections are gone.
+func TestCluster_PresenceAcrossNodes(t *testing.T) {
+	dsn, natsURL, prefix := testenv.PostgresDSN(t), testenv.NATSURL(t), testenv.UniqueName("presence")
+	common := []string{"--store", dsn, "--bus", natsURL, "--bus-prefix", prefix, "--drain-window", "100ms"}
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a := startServer(t, dirA, map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"}, common...)
+	keys, _ := os.ReadFile(filepath.Join(dirA, "signing-keys.json"))
+	os.WriteFile(filepath.Join(dirB, "signing-keys.json"), keys, 0o600)
+	b := startServer(t, dirB, nil, common...)
+	for _, n := range []string{"alpha", "watcher"} {
+		if st, body := a.post(t, "/api/v1/auth/register", "", map[string]string{"name": n, "password": "correct horse battery"}); st != 201 {
+			t.Fatalf("register: %d %v", st, body)
+		}
+	}
+	_, body := a.post(t, "/api/v1/auth/login", "", map[string]string{"name": "admin", "password": "correct horse battery"})
+	adminTok := body["access_token"].(string)
+	watcher := newTestClient(t, a, dirA, "watcher", "correct horse battery")
+	alphaOnA := newTestClient(t, a, dirA, "alpha", "correct horse battery")
+	alphaOnB := newTestClient(t, b, dirB, "alpha", "correct horse battery")
+	alphaID := alphaOnA.User().ID
+	ctx := context.Background()
+	chans, _ := alphaOnB.Channels(ctx)
+	general := chans[0].ID
+
+	connsOn := func(s *server, identity string) int {
+		_, body := s.get(t, "/api/v1/admin/connections", adminTok)
+		n := 0
+		for _, c := range body["connections"].([]any) {
+			if c.(map[string]any)["identity_id"] == identity {
+				n++
+			}
+		}
+		return n
+	}
+	// alpha leaves node A but stays on node B.
+	stopClient(t, alphaOnA)
+	for deadline := time.Now().Add(10 * time.Second); connsOn(a, alphaID) != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("node A still holds alpha's connection")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := alphaOnB.Send(ctx, general, "still here"); err != nil {
+		t.Fatal(err)
+	}
+	// Until that message, the watcher must not have been told alpha is offline.
+	for deadline := time.After(15 * time.Second); ; {
+		select {
+		case e := <-watcher.Events():
+			if e.Message != nil && e.Message.Body == "still here" {
+				goto leaveB
+			}
+			if e.Type == "presence" && strings.Contains(string(e.Raw), alphaID) && strings.Contains(string(e.Raw), `"offline"`) {
+				t.Fatalf("alpha reported offline while connected to node B: %s", e.Raw)
+			}
+		case <-deadline:
+			t.Fatal("marker message not received")
+		}
+	}
+leaveB:
+	stopClient(t, alphaOnB)
+	for deadline := time.After(15 * time.Second); ; {
+		select {
+		case e := <-watcher.Events():
+			if e.Type == "presence" && strings.Contains(string(e.Raw), alphaID) && strings.Contains(string(e.Raw), `"offline"`) {
+				return
+			}
+		case <-deadline:
+			t.Fatal("alpha never reported offline after leaving both nodes")
+		}
+	}
+}

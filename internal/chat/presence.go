@@ -19,8 +19,14 @@ const (
 // presence tracks, per identity, its live connections on this node, the
 // status it chose and when it was last seen.
 type presence struct {
-	mu      sync.Mutex
-	entries map[string]*presenceEntry // guarded by mu
+	node   string        // this node's ID; static
+	expiry time.Duration // how long another node's word holds; static
+
+	mu       sync.Mutex
+	entries  map[string]*presenceEntry         // guarded by mu; this node's connections
+	remote   map[string]map[string]remoteEntry // guarded by mu; identity → node → what it said
+	nodes    map[string]time.Time              // guarded by mu; other nodes → last heard
+	deferred map[string]bool                   // guarded by mu; offline to announce when the other node lets go
 }
 
 type presenceEntry struct {
@@ -55,7 +61,11 @@ func (p *presence) infoLocked(identity string) PresenceInfo {
 		info.LastSeen = e.lastSeen
 		if e.conns > 0 {
 			info.Status = e.status
+			return info
 		}
+	}
+	if st := p.remoteStatusLocked(identity); st != "" {
+		info.Status = st // held by another node
 	}
 	return info
 }
@@ -66,6 +76,7 @@ func (p *presence) infoLocked(identity string) PresenceInfo {
 func (s *Service) presenceConnect(ctx context.Context, c hub.Client) {
 	id := c.Identity()
 	s.presence.mu.Lock()
+	wasAbsent := s.presence.absentLocked(id)
 	e := s.presence.entries[id]
 	if e == nil {
 		e = &presenceEntry{}
@@ -75,8 +86,12 @@ func (s *Service) presenceConnect(ctx context.Context, c hub.Client) {
 	first := e.conns == 1
 	if first {
 		e.status = StatusOnline
+		delete(s.presence.deferred, id)
 	}
 	s.presence.mu.Unlock()
+	if first {
+		s.notePresence(presenceNote{Identity: id, Status: StatusOnline})
+	}
 
 	co, err := s.st.CoMembers(ctx, id)
 	if err != nil {
@@ -92,7 +107,7 @@ func (s *Service) presenceConnect(ctx context.Context, c hub.Client) {
 	}
 	s.presence.mu.Unlock()
 	c.Send(prepare(snap))
-	if first {
+	if first && wasAbsent { // already online on another node otherwise
 		s.broadcastPresence(id, co)
 	}
 }
@@ -102,16 +117,24 @@ func (s *Service) presenceConnect(ctx context.Context, c hub.Client) {
 func (s *Service) presenceDisconnect(ctx context.Context, id string) {
 	s.presence.mu.Lock()
 	e := s.presence.entries[id]
-	last := false
+	last, elsewhere := false, false
 	if e != nil && e.conns > 0 {
 		e.conns--
 		if e.conns == 0 {
 			last = true
 			e.lastSeen = s.cfg.Now().UTC().Truncate(time.Millisecond)
+			if elsewhere = len(s.presence.remote[id]) > 0; elsewhere {
+				// Still online on another node: offline waits for it.
+				s.presence.deferred[id] = true
+			}
 		}
 	}
 	s.presence.mu.Unlock()
 	if !last {
+		return
+	}
+	s.notePresence(presenceNote{Identity: id})
+	if elsewhere {
 		return
 	}
 	co, err := s.st.CoMembers(ctx, id)
@@ -135,6 +158,7 @@ func (s *Service) SetStatus(ctx context.Context, id, status string) {
 	if !changed {
 		return
 	}
+	s.notePresence(presenceNote{Identity: id, Status: status})
 	co, err := s.st.CoMembers(ctx, id)
 	if err != nil {
 		s.log.Warn("presence: co-members", "identity", id, "err", err)

@@ -61,6 +61,9 @@ type Config struct {
 	// ResumeLimit is the most messages a resume replays per conversation.
 	// Default 300.
 	ResumeLimit int
+	// PresenceRefresh is how often this node re-announces who is connected
+	// to it; another node's word expires after three periods. Default 15 s.
+	PresenceRefresh time.Duration
 	// ResumeBytes bounds the encoded backlog of one resume in all, so a
 	// resume cannot overflow the connection's send queue. Default 512 KiB.
 	ResumeBytes int
@@ -69,6 +72,9 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
+	if c.PresenceRefresh <= 0 {
+		c.PresenceRefresh = 15 * time.Second
+	}
 	if c.SendRate == (ratelimit.Limit{}) {
 		c.SendRate = ratelimit.Limit{Burst: 30, Every: 100 * time.Millisecond}
 	}
@@ -117,6 +123,7 @@ type Service struct {
 	hub    *hub.Hub    // this node's connections (router.Hub())
 	// membershipSub receives membership changes from every node.
 	membershipSub bus.Subscription
+	presenceSub   bus.Subscription
 	log           *slog.Logger
 	sends         *ratelimit.Keyed
 	typing        *ratelimit.Keyed
@@ -170,6 +177,11 @@ func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 		ctx:     ctx, cancel: cancel,
 	}
 	s.presence.entries = make(map[string]*presenceEntry)
+	s.presence.remote = make(map[string]map[string]remoteEntry)
+	s.presence.nodes = make(map[string]time.Time)
+	s.presence.deferred = make(map[string]bool)
+	s.presence.node = newNodeID()
+	s.presence.expiry = 3 * cfg.PresenceRefresh
 	s.wg.Add(1 + cfg.Writers)
 	for range cfg.Writers {
 		q := make(chan *sendJob, cfg.QueueLen)
@@ -184,6 +196,11 @@ func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 		log.Error("chat: membership changes will not reach other nodes", "err", err)
 	}
 	s.membershipSub = sub
+	if s.presenceSub, err = r.Bus().Subscribe(presenceSubject, s.onPresenceNote); err != nil {
+		log.Error("chat: presence will not be shared with other nodes", "err", err)
+	}
+	s.wg.Add(1)
+	go s.runPresence()
 	return s
 }
 
@@ -192,6 +209,10 @@ func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 func (s *Service) Close() error {
 	if s.membershipSub != nil {
 		s.membershipSub.Unsubscribe()
+	}
+	if s.presenceSub != nil {
+		s.notePresence(presenceNote{Final: true}) // other nodes forget ours now
+		s.presenceSub.Unsubscribe()
 	}
 	s.cancel()
 	s.wg.Wait()
