@@ -39,6 +39,7 @@ func TestSlimDependencies(t *testing.T) {
 		"github.com/unhidra/unhidra/cmd/unhidra-agent": true,
 		"github.com/unhidra/unhidra/agent":             true,
 		"github.com/unhidra/unhidra/internal/agentcli": true,
+		"github.com/unhidra/unhidra/internal/cliconf":  true, // standard library only
 	}
 	for _, p := range strings.Fields(string(out)) {
 		if !allowed[p] && !strings.HasPrefix(p, "github.com/coder/websocket") {

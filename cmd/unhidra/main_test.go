@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/unhidra/unhidra/internal/cliconf"
+
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -286,7 +288,7 @@ func TestConfig_Precedence(t *testing.T) {
 		}
 	}
 	big := filepath.Join(dir, "big.conf")
-	os.WriteFile(big, bytes.Repeat([]byte("# x\n"), maxConfigFileBytes), 0o600)
+	os.WriteFile(big, bytes.Repeat([]byte("# x\n"), cliconf.MaxFileBytes), 0o600)
 	if _, err := parse(nil, "--config", big); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("huge config file: %v", err)
 	}

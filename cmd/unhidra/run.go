@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/unhidra/unhidra/internal/cliconf"
+
 	"context"
 	"errors"
 	"flag"
@@ -41,12 +43,11 @@ func commands() []command {
 	}
 }
 
-// usageError marks errors caused by the command line; they exit with 2.
-type usageError struct{ msg string }
+// usageError marks errors caused by the command line or configuration;
+// they exit with 2.
+type usageError = cliconf.UsageError
 
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+func usagef(format string, args ...any) error { return cliconf.Usagef(format, args...) }
 
 func exitCode(err error) int {
 	var u usageError

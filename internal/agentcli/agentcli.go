@@ -9,19 +9,16 @@
 package agentcli
 
 import (
-	"bufio"
-	"bytes"
+	"github.com/unhidra/unhidra/internal/cliconf"
+
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/exec"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/unhidra/unhidra/agent"
 )
@@ -30,11 +27,9 @@ import (
 const KeyEnv = "UNHIDRA_DEVICE_KEY"
 
 // UsageError marks errors in the command line or configuration.
-type UsageError struct{ Msg string }
+type UsageError = cliconf.UsageError
 
-func (e UsageError) Error() string { return e.Msg }
-
-func usagef(format string, args ...any) error { return UsageError{fmt.Sprintf(format, args...)} }
+func usagef(format string, args ...any) error { return cliconf.Usagef(format, args...) }
 
 // Flags are the agent's settings as parsed from the command line.
 type Flags struct {
@@ -174,117 +169,16 @@ func Run(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(strin
 	return a.Run(ctx)
 }
 
-// maxConfigFileBytes bounds the config file.
-const maxConfigFileBytes = 1 << 20
-
 // EnvName returns the environment variable of a flag.
-func EnvName(flagName string) string {
-	return "UNHIDRA_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+func EnvName(flagName string) string { return cliconf.EnvName(flagName) }
 
 // ParseFlags parses args into fs, then fills the flags the command line
 // left unset from UNHIDRA_* variables and then from the config file.
 func ParseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usagef("%v", err)
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	path := fs.Lookup("config").Value.String()
-	if !set["config"] && getenv(EnvName("config")) != "" {
-		path = getenv(EnvName("config"))
-	}
-	file := map[string]string{}
-	if path != "" {
-		var err error
-		if file, err = readConfigFile(path, fs); err != nil {
-			return err
-		}
-	}
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || f.Name == "config" {
-			return
-		}
-		source, value := EnvName(f.Name), getenv(EnvName(f.Name))
-		if value == "" {
-			v, ok := file[f.Name]
-			if !ok {
-				return
-			}
-			source, value = path+": "+f.Name, v
-		}
-		if err := fs.Set(f.Name, value); err != nil {
-			errs = append(errs, usagef("%s: invalid value %q: %v", source, value, err))
-		}
-	})
-	return errors.Join(errs...)
-}
-
-// readConfigFile reads "key = value" lines; '#' starts a comment. Unknown
-// and repeated keys are errors.
-func readConfigFile(path string, fs *flag.FlagSet) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, usagef("config file: %v", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxConfigFileBytes+1))
-	if err != nil {
-		return nil, usagef("config file %s: %v", path, err)
-	}
-	if len(data) > maxConfigFileBytes {
-		return nil, usagef("config file %s is larger than %d bytes", path, maxConfigFileBytes)
-	}
-	values := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), maxConfigFileBytes)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		key, value, ok := strings.Cut(line, "=")
-		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
-		if !ok || key == "" {
-			return nil, usagef("%s:%d: expected key = value", path, n)
-		}
-		if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
-			value = value[1 : len(value)-1]
-		}
-		if strings.IndexFunc(value, unicode.IsControl) >= 0 {
-			return nil, usagef("%s:%d: control characters in value", path, n)
-		}
-		if fs.Lookup(key) == nil || key == "config" {
-			return nil, usagef("%s:%d: unknown setting %q", path, n, key)
-		}
-		if _, dup := values[key]; dup {
-			return nil, usagef("%s:%d: %q set twice", path, n, key)
-		}
-		values[key] = value
-	}
-	if err := sc.Err(); err != nil {
-		return nil, usagef("config file %s: %v", path, err)
-	}
-	return values, nil
+	return cliconf.Parse(fs, args, getenv)
 }
 
 // NewFlagSet returns a FlagSet whose usage lists each flag's variable.
 func NewFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s\n\nThe device key comes from %s or --key-file, never from a flag.\n\n", synopsis, KeyEnv)
-		fs.VisitAll(func(f *flag.Flag) {
-			def := ""
-			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
-				def = fmt.Sprintf(" (default %s)", f.DefValue)
-			}
-			fmt.Fprintf(stderr, "  --%s\n        %s%s [%s]\n", f.Name, f.Usage, def, EnvName(f.Name))
-		})
-	}
-	return fs
+	return cliconf.NewFlagSet(name, synopsis, "The device key comes from "+KeyEnv+" or --key-file, never from a flag.", stderr)
 }
