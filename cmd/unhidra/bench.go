@@ -72,6 +72,34 @@ func (b *benchTarget) tlsConfig() (*tls.Config, error) {
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
+// session is a signed-in bench run's view of the server.
+type session struct {
+	http  *http.Client
+	token string
+	wsURL string
+	wsTLS *tls.Config // nil for ws://
+}
+
+// connect builds the HTTP client, signs in, and derives the WebSocket URL.
+// Close the session's idle connections when done.
+func (b *benchTarget) connect(ctx context.Context, e env) (*session, error) {
+	tlsCfg, err := b.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	httpClient := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	token, err := b.login(ctx, e, httpClient)
+	if err != nil {
+		httpClient.CloseIdleConnections()
+		return nil, err
+	}
+	s := &session{http: httpClient, token: token, wsURL: "ws" + strings.TrimPrefix(b.url, "http") + "/ws"}
+	if strings.HasPrefix(b.url, "https://") {
+		s.wsTLS = tlsCfg
+	}
+	return s, nil
+}
+
 // login signs in and returns an access token.
 func (b *benchTarget) login(ctx context.Context, e env, client *http.Client) (string, error) {
 	if b.user == "" {
@@ -122,26 +150,16 @@ func runBenchConns(ctx context.Context, e env, args []string) error {
 	if *hold < 0 || *hold > time.Hour {
 		return usagef("--hold must be between 0 and 1h")
 	}
-	tlsCfg, err := target.tlsConfig()
+	sess, err := target.connect(ctx, e)
 	if err != nil {
 		return err
 	}
-	httpClient := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
-	defer httpClient.CloseIdleConnections()
-	token, err := target.login(ctx, e, httpClient)
-	if err != nil {
-		return err
-	}
-	wsURL := "ws" + strings.TrimPrefix(target.url, "http") + "/ws"
-	var tlsForWS *tls.Config
-	if strings.HasPrefix(target.url, "https://") {
-		tlsForWS = tlsCfg
-	}
+	defer sess.http.CloseIdleConnections()
 	res, err := loadtest.Conns(ctx, loadtest.ConnsOptions{
-		URL: wsURL, Subprotocols: []string{protocol.Subprotocol, "bearer." + token},
-		N: *n, SourceAddrs: *sources, TLS: tlsForWS, Rate: *rate, Hold: *hold,
-		MetricsURL: target.url + "/metrics", MetricsHTTP: httpClient, Progress: e.stderr,
-		Settle: func(ctx context.Context) error { return freeServerMemory(ctx, httpClient, target.url, token) },
+		URL: sess.wsURL, Subprotocols: []string{protocol.Subprotocol, "bearer." + sess.token},
+		N: *n, SourceAddrs: *sources, TLS: sess.wsTLS, Rate: *rate, Hold: *hold,
+		MetricsURL: target.url + "/metrics", MetricsHTTP: sess.http, Progress: e.stderr,
+		Settle: func(ctx context.Context) error { return freeServerMemory(ctx, sess.http, target.url, sess.token) },
 	})
 	if err != nil && res.Connected == 0 {
 		return err
@@ -206,23 +224,18 @@ func runBenchFanout(ctx context.Context, e env, args []string) error {
 	if *duration <= 0 || *duration > time.Hour || *rate <= 0 || *rate > 1e6 {
 		return usagef("--duration must be (0, 1h] and --rate (0, 1e6]")
 	}
-	tlsCfg, err := target.tlsConfig()
+	sess, err := target.connect(ctx, e)
 	if err != nil {
 		return err
 	}
-	httpClient := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
-	defer httpClient.CloseIdleConnections()
-	token, err := target.login(ctx, e, httpClient)
-	if err != nil {
-		return err
-	}
+	defer sess.http.CloseIdleConnections()
 	// A fresh channel, so that nobody else's messages interfere.
 	name := fmt.Sprintf("bench-%d", time.Now().UnixNano())
 	body, _ := json.Marshal(map[string]any{"name": name, "private": true})
 	req, _ := http.NewRequestWithContext(ctx, "POST", target.url+"/api/v1/channels", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := httpClient.Do(req)
+	req.Header.Set("Authorization", "Bearer "+sess.token)
+	res, err := sess.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("create channel: %w", err)
 	}
@@ -232,13 +245,9 @@ func runBenchFanout(ctx context.Context, e env, args []string) error {
 	if res.StatusCode != 201 || ch.ID == "" {
 		return fmt.Errorf("create channel: %s", res.Status)
 	}
-	var tlsForWS *tls.Config
-	if strings.HasPrefix(target.url, "https://") {
-		tlsForWS = tlsCfg
-	}
 	r, err := loadtest.Fanout(ctx, loadtest.FanoutOptions{
-		URL: "ws" + strings.TrimPrefix(target.url, "http") + "/ws", Subprotocols: []string{protocol.Subprotocol, "bearer." + token},
-		TLS: tlsForWS, Channel: ch.ID, Receivers: *receivers, Senders: *senders, Rate: *rate, Duration: *duration, SourceAddrs: *sources,
+		URL: sess.wsURL, Subprotocols: []string{protocol.Subprotocol, "bearer." + sess.token},
+		TLS: sess.wsTLS, Channel: ch.ID, Receivers: *receivers, Senders: *senders, Rate: *rate, Duration: *duration, SourceAddrs: *sources,
 	})
 	if err != nil {
 		return err

@@ -16,22 +16,36 @@ import (
 	"github.com/unhidra/unhidra/internal/testenv"
 )
 
+// cluster is two servers as one cluster: one PostgreSQL schema, one NATS
+// prefix, the same signing keys. Node A creates the administrator.
+type cluster struct {
+	a, b       *server
+	dirA, dirB string
+}
+
+func startCluster(t *testing.T, extra ...string) *cluster {
+	t.Helper()
+	dsn, natsURL, prefix := testenv.PostgresDSN(t), testenv.NATSURL(t), testenv.UniqueName("cluster")
+	common := append([]string{"--store", dsn, "--bus", natsURL, "--bus-prefix", prefix, "--drain-window", "100ms"}, extra...)
+	c := &cluster{dirA: t.TempDir(), dirB: t.TempDir()}
+	c.a = startServer(t, c.dirA, map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"}, common...)
+	keys, err := os.ReadFile(filepath.Join(c.dirA, "signing-keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.dirB, "signing-keys.json"), keys, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.b = startServer(t, c.dirB, nil, common...)
+	return c
+}
+
 // TestCluster_TwoNodes runs two servers as one cluster: one PostgreSQL
 // database, one NATS bus, the same signing keys. An account disabled
 // through node B loses its live connection on node A.
 func TestCluster_TwoNodes(t *testing.T) {
-	dsn, natsURL, prefix := testenv.PostgresDSN(t), testenv.NATSURL(t), testenv.UniqueName("cluster")
-	common := []string{"--store", dsn, "--bus", natsURL, "--bus-prefix", prefix, "--drain-window", "100ms"}
-	dirA, dirB := t.TempDir(), t.TempDir()
-	a := startServer(t, dirA, map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"}, common...)
-	keys, err := os.ReadFile(filepath.Join(dirA, "signing-keys.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dirB, "signing-keys.json"), keys, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b := startServer(t, dirB, nil, common...)
+	cl := startCluster(t)
+	a, b := cl.a, cl.b
 	if codeRE.MatchString(b.out.String()) {
 		t.Fatal("node B offered a bootstrap code although the shared database has an administrator")
 	}
@@ -74,13 +88,8 @@ func TestCluster_TwoNodes(t *testing.T) {
 // TestCluster_ChatAcrossNodes: people connected to different nodes talk;
 // a DM opened through node B reaches its recipient's connection on node A.
 func TestCluster_ChatAcrossNodes(t *testing.T) {
-	dsn, natsURL, prefix := testenv.PostgresDSN(t), testenv.NATSURL(t), testenv.UniqueName("chat")
-	common := []string{"--store", dsn, "--bus", natsURL, "--bus-prefix", prefix, "--drain-window", "100ms"}
-	dirA, dirB := t.TempDir(), t.TempDir()
-	a := startServer(t, dirA, map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"}, common...)
-	keys, _ := os.ReadFile(filepath.Join(dirA, "signing-keys.json"))
-	os.WriteFile(filepath.Join(dirB, "signing-keys.json"), keys, 0o600)
-	b := startServer(t, dirB, nil, common...)
+	cl := startCluster(t)
+	a, b, dirA, dirB := cl.a, cl.b, cl.dirA, cl.dirB
 	for _, n := range []string{"alpha", "bravo"} {
 		if st, body := a.post(t, "/api/v1/auth/register", "", map[string]string{"name": n, "password": "correct horse battery"}); st != 201 {
 			t.Fatalf("register: %d %v", st, body)
@@ -106,13 +115,8 @@ func TestCluster_ChatAcrossNodes(t *testing.T) {
 // TestCluster_PresenceAcrossNodes: an identity connected to two nodes is
 // offline only when both connections are gone.
 func TestCluster_PresenceAcrossNodes(t *testing.T) {
-	dsn, natsURL, prefix := testenv.PostgresDSN(t), testenv.NATSURL(t), testenv.UniqueName("presence")
-	common := []string{"--store", dsn, "--bus", natsURL, "--bus-prefix", prefix, "--drain-window", "100ms"}
-	dirA, dirB := t.TempDir(), t.TempDir()
-	a := startServer(t, dirA, map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"}, common...)
-	keys, _ := os.ReadFile(filepath.Join(dirA, "signing-keys.json"))
-	os.WriteFile(filepath.Join(dirB, "signing-keys.json"), keys, 0o600)
-	b := startServer(t, dirB, nil, common...)
+	cl := startCluster(t)
+	a, b, dirA, dirB := cl.a, cl.b, cl.dirA, cl.dirB
 	for _, n := range []string{"alpha", "watcher"} {
 		if st, body := a.post(t, "/api/v1/auth/register", "", map[string]string{"name": n, "password": "correct horse battery"}); st != 201 {
 			t.Fatalf("register: %d %v", st, body)

@@ -2,29 +2,15 @@ package main
 
 import (
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
-
-	"github.com/unhidra/unhidra/internal/testenv"
 )
 
 // TestCluster_DeviceAcrossNodes: a device registered through node B
 // connects to node A; its owner, connected to B, sees it come online over
 // the bus, and revoking it through B closes it on A with 4501.
 func TestCluster_DeviceAcrossNodes(t *testing.T) {
-	dsn, natsURL, prefix := testenv.PostgresDSN(t), testenv.NATSURL(t), testenv.UniqueName("devcluster")
-	common := []string{"--store", dsn, "--bus", natsURL, "--bus-prefix", prefix, "--drain-window", "100ms"}
-	dirA, dirB := t.TempDir(), t.TempDir()
-	a := startServer(t, dirA, map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"}, common...)
-	keys, err := os.ReadFile(filepath.Join(dirA, "signing-keys.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dirB, "signing-keys.json"), keys, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b := startServer(t, dirB, nil, common...)
+	cl := startCluster(t)
+	a, b, dirA, dirB := cl.a, cl.b, cl.dirA, cl.dirB
 	_, body := b.post(t, "/api/v1/auth/login", "", map[string]string{"name": "admin", "password": "correct horse battery"})
 	token := body["access_token"].(string)
 	nodeA := &deviceEnv{server: a, dir: dirA, token: token}
