@@ -191,25 +191,15 @@ func (s *Service) CheckLeaks(ctx context.Context) {
 const AuditDeviceAlert = "device.alert"
 
 func (s *Service) handleAnalysis(h api.Helpers) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, err := s.Device(r.Context(), actorOf(r), r.PathValue("id"))
-		if err != nil {
-			h.Error(w, r, err)
-			return
-		}
+	return s.deviceView(h, func(r *http.Request, d *store.Device) (any, error) {
 		if s.analysis != nil {
 			if ok, retry := s.analysis.perUser.Allow(actorOf(r).ID, time.Now()); !ok {
 				e := store.Errorf(store.ERATELIMIT, "Too many analyses; wait a moment.")
 				e.RetryAfter = int64(retry/time.Second) + 1
-				h.Error(w, r, e)
-				return
+				return nil, e
 			}
 		}
 		a, err := s.Analyze(r.Context(), d)
-		if err != nil {
-			h.Error(w, r, err)
-			return
-		}
-		h.JSON(w, http.StatusOK, map[string]any{"analysis": a})
+		return map[string]any{"analysis": a}, err
 	})
 }

@@ -119,21 +119,12 @@ func (f *followRequest) Valid(context.Context) error {
 
 func (s *Service) mountFollowers(mux *http.ServeMux, h api.Helpers) {
 	user := h.RequireUser
-	mux.Handle("GET /api/v1/devices/{id}/channels", user(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, err := s.Device(r.Context(), actorOf(r), r.PathValue("id"))
-		if err != nil {
-			h.Error(w, r, err)
-			return
-		}
+	mux.Handle("GET /api/v1/devices/{id}/channels", user(s.deviceView(h, func(r *http.Request, d *store.Device) (any, error) {
 		chans, err := s.store.DeviceFollowers(r.Context(), d.ID)
-		if err != nil {
-			h.Error(w, r, err)
-			return
-		}
 		if chans == nil {
 			chans = []string{}
 		}
-		h.JSON(w, http.StatusOK, map[string]any{"channels": chans})
+		return map[string]any{"channels": chans}, err
 	})))
 	mux.Handle("POST /api/v1/devices/{id}/channels", user(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in, err := api.DecodeValid[*followRequest](w, r)

@@ -34,6 +34,25 @@ func (s *Service) Mount(mux *http.ServeMux, h api.Helpers) {
 func actorOf(r *http.Request) Actor { return ActorOf(auth.UserFromContext(r.Context())) }
 
 // queryInt reads an optional non-negative integer query parameter.
+// deviceView serves a read about the device {id}, which the caller must be
+// allowed to see (others get 404, as for a device that does not exist):
+// fn's result is written as JSON, or its error as the API's error.
+func (s *Service) deviceView(h api.Helpers, fn func(r *http.Request, d *store.Device) (any, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, err := s.Device(r.Context(), actorOf(r), r.PathValue("id"))
+		if err != nil {
+			h.Error(w, r, err)
+			return
+		}
+		out, err := fn(r, d)
+		if err != nil {
+			h.Error(w, r, err)
+			return
+		}
+		h.JSON(w, http.StatusOK, out)
+	})
+}
+
 func queryInt(r *http.Request, name string) (int, error) {
 	v := r.URL.Query().Get(name)
 	if v == "" {
@@ -89,13 +108,8 @@ func (s *Service) handleList(h api.Helpers) http.Handler {
 }
 
 func (s *Service) handleGet(h api.Helpers) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, err := s.Device(r.Context(), actorOf(r), r.PathValue("id"))
-		if err != nil {
-			h.Error(w, r, err)
-			return
-		}
-		h.JSON(w, http.StatusOK, map[string]any{"device": s.View(d)})
+	return s.deviceView(h, func(r *http.Request, d *store.Device) (any, error) {
+		return map[string]any{"device": s.View(d)}, nil
 	})
 }
 
@@ -153,12 +167,7 @@ type HeapPoint struct {
 }
 
 func (s *Service) handleHeap(h api.Helpers) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, err := s.Device(r.Context(), actorOf(r), r.PathValue("id"))
-		if err != nil {
-			h.Error(w, r, err)
-			return
-		}
+	return s.deviceView(h, func(r *http.Request, d *store.Device) (any, error) {
 		q := r.URL.Query()
 		res, name := store.HeapMinute, "minute"
 		switch q.Get("res") {
@@ -166,84 +175,60 @@ func (s *Service) handleHeap(h api.Helpers) http.Handler {
 		case "hour":
 			res, name = store.HeapHour, "hour"
 		default:
-			h.Error(w, r, store.Errorf(store.EINVALID, "res must be minute or hour."))
-			return
+			return nil, store.Errorf(store.EINVALID, "res must be minute or hour.")
 		}
 		var since time.Time
 		if v := q.Get("since"); v != "" {
+			var err error
 			if since, err = time.Parse(time.RFC3339, v); err != nil || len(v) > 40 {
-				h.Error(w, r, store.Errorf(store.EINVALID, "since must be an RFC 3339 time."))
-				return
+				return nil, store.Errorf(store.EINVALID, "since must be an RFC 3339 time.")
 			}
 		}
 		limit, err := queryInt(r, "limit")
 		if err != nil {
-			h.Error(w, r, err)
-			return
+			return nil, err
 		}
 		buckets, err := s.store.HeapSeries(r.Context(), d.ID, res, since, limit)
 		if err != nil {
-			h.Error(w, r, err)
-			return
+			return nil, err
 		}
 		points := make([]HeapPoint, 0, len(buckets))
 		for _, b := range buckets {
 			points = append(points, HeapPoint{Start: b.Start, Min: b.Min, Avg: b.Sum / max(b.Count, 1), Max: b.Max, Count: b.Count})
 		}
-		h.JSON(w, http.StatusOK, map[string]any{"device": d.ID, "resolution": name, "points": points})
+		return map[string]any{"device": d.ID, "resolution": name, "points": points}, nil
 	})
 }
 
 func (s *Service) handleEvents(h api.Helpers) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, err := s.Device(r.Context(), actorOf(r), r.PathValue("id"))
-		if err != nil {
-			h.Error(w, r, err)
-			return
-		}
+	return s.deviceView(h, func(r *http.Request, d *store.Device) (any, error) {
 		before, err := queryInt(r, "before")
 		if err != nil {
-			h.Error(w, r, err)
-			return
+			return nil, err
 		}
 		limit, err := queryInt(r, "limit")
 		if err != nil {
-			h.Error(w, r, err)
-			return
+			return nil, err
 		}
 		ev, err := s.store.AuditEvents(r.Context(), store.AuditFilter{Target: d.ID, Action: "device.", Before: int64(before), Limit: limit})
-		if err != nil {
-			h.Error(w, r, err)
-			return
-		}
 		if ev == nil {
 			ev = []*store.AuditEvent{}
 		}
-		h.JSON(w, http.StatusOK, map[string]any{"events": ev})
+		return map[string]any{"events": ev}, err
 	})
 }
 
 func (s *Service) handleTelemetryList(h api.Helpers) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, err := s.Device(r.Context(), actorOf(r), r.PathValue("id"))
-		if err != nil {
-			h.Error(w, r, err)
-			return
-		}
+	return s.deviceView(h, func(r *http.Request, d *store.Device) (any, error) {
 		limit, err := queryInt(r, "limit")
 		if err != nil {
-			h.Error(w, r, err)
-			return
+			return nil, err
 		}
 		tel, err := s.store.RecentTelemetry(r.Context(), d.ID, limit)
-		if err != nil {
-			h.Error(w, r, err)
-			return
-		}
 		if tel == nil {
 			tel = []store.Telemetry{}
 		}
-		h.JSON(w, http.StatusOK, map[string]any{"telemetry": tel})
+		return map[string]any{"telemetry": tel}, err
 	})
 }
 
@@ -264,48 +249,28 @@ func (s *Service) handleCommandCreate(h api.Helpers) http.Handler {
 }
 
 func (s *Service) handleCommandList(h api.Helpers) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, err := s.Device(r.Context(), actorOf(r), r.PathValue("id"))
-		if err != nil {
-			h.Error(w, r, err)
-			return
-		}
+	return s.deviceView(h, func(r *http.Request, d *store.Device) (any, error) {
 		status := r.URL.Query().Get("status")
 		switch status {
 		case "", store.CommandQueued, store.CommandDelivered, store.CommandAcked, store.CommandFailed, store.CommandExpired:
 		default:
-			h.Error(w, r, store.Errorf(store.EINVALID, "Unknown status."))
-			return
+			return nil, store.Errorf(store.EINVALID, "Unknown status.")
 		}
 		limit, err := queryInt(r, "limit")
 		if err != nil {
-			h.Error(w, r, err)
-			return
+			return nil, err
 		}
 		cmds, err := s.store.Commands(r.Context(), d.ID, status, limit)
-		if err != nil {
-			h.Error(w, r, err)
-			return
-		}
 		if cmds == nil {
 			cmds = []*store.Command{}
 		}
-		h.JSON(w, http.StatusOK, map[string]any{"commands": cmds})
+		return map[string]any{"commands": cmds}, err
 	})
 }
 
 func (s *Service) handleCommandGet(h api.Helpers) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, err := s.Device(r.Context(), actorOf(r), r.PathValue("id"))
-		if err != nil {
-			h.Error(w, r, err)
-			return
-		}
+	return s.deviceView(h, func(r *http.Request, d *store.Device) (any, error) {
 		cmd, err := s.store.CommandByID(r.Context(), d.ID, r.PathValue("cmd"))
-		if err != nil {
-			h.Error(w, r, err)
-			return
-		}
-		h.JSON(w, http.StatusOK, map[string]any{"command": cmd})
+		return map[string]any{"command": cmd}, err
 	})
 }
