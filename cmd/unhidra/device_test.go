@@ -491,6 +491,19 @@ func TestDevices_CommandsQueuedDeliveredAcked(t *testing.T) {
 	if m := readType(t, dev, "error"); m["code"] != "conflict" || m["id"] != cmdID {
 		t.Fatalf("double ack: %v", m)
 	}
+	// Over WebSocket too, a command can be a config or an OTA frame, and
+	// an unknown kind is refused.
+	writeJSON(t, owner, map[string]any{"type": "command.send", "id": "o1", "device": id, "command": "flash", "command_type": "ota", "ttl_seconds": 60})
+	if ack := readType(t, owner, "ack"); ack["id"] != "o1" {
+		t.Fatalf("ota over WebSocket: %v", ack)
+	}
+	if m := readType(t, dev, "ota"); m["command"] != "flash" {
+		t.Fatalf("device got %v", m)
+	}
+	writeJSON(t, owner, map[string]any{"type": "command.send", "id": "o2", "device": id, "command": "x", "command_type": "shell"})
+	if m := readType(t, owner, "error"); m["id"] != "o2" || m["code"] != "invalid" {
+		t.Fatalf("unknown command kind: %v", m)
+	}
 }
 
 func TestDevices_OwnershipAndListing(t *testing.T) {

@@ -217,8 +217,8 @@ func (s *Service) handleCommandSend(ctx context.Context, c *gateway.Client, e *p
 	if id.Kind == gateway.KindDevice {
 		return store.Errorf(store.EFORBIDDEN, "Devices cannot send commands.")
 	}
-	cmd, err := s.SendCommand(ctx, Actor{ID: id.ID, Name: id.Name, Admin: id.Admin}, e.Device,
-		CommandRequest{Command: e.Command, Params: e.Params})
+	req := CommandRequest{Command: e.Command, Params: e.Params, Type: e.CommandType, TTLSeconds: e.TTLSeconds}
+	cmd, err := s.SendCommand(ctx, Actor{ID: id.ID, Name: id.Name, Admin: id.Admin}, e.Device, req)
 	if err != nil {
 		return err
 	}

@@ -48,9 +48,13 @@ type Envelope struct {
 	Device    string          `json:"device,omitempty"`
 	Command   string          `json:"command,omitempty"`
 	Params    json.RawMessage `json:"params,omitempty"`
-	Result    json.RawMessage `json:"result,omitempty"`
-	Error     string          `json:"error,omitempty"`
-	OK        *bool           `json:"ok,omitempty"`
+	// command.send only: "command" (default), "config" or "ota", and how
+	// long a command may wait for an offline device.
+	CommandType string          `json:"command_type,omitempty"`
+	TTLSeconds  int             `json:"ttl_seconds,omitempty"`
+	Result      json.RawMessage `json:"result,omitempty"`
+	Error       string          `json:"error,omitempty"`
+	OK          *bool           `json:"ok,omitempty"`
 }
 
 // ErrDecode is wrapped by every Decode error.
