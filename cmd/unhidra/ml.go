@@ -26,8 +26,15 @@ func startML(ctx context.Context, cfg *serveConfig, log *slog.Logger) (*mlbridge
 			modules = append(modules, m)
 		}
 	}
+	var paths []string
+	for _, p := range strings.Split(cfg.mlPath, ":") {
+		if p = strings.TrimSpace(p); p != "" {
+			paths = append(paths, p)
+		}
+	}
 	sup, err := mlbridge.New(mlbridge.Config{
-		Workers: cfg.mlWorkers, Command: command, Python: cfg.mlPython, Modules: modules, CallTimeout: cfg.mlTimeout,
+		Workers: cfg.mlWorkers, Command: command, Python: cfg.mlPython, Modules: modules, PythonPath: paths,
+		CallTimeout: cfg.mlTimeout,
 	}, log.With("component", "ml"))
 	if err != nil {
 		return nil, fmt.Errorf("ML workers: %w", err)

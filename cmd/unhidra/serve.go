@@ -79,6 +79,7 @@ type serveConfig struct {
 	mlWorker  string
 	mlPython  string
 	mlModules string
+	mlPath    string
 	mlTimeout time.Duration
 	systemBot bool
 
@@ -130,6 +131,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.mlWorker, "ml-worker", "", "worker command line speaking the ML IPC protocol (default: the built-in Python worker); the socket path is appended")
 	fs.StringVar(&c.mlPython, "ml-python", "python3", "Python interpreter for the built-in worker")
 	fs.StringVar(&c.mlModules, "ml-modules", "", "comma-separated Python modules or .py files with your own @model definitions")
+	fs.StringVar(&c.mlPath, "ml-python-path", "", "colon-separated directories to import your models' modules and dependencies from")
 	fs.DurationVar(&c.mlTimeout, "ml-timeout", 30*time.Second, "longest an inference call may take")
 	fs.BoolVar(&c.systemBot, "system-bot", true, "run the built-in bot (in a cluster, on one node only)")
 	fs.IntVar(&c.maxDevicesPerOwner, "max-devices-per-owner", 1000, "live devices one account may register")
