@@ -28,7 +28,8 @@ const chatHelp = `Commands:
   /create NAME [private]  create a channel
   /leave                  leave the current channel
   /dm USER TEXT           send a direct message (opens the conversation)
-  /history [N]            show up to N earlier messages of the current conversation
+  /history [N]            show the last N messages of the current conversation
+  /more [N]               scroll further back: N messages before those shown
   /who                    members of the current conversation
   /help                   this text
   /quit                   leave the program`
@@ -65,7 +66,7 @@ func runChat(ctx context.Context, e env, args []string) error {
 	if err := c.Login(ctx); err != nil {
 		return fmt.Errorf("sign in: %w", err)
 	}
-	t := &terminal{c: c, out: e.stdout, names: map[string]string{}, convs: map[string]string{}}
+	t := &terminal{c: c, out: e.stdout, names: map[string]string{}, convs: map[string]string{}, oldest: map[string]int64{}}
 	if err := t.refresh(ctx); err != nil {
 		return err
 	}
@@ -149,6 +150,7 @@ type terminal struct {
 	convs   map[string]string // id → label; guarded by mu
 	names   map[string]string // user id → name; guarded by mu
 	listed  []client.Channel  // guarded by mu
+	oldest  map[string]int64  // conversation → oldest seq shown by /history; guarded by mu
 }
 
 type dm struct {
@@ -359,14 +361,25 @@ func (t *terminal) command(ctx context.Context, line string) (quit bool) {
 		}
 		_ = ack
 		t.refresh(rctx)
-	case "/history":
+	case "/history", "/more":
 		n := 20
 		fmt.Sscan(rest, &n)
 		n = min(max(n, 1), 200)
 		t.mu.Lock()
-		conv := t.current
+		conv, before := t.current, int64(0)
+		if cmd == "/more" {
+			before = t.oldest[conv]
+		}
 		t.mu.Unlock()
-		msgs, more, err := t.c.HistoryBefore(rctx, conv, 0, n)
+		if cmd == "/more" && before == 0 {
+			t.printf("nothing to scroll: /history first\n")
+			return false
+		}
+		if before == 1 {
+			t.printf("(this is the beginning of the conversation)\n")
+			return false
+		}
+		msgs, more, err := t.c.HistoryBefore(rctx, conv, before, n)
 		if err != nil {
 			t.printf("history: %v\n", err)
 			return false
@@ -375,8 +388,15 @@ func (t *terminal) command(ctx context.Context, line string) (quit bool) {
 			msgs[i].Channel = conv
 			t.printMessage(&msgs[i])
 		}
+		if len(msgs) > 0 {
+			t.mu.Lock()
+			t.oldest[conv] = msgs[0].Seq
+			t.mu.Unlock()
+		}
 		if more {
-			t.printf("(older messages exist)\n")
+			t.printf("(older messages: /more)\n")
+		} else {
+			t.printf("(this is the beginning of the conversation)\n")
 		}
 	case "/who":
 		t.mu.Lock()

@@ -23,7 +23,11 @@ func TestChatCLI(t *testing.T) {
 		"/channels",
 		"hello from the terminal \x1b[31m",
 		"/dm dan psst, dan",
-		"/history 5",
+		"older 1",
+		"older 2",
+		"older 3",
+		"/history 2",
+		"/more 2",
 		"/frobnicate",
 		"",
 	}, "\n")
@@ -34,12 +38,17 @@ func TestChatCLI(t *testing.T) {
 	for _, want := range []string{
 		"signed in as cat; current conversation: #general",
 		"#general  joined",
-		"hello from the terminal ?[31m", // from /history, the escape sequence neutralised
+		"hello from the terminal ?[31m", // from /more, the escape sequence neutralised
+		"(older messages: /more)",
 		"unknown command /frobnicate",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	// /history 2 shows the last two; /more 2 scrolls back to the two before.
+	if i, j := strings.Index(out, ": older 3"), strings.LastIndex(out, ": older 1"); i < 0 || j < i {
+		t.Errorf("scrolling back did not show older messages after newer ones:\n%s", out)
 	}
 	m := waitMessage(t, dan, func(m *client.Message) bool { return m.Body == "psst, dan" })
 	if !strings.HasPrefix(m.Channel, "dmc_") {
