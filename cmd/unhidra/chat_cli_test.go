@@ -47,7 +47,7 @@ func TestChatCLI(t *testing.T) {
 		}
 	}
 	// /history 2 shows the last two; /more 2 scrolls back to the two before.
-	if i, j := strings.Index(out, ": older 3"), strings.LastIndex(out, ": older 1"); i < 0 || j < i {
+	if i, j := strings.Index(out, "cat: older 3"), strings.LastIndex(out, "cat: older 1"); i < 0 || j < i {
 		t.Errorf("scrolling back did not show older messages after newer ones:\n%s", out)
 	}
 	m := waitMessage(t, dan, func(m *client.Message) bool { return m.Body == "psst, dan" })

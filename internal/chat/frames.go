@@ -34,15 +34,19 @@ type messageFrame struct {
 	Seq       int64     `json:"seq"`
 	MessageID string    `json:"message_id"`
 	From      string    `json:"from"`
+	FromName  string    `json:"from_name,omitempty"`
 	Body      string    `json:"body"`
 	TS        time.Time `json:"ts"`
 	EditedAt  time.Time `json:"edited_at,omitzero"`
 	Deleted   bool      `json:"deleted,omitempty"`
 }
 
-func newMessageFrame(m *store.Message) messageFrame {
+// messageFrame is a stored message as clients see it, with the sender's
+// name so that no client needs a directory of identities.
+func (s *Service) messageFrame(ctx context.Context, m *store.Message) messageFrame {
 	return messageFrame{Type: protocol.TypeMessage, Channel: m.ConversationID, Seq: m.Seq, MessageID: m.ID,
-		From: m.SenderID, Body: m.Body, TS: m.CreatedAt, EditedAt: m.EditedAt, Deleted: !m.DeletedAt.IsZero()}
+		From: m.SenderID, FromName: s.names.name(ctx, m.SenderID), Body: m.Body, TS: m.CreatedAt,
+		EditedAt: m.EditedAt, Deleted: !m.DeletedAt.IsZero()}
 }
 
 type ackFrame struct {
@@ -260,7 +264,7 @@ func (s *Service) Resume(ctx context.Context, actor Actor, id string, positions 
 					break
 				}
 				for _, m := range page {
-					mf := newMessageFrame(m)
+					mf := s.messageFrame(ctx, m)
 					mf.Type = ""
 					f.Messages = append(f.Messages, mf)
 				}

@@ -141,7 +141,7 @@ func (s *Service) Mount(mux *http.ServeMux, h api.Helpers) {
 		if dup {
 			status = http.StatusOK
 		}
-		return ok(w, status, newMessageFrame(m))
+		return ok(w, status, s.messageFrame(r.Context(), m))
 	})
 	route("PATCH /api/v1/channels/{id}/messages/{message}", func(w http.ResponseWriter, r *http.Request, a Actor) error {
 		in, err := api.Decode[sendRequest](w, r)
@@ -152,7 +152,7 @@ func (s *Service) Mount(mux *http.ServeMux, h api.Helpers) {
 		if err != nil {
 			return err
 		}
-		return ok(w, http.StatusOK, newMessageFrame(m))
+		return ok(w, http.StatusOK, s.messageFrame(r.Context(), m))
 	})
 	route("DELETE /api/v1/channels/{id}/messages/{message}", func(w http.ResponseWriter, r *http.Request, a Actor) error {
 		if _, err := s.Delete(r.Context(), a, r.PathValue("id"), r.PathValue("message")); err != nil {

@@ -124,6 +124,7 @@ type Service struct {
 	// membershipSub receives membership changes from every node.
 	membershipSub bus.Subscription
 	presenceSub   bus.Subscription
+	names         nameCache
 	log           *slog.Logger
 	sends         *ratelimit.Keyed
 	typing        *ratelimit.Keyed
@@ -176,6 +177,7 @@ func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 		changes: make(map[string]uint64),
 		ctx:     ctx, cancel: cancel,
 	}
+	s.names.st = st
 	s.presence.entries = make(map[string]*presenceEntry)
 	s.presence.remote = make(map[string]map[string]remoteEntry)
 	s.presence.nodes = make(map[string]time.Time)
@@ -407,7 +409,7 @@ func (s *Service) commit(batch []*sendJob) {
 			batch[i].onStored(r.Message)
 		}
 		if !r.Duplicate {
-			s.publish(r.Message.ConversationID, newMessageFrame(r.Message))
+			s.publish(r.Message.ConversationID, s.messageFrame(s.ctx, r.Message))
 		}
 	}
 	s.publishMu.RUnlock()
@@ -501,7 +503,7 @@ func (s *Service) History(ctx context.Context, actor Actor, conv string, before,
 	}
 	page := &HistoryPage{Messages: make([]messageFrame, len(msgs)), HasMore: more}
 	for i, m := range msgs {
-		page.Messages[i] = newMessageFrame(m)
+		page.Messages[i] = s.messageFrame(ctx, m)
 		page.Messages[i].Type = ""
 	}
 	return page, nil
