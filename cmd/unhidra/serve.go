@@ -31,6 +31,7 @@ import (
 	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/tlscert"
+	"github.com/unhidra/unhidra/internal/web"
 	"github.com/unhidra/unhidra/internal/ws"
 )
 
@@ -326,6 +327,10 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	defer messaging.Close() // runs before st.Close: a batch being committed finishes
 	messaging.Register(gw)
 
+	app, err := web.New()
+	if err != nil {
+		return fmt.Errorf("web app: %w", err)
+	}
 	var draining atomic.Bool
 	deps := api.Deps{
 		Log:            log,
@@ -335,7 +340,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		TrustedProxies: cfg.proxies,
 		TLS:            !cfg.noTLS,
-		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount, messaging.Mount, devices.Mount},
+		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount, messaging.Mount, devices.Mount, app.Mount},
 	}
 	if ml != nil {
 		deps.ML = ml

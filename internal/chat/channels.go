@@ -15,6 +15,8 @@ import (
 type ChannelView struct {
 	*store.ConversationView
 	Unread int64 `json:"unread"`
+	// Names maps a DM's members to their names, so clients can label it.
+	Names map[string]string `json:"names,omitempty"`
 }
 
 // List returns the actor's channels (public ones it is not in too, flagged
@@ -31,6 +33,10 @@ func (s *Service) List(ctx context.Context, actor Actor) (channels, dms []Channe
 			cv.Unread = max(0, v.LastSeq-v.LastReadSeq)
 		}
 		if v.Kind == store.KindDM {
+			cv.Names = make(map[string]string, len(v.Members))
+			for _, id := range v.Members {
+				cv.Names[id] = s.names.name(ctx, id)
+			}
 			dms = append(dms, cv)
 		} else {
 			channels = append(channels, cv)
@@ -248,13 +254,27 @@ func (s *Service) Kick(ctx context.Context, actor Actor, id, member string) erro
 }
 
 // Members lists a conversation's members (members only).
-func (s *Service) Members(ctx context.Context, actor Actor, id string) ([]*store.Membership, error) {
+func (s *Service) Members(ctx context.Context, actor Actor, id string) ([]MemberView, error) {
 	if !actor.Admin {
 		if _, err := s.requireMember(ctx, id, actor.ID); err != nil {
 			return nil, err
 		}
 	}
-	return s.st.Members(ctx, id)
+	ms, err := s.st.Members(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	views := make([]MemberView, len(ms))
+	for i, m := range ms {
+		views[i] = MemberView{Membership: m, Name: s.names.name(ctx, m.MemberID)}
+	}
+	return views, nil
+}
+
+// MemberView is a membership with the member's name, for member lists.
+type MemberView struct {
+	*store.Membership
+	Name string `json:"name"`
 }
 
 // OpenDM returns the DM of the actor and the named users (IDs or names),

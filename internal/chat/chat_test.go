@@ -551,6 +551,21 @@ func TestChannels_Rules(t *testing.T) {
 	if unread[m.ConversationID] != 1 {
 		t.Fatalf("unread = %v", unread)
 	}
+	// Clients label DMs and member lists by name.
+	for _, d := range dms {
+		if d.ID == dm.ID && (d.Names[ann.ID] != "ann" || d.Names[bob.ID] != "bob") {
+			t.Fatalf("DM names = %v", d.Names)
+		}
+	}
+	members, err := h.svc.Members(ctx, ann, dm.ID)
+	if err != nil || len(members) != 2 {
+		t.Fatalf("DM members = %v, %v", members, err)
+	}
+	for _, mv := range members {
+		if want := map[string]string{ann.ID: "ann", bob.ID: "bob"}[mv.MemberID]; mv.Name != want {
+			t.Fatalf("member %s named %q, want %q", mv.MemberID, mv.Name, want)
+		}
+	}
 	if seq, err := h.svc.MarkRead(ctx, ann, m.ConversationID, 1); err != nil || seq != 1 {
 		t.Fatalf("MarkRead = %d, %v", seq, err)
 	}

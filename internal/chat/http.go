@@ -87,9 +87,6 @@ func (s *Service) Mount(mux *http.ServeMux, h api.Helpers) {
 		if err != nil {
 			return err
 		}
-		if ms == nil {
-			ms = []*store.Membership{}
-		}
 		return ok(w, http.StatusOK, map[string]any{"members": ms})
 	})
 	route("POST /api/v1/channels/{id}/members", func(w http.ResponseWriter, r *http.Request, a Actor) error {
