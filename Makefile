@@ -1,13 +1,18 @@
 # The whole test suite: `make test` sets the machine up (services, Debian
-# packages) and runs every test with the race detector.
+# packages), runs every Go test with the race detector, then the browser
+# tests of the web app (`make e2e`: Debian's Chromium driven by Playwright).
 GO ?= go
 export UNHIDRA_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export UNHIDRA_TEST_NATS ?= nats://127.0.0.1:4222
 
-.PHONY: test setup check build serve fuzz bench
+.PHONY: test e2e setup check build serve fuzz bench
 
 test: setup
 	$(GO) test -race -count=1 -timeout 45m ./...
+	$(MAKE) e2e
+
+e2e:
+	bash web/e2e/run.sh
 
 setup:
 	./scripts/setup.sh

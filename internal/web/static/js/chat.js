@@ -125,7 +125,7 @@ function apply(c, m) {
   c.last_seq = Math.max(c.last_seq, m.seq);
   if (m.from_name) names.set(m.from, m.from_name);
   if (m.from === me.id) c.last_read_seq = Math.max(c.last_read_seq, m.seq);
-  c.typing.delete(m.from);
+  if (c.typing.delete(m.from)) renderTyping();
   for (const [id, p] of outbox) if (p.message_id === m.message_id) { outbox.delete(id); p.el?.remove(); }
   if (view && view.id === c.id) appendMessage(c, m);
   return 'ok';
@@ -607,9 +607,21 @@ function open(c) {
     if (c.last_seq > c.lastApplied) await fill(c);
     markRead(c);
     countUnread(c);
+    if (!c.namesLoaded) learnNames(c);
   }).then(() => { if (view === mounted && c.hasOlder && view.scroller.scrollHeight <= view.scroller.clientHeight) loadOlder(); });
   view.input.disabled = false;
   if (matchMedia('(pointer: fine)').matches) view.input.focus();
+}
+
+// learnNames fetches the members' names once per conversation, so typing
+// notices and presence (which carry IDs only) can name people who have not
+// written yet.
+function learnNames(c) {
+  c.namesLoaded = true;
+  api('GET', `/api/v1/channels/${encodeURIComponent(c.id)}/members`).then((res) => {
+    for (const m of res.members) if (m.name) names.set(m.member_id, m.name);
+    renderTyping();
+  }, () => { c.namesLoaded = false; });
 }
 
 function renderOlder(c) {

@@ -54,7 +54,7 @@ export function devicesView(root) {
   let devices = [];
   const body = h('tbody');
   const table = h('table', { class: 'grid', 'data-testid': 'fleet' },
-    h('thead', {}, h('tr', {}, ['Name', 'Type', 'State', 'Last seen', 'Connected since', 'Reboots', 'Free heap'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', {}, h('tr', {}, ['Name', 'Type', 'State', 'Last seen', 'Connected since', 'Reboots', 'Free heap'].map((t, i) => h('th', { scope: 'col', class: i >= 5 ? 'num' : null }, t)))),
     body);
   const summary = h('p', { class: 'muted', role: 'status' });
   const content = h('div', {}, loading());
@@ -155,7 +155,7 @@ export function deviceView(root, id) {
       fact('ID', h('code', {}, device.id)), fact('Type', device.type),
       fact('Last seen', `${ago(l?.last_seen || device.last_seen)}`),
       fact('Connected since', st === 'offline' ? '—' : when(device.connected_since)),
-      fact('Uptime', device.uptime ? `${Math.round(device.uptime / 60)} min` : '—'),
+      fact('Uptime', duration(device.uptime)),
       fact('Reboots', device.reboots), fact('Free heap', bytes(device.free_heap)),
       fact('Key created', when(device.key_created_at)));
   }
@@ -177,7 +177,7 @@ export function deviceView(root, id) {
     const since = new Date(Date.now() - hours * 3600e3).toISOString();
     try {
       const data = await api('GET', path(id, `/heap?res=${res}&since=${encodeURIComponent(since)}&limit=5000`));
-      replace(chart, heapChart(data.points, Date.now() - hours * 3600e3, Date.now()));
+      replace(chart, heapChart(data.points, Date.now() - hours * 3600e3, Date.now(), chart.clientWidth));
     } catch (err) { replace(chart, failure(err, loadHeap)); }
   }
 
@@ -208,6 +208,18 @@ export function deviceView(root, id) {
       c.error && h('p', { class: 'form-error' }, c.error)))));
   }
 
+  // mergeCommand adds or updates a command. The device may answer before
+  // the POST that created the command returns, so a status never moves
+  // back to an earlier one.
+  function mergeCommand(c) {
+    const rank = { queued: 0, delivered: 1 };
+    const old = cmdList.find((x) => x.id === c.id);
+    if (old && (rank[old.status] ?? 2) > (rank[c.status] ?? 2)) return;
+    cmdList = [c, ...cmdList.filter((x) => x.id !== c.id)]
+      .sort((a, b) => new Date(b.created_at) - new Date(a.created_at)).slice(0, 20);
+    renderCommands();
+  }
+
   function commandForm() {
     const form = h('form', { class: 'stack' },
       h('div', { class: 'row' },
@@ -226,9 +238,7 @@ export function deviceView(root, id) {
         try { body.params = JSON.parse(v.params); } catch { err.textContent = 'Parameters must be valid JSON.'; return; }
       }
       try {
-        const c = (await api('POST', path(id, '/commands'), body)).command;
-        cmdList = [c, ...cmdList.filter((x) => x.id !== c.id)].slice(0, 20);
-        renderCommands();
+        mergeCommand((await api('POST', path(id, '/commands'), body)).command);
         form.elements.command.value = '';
       } catch (e2) { err.textContent = errorText(e2); }
     });
@@ -267,15 +277,20 @@ export function deviceView(root, id) {
   const off = listen((f) => {
     if (f.device !== id) return;
     if (f.type === 'device_state' && device) { loadDevice(); loadEvents(); }
-    if (f.type === 'command_status') {
-      cmdList = [f.command, ...cmdList.filter((c) => c.id !== f.command.id)]
-        .sort((a, b) => new Date(b.created_at) - new Date(a.created_at)).slice(0, 20);
-      renderCommands();
-    }
+    if (f.type === 'command_status') mergeCommand(f.command);
     if (f.type === 'device_alert') loadAnalysis();
   });
   const poll = setInterval(() => { if (device) { loadDevice(); loadHeap(); } }, 30000);
   return () => { off(); clearInterval(poll); };
+}
+
+// duration formats seconds as "3 d 4 h", "5 h 12 min" or "7 min".
+function duration(s) {
+  if (!s) return '—';
+  const m = Math.floor(s / 60); const hr = Math.floor(m / 60); const d = Math.floor(hr / 24);
+  if (d) return `${d} d ${hr % 24} h`;
+  if (hr) return `${hr} h ${m % 60} min`;
+  return `${m} min`;
 }
 
 function fact(label, value) { return [h('dt', {}, label), h('dd', {}, value)]; }
@@ -320,9 +335,10 @@ function collectAnomalies(t) {
 }
 
 // heapChart draws the per-bucket average as a line over a min–max band.
-function heapChart(points, from, to) {
+// width is the container's, so that text keeps its size on any screen.
+function heapChart(points, from, to, width) {
   if (!points.length) return h('p', { class: 'muted' }, 'No heap samples in this period.');
-  const W = 720; const H = 220; const L = 64; const R = 8; const T = 10; const B = 24;
+  const W = Math.max(280, width || 720); const H = 220; const L = 64; const R = 8; const T = 10; const B = 24;
   const lo = Math.min(...points.map((p) => p.min));
   const hi = Math.max(...points.map((p) => p.max));
   const pad = Math.max(1, (hi - lo) * 0.1);
