@@ -1,12 +1,28 @@
 // The signed-in session and the HTTP API client. The session lives in
-// localStorage so that reloads and other tabs stay signed in; refresh
-// tokens are single-use (reuse revokes the whole family), so tabs refresh
-// one at a time under a Web Lock and adopt each other's results.
+// localStorage so that reloads and other tabs stay signed in.
+//
+// Refresh tokens are single-use and a reuse revokes the whole family, so
+// two tabs must never spend the same one. Reading localStorage under a lock
+// is not enough (Chromium propagates writes between tabs asynchronously), so
+// one tab, the holder of a Web Lock, is the only one that refreshes; the
+// others ask it over a BroadcastChannel and take the session it announces.
 
 const KEY = 'unhidra.session';
 const listeners = new Set();
 let session = load();
 let refreshTimer = null;
+let inflight = null; // the refresh under way (leader only)
+const waiting = new Set(); // resolvers of tabs' pending asks (followers)
+const channel = 'BroadcastChannel' in window ? new BroadcastChannel('unhidra.session') : null;
+// Without Web Locks or a channel, each tab is its own leader.
+let leader = !(navigator.locks && channel);
+if (!leader) {
+  navigator.locks.request('unhidra.refresher', () => {
+    leader = true;
+    schedule();
+    return new Promise(() => {}); // held for the tab's life
+  });
+}
 
 // ApiError is an error answer of the API ({"error":{"code","message"}}).
 export class ApiError extends Error {
@@ -27,24 +43,32 @@ function load() {
   }
 }
 
-function store(s) {
+function store(s, announce = true) {
   const was = session;
   session = s;
-  if (s) localStorage.setItem(KEY, JSON.stringify(s));
-  else localStorage.removeItem(KEY);
+  if (announce) {
+    if (s) localStorage.setItem(KEY, JSON.stringify(s));
+    else localStorage.removeItem(KEY);
+    channel?.postMessage({ type: 'session', session: s });
+  }
   schedule();
+  const asks = [...waiting];
+  waiting.clear();
+  for (const done of asks) done();
+  if (s === was || (!s && !was)) return;
   if (!s || !was || was.access_token !== s.access_token || was.user.id !== s.user.id) {
     for (const fn of listeners) fn(session, was);
   }
 }
 
-// Another tab refreshed or signed out.
+// Another tab refreshed, signed in or out.
+channel?.addEventListener('message', (e) => {
+  const m = e.data;
+  if (m.type === 'session') store(m.session, false);
+  else if (m.type === 'refresh' && leader && session) refresh(true).catch(() => {});
+});
 window.addEventListener('storage', (e) => {
-  if (e.key !== KEY) return;
-  const was = session;
-  session = load();
-  schedule();
-  for (const fn of listeners) fn(session, was);
+  if (e.key === KEY && !channel) store(load(), false);
 });
 
 // current returns the session or null.
@@ -59,52 +83,67 @@ export function adopt(resp) {
     access_token: resp.access_token,
     refresh_token: resp.refresh_token,
     expires_at: Date.now() + resp.expires_in * 1000,
+    lifetime: resp.expires_in * 1000,
     user: resp.user,
   });
 }
 
-// Refresh a minute before expiry, so the WebSocket gets its new token in
-// time and requests never wait for one.
+// lead is how long before expiry a token is replaced: a minute, or a third
+// of its lifetime when that is shorter.
+function lead(s) { return Math.min(60000, (s.lifetime || 900000) / 3); }
+
+// Refresh ahead of expiry, so the WebSocket gets its new token in time and
+// requests never wait for one.
 function schedule() {
   clearTimeout(refreshTimer);
-  if (!session) return;
-  const wait = Math.max(5000, session.expires_at - Date.now() - 60000);
+  if (!session || !leader) return;
+  const wait = Math.max(5000, session.expires_at - Date.now() - lead(session));
   refreshTimer = setTimeout(() => refresh(false).catch(() => {}), wait);
 }
 
-function withLock(fn) {
-  if (navigator.locks) return navigator.locks.request('unhidra.refresh', fn);
-  return fn();
+// refresh gets a new access token: the leader spends the refresh token
+// (unless, not forced, the current token is still fresh); another tab asks
+// the leader and waits for the session it announces.
+export function refresh(force) {
+  if (!session) return Promise.reject(new ApiError(401, 'unauthorized', 'You are signed out.'));
+  if (!leader) return ask();
+  if (!force && session.expires_at - Date.now() > lead(session) * 1.5) return Promise.resolve(session.access_token);
+  if (!inflight) {
+    const spent = session.refresh_token;
+    inflight = request('POST', '/api/v1/auth/refresh', { refresh_token: spent }, null).then((resp) => {
+      adopt(resp);
+      return session.access_token;
+    }, (err) => {
+      // Spent or revoked: sign in again (unless a sign-in replaced it meanwhile).
+      if ((err.status === 401 || err.status === 400) && session?.refresh_token === spent) store(null);
+      throw err;
+    }).finally(() => { inflight = null; });
+  }
+  return inflight;
 }
 
-// refresh gets a new access token. Unless forced, a token another tab got
-// meanwhile is used instead.
-export function refresh(force) {
-  return withLock(async () => {
-    const stored = load();
-    if (!stored) {
-      if (session) store(null);
-      throw new ApiError(401, 'unauthorized', 'You are signed out.');
-    }
-    const fresh = stored.expires_at - Date.now() > 90000;
-    if (fresh && (!force || stored.access_token !== session?.access_token)) {
-      if (stored.access_token !== session?.access_token) store(stored);
-      return stored.access_token;
-    }
-    try {
-      adopt(await request('POST', '/api/v1/auth/refresh', { refresh_token: stored.refresh_token }, null));
-    } catch (err) {
-      if (err.status === 401 || err.status === 400) store(null); // spent or revoked: sign in again
-      throw err;
-    }
-    return session.access_token;
+function ask() {
+  const before = session.access_token;
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      if (session && session.access_token !== before) resolve(session.access_token);
+      else if (!session) reject(new ApiError(401, 'unauthorized', 'You are signed out.'));
+      else waiting.add(done); // some other change; keep waiting
+    };
+    const timer = setTimeout(() => {
+      waiting.delete(done);
+      reject(new ApiError(0, 'unavailable', 'Could not renew the session; try again.'));
+    }, 15000);
+    waiting.add(done);
+    channel.postMessage({ type: 'refresh' });
   });
 }
 
-// accessToken returns a token valid for at least half a minute.
+// accessToken returns a token that is not about to expire.
 export async function accessToken() {
   if (!session) throw new ApiError(401, 'unauthorized', 'You are signed out.');
-  if (session.expires_at - Date.now() > 30000) return session.access_token;
+  if (session.expires_at - Date.now() > lead(session) / 2) return session.access_token;
   return refresh(false);
 }
 
