@@ -89,6 +89,31 @@ test('direct messages open by name, show unread counts and edits and deletions p
   assert.equal(await bob.locator('li[data-seq]').filter({ hasText: 'private word' }).count(), 0);
 });
 
+test('channels are created, joined and left', async () => {
+  await alice.getByRole('button', { name: 'New channel' }).click();
+  await alice.getByLabel('Name').fill('ops room');
+  await alice.getByRole('button', { name: 'Create' }).click();
+  await alice.getByTestId('conv-title').filter({ hasText: 'ops room' }).waitFor();
+  await send(alice, 'welcome to ops');
+  await alice.locator('li[data-seq]').filter({ hasText: 'welcome to ops' }).waitFor();
+
+  // Bob finds it among the public channels he is not in (the list is
+  // reloaded when he moves between conversations) and joins it.
+  await bob.getByTestId('channels').locator('a', { hasText: 'general' }).click();
+  await bob.getByTestId('conv-title').filter({ hasText: 'general' }).waitFor();
+  const joinable = bob.locator('.joinable', { hasText: 'ops room' });
+  await joinable.getByRole('button', { name: 'Join' }).click();
+  await bob.getByTestId('conv-title').filter({ hasText: 'ops room' }).waitFor();
+  await bob.locator('li[data-seq]').filter({ hasText: 'welcome to ops' }).waitFor();
+  await send(bob, 'glad to be here');
+  await alice.locator('li[data-seq]').filter({ hasText: 'glad to be here' }).waitFor();
+
+  await bob.getByRole('button', { name: 'Leave' }).click();
+  await bob.getByRole('dialog').getByRole('button', { name: 'Leave' }).click();
+  await bob.locator('.joinable', { hasText: 'ops room' }).waitFor();
+  assert.equal(await bob.getByTestId('channels').locator('a', { hasText: 'ops room' }).count(), 0);
+});
+
 test('hostile HTML in a message renders as text and runs nothing', async () => {
   await alice.goto(`${server.url}/#/chat/chn_general`);
   await bob.goto(`${server.url}/#/chat/chn_general`);

@@ -4,7 +4,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, newContext, screenshot, startFleet, startServer, waitFor } from '../lib/harness.js';
+import { api, launchBrowser, newContext, screenshot, startFleet, startServer, waitFor } from '../lib/harness.js';
 import { PASSWORD, adminSession, createUser, signIn } from '../lib/ui.js';
 
 let server;
@@ -65,6 +65,44 @@ test('a device registered in the browser comes online, runs a command and goes o
   }, 30000, { interval: 1000, message: 'no heap chart' });
   await page.getByTestId('analysis').getByText(/Heap trend|memory leak/i).waitFor();
   await screenshot(page, 'device-page');
+
+  // ML findings as the page shows them. A leak takes hours of heartbeats to
+  // show, so the device's analysis answer is replaced here with one built
+  // from the real models' output on a leaking series and a temperature spike.
+  const token = await page.evaluate(() => JSON.parse(localStorage.getItem('unhidra.session')).access_token);
+  const now = Math.floor(Date.now() / 1000);
+  const heap = (await api(server, 'POST', '/api/v1/ml/infer', {
+    model: 'heap-trend',
+    input: { series: Array.from({ length: 120 }, (_, i) => [now - (120 - i) * 60, 200000 - i * 300 + (i % 3) * 7]) },
+  }, token)).result;
+  const telemetry = (await api(server, 'POST', '/api/v1/ml/infer', {
+    model: 'telemetry-anomaly',
+    input: { metrics: { temp: [20, 20.1, 19.9, 20, 35, 20.2, 20, 19.8, 20.1].map((v, i) => [now - 600 + i * 60, v]) }, window: 5 },
+  }, token)).result;
+  assert.equal(heap.leak, true, 'the model sees the leak');
+  await page.route('**/api/v1/devices/*/analysis', (route) => route.fulfill({
+    json: { analysis: { device: 'x', at: new Date().toISOString(), heap_points: 120, heap, telemetry } },
+  }));
+  await page.reload();
+  const findings = page.getByTestId('analysis');
+  await findings.getByTestId('leak').filter({ hasText: 'Memory leak suspected' }).waitFor();
+  await findings.getByText(`${heap.hours_to_exhaustion.toFixed(1)} h`).waitFor();
+  await findings.locator('li', { hasText: 'temp' }).filter({ hasText: '35' }).waitFor();
+  await screenshot(page, 'device-findings');
+  await page.unroute('**/api/v1/devices/*/analysis');
+
+  // Rotating the key shows the new one once and cuts off the old one.
+  await page.getByRole('button', { name: 'Rotate key' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Rotate' }).click();
+  const newKey = await page.getByTestId('secret').inputValue();
+  assert.match(newKey, /^unhidra_dk_/);
+  assert.notEqual(newKey, key);
+  await page.getByRole('button', { name: 'Done' }).click();
+  await waitFor(() => (fleet.lastReport()?.terminal ?? 0) >= 1, 20000, { message: 'the old key kept its connection' });
+  await page.locator('.page-head').getByTestId('device-state').filter({ hasText: 'offline' }).waitFor({ timeout: 20000 });
+  await fleet.stop();
+  fleet = await startFleet(server, [newKey], { heartbeatInterval: '2s' });
+  await page.locator('.page-head').getByTestId('device-state').filter({ hasText: 'online' }).waitFor({ timeout: 30000 });
 
   // A bad parameter is refused in place, without losing the form.
   await page.getByTestId('command-name').fill('blink');

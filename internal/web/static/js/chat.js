@@ -23,6 +23,7 @@ let listsReady = null; // promise of the first list load
 let offs = [];
 let view = null; // the mounted chat view
 let readTimer = null;
+let mountedBefore = false; // the chat view was shown before (lists are loaded)
 
 // startChat subscribes to the connection's frames for the signed-in user.
 export function startChat(user) {
@@ -51,6 +52,7 @@ export function startChat(user) {
   ];
   listsReady = loadLists();
   listsReady.catch(() => {});
+  mountedBefore = false;
   document.addEventListener('visibilitychange', visibility);
 }
 
@@ -559,7 +561,10 @@ export function chatView(root, id) {
   });
 
   replace(list, loading('Loading conversations…'));
-  listsReady.then(() => {
+  // New public channels are not pushed; every visit to the chat picks them up.
+  const ready = listsReady.then(() => (view === mounted && mountedBefore ? loadLists() : null)).catch(() => {});
+  mountedBefore = true;
+  ready.then(() => listsReady).then(() => {
     if (view !== mounted) return;
     if (!id || !convs.has(id)) {
       const first = convs.get('chn_general')?.member ? 'chn_general' : [...convs.values()].find((c) => c.member && c.kind !== 'dm')?.id;
