@@ -12,8 +12,11 @@ E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$E2E_DIR/../.." && pwd)
 CALLER_DIR=$PWD
 
-ARTIFACTS="$E2E_DIR/artifacts"
-rm -rf "$ARTIFACTS"
+# Screenshots and logs (UNHIDRA_E2E_ARTIFACTS moves them, e.g. for CI). Not
+# emptied at start: another run may be using it. Logs are appended with a
+# "=== start" line per process; screenshots are overwritten.
+export UNHIDRA_E2E_ARTIFACTS="${UNHIDRA_E2E_ARTIFACTS:-$E2E_DIR/artifacts}"
+ARTIFACTS=$UNHIDRA_E2E_ARTIFACTS
 mkdir -p "$ARTIFACTS"
 
 # Chromium: Playwright's browser downloads cannot work here (no network
@@ -65,8 +68,11 @@ done
 if [ "$have_path" -eq 0 ]; then args+=(tests/); fi
 
 # One file at a time: each file starts its own servers and browser, and the
-# machine has two cores.
+# machine has two cores. --test-force-exit: a test that fails before its
+# cleanup leaves servers or a browser behind, which would keep the file's
+# process (and the run) alive forever; forcing the exit runs the harness's
+# exit handler, which kills them.
 status=0
-node --test --test-concurrency=1 "${args[@]}" || status=$?
+node --test --test-concurrency=1 --test-force-exit "${args[@]}" || status=$?
 echo "e2e: artifacts (screenshots, logs) in $ARTIFACTS"
 exit "$status"

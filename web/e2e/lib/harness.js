@@ -21,8 +21,8 @@ import { chromium } from 'playwright-core';
 /** web/e2e/, whatever the cwd. */
 export const E2E_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** Screenshots and process logs go here (run.sh empties it at each run). */
-export const ARTIFACTS_DIR = path.join(E2E_DIR, 'artifacts');
+/** Screenshots and process logs go here (logs are appended to, screenshots overwritten). */
+export const ARTIFACTS_DIR = process.env.UNHIDRA_E2E_ARTIFACTS || path.join(E2E_DIR, 'artifacts');
 
 /** Debian's Chromium: Playwright's own browser builds cannot be downloaded here. */
 export const CHROMIUM_PATH = process.env.UNHIDRA_E2E_CHROMIUM || '/usr/bin/chromium';
@@ -226,6 +226,23 @@ export async function api(server, method, urlPath, body, token) {
 // Servers
 
 /**
+ * @typedef {object} Server
+ * @property {string} url          https://127.0.0.1:PORT
+ * @property {string} wsURL        wss://127.0.0.1:PORT/ws
+ * @property {number} port         kept across restart()
+ * @property {string} dataDir
+ * @property {string} name
+ * @property {string} logPath      artifacts/server-<name>.log (stdout and stderr, every start)
+ * @property {string} certFile     the TLS certificate (PEM) clients should trust
+ * @property {string} ca           its contents
+ * @property {string|null} bootstrapCode the one-time administrator code of the latest start, if printed
+ * @property {string} stdout       stdout of the latest start
+ * @property {import('node:child_process').ChildProcess|null} process null when stopped
+ * @property {() => Promise<void>} stop    SIGTERM, wait for the exit (SIGKILL after 20 s)
+ * @property {() => Promise<Server>} restart stop, then start with the same data dir, port, env and flags
+ */
+
+/**
  * Starts `unhidra serve` on 127.0.0.1 with its self-signed TLS certificate
  * and waits until it is ready (`/readyz` answers 200).
  *
@@ -235,7 +252,7 @@ export async function api(server, method, urlPath, body, token) {
  * @param {string} [opts.dataDir] data directory; default: a fresh temporary one, removed at exit
  * @param {string} [opts.name] log name: artifacts/server-<name>.log
  * @param {number} [opts.readyTimeoutMs=30000]
- * @returns {Promise<Server>} see the fields below
+ * @returns {Promise<Server>}
  */
 export async function startServer({ env = {}, args = [], dataDir, name, readyTimeoutMs = 30000 } = {}) {
   if (!dataDir) {
@@ -340,10 +357,11 @@ async function launch(server, { env, args, readyTimeoutMs }) {
   });
   died.catch(() => {}); // only awaited through the race below
 
-  const guard = sleep(readyTimeoutMs, undefined, { ref: false }).then(() => {
+  const guardTimer = new AbortController();
+  const guard = sleep(readyTimeoutMs, undefined, { signal: guardTimer.signal }).then(() => {
     throw new Error(`unhidra serve was not ready within ${readyTimeoutMs} ms; log ${server.logPath}:\n${tail(server.logPath)}`);
   });
-  guard.catch(() => {});
+  guard.catch(() => {}); // rejects with AbortError once cancelled below
 
   const ready = (async () => {
     // "listening on" comes after the bootstrap code on stdout, so once it is
@@ -369,6 +387,8 @@ async function launch(server, { env, args, readyTimeoutMs }) {
     await terminate(child, 5000);
     server.process = null;
     throw err;
+  } finally {
+    guardTimer.abort();
   }
 }
 
