@@ -36,6 +36,15 @@ if [ ! -x /usr/bin/chromium ]; then
 	fi
 fi
 
+# Node.js runs the tests; this machine kind has it, a bare Debian gets its own.
+if ! command -v npm >/dev/null; then
+	echo "e2e: installing nodejs and npm (apt-get)…"
+	SUDO=""
+	if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+	{ $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm; } >>"$ARTIFACTS/apt.log" 2>&1 ||
+		{ cat "$ARTIFACTS/apt.log" >&2; echo "e2e: could not install nodejs" >&2; exit 1; }
+fi
+
 # playwright-core, exactly as locked; reinstalled when the lock file changes.
 cd "$E2E_DIR"
 LOCK_SUM=$(sha256sum package-lock.json | cut -d' ' -f1)

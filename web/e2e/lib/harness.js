@@ -344,14 +344,7 @@ async function launch(server, { env, args, readyTimeoutMs }) {
     if (m) server.bootstrapCode = m[1];
     if (/^listening on /m.test(server.stdout)) sawListening();
   });
-  child.stderr.on('data', (chunk) => fs.writeSync(log, chunk));
-  child.once('exit', (code, signal) => {
-    try {
-      fs.writeSync(log, `=== ${new Date().toISOString()} exit: code=${code} signal=${signal}\n`);
-    } finally {
-      fs.closeSync(log);
-    }
-  });
+  logStderrAndExit(child, log);
   const died = exited(child).then(() => {
     throw new Error(`unhidra serve exited early (code ${child.exitCode}, signal ${child.signalCode}); log ${server.logPath}:\n${tail(server.logPath)}`);
   });
@@ -390,6 +383,18 @@ async function launch(server, { env, args, readyTimeoutMs }) {
   } finally {
     guardTimer.abort();
   }
+}
+
+/** Appends the child's stderr and, when it ends, its exit status to the open log, then closes it. */
+function logStderrAndExit(child, log) {
+  child.stderr.on('data', (chunk) => fs.writeSync(log, chunk));
+  child.once('exit', (code, signal) => {
+    try {
+      fs.writeSync(log, `=== ${new Date().toISOString()} exit: code=${code} signal=${signal}\n`);
+    } finally {
+      fs.closeSync(log);
+    }
+  });
 }
 
 /** The value of `--flag V` or `--flag=V` in args (the last one wins, as in Go). */
@@ -550,14 +555,7 @@ export async function startFleet(server, keys, { duration = '10m', heartbeatInte
       last = r;
     }
   });
-  child.stderr.on('data', (chunk) => fs.writeSync(log, chunk));
-  child.once('exit', (code, signal) => {
-    try {
-      fs.writeSync(log, `=== ${new Date().toISOString()} exit: code=${code} signal=${signal}\n`);
-    } finally {
-      fs.closeSync(log);
-    }
-  });
+  logStderrAndExit(child, log);
 
   return {
     process: child,
