@@ -51,6 +51,14 @@ test('two people chat live, with delivery states, presence and typing', async ()
   await bob.getByTestId('typing').filter({ hasText: 'alice is typing' }).waitFor();
   await alice.getByTestId('composer').press('Enter');
 
+  // A message the server refuses is marked failed, with Retry and Discard.
+  await send(alice, 'a NUL \u0000 byte is not allowed');
+  const failed = alice.locator('.pending-list li[data-state="failed"]');
+  await failed.getByTestId('send-status').filter({ hasText: 'Not sent' }).waitFor();
+  await failed.getByRole('button', { name: 'Retry' }).waitFor();
+  await failed.getByRole('button', { name: 'Discard' }).click();
+  await failed.waitFor({ state: 'detached' });
+
   // Members and presence: Alice sees Bob online in the member list.
   await alice.getByRole('button', { name: 'Members' }).click();
   await alice.getByTestId('members').locator('li', { hasText: 'bob' }).locator('[data-presence="online"]').waitFor();
@@ -134,6 +142,13 @@ test('hostile HTML in a message renders as text and runs nothing', async () => {
   for (const p of payloads) assert.ok(bodies.includes(p), `shown as text: ${p}`);
   assert.equal(await bob.locator('.messages img, .messages script, .messages svg, .messages a[href^="javascript"]').count(), 0);
   assert.equal(await bob.evaluate(() => window.__pwned), undefined);
+
+  // The longest message, one unbroken word, wraps inside the view.
+  const long = 'x'.repeat(3990) + 'THE-END';
+  await send(alice, long);
+  await bob.locator('li[data-seq] .msg-body').filter({ hasText: 'THE-END' }).waitFor();
+  const scroller = bob.getByTestId('scroller');
+  assert.ok(await scroller.evaluate((el) => el.scrollWidth <= el.clientWidth), 'no horizontal overflow');
   await screenshot(bob, 'chat-hostile-html');
 });
 
