@@ -190,7 +190,12 @@ test('after a server restart the app reconnects and resumes without gaps or doub
   await send(bob, 'sent while the server was down');
   await bob.locator('.pending-list li').filter({ hasText: 'sent while the server was down' }).waitFor();
   await bob.getByTestId('conn-status').filter({ hasText: 'Reconnecting' }).waitFor({ timeout: 20000 });
+  // The tab keeps it across a reload (sessionStorage), and reloads at once
+  // when the server is back: the message is sent from the restored outbox
+  // unless the old page got it out first, and is stored once either way.
+  assert.match(await bob.evaluate(() => sessionStorage.getItem('unhidra.outbox')), /sent while the server was down/);
   await server.restart();
+  await bob.reload();
 
   // Messages stored before the browsers are back.
   const { access_token: token } = await api(server, 'POST', '/api/v1/auth/login', { name: 'admin', password: PASSWORD });

@@ -53,6 +53,7 @@ export function startChat(user) {
   listsReady = loadLists();
   listsReady.catch(() => {});
   mountedBefore = false;
+  restoreOutbox();
   document.addEventListener('visibilitychange', visibility);
 }
 
@@ -60,6 +61,7 @@ export function stopChat() {
   for (const off of offs) off();
   offs = [];
   convs.clear(); names.clear(); presence.clear(); outbox.clear();
+  sessionStorage.removeItem(OUTBOX_KEY);
   document.removeEventListener('visibilitychange', visibility);
   me = null;
   view = null;
@@ -128,7 +130,7 @@ function apply(c, m) {
   if (m.from_name) names.set(m.from, m.from_name);
   if (m.from === me.id) c.last_read_seq = Math.max(c.last_read_seq, m.seq);
   if (c.typing.delete(m.from)) renderTyping();
-  for (const [id, p] of outbox) if (p.message_id === m.message_id) { outbox.delete(id); p.el?.remove(); }
+  for (const [id, p] of outbox) if (p.message_id === m.message_id) { outbox.delete(id); p.el?.remove(); saveOutbox(); }
   if (view && view.id === c.id) appendMessage(c, m);
   return 'ok';
 }
@@ -230,9 +232,28 @@ function markRead(c) {
 
 // ---- sending ----
 
+// The outbox survives a reload of the tab (sessionStorage is per tab), so
+// a message written offline is still sent; its id makes the server store
+// it once however often it is resent.
+const OUTBOX_KEY = 'unhidra.outbox';
+
+function saveOutbox() {
+  const keep = [...outbox.values()].filter((p) => p.state !== 'acked').map(({ id, channel, body }) => ({ id, channel, body }));
+  try { sessionStorage.setItem(OUTBOX_KEY, JSON.stringify({ user: me.id, messages: keep })); } catch { /* full or disabled */ }
+}
+
+function restoreOutbox() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(OUTBOX_KEY));
+    if (!saved || saved.user !== me.id) return;
+    for (const m of saved.messages) outbox.set(m.id, { ...m, state: 'pending', error: 'Waiting for the connection…', el: null });
+  } catch { /* ignore a damaged entry */ }
+}
+
 function sendMessage(c, body) {
   const p = { id: `c-${crypto.randomUUID()}`, channel: c.id, body, state: 'pending', el: null };
   outbox.set(p.id, p);
+  saveOutbox();
   renderPending(c);
   transmit(p);
 }
@@ -245,6 +266,7 @@ function transmit(p) {
     p.state = 'acked';
     p.seq = ack.seq;
     p.message_id = ack.message_id;
+    saveOutbox();
     const c = convs.get(p.channel);
     if (c && c.lastApplied >= ack.seq) { outbox.delete(p.id); p.el?.remove(); return; }
     updatePending(p);
@@ -379,7 +401,7 @@ function updatePending(p) {
     h('p', { class: 'msg-body', dir: 'auto' }, p.body),
     p.state === 'failed' && h('div', { class: 'msg-actions visible' },
       h('button', { type: 'button', class: 'small', onclick: () => transmit(p) }, 'Retry'),
-      h('button', { type: 'button', class: 'small', onclick: () => { outbox.delete(p.id); p.el.remove(); } }, 'Discard')));
+      h('button', { type: 'button', class: 'small', onclick: () => { outbox.delete(p.id); saveOutbox(); p.el.remove(); } }, 'Discard')));
 }
 
 function renderTyping() {
