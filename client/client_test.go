@@ -1,6 +1,7 @@
 package client
 
 import (
+	"sync/atomic"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -40,10 +41,10 @@ func TestBackoff_BoundsAndJitter(t *testing.T) {
 }
 
 // historyServer serves /api/v1/channels/{id}/messages from a fixed log.
-func historyServer(t *testing.T, total int) (*httptest.Server, *int) {
-	calls := new(int)
+func historyServer(t *testing.T, total int) (*httptest.Server, *atomic.Int64) {
+	calls := new(atomic.Int64) // handlers run concurrently
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		*calls++
+		calls.Add(1)
 		after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
 		var msgs []Message
 		for s := after + 1; s <= int64(total) && len(msgs) < 3; s++ { // small pages
@@ -90,7 +91,7 @@ func TestDeliver_InOrderOnceWithGapsFilled(t *testing.T) {
 		t.Fatalf("extra event %+v", e.Message)
 	default:
 	}
-	if *calls == 0 {
+	if calls.Load() == 0 {
 		t.Fatal("the gap was not filled from history")
 	}
 }
@@ -100,5 +101,40 @@ func TestNew_RejectsBadURLs(t *testing.T) {
 		if _, err := New(Config{BaseURL: u}); err == nil {
 			t.Errorf("New(%q) accepted", u)
 		}
+	}
+}
+
+// A conversation this connection is added to may have messages sent before
+// the connection joined its stream (another node, a race): the
+// conversation_added frame's last_seq tells where to fetch from.
+func TestConversationAdded_FetchesWhatCameBefore(t *testing.T) {
+	srv, calls := historyServer(t, 4)
+	c, err := New(Config{BaseURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.access, c.expires = "tok", time.Now().Add(time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.handleFrame(ctx, []byte(`{"type":"conversation_added","channel":"c1","member":"u1","last_seq":1}`))
+	c.deliver(ctx, &Message{Channel: "c1", Seq: 4, Body: "m4"}) // live, ahead of what history brings
+	var got []int64
+	added := false
+	deadline := time.After(10 * time.Second)
+	for len(got) < 3 {
+		select {
+		case e := <-c.Events():
+			if e.Type == "conversation_added" {
+				added = true
+				continue
+			}
+			got = append(got, e.Message.Seq)
+		case <-deadline:
+			t.Fatalf("got %v", got)
+		}
+	}
+	c.bg.Wait()
+	if !added || fmt.Sprint(got) != "[2 3 4]" || calls.Load() == 0 {
+		t.Fatalf("added=%v messages=%v history calls=%d; want the event and 2, 3, 4 in order", added, got, calls.Load())
 	}
 }

@@ -185,6 +185,22 @@ func (c *Client) handleFrame(ctx context.Context, data []byte) {
 			c.deliver(ctx, &m)
 			return
 		}
+	case "conversation_added":
+		// Messages after last_seq may have been sent before this
+		// connection joined the conversation's stream: fetch them.
+		var a struct {
+			Channel string `json:"channel"`
+			LastSeq int64  `json:"last_seq"`
+		}
+		if json.Unmarshal(data, &a) == nil && a.Channel != "" {
+			c.mu.Lock()
+			if _, known := c.pos[a.Channel]; !known {
+				c.pos[a.Channel] = a.LastSeq
+			}
+			pos := c.pos[a.Channel]
+			c.mu.Unlock()
+			c.spawn(func() { c.catchUp(ctx, map[string]int64{a.Channel: pos}) })
+		}
 	case "resumed":
 		var r struct {
 			Channel   string    `json:"channel"`

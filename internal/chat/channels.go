@@ -349,6 +349,11 @@ type membershipChange struct {
 	Member string `json:"member"`
 	Conv   string `json:"conv"`
 	Added  bool   `json:"added"`
+	// LastSeq is the conversation's last seq when the member was added.
+	// Messages after it may be published before another node's connections
+	// have joined the topic, so the conversation_added frame carries it and
+	// clients fetch what follows it from history.
+	LastSeq int64 `json:"last_seq,omitempty"`
 }
 
 // subscribe makes every live connection of member, on every node, follow
@@ -359,7 +364,13 @@ func (s *Service) subscribe(member, conv string) { s.changeMembership(member, co
 func (s *Service) unsubscribe(member, conv string) { s.changeMembership(member, conv, false) }
 
 func (s *Service) changeMembership(member, conv string, added bool) {
-	data, _ := json.Marshal(membershipChange{Member: member, Conv: conv, Added: added})
+	change := membershipChange{Member: member, Conv: conv, Added: added}
+	if added {
+		if c, err := s.st.ConversationByID(s.ctx, conv); err == nil {
+			change.LastSeq = c.LastSeq
+		}
+	}
+	data, _ := json.Marshal(change)
 	if err := s.router.Bus().Publish(s.ctx, membershipSubject, data); err != nil {
 		s.log.Warn("chat: membership change not broadcast; applying it here only", "err", err)
 		s.applyMembership(data)
@@ -374,6 +385,14 @@ func (s *Service) applyMembership(data []byte) {
 		s.log.Warn("chat: malformed membership change on the bus")
 		return
 	}
+	typ := TypeConversationRemoved
+	if m.Added {
+		typ = TypeConversationAdded
+	}
+	// Every node runs this for its own connections. Each one gets the
+	// frame before it joins the topic, so it never sees a message of a
+	// conversation it has not been told about.
+	frame := prepare(memberEvent{Type: typ, Channel: m.Conv, Member: m.Member, LastSeq: m.LastSeq})
 	s.subsMu.Lock()
 	defer s.subsMu.Unlock()
 	s.changes[m.Member]++
@@ -383,17 +402,13 @@ func (s *Service) applyMembership(data []byte) {
 			continue
 		}
 		if m.Added {
+			c.Send(frame)
 			st.convs[m.Conv] = struct{}{}
 			s.router.Subscribe(topic(m.Conv), c)
 		} else {
 			delete(st.convs, m.Conv)
 			s.router.Unsubscribe(topic(m.Conv), c)
+			c.Send(frame)
 		}
 	}
-	typ := TypeConversationRemoved
-	if m.Added {
-		typ = TypeConversationAdded
-	}
-	// Local delivery: every node runs this for its own connections.
-	s.hub.SendTo(m.Member, prepare(memberEvent{Type: typ, Channel: m.Conv, Member: m.Member}))
 }

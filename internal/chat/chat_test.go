@@ -607,3 +607,48 @@ func TestRead_FrameAdvancesReadPosition(t *testing.T) {
 	b.send(map[string]any{"type": "read", "id": "rd3"})
 	wantError(t, b.reply("rd3"), "invalid")
 }
+
+// A connection learns of a conversation it was added to before it sees any
+// of its messages, and from which seq on the stream is complete: messages
+// after last_seq may have been sent before it joined (on another node),
+// so clients fetch them from history.
+func TestConversationAdded_BeforeMessagesWithLastSeq(t *testing.T) {
+	h := newHarness(t, chat.Config{})
+	ctx := context.Background()
+	ann, bob := h.user("ann", store.RoleMember), h.user("bob", store.RoleMember)
+	a := h.dial(t, ann)
+	b := h.dial(t, bob)
+
+	// A DM opened by its first message.
+	b.send(map[string]any{"type": "send", "id": "d1", "to": "ann", "body": "first words"})
+	var added frame
+	for added == nil {
+		f := a.expect("", nil)
+		switch f.str("type") {
+		case "message":
+			t.Fatalf("message before conversation_added: %v", f)
+		case "conversation_added":
+			added = f
+		}
+	}
+	if added["last_seq"] != nil {
+		t.Fatalf("new DM: last_seq %v, want none (0)", added["last_seq"])
+	}
+	a.expect("message", func(f frame) bool { return f.str("body") == "first words" })
+
+	// Joining a channel with history: last_seq is where it stood.
+	ch, err := h.svc.CreateChannel(ctx, bob, "ops", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		b.sendMsg(fmt.Sprint("o", i), ch.ID, "before ann")
+	}
+	if err := h.svc.Join(ctx, ann, ch.ID); err != nil {
+		t.Fatal(err)
+	}
+	f := a.expect("conversation_added", func(f frame) bool { return f.str("channel") == ch.ID })
+	if f["last_seq"] != float64(3) {
+		t.Fatalf("joined channel: last_seq %v, want 3", f["last_seq"])
+	}
+}

@@ -77,6 +77,9 @@ type memberEvent struct {
 	Type    string `json:"type"`
 	Channel string `json:"channel"`
 	Member  string `json:"member"`
+	// LastSeq (conversation_added only): the conversation's last seq when
+	// the member was added; the client fetches what follows from history.
+	LastSeq int64 `json:"last_seq,omitempty"`
 }
 
 type channelEvent struct {

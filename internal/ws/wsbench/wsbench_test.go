@@ -52,7 +52,9 @@ func TestMeasureIdle(t *testing.T) {
 		tls          bool
 		maxHeapStack float64 // bytes per connection
 	}{
-		{wsbench.ServerEngine, false, 4 << 10},
+		// Typically 2.6–3.2 KiB here; one CI run under load saw 4.7 KiB.
+		// A goroutine per connection alone would cost 8 KiB of stack.
+		{wsbench.ServerEngine, false, 6 << 10},
 		{wsbench.ServerEngine, true, 16 << 10},
 		{wsbench.ServerCoder, false, 1 << 20},
 	} {
