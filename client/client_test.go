@@ -56,15 +56,23 @@ func historyServer(t *testing.T, total int) (*httptest.Server, *atomic.Int64) {
 	return srv, calls
 }
 
-func TestDeliver_InOrderOnceWithGapsFilled(t *testing.T) {
-	srv, calls := historyServer(t, 10)
+// signedInClient is a client of srv holding a token, without a connection:
+// tests feed it frames directly.
+func signedInClient(t *testing.T, srv *httptest.Server) (*Client, context.Context) {
+	t.Helper()
 	c, err := New(Config{BaseURL: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.access, c.expires = "tok", time.Now().Add(time.Hour)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
+	return c, ctx
+}
+
+func TestDeliver_InOrderOnceWithGapsFilled(t *testing.T) {
+	srv, calls := historyServer(t, 10)
+	c, ctx := signedInClient(t, srv)
 	c.Follow("c1", 1)
 	// 2 arrives, then a duplicate 2, then 9 and 10 (a gap: 3–8), then 5 again.
 	for _, s := range []int64{2, 2, 9, 10, 5} {
@@ -109,13 +117,7 @@ func TestNew_RejectsBadURLs(t *testing.T) {
 // conversation_added frame's last_seq tells where to fetch from.
 func TestConversationAdded_FetchesWhatCameBefore(t *testing.T) {
 	srv, calls := historyServer(t, 4)
-	c, err := New(Config{BaseURL: srv.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.access, c.expires = "tok", time.Now().Add(time.Hour)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	c, ctx := signedInClient(t, srv)
 	c.handleFrame(ctx, []byte(`{"type":"conversation_added","channel":"c1","member":"u1","last_seq":1}`))
 	c.deliver(ctx, &Message{Channel: "c1", Seq: 4, Body: "m4"}) // live, ahead of what history brings
 	var got []int64
