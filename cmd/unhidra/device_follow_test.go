@@ -39,6 +39,9 @@ func TestDevices_ChannelFollowsDevice(t *testing.T) {
 	}
 
 	w := e.mustDial(t, protocol.Subprotocol, "bearer."+watcher)
+	// The connection follows its conversations by the time the presence
+	// snapshot comes; the device's first state frame must not come sooner.
+	readType(t, w, "presence_snapshot")
 	dev := e.mustDial(t, key)
 	readType(t, dev, "welcome")
 	writeJSON(t, dev, map[string]any{"type": "heartbeat", "device_id": id, "ts": 12, "free_heap": 150000})
