@@ -2,25 +2,14 @@ package main
 
 import (
 	"context"
-	"debug/elf"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// repoRoot is two levels up from this package.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
+	"github.com/unhidra/unhidra/internal/testenv"
+)
 
 // TestQEMU_Arm64 cross-builds the agent for linux/arm64 and runs it under
 // qemu-aarch64-static against a local TLS server: it must connect with the
@@ -31,34 +20,7 @@ func TestQEMU_Arm64(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and emulates an arm64 binary; skipped with -short")
 	}
-	root := repoRoot(t)
-	out, err := exec.Command(filepath.Join(root, "scripts", "agent-qemu.sh")).Output()
-	if err != nil {
-		msg := "cannot get qemu-aarch64-static via scripts/agent-qemu.sh: " + err.Error()
-		if ee, ok := err.(*exec.ExitError); ok {
-			msg += ": " + strings.TrimSpace(string(ee.Stderr))
-		}
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	qemu := strings.TrimSpace(string(out))
-
-	bin := filepath.Join(t.TempDir(), "unhidra-agent-arm64")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64")
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("cross-build: %v\n%s", err, b)
-	}
-	f, err := elf.Open(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Machine != elf.EM_AARCH64 {
-		t.Fatalf("built for %v", f.Machine)
-	}
-	f.Close()
+	qemu, bin := testenv.ARM64Agent(t)
 
 	d := newDeviceServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -2,46 +2,19 @@ package main
 
 import (
 	"context"
-	"debug/elf"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/unhidra/unhidra/internal/testenv"
 )
 
 // TestAgentArm64UnderQEMU_AgainstServer cross-builds the slim agent for
 // arm64, runs it under qemu-user against the real server, and checks that
 // the device comes online with its heartbeat and answers a command.
 func TestAgentArm64UnderQEMU_AgainstServer(t *testing.T) {
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
-	out, err := exec.Command(filepath.Join(root, "scripts", "agent-qemu.sh")).Output()
-	if err != nil {
-		msg := "cannot get qemu-aarch64-static via scripts/agent-qemu.sh: " + err.Error()
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg) // CI must run it
-		}
-		t.Skip(msg)
-	}
-	qemu := strings.TrimSpace(string(out))
-	bin := filepath.Join(t.TempDir(), "unhidra-agent-arm64")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/unhidra-agent")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64")
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("cross-build: %v\n%s", err, b)
-	}
-	f, err := elf.Open(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Machine != elf.EM_AARCH64 {
-		t.Fatalf("built for %v, not arm64", f.Machine)
-	}
-	f.Close()
+	qemu, bin := testenv.ARM64Agent(t)
 
 	e := startDeviceServer(t)
 	id, key := e.register(t, e.token, "pi-under-qemu")

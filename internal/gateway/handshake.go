@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra/internal/ws"
 )
 
 // Kinds of identity a connection can have.
@@ -55,7 +56,7 @@ func parseSubprotocols(values []string) (c credentials, problem string) {
 	hasV1, hasBearer := false, false
 	var candidates []string
 	for _, p := range offered {
-		if len(p) > maxCredentialBytes || !isToken(p) {
+		if len(p) > maxCredentialBytes || !ws.IsToken(p) {
 			return c, "Malformed Sec-WebSocket-Protocol."
 		}
 		switch {
@@ -100,21 +101,6 @@ func parseSubprotocols(values []string) (c credentials, problem string) {
 		return credentials{}, "Empty credential."
 	}
 	return c, ""
-}
-
-// isToken reports whether s consists of RFC 7230 token characters, the
-// only ones a subprotocol may contain.
-func isToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		switch {
-		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0:
-		default:
-			return false
-		}
-	}
-	return s != ""
 }
 
 // originAllowed checks the browser's Origin against the allow-list. No

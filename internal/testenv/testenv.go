@@ -29,13 +29,7 @@ const DefaultPostgres = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 // dropped when the test ends. It fails the test if the server is unreachable.
 func PostgresDSN(tb testing.TB) string {
 	tb.Helper()
-	base := os.Getenv("UNHIDRA_TEST_POSTGRES")
-	switch base {
-	case "off":
-		tb.Skip("UNHIDRA_TEST_POSTGRES=off: PostgreSQL tests skipped by request")
-	case "":
-		base = DefaultPostgres
-	}
+	base := serviceAddr(tb, "UNHIDRA_TEST_POSTGRES", DefaultPostgres, "PostgreSQL")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	admin, err := sql.Open("pgx", base)
@@ -44,7 +38,7 @@ func PostgresDSN(tb testing.TB) string {
 	}
 	defer admin.Close()
 	if err := admin.PingContext(ctx); err != nil {
-		tb.Fatalf("PostgreSQL is required at %s and did not answer: %v (start it, or run `make services`)", redact(base), err)
+		tb.Fatalf("PostgreSQL is required at %s and did not answer: %v (start it, or run `make setup`)", redact(base), err)
 	}
 	schema := "t_" + randomHex(8)
 	if _, err := admin.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
@@ -91,6 +85,21 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// serviceAddr reads a test service's address from the environment: the
+// default when unset, a skip only when explicitly "off".
+func serviceAddr(tb testing.TB, env, def, what string) string {
+	tb.Helper()
+	switch v := os.Getenv(env); v {
+	case "off":
+		tb.Skipf("%s=off: %s tests skipped by request", env, what)
+	case "":
+		return def
+	default:
+		return v
+	}
+	return ""
+}
+
 // DefaultNATS is the server .ci/run and the README's test command use.
 const DefaultNATS = "nats://127.0.0.1:4222"
 
@@ -98,13 +107,7 @@ const DefaultNATS = "nats://127.0.0.1:4222"
 // answers; it fails the test if not.
 func NATSURL(tb testing.TB) string {
 	tb.Helper()
-	u := os.Getenv("UNHIDRA_TEST_NATS")
-	switch u {
-	case "off":
-		tb.Skip("UNHIDRA_TEST_NATS=off: NATS tests skipped by request")
-	case "":
-		u = DefaultNATS
-	}
+	u := serviceAddr(tb, "UNHIDRA_TEST_NATS", DefaultNATS, "NATS")
 	parsed, err := url.Parse(u)
 	if err != nil || parsed.Host == "" {
 		tb.Fatalf("NATS: bad URL %q", redact(u))

@@ -141,12 +141,12 @@ func Upgrade(w http.ResponseWriter, r *http.Request, subprotocol string, extra h
 		}
 		return nil, nil, err
 	}
-	if subprotocol != "" && !isToken(subprotocol) {
+	if subprotocol != "" && !IsToken(subprotocol) {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return nil, nil, fmt.Errorf("ws: subprotocol %q is not a token", subprotocol)
 	}
 	for name, values := range extra {
-		if !isToken(name) || reservedResponseHeader(name) {
+		if !IsToken(name) || reservedResponseHeader(name) {
 			http.Error(w, "internal error", http.StatusInternalServerError)
 			return nil, nil, fmt.Errorf("ws: extra header %q not allowed", name)
 		}
@@ -214,8 +214,9 @@ func reservedResponseHeader(name string) bool {
 	return false
 }
 
-// isToken reports whether s is a non-empty RFC 9110 token.
-func isToken(s string) bool {
+// IsToken reports whether s is a non-empty RFC 9110 token, the only
+// characters a subprotocol or header name may contain.
+func IsToken(s string) bool {
 	if s == "" {
 		return false
 	}
