@@ -23,7 +23,7 @@ let listsReady = null; // promise of the first list load
 let offs = [];
 let view = null; // the mounted chat view
 let readTimer = null;
-let mountedBefore = false; // the chat view was shown before (lists are loaded)
+let firstView = true; // the first chat view uses the lists loaded at start
 
 // startChat subscribes to the connection's frames for the signed-in user.
 export function startChat(user) {
@@ -52,7 +52,7 @@ export function startChat(user) {
   ];
   listsReady = loadLists();
   listsReady.catch(() => {});
-  mountedBefore = false;
+  firstView = true;
   restoreOutbox();
   document.addEventListener('visibilitychange', visibility);
 }
@@ -277,7 +277,7 @@ function transmit(p) {
     if (err instanceof socket.WsError) {
       p.state = 'failed';
       p.error = err.code === 'rate_limited' ? `Sending too fast; wait ${err.retryAfter || 1} s and retry.` : err.message;
-    } else if (!socket.isOnline() || err.message === 'The connection was lost.') {
+    } else if (err instanceof socket.Disconnected) {
       p.state = 'pending'; // resent with the same id after reconnecting
       p.error = 'Waiting for the connection…';
     } else {
@@ -583,10 +583,10 @@ export function chatView(root, id) {
   });
 
   replace(list, loading('Loading conversations…'));
-  // New public channels are not pushed; every visit to the chat picks them up.
-  const ready = listsReady.then(() => (view === mounted && mountedBefore ? loadLists() : null)).catch(() => {});
-  mountedBefore = true;
-  ready.then(() => listsReady).then(() => {
+  // New public channels are not pushed; every later visit picks them up.
+  const ready = firstView ? listsReady : listsReady.then(loadLists);
+  firstView = false;
+  ready.then(() => {
     if (view !== mounted) return;
     if (!id || !convs.has(id)) {
       const first = convs.get('chn_general')?.member ? 'chn_general' : [...convs.values()].find((c) => c.member && c.kind !== 'dm')?.id;

@@ -54,7 +54,7 @@ export function errorText(err) {
 
 // modal opens a <dialog> with the content and resolves with the value
 // passed to close (undefined when dismissed with Escape or Cancel).
-export function modal(title, build) {
+function modal(title, build) {
   return new Promise((resolve) => {
     let result;
     const dlg = h('dialog', { class: 'modal', 'aria-label': title });

@@ -20,9 +20,6 @@ function route() {
   return { section: parts[0] || 'chat', id: parts[1] || '', rest: parts.slice(2) };
 }
 
-// navigate changes the hash (and so the view).
-export function navigate(path) { location.hash = path; }
-
 function shell() {
   const u = current().user;
   const conn = h('span', { class: 'conn', 'data-testid': 'conn-status', role: 'status' });
@@ -89,7 +86,7 @@ function render() {
       leaveView = r.id ? deviceView(main, r.id) : devicesView(main);
       break;
     case 'admin':
-      if (s.user.role !== 'admin') { navigate('#/chat'); return; }
+      if (s.user.role !== 'admin') { location.hash = '#/chat'; return; }
       leaveView = adminView(main, r.id || 'users');
       break;
     case 'account':

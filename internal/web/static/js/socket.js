@@ -23,6 +23,10 @@ let nextId = 1;
 // status: {state: "connecting"|"online"|"waiting"|"offline"|"ended", retryAt?, reason?}
 let status = { state: 'offline' };
 
+// Disconnected rejects a request that could not be sent, or whose
+// connection closed before the answer: resend it after reconnecting.
+export class Disconnected extends Error {}
+
 // WsError is an `error` frame answering a request.
 export class WsError extends Error {
   constructor(frame) {
@@ -39,7 +43,6 @@ export function on(type, fn) {
 }
 
 export function onStatus(fn) { statusListeners.add(fn); fn(status); }
-export function getStatus() { return status; }
 
 function setStatus(s) {
   status = s;
@@ -49,8 +52,6 @@ function setStatus(s) {
 function emit(frame) {
   const fns = handlers.get(frame.type);
   if (fns) for (const fn of fns) fn(frame);
-  const all = handlers.get('*');
-  if (all) for (const fn of all) fn(frame);
 }
 
 // connect opens the connection and keeps it open until disconnect().
@@ -125,9 +126,8 @@ async function open() {
     ws = null;
     clearInterval(pingTimer);
     clearTimeout(stableTimer);
-    for (const [, p] of pending) { clearTimeout(p.timer); p.reject(new Error('The connection was lost.')); }
+    for (const [, p] of pending) { clearTimeout(p.timer); p.reject(new Disconnected('The connection was lost.')); }
     pending.clear();
-    emit({ type: 'disconnected', code: ev.code });
     if (!wanted) return;
     switch (ev.code) {
       case 4500: case 4501:
@@ -188,13 +188,12 @@ export function send(frame) {
 export function request(frame, timeout = 15000) {
   const id = frame.id || `r${nextId++}`;
   return new Promise((resolve, reject) => {
-    if (!send({ ...frame, id })) { reject(new Error('Not connected.')); return; }
+    if (!send({ ...frame, id })) { reject(new Disconnected('Not connected.')); return; }
     const timer = setTimeout(() => { pending.delete(id); reject(new Error('The server did not answer in time.')); }, timeout);
     pending.set(id, { resolve, reject, timer });
   });
 }
 
-export function isOnline() { return status.state === 'online'; }
 
 // A new access token goes to the open connection before the old expires.
 onChange((s, was) => {
