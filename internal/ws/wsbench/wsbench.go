@@ -9,19 +9,15 @@ package wsbench
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -37,6 +33,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/unhidra/unhidra/internal/tlscert"
 	"github.com/unhidra/unhidra/internal/ws"
 )
 
@@ -550,24 +547,15 @@ func readDataFrame(br *bufio.Reader) error {
 // selfSigned makes a TLS config with a fresh self-signed ECDSA P-256
 // certificate for 127.0.0.1 and returns the certificate's DER.
 func selfSigned() (*tls.Config, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certPEM, keyPEM, err := tlscert.Generate([]string{"127.0.0.1"}, time.Now(), 24*time.Hour)
 	if err != nil {
-		return nil, nil, fmt.Errorf("wsbench: key: %w", err)
+		return nil, nil, fmt.Errorf("wsbench: %w", err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "wsbench"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, nil, fmt.Errorf("wsbench: certificate: %w", err)
+		return nil, nil, fmt.Errorf("wsbench: %w", err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, der, nil
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, cert.Certificate[0], nil
 }
 
 // coderServer is the goroutine-per-connection baseline.
