@@ -183,6 +183,13 @@ func (t *terminal) refresh(ctx context.Context) error {
 	return nil
 }
 
+// setCurrent switches the conversation that plain lines are sent to.
+func (t *terminal) setCurrent(conv string) {
+	t.mu.Lock()
+	t.current = conv
+	t.mu.Unlock()
+}
+
 func (t *terminal) label(conv string) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -319,9 +326,7 @@ func (t *terminal) command(ctx context.Context, line string) (quit bool) {
 			}
 			t.refresh(rctx)
 		}
-		t.mu.Lock()
-		t.current = ch.ID
-		t.mu.Unlock()
+		t.setCurrent(ch.ID)
 		t.printf("now in %s\n", t.label(ch.ID))
 	case "/create":
 		name, private, _ := strings.Cut(rest, " ")
@@ -331,9 +336,7 @@ func (t *terminal) command(ctx context.Context, line string) (quit bool) {
 			return false
 		}
 		t.refresh(rctx)
-		t.mu.Lock()
-		t.current = ch.ID
-		t.mu.Unlock()
+		t.setCurrent(ch.ID)
 		t.printf("created and now in #%s\n", ch.Name)
 	case "/leave":
 		t.mu.Lock()
@@ -343,9 +346,7 @@ func (t *terminal) command(ctx context.Context, line string) (quit bool) {
 			t.printf("leave: %v\n", err)
 			return false
 		}
-		t.mu.Lock()
-		t.current = ""
-		t.mu.Unlock()
+		t.setCurrent("")
 		t.refresh(rctx)
 		t.printf("left %s\n", t.label(conv))
 	case "/dm":
