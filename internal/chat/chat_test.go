@@ -368,7 +368,7 @@ func TestTyping_DeliveredAndRateLimited(t *testing.T) {
 	ann, bob := h.user("ann", store.RoleMember), h.user("bob", store.RoleMember)
 	a, b := h.dial(t, ann), h.dial(t, bob)
 	a.send(map[string]any{"type": "typing", "channel": general})
-	if f := b.expect("typing", nil); f.str("from") != ann.ID || f.str("channel") != general {
+	if f := b.expect("typing", nil); f.str("from") != ann.ID || f.str("from_name") != "ann" || f.str("channel") != general {
 		t.Fatalf("typing = %v", f)
 	}
 	a.send(map[string]any{"type": "typing", "channel": general}) // over the rate: dropped

@@ -90,9 +90,10 @@ type channelEvent struct {
 }
 
 type typingFrame struct {
-	Type    string `json:"type"`
-	Channel string `json:"channel"`
-	From    string `json:"from"`
+	Type     string `json:"type"`
+	Channel  string `json:"channel"`
+	From     string `json:"from"`
+	FromName string `json:"from_name,omitempty"`
 }
 
 type historyFrame struct {
@@ -197,7 +198,7 @@ func (s *Service) Typing(c hub.Client, conv string) error {
 	if ok, _ := s.typing.Allow(c.Identity()+"\x00"+conv, s.cfg.Now()); !ok {
 		return nil
 	}
-	s.publish(conv, typingFrame{Type: protocol.TypeTyping, Channel: conv, From: c.Identity()})
+	s.publish(conv, typingFrame{Type: protocol.TypeTyping, Channel: conv, From: c.Identity(), FromName: s.names.name(s.ctx, c.Identity())})
 	return nil
 }
 

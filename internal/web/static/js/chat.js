@@ -193,6 +193,7 @@ function patchMessage(f, patch) {
 function onTyping(f) {
   const c = convs.get(f.channel);
   if (!c || f.from === me.id) return;
+  if (f.from_name) names.set(f.from, f.from_name);
   c.typing.set(f.from, Date.now() + 5000);
   renderTyping();
   setTimeout(renderTyping, 5100);
@@ -634,21 +635,9 @@ function open(c) {
     if (c.last_seq > c.lastApplied) await fill(c);
     markRead(c);
     countUnread(c);
-    if (!c.namesLoaded) learnNames(c);
   }).then(() => { if (view === mounted && c.hasOlder && view.scroller.scrollHeight <= view.scroller.clientHeight) loadOlder(); });
   view.input.disabled = false;
   if (matchMedia('(pointer: fine)').matches) view.input.focus();
-}
-
-// learnNames fetches the members' names once per conversation, so typing
-// notices and presence (which carry IDs only) can name people who have not
-// written yet.
-function learnNames(c) {
-  c.namesLoaded = true;
-  api('GET', `/api/v1/channels/${encodeURIComponent(c.id)}/members`).then((res) => {
-    for (const m of res.members) if (m.name) names.set(m.member_id, m.name);
-    renderTyping();
-  }, () => { c.namesLoaded = false; });
 }
 
 function renderOlder(c) {
