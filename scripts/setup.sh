@@ -17,9 +17,15 @@ wait_port() {
 	return 1
 }
 
-# Debian packages: the reference Argon2 CLI (interop tests and benchmarks).
+# Debian packages: the reference Argon2 CLI (interop tests and benchmarks);
+# podman (the container image test), haproxy (`haproxy -c` of the reference
+# cluster's configuration and the cluster script's balancer), prometheus
+# (promtool for the alert and recording rules).
 need_pkgs=()
 command -v argon2 >/dev/null || need_pkgs+=(argon2)
+command -v podman >/dev/null || need_pkgs+=(podman)
+command -v haproxy >/dev/null || need_pkgs+=(haproxy)
+command -v promtool >/dev/null || need_pkgs+=(prometheus)
 if ((${#need_pkgs[@]})); then
 	log "installing ${need_pkgs[*]}"
 	$SUDO apt-get update -qq >/dev/null
@@ -51,5 +57,17 @@ fi
 # is kept, in .cache/qemu).
 if ! scripts/agent-qemu.sh >/dev/null; then
 	log "could not fetch qemu-aarch64-static; the agent's arm64 test will fail"
+fi
+# npm tools pinned by tools/apilint/package-lock.json (the OpenAPI
+# validator); reinstalled when the lock file changes.
+if command -v npm >/dev/null; then
+	lock_sum=$(sha256sum tools/apilint/package-lock.json | cut -d' ' -f1)
+	stamp=tools/apilint/node_modules/.package-lock.sha256
+	if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
+		log "installing tools/apilint (npm ci)"
+		(cd tools/apilint && npm ci --no-audit --no-fund --loglevel=error >/dev/null) && echo "$lock_sum" >"$stamp"
+	fi
+else
+	log "npm is not installed: the OpenAPI lint test will fail"
 fi
 log "ready"

@@ -69,7 +69,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		status = http.StatusInternalServerError
 	}
 	if status >= 500 && code != store.EUNAVAILABLE && code != store.ETIMEOUT && code != store.EUPSTREAM {
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err, "request_id", RequestID(r.Context()))
 	}
 	if retry := store.RetryAfter(err); retry > 0 {
 		w.Header().Set("Retry-After", strconv.FormatInt(retry, 10))

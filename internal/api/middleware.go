@@ -85,13 +85,13 @@ func logRequests(log *slog.Logger, trusted []netip.Prefix) Middleware {
 					if p == http.ErrAbortHandler {
 						panic(p)
 					}
-					log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p)
+					log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p, "request_id", RequestID(r.Context()))
 					if rec.status == 0 {
 						writeError(rec, r, log, store.Errorf(store.EINTERNAL, "Internal error."))
 					}
 				}
 				log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-					"duration", time.Since(start), "ip", ClientIP(r, trusted))
+					"duration", time.Since(start), "ip", ClientIP(r, trusted), "request_id", RequestID(r.Context()))
 			}()
 			next.ServeHTTP(rec, r)
 		})

@@ -11,6 +11,7 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(d))
 	mux.Handle("GET /.well-known/jwks.json", handleJWKS(d.Accounts))
+	mux.Handle("GET /api/v1/openapi.json", handleOpenAPI())
 	if d.Metrics != nil {
 		mux.Handle("GET /metrics", handleMetrics(d))
 	}

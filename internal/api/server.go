@@ -65,7 +65,7 @@ func NewServer(d Deps) http.Handler {
 	}
 	mux := http.NewServeMux()
 	addRoutes(mux, d)
-	return chain(mux, logRequests(d.Log, d.TrustedProxies), securityHeaders(d.TLS))
+	return chain(mux, requestIDs(), logRequests(d.Log, d.TrustedProxies), securityHeaders(d.TLS))
 }
 
 func (d Deps) helpers() Helpers {
