@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,8 +88,9 @@ type serveConfig struct {
 	maxDevicesPerOwner int
 
 	// Messaging.
-	sendRate  int
-	sendBurst int
+	sendRate    int
+	sendBurst   int
+	sendTimeout time.Duration
 
 	proxies []netip.Prefix // parsed trustedProxies
 }
@@ -139,6 +141,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.handshakeTime, "handshake-timeout", 10*time.Second, "time allowed for the TLS handshake and the request headers (slowloris)")
 	fs.IntVar(&c.sendRate, "send-rate", 10, "chat messages per second per sender across its connections (sustained)")
 	fs.IntVar(&c.sendBurst, "send-burst", 30, "chat messages per sender allowed in a burst")
+	fs.DurationVar(&c.sendTimeout, "send-timeout", 5*time.Second, "a chat send the database has not committed within this fails with unavailable (and a retry hint)")
 }
 
 // storeFlags are shared by serve and admin.
@@ -294,6 +297,9 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		return err
 	}
 	defer b.Close()
+	if bc, ok := b.(interface{ Collectors() []prometheus.Collector }); ok {
+		reg.MustRegister(bc.Collectors()...)
+	}
 	ml, err := startML(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -321,9 +327,12 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	defer stopDevices()
 	reg.MustRegister(gw.Metrics(), devices.Metrics())
 	messaging := chat.New(st, gw.Router(), chat.Config{
-		SendRate: ratelimit.Limit{Burst: cfg.sendBurst, Every: time.Second / time.Duration(cfg.sendRate)},
-		Writers:  chatWriters(st.Dialect()),
+		SendRate:    ratelimit.Limit{Burst: cfg.sendBurst, Every: time.Second / time.Duration(cfg.sendRate)},
+		Writers:     chatWriters(st.Dialect()),
+		SendTimeout: cfg.sendTimeout,
+		AfterCommit: crashHook(e.getenv),
 	}, log)
+	reg.MustRegister(messaging.Collectors()...)
 	defer messaging.Close() // runs before st.Close: a batch being committed finishes
 	messaging.Register(gw)
 
@@ -491,4 +500,24 @@ func firstRun(ctx context.Context, accounts *auth.Service, st store.Store, e env
 	fmt.Fprintf(e.stdout, "\nFirst start: no accounts yet. Open %s/ and create the administrator with this one-time code\n"+
 		"(valid for one hour, until restart):\n\n    %s\n\n", baseURL, code)
 	return nil
+}
+
+// crashHook is the fault-injection suite's commit-then-die switch: with
+// UNHIDRA_TEST_CRASH_AFTER_COMMIT=N the process kills itself (SIGKILL)
+// after its Nth committed batch, before acknowledging or publishing it.
+// Unset (always, outside that suite), it is nil.
+func crashHook(getenv func(string) string) func() {
+	n, err := strconv.Atoi(getenv("UNHIDRA_TEST_CRASH_AFTER_COMMIT"))
+	if err != nil || n <= 0 {
+		return nil
+	}
+	var commits atomic.Int64
+	return func() {
+		if commits.Add(1) == int64(n) {
+			if p, err := os.FindProcess(os.Getpid()); err == nil {
+				_ = p.Kill()
+			}
+			select {} // the signal is on its way
+		}
+	}
 }

@@ -404,10 +404,11 @@ func (s *Service) applyMembership(data []byte) {
 		if m.Added {
 			c.Send(frame)
 			st.convs[m.Conv] = struct{}{}
+			s.delivery.follow(m.Conv, m.LastSeq)
 			s.router.Subscribe(topic(m.Conv), c)
 		} else {
 			delete(st.convs, m.Conv)
-			s.router.Unsubscribe(topic(m.Conv), c)
+			s.leave(m.Conv, c)
 			c.Send(frame)
 		}
 	}

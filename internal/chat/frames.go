@@ -206,7 +206,7 @@ func (s *Service) handleResume(ctx context.Context, c *gateway.Client, e *protoc
 	if len(e.Positions) > MaxResumeConversations {
 		return store.Errorf(store.ETOOLARGE, "A resume names at most %d conversations.", MaxResumeConversations)
 	}
-	if err := s.Resume(ctx, actorOf(c), e.ID, e.Positions, func(f any) { c.SendJSON(f) }); err != nil {
+	if err := s.resume(ctx, actorOf(c), c, e.ID, e.Positions, func(f any) { c.SendJSON(f) }); err != nil {
 		return err
 	}
 	return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID})
@@ -218,13 +218,19 @@ func (s *Service) handleResume(ctx context.Context, c *gateway.Client, e *protoc
 // last_seq when at most ResumeLimit are missing and the reply fits the
 // byte budget, else recovered:false (the client pages history over REST).
 //
-// It runs under publishMu, so no message is published while it reads and
-// enqueues: every message frame the connection received before a
-// conversation's "resumed" frame has seq ≤ its last_seq, every one after
-// it seq > last_seq. The client drops a conversation's message frames
-// between sending resume and receiving its "resumed" frame; that loses
-// nothing and doubles nothing.
+// last_seq is the last seq this node has delivered in the conversation
+// (its sequencer's position, which covers messages stored on any node).
+// From that snapshot until the "resumed" frame is queued, the
+// conversation's live frames for this connection are held back and queued
+// right after it, so the frame splits the connection's stream exactly:
+// every message frame before it has seq ≤ last_seq, every one after it
+// seq > last_seq, from last_seq+1 on. Only the snapshot and the final
+// hand-over take the conversation's lock; the store is read without it.
 func (s *Service) Resume(ctx context.Context, actor Actor, id string, positions map[string]int64, send func(any)) error {
+	return s.resume(ctx, actor, nil, id, positions, send)
+}
+
+func (s *Service) resume(ctx context.Context, actor Actor, c hub.Client, id string, positions map[string]int64, send func(any)) error {
 	convs := make([]string, 0, len(positions))
 	for conv, pos := range positions {
 		if pos < 0 {
@@ -234,8 +240,6 @@ func (s *Service) Resume(ctx context.Context, actor Actor, id string, positions 
 	}
 	slices.Sort(convs)
 	budget := s.cfg.ResumeBytes
-	s.publishMu.Lock()
-	defer s.publishMu.Unlock()
 	for _, conv := range convs {
 		pos := positions[conv]
 		f := resumedFrame{Type: TypeResumed, ID: id, Channel: conv, Messages: []messageFrame{}}
@@ -247,22 +251,38 @@ func (s *Service) Resume(ctx context.Context, actor Actor, id string, positions 
 			send(f)
 			continue
 		}
-		c, err := s.st.ConversationByID(ctx, conv)
-		if err != nil {
-			return err
+		held := false
+		if c != nil {
+			f.LastSeq, held = s.delivery.beginHold(conv, c)
 		}
-		f.LastSeq = c.LastSeq
-		switch missing := c.LastSeq - pos; {
+		release := func() {
+			if held {
+				s.delivery.endHold(conv, c, func() { send(f) })
+			} else {
+				send(f)
+			}
+		}
+		if !held {
+			// Not followed here (yet): the store's position is the best
+			// there is.
+			cv, err := s.st.ConversationByID(ctx, conv)
+			if err != nil {
+				return err
+			}
+			f.LastSeq = cv.LastSeq
+		}
+		switch missing := f.LastSeq - pos; {
 		case missing <= 0:
 			f.Recovered = true
 		case missing > int64(s.cfg.ResumeLimit):
 			f.Reason = "too_many"
 		default:
 			f.Recovered = true
-			for after := pos; after < c.LastSeq; {
-				page, _, err := s.st.History(ctx, store.HistoryQuery{ConversationID: conv, After: after, Before: c.LastSeq + 1, Limit: 200})
+			for after := pos; after < f.LastSeq; {
+				page, _, err := s.st.History(ctx, store.HistoryQuery{ConversationID: conv, After: after, Before: f.LastSeq + 1, Limit: 200, Forward: true})
 				if err != nil {
-					return err
+					f.Recovered, f.Reason, f.Messages = false, "unavailable", []messageFrame{}
+					break
 				}
 				if len(page) == 0 {
 					break
@@ -280,7 +300,7 @@ func (s *Service) Resume(ctx context.Context, actor Actor, id string, positions 
 		} else {
 			budget -= size
 		}
-		send(f)
+		release()
 	}
 	return nil
 }
@@ -303,24 +323,38 @@ func (s *Service) Connect(c hub.Client) {
 	// Read memberships without the lock (a reconnect storm must not queue
 	// on it); if a membership of this identity changed meanwhile, read
 	// again under the lock, where no change can interleave.
+	// The conversations' last seqs, read before subscribing, are where
+	// this node's sequencer starts for a conversation it did not follow:
+	// what is stored after the read reaches the connection, live or
+	// filled from the store.
 	s.subsMu.Lock()
 	before := s.changes[id]
 	s.subsMu.Unlock()
-	ids, err := s.st.ConversationIDs(ctx, id)
+	views, err := s.st.Conversations(ctx, id, false)
 	s.subsMu.Lock()
 	if s.changes[id] != before {
-		ids, err = s.st.ConversationIDs(ctx, id)
+		views, err = s.st.Conversations(ctx, id, false)
 	}
 	if err != nil {
 		s.log.Error("load conversations of a new connection", "identity", id, "err", err)
 	}
 	s.conns[c.ConnID()] = st
-	for _, conv := range ids {
-		st.convs[conv] = struct{}{}
-		s.router.Subscribe(topic(conv), c)
+	for _, v := range views {
+		st.convs[v.ID] = struct{}{}
+		s.delivery.follow(v.ID, v.LastSeq)
+		s.router.Subscribe(topic(v.ID), c)
 	}
 	s.subsMu.Unlock()
 	s.presenceConnect(ctx, c)
+}
+
+// leave unsubscribes c from conv; this node stops sequencing conv with
+// its last local subscriber. s.subsMu is held.
+func (s *Service) leave(conv string, c hub.Client) {
+	s.router.Unsubscribe(topic(conv), c)
+	if s.hub.Subscribers(topic(conv)) == 0 {
+		s.delivery.unfollow(conv)
+	}
 }
 
 // Disconnect drops a connection's subscriptions and presence.
@@ -330,7 +364,7 @@ func (s *Service) Disconnect(c hub.Client) {
 	delete(s.conns, c.ConnID())
 	if st != nil {
 		for id := range st.convs {
-			s.router.Unsubscribe(topic(id), c)
+			s.leave(id, c)
 		}
 	}
 	s.subsMu.Unlock()

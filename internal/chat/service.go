@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -67,6 +68,19 @@ type Config struct {
 	// ResumeBytes bounds the encoded backlog of one resume in all, so a
 	// resume cannot overflow the connection's send queue. Default 512 KiB.
 	ResumeBytes int
+	// SendTimeout bounds how long a send waits for the store (queueing
+	// and commit): past it the send fails with EUNAVAILABLE and a retry
+	// hint, never an ack. Store reads that fill delivery gaps use it too.
+	// Default 5 s.
+	SendTimeout time.Duration
+	// GapWait is how long a node holds a message frame that is ahead of
+	// the next expected seq before it reads the gap from the store.
+	// Default 200 ms.
+	GapWait time.Duration
+	// AfterCommit, if set, runs on the writer after each successful
+	// commit, before anything is acknowledged or published (a test hook:
+	// the fault-injection suite kills the process there).
+	AfterCommit func()
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -102,6 +116,12 @@ func (c Config) withDefaults() Config {
 	if c.ResumeBytes <= 0 {
 		c.ResumeBytes = 512 << 10
 	}
+	if c.SendTimeout <= 0 {
+		c.SendTimeout = 5 * time.Second
+	}
+	if c.GapWait <= 0 {
+		c.GapWait = 200 * time.Millisecond
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -112,9 +132,10 @@ func (c Config) withDefaults() Config {
 // its group-commit writer, history, resume, presence and typing.
 //
 // Messages are stored before they are acknowledged, and acknowledged
-// before they are fanned out. One writer goroutine commits concurrent sends
-// in batches and publishes each batch in seq order, so every connection
-// sees a conversation's messages in seq order.
+// before they are fanned out. Writer goroutines commit concurrent sends in
+// batches and publish each batch in seq order; every node sequences what
+// it delivers per conversation (delivery.go), so every connection sees a
+// conversation's messages in seq order, each once.
 type Service struct {
 	// Static after New.
 	cfg    Config
@@ -131,12 +152,12 @@ type Service struct {
 	queues        []chan *sendJob // one per writer; never closed, writers stop on ctx
 	seed          maphash.Seed    // spreads conversations over writers
 
-	// publishMu is read-held by a writer from commit to the end of a
-	// batch's fan-out, and held by resume while it reads and enqueues a
-	// backlog. So a resume reply splits a connection's stream exactly:
-	// frames before it carry seq ≤ its last_seq, frames after it seq >
-	// last_seq.
-	publishMu sync.RWMutex
+	// delivery sequences each conversation's message frames on this node.
+	delivery *delivery
+	metrics  *metrics
+	// storeDown is set while the store fails (one log line per outage).
+	storeDown      atomic.Int64 // unix ns of the first failure; 0 while fine
+	storeLoggedOut atomic.Bool
 
 	// subsMu serialises changes of subscriptions (connect, disconnect,
 	// membership changes), so a connection never stays subscribed to a
@@ -184,6 +205,16 @@ func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 	s.presence.deferred = make(map[string]bool)
 	s.presence.node = newNodeID()
 	s.presence.expiry = 3 * cfg.PresenceRefresh
+	s.metrics = newMetrics(s)
+	s.delivery = newDelivery(s, cfg.GapWait)
+	r.HandleTopics(topicPrefix, s.delivery.onFrame)
+	if rb, ok := r.Bus().(interface{ OnReconnect(func()) }); ok {
+		rb.OnReconnect(s.delivery.resync)
+	}
+	s.wg.Add(fillers)
+	for range fillers {
+		go s.delivery.runFiller(ctx)
+	}
 	s.wg.Add(1 + cfg.Writers)
 	for range cfg.Writers {
 		q := make(chan *sendJob, cfg.QueueLen)
@@ -224,8 +255,14 @@ func (s *Service) Close() error {
 	return nil
 }
 
+// topicPrefix starts the hub topics of conversations.
+const topicPrefix = "conv:"
+
+// fillers is the number of goroutines reading delivery gaps from the store.
+const fillers = 4
+
 // topic is the hub topic of a conversation's live events.
-func topic(conv string) string { return "conv:" + conv }
+func topic(conv string) string { return topicPrefix + conv }
 
 // SendInput is one message to send: to a conversation (Channel) or to a
 // person (To: a user ID or name; the DM is opened on first use).
@@ -238,8 +275,26 @@ type SendInput struct {
 
 type sendJob struct {
 	req      store.AppendRequest
+	fromName string               // the sender's name, for the message frame
 	onStored func(*store.Message) // runs on the writer after commit, before fan-out
 	done     chan store.AppendResult
+	// state is jobWaiting until the writer answers (jobAnswered) or the
+	// sender gives up (jobAbandoned); whoever moves it first decides, so
+	// a send that timed out is never acknowledged afterwards.
+	state atomic.Int32
+}
+
+const (
+	jobWaiting int32 = iota
+	jobAnswered
+	jobAbandoned
+)
+
+// unavailable is the error of a send the store did not take in time.
+func unavailable(format string) *store.Error {
+	e := store.Errorf(store.EUNAVAILABLE, "%s", format)
+	e.RetryAfter = 1
+	return e
 }
 
 // Send validates and stores a message, then fans it out. onStored, when
@@ -273,23 +328,42 @@ func (s *Service) Send(ctx context.Context, actor Actor, in SendInput, onStored 
 	}
 	job := &sendJob{
 		req:      store.AppendRequest{ConversationID: conv, SenderID: actor.ID, ClientID: in.ClientID, Body: in.Body},
+		fromName: actor.Name,
 		onStored: onStored,
 		done:     make(chan store.AppendResult, 1),
 	}
+	timeout := time.NewTimer(s.cfg.SendTimeout)
+	defer timeout.Stop()
 	select {
 	case s.queues[maphash.String(s.seed, conv)%uint64(len(s.queues))] <- job:
+	case <-timeout.C:
+		s.metrics.sendTimeouts.Inc()
+		s.storeTrouble(nil)
+		return nil, false, unavailable("The server is busy; retry with the same id.")
 	case <-ctx.Done():
-		return nil, false, store.Errorf(store.EUNAVAILABLE, "The server is busy; retry with the same id.")
+		return nil, false, unavailable("The server is busy; retry with the same id.")
 	case <-s.ctx.Done():
-		return nil, false, store.Errorf(store.EUNAVAILABLE, "The server is shutting down; retry with the same id.")
+		return nil, false, unavailable("The server is shutting down; retry with the same id.")
 	}
 	// Once queued, the writer answers every job (also when stopping), so
-	// waiting here cannot leak; the caller's deadline still applies.
+	// waiting here cannot leak; the timeout and the caller's deadline
+	// still apply, and a job given up on is never acknowledged.
+	giveUp := func() (*store.Message, bool, error) {
+		if !job.state.CompareAndSwap(jobWaiting, jobAbandoned) {
+			r := <-job.done // answered meanwhile: the answer stands
+			return r.Message, r.Duplicate, r.Err
+		}
+		return nil, false, unavailable("The message may or may not be stored; retry with the same id.")
+	}
 	select {
 	case r := <-job.done:
 		return r.Message, r.Duplicate, r.Err
+	case <-timeout.C:
+		s.metrics.sendTimeouts.Inc()
+		s.storeTrouble(nil)
+		return giveUp()
 	case <-ctx.Done():
-		return nil, false, store.Errorf(store.EUNAVAILABLE, "The message may or may not be stored; retry with the same id.")
+		return giveUp()
 	}
 }
 
@@ -373,7 +447,8 @@ func (s *Service) failPending(queue chan *sendJob) {
 	for {
 		select {
 		case j := <-queue:
-			j.done <- store.AppendResult{Err: store.Errorf(store.EUNAVAILABLE, "The server is shutting down; retry with the same id.")}
+			j.state.CompareAndSwap(jobWaiting, jobAnswered)
+			j.done <- store.AppendResult{Err: unavailable("The server is shutting down; retry with the same id.")}
 		default:
 			return
 		}
@@ -386,35 +461,68 @@ func (s *Service) commit(batch []*sendJob) {
 		reqs[i] = j.req
 	}
 	// The commit is not cut short by shutdown: a started batch finishes,
-	// so its senders learn the truth.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
+	// so its senders learn the truth. It is cut at SendTimeout: a store
+	// that does not answer fails the batch (the senders have given up by
+	// then anyway).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.cfg.SendTimeout)
 	defer cancel()
-	s.publishMu.RLock()
 	results, err := s.st.AppendMessages(ctx, reqs)
 	if err != nil {
-		s.publishMu.RUnlock()
-		s.log.Error("store messages", "batch", len(batch), "err", err)
+		s.storeTrouble(err)
 		for _, j := range batch {
-			e := store.Errorf(store.EUNAVAILABLE, "Could not store the message; retry with the same id.")
+			e := unavailable("Could not store the message; retry with the same id.")
 			e.Err = err
+			j.state.CompareAndSwap(jobWaiting, jobAnswered)
 			j.done <- store.AppendResult{Err: e}
 		}
 		return
 	}
+	s.storeOK()
+	if s.cfg.AfterCommit != nil {
+		s.cfg.AfterCommit()
+	}
 	for i, r := range results {
+		j := batch[i]
+		if !j.state.CompareAndSwap(jobWaiting, jobAnswered) {
+			results[i] = store.AppendResult{Err: unavailable("The message may or may not be stored; retry with the same id.")}
+		} else if r.Err == nil && j.onStored != nil {
+			j.onStored(r.Message)
+		}
 		if r.Err != nil {
 			continue
 		}
-		if batch[i].onStored != nil {
-			batch[i].onStored(r.Message)
+		// A duplicate is published again: its first publish may never
+		// have happened (the node that stored it died first). Receivers
+		// drop what they delivered already.
+		f := messageFrame{Type: protocol.TypeMessage, Channel: r.Message.ConversationID, Seq: r.Message.Seq,
+			MessageID: r.Message.ID, From: r.Message.SenderID, FromName: j.fromName, Body: r.Message.Body,
+			TS: r.Message.CreatedAt, EditedAt: r.Message.EditedAt, Deleted: !r.Message.DeletedAt.IsZero()}
+		if r.Duplicate || f.FromName == "" {
+			f = s.messageFrame(s.ctx, r.Message) // as stored now (edited, deleted)
 		}
-		if !r.Duplicate {
-			s.publish(r.Message.ConversationID, s.messageFrame(s.ctx, r.Message))
-		}
+		s.publishSequenced(r.Message.ConversationID, r.Message.Seq, f)
 	}
-	s.publishMu.RUnlock()
 	for i, j := range batch {
 		j.done <- results[i]
+	}
+}
+
+// storeTrouble records a store failure (nil: a send that timed out): the
+// first of an outage is logged, the rest counted.
+func (s *Service) storeTrouble(err error) {
+	s.metrics.storeFailures.Inc()
+	if s.storeDown.CompareAndSwap(0, time.Now().UnixNano()) {
+		if err == nil {
+			err = context.DeadlineExceeded
+		}
+		s.log.Error("chat: the store is failing; sends answer unavailable until it recovers", "err", err)
+	}
+}
+
+// storeOK ends an outage, logging its length.
+func (s *Service) storeOK() {
+	if since := s.storeDown.Load(); since != 0 && s.storeDown.CompareAndSwap(since, 0) {
+		s.log.Warn("chat: the store answers again", "outage", time.Since(time.Unix(0, since)).Round(time.Millisecond))
 	}
 }
 
@@ -441,6 +549,15 @@ func (s *Service) runJanitor() {
 
 // prepare frames a server frame once for a fan-out.
 func prepare(v any) *ws.PreparedMessage { return ws.NewPreparedMessage(true, protocol.Marshal(v)) }
+
+// publishSequenced sends a message frame with its seq to a conversation's
+// live connections on every node, through each node's sequencer. This
+// node's subscribers get it before it returns.
+func (s *Service) publishSequenced(conv string, seq int64, v any) {
+	if err := s.router.Publish(s.ctx, topic(conv), encodeSequenced(seq, protocol.Marshal(v))); err != nil {
+		s.log.Debug("chat: publish to the cluster failed; other nodes fill the gap from the store", "conversation", conv, "err", err)
+	}
+}
 
 // publish sends a frame to a conversation's live connections on every
 // node. With the in-process bus it is delivered before publish returns.

@@ -186,12 +186,21 @@ var clientSlices = sync.Pool{New: func() any { s := make([]Client, 0, 256); retu
 // many accepted it. The subscriber set is copied under a read lock and the
 // lock released before sending, so subscribing never waits on a fan-out.
 func (h *Hub) Publish(topic string, m *ws.PreparedMessage) int {
+	return h.PublishExcept(topic, m, nil)
+}
+
+// PublishExcept is Publish leaving out the subscribers skip reports true
+// for (skip may be nil). skip runs under the topic shard's read lock: it
+// must not call the hub.
+func (h *Hub) PublishExcept(topic string, m *ws.PreparedMessage, skip func(Client) bool) int {
 	s := &h.subs[h.shardOf(topic)]
 	buf := clientSlices.Get().(*[]Client)
 	targets := (*buf)[:0]
 	s.mu.RLock()
 	for _, c := range s.topics[topic] {
-		targets = append(targets, c)
+		if skip == nil || !skip(c) {
+			targets = append(targets, c)
+		}
 	}
 	s.mu.RUnlock()
 	n := h.deliver(targets, m)

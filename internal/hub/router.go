@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/unhidra/unhidra/internal/bus"
@@ -27,6 +28,34 @@ type Router struct {
 	locks [numShards]sync.Mutex
 	mu    sync.Mutex
 	subs  map[string]bus.Subscription // subject → bus subscription; guarded by mu
+
+	// topicHandlers take over delivery of the topics with their prefix
+	// (see HandleTopics). Static after setup.
+	topicHandlers map[string]TopicHandler
+}
+
+// TopicHandler receives what the bus carries for a topic, in place of the
+// hub's direct fan-out: it delivers it (Hub.Publish, at once or later) or
+// drops it. data is owned by the handler.
+type TopicHandler func(topic string, data []byte)
+
+// HandleTopics makes h deliver every topic that starts with prefix (chat
+// sequences its conversations' messages this way). Call before any
+// subscription.
+func (r *Router) HandleTopics(prefix string, h TopicHandler) {
+	if r.topicHandlers == nil {
+		r.topicHandlers = make(map[string]TopicHandler)
+	}
+	r.topicHandlers[prefix] = h
+}
+
+func (r *Router) topicHandler(topic string) TopicHandler {
+	for p, h := range r.topicHandlers {
+		if strings.HasPrefix(topic, p) {
+			return h
+		}
+	}
+	return nil
 }
 
 // NewRouter connects h to b.
@@ -50,8 +79,8 @@ func (r *Router) lock(subject string) *sync.Mutex {
 	return &r.locks[maphash.String(r.seed, subject)%numShards]
 }
 
-func (r *Router) busSubscribe(subject string, deliver func(*ws.PreparedMessage)) {
-	sub, err := r.bus.Subscribe(subject, func(data []byte) { deliver(ws.NewPreparedMessage(true, data)) })
+func (r *Router) busSubscribe(subject string, deliver func([]byte)) {
+	sub, err := r.bus.Subscribe(subject, deliver)
 	if err != nil {
 		r.log.Error("bus subscribe failed; this node will miss the subject", "subject", subject, "err", err)
 		return
@@ -82,7 +111,7 @@ func (r *Router) Add(c Client) (first bool) {
 	defer l.Unlock()
 	if first = r.hub.Add(c); first {
 		identity := c.Identity()
-		r.busSubscribe(subject, func(m *ws.PreparedMessage) { r.hub.SendTo(identity, m) })
+		r.busSubscribe(subject, func(data []byte) { r.hub.SendTo(identity, ws.NewPreparedMessage(true, data)) })
 	}
 	return first
 }
@@ -107,7 +136,11 @@ func (r *Router) Subscribe(topic string, c Client) {
 	l.Lock()
 	defer l.Unlock()
 	if r.hub.Subscribe(topic, c) {
-		r.busSubscribe(subject, func(m *ws.PreparedMessage) { r.hub.Publish(topic, m) })
+		if h := r.topicHandler(topic); h != nil {
+			r.busSubscribe(subject, func(data []byte) { h(topic, data) })
+		} else {
+			r.busSubscribe(subject, func(data []byte) { r.hub.Publish(topic, ws.NewPreparedMessage(true, data)) })
+		}
 	}
 }
 
