@@ -33,6 +33,8 @@ Commands:
   device list [--owner USER]
   device rotate-key ID
   device revoke ID
+  backup --out FILE            (SQLite: database + keys, while serving)
+  restore --from FILE [--force] (SQLite; the server must be stopped)
 
 Flags`
 
@@ -53,6 +55,12 @@ func runAdmin(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	rest := fs.Args()
+	if len(rest) > 0 && rest[0] == "backup" {
+		return adminBackup(ctx, e, &cfg, rest[1:])
+	}
+	if len(rest) > 0 && rest[0] == "restore" {
+		return adminRestore(ctx, e, &cfg, rest[1:])
+	}
 	if len(rest) < 2 {
 		fs.Usage()
 		return usagef("admin: missing command")

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime"
 	"runtime/debug"
 	"strings"
 )
@@ -109,6 +110,44 @@ func runVersion(ctx context.Context, e env, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "unhidra %s\n", buildVersion())
+	info := readBuildInfo()
+	fmt.Fprintf(e.stdout, "unhidra %s\ncommit: %s\nbuilt: %s\ngo: %s %s\n", info.version, info.commit, info.date, info.goVersion, info.platform)
 	return nil
+}
+
+// buildInfo is what the binary knows about its own build.
+type buildInfo struct {
+	version, commit, date, goVersion, platform string
+}
+
+// readBuildInfo reads the version (ldflags, else the module version), the
+// VCS commit and its time (stamped by go build in a checkout; "+dirty"
+// when the tree had changes), and the toolchain.
+func readBuildInfo() buildInfo {
+	info := buildInfo{version: buildVersion(), commit: "unknown", date: "unknown", goVersion: runtime.Version(),
+		platform: runtime.GOOS + "/" + runtime.GOARCH}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return info
+	}
+	var arm string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			info.commit = s.Value
+		case "vcs.time":
+			info.date = s.Value
+		case "GOARM":
+			arm = s.Value
+		}
+	}
+	for _, s := range bi.Settings { // after the loop above: settings come in any order
+		if s.Key == "vcs.modified" && s.Value == "true" && info.commit != "unknown" {
+			info.commit += "+dirty"
+		}
+	}
+	if arm != "" && runtime.GOARCH == "arm" {
+		info.platform += "v" + arm
+	}
+	return info
 }

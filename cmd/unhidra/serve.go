@@ -25,6 +25,7 @@ import (
 
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/backup"
 	"github.com/unhidra/unhidra/internal/bot"
 	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/chat"
@@ -267,6 +268,13 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
+	// Shared with other servers and admin commands; `admin restore` waits
+	// for nobody and refuses while it is held.
+	unlock, err := backup.Lock(cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
