@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/store/sqldb"
 )
@@ -29,6 +30,8 @@ Commands:
   user disable NAME
   user enable NAME
   keys rotate
+  cluster-key create [--activate-in DURATION]
+  cluster-key list
   device create NAME --owner USER [--type TYPE] [--capabilities JSON]
   device list [--owner USER]
   device rotate-key ID
@@ -64,6 +67,9 @@ func runAdmin(ctx context.Context, e env, args []string) error {
 	if len(rest) < 2 {
 		fs.Usage()
 		return usagef("admin: missing command")
+	}
+	if rest[0] == "cluster-key" { // a file of the data directory, no store
+		return clusterKeyCmd(e, &cfg, rest[1], rest[2:])
 	}
 	st, err := openStore(ctx, &cfg)
 	if err != nil {
@@ -295,4 +301,46 @@ func (a *adminCmd) keysRotate(ctx context.Context) error {
 	a.store.AppendAudit(ctx, &store.AuditEvent{Action: store.AuditSigningKeyRotate, Target: ks.Active().ID, IP: "cli"})
 	fmt.Fprintf(a.env.stdout, "new signing key %s is active; restart the server to use it\n", ks.Active().ID)
 	return nil
+}
+
+// clusterKeyCmd manages the cluster keyring that seals bus messages.
+// create adds a key that starts sealing after --activate-in (time to copy
+// the file to every node and restart them; until then every node already
+// opens what it seals) and drops keys superseded for over a day.
+func clusterKeyCmd(e env, cfg *serveConfig, verb string, args []string) error {
+	path := filepath.Join(cfg.dataDir, bus.ClusterKeyFile)
+	switch verb {
+	case "create":
+		fs := flag.NewFlagSet("cluster-key create", flag.ContinueOnError)
+		fs.SetOutput(e.stderr)
+		activate := fs.Duration("activate-in", bus.DefaultActivation, "delay before the new key seals (0 for a new cluster)")
+		if err := fs.Parse(args); err != nil {
+			return usagef("cluster-key create: %v", err)
+		}
+		if *activate < 0 || *activate > 30*24*time.Hour {
+			return usagef("--activate-in must be between 0 and 720h")
+		}
+		if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+			return err
+		}
+		k, err := bus.AddClusterKey(path, time.Now(), *activate, 24*time.Hour)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "cluster key %s seals from %s; copy %s (mode 0600) to every node and restart them before then\n",
+			k.ID, k.ActiveAt.Format(time.RFC3339), path)
+		return nil
+	case "list":
+		ks, err := bus.LoadClusterKeys(path)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "KID\tCREATED\tSEALS FROM")
+		for _, k := range ks.Keys {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", k.ID, k.CreatedAt.Format(time.RFC3339), k.ActiveAt.Format(time.RFC3339))
+		}
+		return tw.Flush()
+	}
+	return usagef("admin: unknown command %q", "cluster-key "+verb)
 }

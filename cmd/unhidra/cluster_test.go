@@ -17,7 +17,7 @@ import (
 )
 
 // cluster is two servers as one cluster: one PostgreSQL schema, one NATS
-// prefix, the same signing keys. Node A creates the administrator.
+// prefix, the same signing and cluster keys. Node A creates the administrator.
 type cluster struct {
 	a, b       *server
 	dirA, dirB string
@@ -29,12 +29,14 @@ func startCluster(t *testing.T, extra ...string) *cluster {
 	common := append([]string{"--store", dsn, "--bus", natsURL, "--bus-prefix", prefix, "--drain-window", "100ms"}, extra...)
 	c := &cluster{dirA: t.TempDir(), dirB: t.TempDir()}
 	c.a = startServer(t, c.dirA, map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"}, common...)
-	keys, err := os.ReadFile(filepath.Join(c.dirA, "signing-keys.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(c.dirB, "signing-keys.json"), keys, 0o600); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{"signing-keys.json", "cluster-keys.json"} {
+		keys, err := os.ReadFile(filepath.Join(c.dirA, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(c.dirB, f), keys, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c.b = startServer(t, c.dirB, nil, common...)
 	return c

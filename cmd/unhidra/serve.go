@@ -48,6 +48,13 @@ type serveConfig struct {
 	storeURL       string
 	busURL         string
 	busPrefix      string
+	busCreds       string
+	busNKey        string
+	busUser        string
+	busPassword    string
+	busTLSCA       string
+	busTLSCert     string
+	busTLSKey      string
 	logLevel       string
 	logFormat      string
 	jwtAlg         string
@@ -101,6 +108,13 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	c.storeFlags(fs)
 	fs.StringVar(&c.busURL, "bus", "", "cluster bus: empty for this node alone, or nats://HOST:PORT[,…] to join a cluster")
 	fs.StringVar(&c.busPrefix, "bus-prefix", "unhidra", "subject prefix on the bus (separates deployments sharing a NATS server)")
+	fs.StringVar(&c.busCreds, "bus-creds", "", "NATS credentials file (JWT and NKey seed) for the bus")
+	fs.StringVar(&c.busNKey, "bus-nkey", "", "NATS NKey seed file for the bus")
+	fs.StringVar(&c.busUser, "bus-user", "", "NATS user name for the bus (password: --bus-password, best as UNHIDRA_BUS_PASSWORD)")
+	fs.StringVar(&c.busPassword, "bus-password", "", "NATS password for the bus, with --bus-user")
+	fs.StringVar(&c.busTLSCA, "bus-tls-ca", "", "CA certificates (PEM) to verify the NATS server; turns on TLS")
+	fs.StringVar(&c.busTLSCert, "bus-tls-cert", "", "client certificate (PEM) for the NATS server, with --bus-tls-key")
+	fs.StringVar(&c.busTLSKey, "bus-tls-key", "", "client private key (PEM), with --bus-tls-cert")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8443", "address to listen on; port 0 picks a free port")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate chain (PEM); default: a self-signed one in the data directory")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key (PEM), with --tls-cert")
@@ -204,6 +218,15 @@ func (c *serveConfig) validate() error {
 		c.validateStore())
 	if c.busURL != "" && !strings.HasPrefix(c.busURL, "nats://") && !strings.HasPrefix(c.busURL, "tls://") {
 		errs = append(errs, usagef("--bus must be empty or nats://…"))
+	}
+	if (c.busTLSCert == "") != (c.busTLSKey == "") {
+		errs = append(errs, usagef("--bus-tls-cert and --bus-tls-key go together"))
+	}
+	if (c.busUser == "") != (c.busPassword == "") {
+		errs = append(errs, usagef("--bus-user and --bus-password go together"))
+	}
+	if n := btoi(c.busCreds != "") + btoi(c.busNKey != "") + btoi(c.busUser != ""); n > 1 {
+		errs = append(errs, usagef("use one of --bus-creds, --bus-nkey and --bus-user"))
 	}
 	if err := bus.ValidSubject(c.busPrefix); err != nil {
 		errs = append(errs, usagef("--bus-prefix %q: letters, digits and dots only", c.busPrefix))
@@ -448,6 +471,13 @@ func chatWriters(dialect string) int {
 		return 8
 	}
 	return 1
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func queueSetting(n int) int {

@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/bus/local"
@@ -28,10 +31,53 @@ func openStore(ctx context.Context, cfg *serveConfig) (*sqldb.DB, error) {
 	return nil, fmt.Errorf("unsupported --store %q", cfg.storeURL)
 }
 
-// openBus returns the in-process bus, or joins the cluster's NATS.
+// openBus returns the in-process bus, or joins the cluster's NATS with
+// the configured authentication and TLS, every message sealed with the
+// cluster key of the data directory (created on first use).
 func openBus(cfg *serveConfig, log *slog.Logger) (bus.Bus, error) {
 	if cfg.busURL == "" {
 		return &local.Bus{}, nil
 	}
-	return busnats.Open(cfg.busURL, cfg.busPrefix, log.With("component", "bus"))
+	log = log.With("component", "bus")
+	path := filepath.Join(cfg.dataDir, bus.ClusterKeyFile)
+	keys, created, err := bus.LoadOrCreateClusterKeys(path, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Warn("generated a cluster key: copy it to every node of this cluster (0600) before starting them", "file", path)
+	}
+	var opts []nats.Option
+	if cfg.busCreds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.busCreds))
+	}
+	if cfg.busNKey != "" {
+		o, err := nats.NkeyOptionFromSeed(cfg.busNKey)
+		if err != nil {
+			return nil, fmt.Errorf("--bus-nkey: %w", err)
+		}
+		opts = append(opts, o)
+	}
+	if cfg.busUser != "" {
+		opts = append(opts, nats.UserInfo(cfg.busUser, cfg.busPassword))
+	}
+	if cfg.busTLSCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.busTLSCA))
+	}
+	if cfg.busTLSCert != "" {
+		opts = append(opts, nats.ClientCert(cfg.busTLSCert, cfg.busTLSKey))
+	}
+	nb, err := busnats.Open(cfg.busURL, cfg.busPrefix, log, opts...)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := bus.NewSealed(nb, keys, log)
+	if err != nil {
+		nb.Close()
+		return nil, err
+	}
+	if cfg.busCreds == "" && cfg.busNKey == "" && cfg.busUser == "" && cfg.busTLSCert == "" {
+		log.Warn("the bus connects without authentication: protect the NATS server (see docs/operations.md)")
+	}
+	return sealed, nil
 }

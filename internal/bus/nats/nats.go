@@ -69,8 +69,9 @@ var _ bus.Bus = (*Bus)(nil)
 // its own subscribers; those for other nodes are buffered by the client up
 // to its limit, then counted as dropped) and keeps trying with a bounded
 // backoff. Subjects are namespaced under prefix (e.g. "unhidra"), so several
-// deployments can share a server.
-func Open(url, prefix string, log *slog.Logger) (*Bus, error) {
+// deployments can share a server. extra are further connection options:
+// authentication (credentials, NKey, user and password) and TLS.
+func Open(url, prefix string, log *slog.Logger, extra ...nats.Option) (*Bus, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -88,7 +89,7 @@ func Open(url, prefix string, log *slog.Logger) (*Bus, error) {
 			[]string{"reason"}),
 	}
 	b.downSince.Store(time.Now().UnixNano())
-	nc, err := nats.Connect(url,
+	opts := append([]nats.Option{
 		nats.Name("unhidra"),
 		nats.NoEcho(),
 		nats.RetryOnFailedConnect(true),
@@ -113,7 +114,8 @@ func Open(url, prefix string, log *slog.Logger) (*Bus, error) {
 			}
 			b.log.Warn("bus: NATS error", "subject", subjectOf(sub), "err", err)
 		}),
-	)
+	}, extra...)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS: %w", err)
 	}
