@@ -5,7 +5,7 @@ GO ?= go
 export UNHIDRA_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export UNHIDRA_TEST_NATS ?= nats://127.0.0.1:4222
 
-.PHONY: test e2e setup check build serve fuzz bench
+.PHONY: test e2e setup check build serve fuzz bench bench-ab
 
 test: setup
 	$(GO) test -race -count=1 -timeout 45m ./...
@@ -37,3 +37,9 @@ fuzz:
 
 bench:
 	$(GO) test -run=NONE -bench=. -benchmem ./...
+
+# A/B load benchmark of BASE (a commit) against the working tree, in alternation:
+# make bench-ab BASE=93c6bfd [OUT=dir] (knobs: see scripts/bench-ab.sh).
+bench-ab:
+	@test -n "$(BASE)" || { echo "usage: make bench-ab BASE=<commit>"; exit 2; }
+	scripts/bench.sh ab $(BASE) $(OUT)

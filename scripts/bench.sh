@@ -6,9 +6,11 @@
 #
 #   scripts/bench.sh conns -n 10000 --hold 20s
 #   scripts/bench.sh fanout --receivers 1000 --senders 4 --rate 200 --duration 20s
+#   scripts/bench.sh ab <commit> [OUTDIR]   A/B of <commit> against the working tree (scripts/bench-ab.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tool=${1:?usage: scripts/bench.sh conns|fanout [flags]}
+tool=${1:?usage: scripts/bench.sh conns|fanout|ab [flags]}
+[ "$tool" = ab ] && { shift; exec scripts/bench-ab.sh "$@"; }
 shift
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

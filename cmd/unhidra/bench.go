@@ -22,7 +22,8 @@ const benchSynopsis = `bench <tool> [flags]
 Tools:
   conns   open N idle authenticated WebSocket connections and report the server's memory per connection
   fanout  post to a channel at a fixed rate with M listeners and report throughput and latency
-  fleet   simulate N devices speaking the seed firmware's protocol (one device key each)`
+  fleet   simulate N devices speaking the seed firmware's protocol (one device key each)
+  ml      paced round trips to the inference API (or, with --unix, to a bare Unix-socket echo) and their latency`
 
 // runBench runs one of the project's load tools against a running server.
 func runBench(ctx context.Context, e env, args []string) error {
@@ -40,6 +41,8 @@ func runBench(ctx context.Context, e env, args []string) error {
 		return runBenchFanout(ctx, e, args[1:])
 	case "fleet":
 		return runBenchFleet(ctx, e, args[1:])
+	case "ml":
+		return runBenchML(ctx, e, args[1:])
 	}
 	return usagef("bench: unknown tool %q", args[0])
 }

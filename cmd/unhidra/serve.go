@@ -40,6 +40,7 @@ import (
 // serveConfig is every setting of `unhidra serve`.
 type serveConfig struct {
 	configFile     string
+	pprofListen    string
 	dataDir        string
 	listen         string
 	tlsCert        string
@@ -157,6 +158,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.sendRate, "send-rate", 10, "chat messages per second per sender across its connections (sustained)")
 	fs.IntVar(&c.sendBurst, "send-burst", 30, "chat messages per sender allowed in a burst")
 	fs.DurationVar(&c.sendTimeout, "send-timeout", 5*time.Second, "a chat send the database has not committed within this fails with unavailable (and a retry hint)")
+	fs.StringVar(&c.pprofListen, "pprof-listen", "", "serve Go runtime profiles (/debug/pprof/) on this loopback HOST:PORT (off by default; for benchmarks)")
 }
 
 // storeFlags are shared by serve and admin.
@@ -230,6 +232,11 @@ func (c *serveConfig) validate() error {
 	}
 	if err := bus.ValidSubject(c.busPrefix); err != nil {
 		errs = append(errs, usagef("--bus-prefix %q: letters, digits and dots only", c.busPrefix))
+	}
+	if c.pprofListen != "" {
+		if err := checkLoopback(c.pprofListen); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if _, err := splitCommand(c.mlWorker); err != nil {
 		errs = append(errs, usagef("--ml-worker: %v", err))
@@ -422,6 +429,14 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	if cfg.pprofListen != "" {
+		stopPprof, err := startPprof(cfg.pprofListen, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopPprof()
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# A/B benchmark of two builds of the server: a given commit ("base") and the
+# working tree ("new"), measured in alternation (base, new, base, new, ...)
+# with the same load tools and flags, and a ratio table (new ÷ base) with the
+# machine's load average next to every run.
+#
+#   scripts/bench.sh ab <commit> [OUTDIR]        (or: make bench-ab BASE=<commit>)
+#   scripts/bench-ab.sh --summary OUTDIR          re-print the table from OUTDIR
+#
+# Scenarios (SCENARIOS, default all), each REPS rounds, a fresh server per run:
+#   idle    wsload -mode conns -n N_IDLE: server CPU per handshake, open rate, KiB per idle connection
+#   fanout  wsload -mode fanout -n N_FAN, 16 unpaced publishers: deliveries/s, latency
+#   paced   wsload -mode fanout -n N_FAN, 10 pub/s (20,000 deliveries/s at 2,000): latency
+#   devices `unhidra bench fleet -n DEV_N` over TLS: server KiB per idle device, then a server
+#           restart (reconnect storm): seconds until all are back, server CPU seconds in the storm
+#   ml      `unhidra bench ml`: paced API round trips to a trivial model (scripts/bench/ml_echo_model.py)
+#           and, once per round, the same to a bare Unix-socket echo (scripts/bench/unix_echo.py)
+# The first three run through the shared load tool's side-by-side script (WSLOAD_DIR, default
+# ../shared/bench/wsload) with TARGETS="ub uh"; the load generators of devices and ml are the
+# working tree's `unhidra bench` (the same client for both servers).
+# Knobs (env): SCENARIOS REPS N_IDLE HOLD N_FAN DURATION WARMUP DEV_N ML_N ML_INTERVAL NICE WSLOAD_DIR
+# Runs are kept short for a shared machine; prefer the CPU figures (per handshake, per delivery)
+# over wall-clock ones when the load average is high.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+summary() {
+	python3 - "$1" <<'PY'
+import json, os, sys, glob, statistics
+out = sys.argv[1]
+def load(p):
+    try:
+        with open(p) as f: return json.load(f)
+    except Exception: return None
+def runs(sc, tg):
+    rs = []
+    for d in (os.path.join(out, "ws"), out):
+        for p in sorted(glob.glob(os.path.join(d, f"{sc}-{tg}-r*.json"))):
+            if p.endswith(".meta.json"): continue
+            rs.append((load(p) or {}, load(p[:-5] + ".meta.json") or {}))
+    return rs
+def per_handshake_ms(j):
+    if not j.get("open_ok") or j.get("open_cpu_server_cores") is None: return None
+    return j["open_cpu_server_cores"] * j["open_seconds"] / j["open_ok"] * 1000
+def us_per_delivery(j):
+    if not j.get("delivered_per_s") or j.get("cpu_server_cores") is None: return None
+    return j["cpu_server_cores"] / j["delivered_per_s"] * 1e6
+F = {
+ "idle": [("server CPU ms per handshake", per_handshake_ms, "lower"),
+          ("open rate conn/s", "open_rate_per_s", "higher"),
+          ("server CPU cores while opening", "open_cpu_server_cores", ""),
+          ("per-conn open ms p50", "open_subscribed_ms_p50", "lower"),
+          ("server KiB per idle conn", "server_kib_per_conn", "lower")],
+ "fanout": [("delivered msgs/s", "delivered_per_s", "higher"),
+            ("latency ms p50", "latency_ms_p50", "lower"),
+            ("latency ms p99", "latency_ms_p99", "lower"),
+            ("server CPU µs per delivery", us_per_delivery, "lower"),
+            ("server CPU cores", "cpu_server_cores", "")],
+ "paced": [("delivered msgs/s", "delivered_per_s", ""),
+           ("latency ms p50", "latency_ms_p50", "lower"),
+           ("latency ms p99", "latency_ms_p99", "lower"),
+           ("latency ms p99.9", "latency_ms_p999", "lower"),
+           ("server CPU µs per delivery", us_per_delivery, "lower")],
+ "devices": [("server KiB per idle device", "kib_per_device", "lower"),
+             ("storm: s until all back (from listening)", "storm_seconds", "lower"),
+             ("storm: s from first to last reconnect", "storm_span_seconds", "lower"),
+             ("storm: server CPU s", "storm_cpu_seconds", "lower"),
+             ("storm: handshakes refused", "storm_refused", "lower")],
+ "ml": [("API round trip ms p50", "p50_ms", "lower"),
+        ("API round trip ms p99", "p99_ms", "lower"),
+        ("API p50 ÷ bare Unix-socket p50 (same round)", "ratio_to_bare", "lower")],
+}
+def val(j, k): return k(j) if callable(k) else j.get(k)
+def fmt(v):
+    if v is None: return "–"
+    if abs(v) >= 1000: return f"{v:,.0f}"
+    if abs(v) >= 10: return f"{v:.1f}"
+    return f"{v:.3g}"
+def mean(xs):
+    xs = [x for x in xs if isinstance(x, (int, float))]
+    return statistics.mean(xs) if xs else None
+lines = []
+info = load(os.path.join(out, "info.json")) or {}
+lines.append(f"A/B: base {info.get('base','?')} vs new {info.get('new','?')}, {info.get('date','')}; "
+             f"{info.get('reps','?')} rounds in alternation; values are round 1 / round 2 / …, ratio = mean(new) ÷ mean(base)")
+lines.append("")
+lines.append("| scenario | figure | base | new | new ÷ base |")
+lines.append("|---|---|---|---|---|")
+problems = []
+for sc, figs in F.items():
+    b, n = runs(sc, "ub"), runs(sc, "uh")
+    if not b and not n: continue
+    if sc == "ml":
+        bare = {os.path.basename(p).split("-r")[-1][:-5]: load(p) for p in glob.glob(os.path.join(out, "ml-bare-r*.json"))}
+        for tg, rs in (("ub", b), ("uh", n)):
+            for i, (j, m) in enumerate(rs):
+                bj = bare.get(str(i + 1)) or {}
+                if j.get("p50_ms") and bj.get("p50_ms"): j["ratio_to_bare"] = j["p50_ms"] / bj["p50_ms"]
+    first = True
+    for title, key, better in figs:
+        bs, ns = [val(j, key) for j, _ in b], [val(j, key) for j, _ in n]
+        mb, mn = mean(bs), mean(ns)
+        ratio = f"{mn/mb:.2f}" if mb and mn is not None else "–"
+        lines.append(f"| {sc if first else ''} | {title} | {' / '.join(fmt(x) for x in bs)} | {' / '.join(fmt(x) for x in ns)} | {ratio} |")
+        first = False
+    if sc == "ml":
+        bare_rs = [load(p) or {} for p in sorted(glob.glob(os.path.join(out, "ml-bare-r*.json")))]
+        lines.append(f"| | bare Unix-socket echo ms p50 (per round) | {' / '.join(fmt(j.get('p50_ms')) for j in bare_rs)} | | |")
+    la = lambda rs: " / ".join(str(m.get("load1_before", "?")) for _, m in rs)
+    lines.append(f"| | load average (1 min) before each run | {la(b)} | {la(n)} | |")
+    for tg, rs in (("ub", b), ("uh", n)):
+        for i, (j, m) in enumerate(rs):
+            bad = [f"{k}={j[k]}" for k in ("open_failed", "publish_errors", "subscriber_read_errors", "read_errors_during_hold", "error") if j.get(k)]
+            if "aborted" in j: bad.append("aborted: " + j["aborted"])
+            if not j: bad.append("no result")
+            if bad: problems.append(f"{sc}-{tg}-r{i+1}: " + "; ".join(bad))
+lines.append("")
+lines.append("problems: " + ("none" if not problems else ""))
+lines += ["- " + p for p in problems]
+txt = "\n".join(lines)
+print(txt)
+open(os.path.join(out, "summary.md"), "w").write(txt + "\n")
+PY
+}
+
+if [ "${1:-}" = "--summary" ]; then summary "${2:?usage: $0 --summary OUTDIR}"; exit 0; fi
+
+BASE=${1:?usage: scripts/bench.sh ab <commit> [OUTDIR]}
+OUT=${2:-$ROOT/.bench-ab/$(date -u +%Y%m%dT%H%M%SZ)}
+OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)
+WSLOAD_DIR=${WSLOAD_DIR:-$ROOT/../shared/bench/wsload}
+SCENARIOS=${SCENARIOS:-idle fanout paced devices ml}
+REPS=${REPS:-2}
+export N_IDLE=${N_IDLE:-5000} HOLD=${HOLD:-3s} N_FAN=${N_FAN:-2000} DURATION=${DURATION:-8s} WARMUP=${WARMUP:-2s}
+DEV_N=${DEV_N:-5000}
+ML_N=${ML_N:-200}
+ML_INTERVAL=${ML_INTERVAL:-25ms}
+NICE=${NICE:-0}
+PORT=${PORT:-$((20000 + RANDOM % 5000))}
+BIN=$OUT/bin
+mkdir -p "$BIN"
+
+base_rev=$(git -C "$ROOT" rev-parse --short "$BASE^{commit}")
+if [ -z "${SKIP_BUILD:-}" ]; then # SKIP_BUILD=1 reuses OUTDIR/bin from an earlier run
+	echo "building base $BASE and the working tree into $BIN" >&2
+	rm -rf "$OUT/base-src" && mkdir -p "$OUT/base-src"
+	git -C "$ROOT" archive "$base_rev" | tar -x -C "$OUT/base-src"
+	(cd "$OUT/base-src" && CGO_ENABLED=0 go build -o "$BIN/unhidra-base" ./cmd/unhidra)
+	rm -rf "$OUT/base-src"
+	(cd "$ROOT" && CGO_ENABLED=0 go build -o "$BIN/unhidra-new" ./cmd/unhidra)
+	(cd "$WSLOAD_DIR" && go build -o "$BIN/wsload" .)
+fi
+new_rev="$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- . ':!.bench-ab' || echo +dirty)"
+printf '{"base":"%s","new":"%s","date":"%s","reps":%s,"host":"%s cpus, %s"}\n' "$base_rev" "$new_rev" \
+	"$(date -u +%FT%TZ)" "$REPS" "$(nproc)" "$(uname -r)" >"$OUT/info.json"
+ulimit -n "$(ulimit -Hn)"
+bin_of() { case $1 in ub) echo "$BIN/unhidra-base" ;; uh) echo "$BIN/unhidra-new" ;; esac; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# --- idle, fanout, paced: the shared load tool's side-by-side script, targets ub and uh ---
+ws=()
+for sc in $SCENARIOS; do case $sc in idle | fanout | paced) ws+=("$sc") ;; esac; done
+if [ ${#ws[@]} -gt 0 ]; then
+	SCENARIOS="${ws[*]}" TARGETS="ub uh" REPS=$REPS NICE=$NICE IDLE_WAIT_TRIES=${IDLE_WAIT_TRIES:-1} \
+		UNHIDRA_BASE=$BIN/unhidra-base UNHIDRA=$BIN/unhidra-new WSLOAD=$BIN/wsload UH_PORT=$PORT \
+		"$WSLOAD_DIR/bench_side_by_side.sh" "$OUT/ws" >"$OUT/ws.log" 2>&1 || { echo "side-by-side failed: see $OUT/ws.log" >&2; }
+fi
+
+# --- devices and ml: our own runs ---
+SPID=
+stop_server() {
+	[ -n "$SPID" ] || return 0
+	kill -TERM "$SPID" 2>/dev/null || true
+	wait "$SPID" 2>/dev/null || true
+	SPID=
+}
+FPID=
+cleanup() {
+	[ -z "$FPID" ] || { kill -TERM "$FPID" 2>/dev/null; wait "$FPID" 2>/dev/null; }
+	stop_server
+}
+trap cleanup EXIT
+COMMON=(--listen "127.0.0.1:$PORT" --log-level warn --system-bot=false --drain-window 1s
+	--max-conns-per-ip 20000 --conn-rate-per-ip 100000 --conn-burst-per-ip 100000)
+start_server() { # bin datadir log [flags]
+	local bin=$1 dir=$2 log=$3
+	shift 3
+	"$bin" serve --data-dir "$dir" "${COMMON[@]}" "$@" >"$log" 2>&1 &
+	SPID=$!
+	for _ in $(seq 600); do grep -q "listening on" "$log" 2>/dev/null && return 0; sleep 0.05; done
+	echo "server did not start: $log" >&2
+	return 1
+}
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+now() { date +%s.%N; }
+metric() { # data dir, awk pattern -> sum
+	curl -s -m 2 --cacert "$1/tls-cert.pem" "https://127.0.0.1:$PORT/metrics" | awk -v p="$2" '$0 ~ p {s += $2} END {print s + 0}'
+}
+devices_online() { metric "$1" '^unhidra_gateway_connections\\{kind="device"\\}' | cut -d. -f1; }
+wait_online() { # data dir, n, tries of 0.05 s
+	for _ in $(seq "$3"); do [ "$(devices_online "$1")" = "$2" ] && return 0; sleep 0.05; done
+	return 1
+}
+
+PW=bench-password-$RANDOM$RANDOM
+dev_template() { # tg
+	local bin tpl=$OUT/devices-$1-template owners=$(((DEV_N + 999) / 1000))
+	bin=$(bin_of "$1")
+	rm -rf "$tpl" && mkdir -p "$tpl"
+	for i in $(seq "$owners"); do
+		printf '%s\n' "$PW" | "$bin" admin --data-dir "$tpl/data" user create "owner$i" --password-stdin >/dev/null
+		"$bin" admin --data-dir "$tpl/data" device create "d$i" --owner "owner$i" --count 1000 --keys-file "$tpl/keys$i" >/dev/null
+	done
+	cat "$tpl"/keys[0-9]* | awk -v n="$DEV_N" 'NR <= n' >"$tpl/keys.txt"
+	chmod 600 "$tpl/keys.txt"
+}
+run_devices() { # tg round
+	local tg=$1 r=$2 tag="devices-$1-r$2" bin dir=$OUT/data-run l0 rss0 rss1 t0 t1 c0 c1 ok=true first=
+	bin=$(bin_of "$tg")
+	rm -rf "$dir" && cp -a "$OUT/devices-$tg-template/data" "$dir"
+	l0=$(load1)
+	start_server "$bin" "$dir" "$OUT/$tag.server.log" --ml-workers 0 || return 1
+	sleep 2
+	rss0=$(rss_kib "$SPID")
+	"$BIN/unhidra-new" bench fleet -n "$DEV_N" --url "wss://127.0.0.1:$PORT/ws" --ca-file "$dir/tls-cert.pem" \
+		--keys-file "$OUT/devices-$tg-template/keys.txt" --duration 10m --ramp 2000 --report-every 1m >"$OUT/$tag.fleet.log" 2>&1 &
+	FPID=$!
+	wait_online "$dir" "$DEV_N" 2400 || ok=false
+	sleep 5
+	rss1=$(rss_kib "$SPID")
+	stop_server
+	start_server "$bin" "$dir" "$OUT/$tag.server2.log" --ml-workers 0 || return 1
+	t0=$(now) c0=$(cpu_s "$SPID")
+	for _ in $(seq 2400); do
+		n=$(devices_online "$dir")
+		[ -z "$first" ] && [ "${n:-0}" -gt 0 ] && first=$(now)
+		[ "$n" = "$DEV_N" ] && break
+		sleep 0.05
+	done
+	t1=$(now) c1=$(cpu_s "$SPID")
+	[ "$n" = "$DEV_N" ] || ok=false
+	local refused
+	refused=$(metric "$dir" '^unhidra_gateway_refusals_total')
+	kill -TERM "$FPID" 2>/dev/null
+	wait "$FPID" 2>/dev/null || true
+	FPID=
+	stop_server
+	rm -rf "$dir"
+	python3 -c 'import json,sys; a=sys.argv[1:]; print(json.dumps({"n":int(a[0]),"kib_per_device":(int(a[2])-int(a[1]))/int(a[0]),
+"server_rss_before_kib":int(a[1]),"server_rss_after_kib":int(a[2]),"storm_seconds":float(a[4])-float(a[3]),
+"storm_span_seconds":(float(a[4])-float(a[5])) if a[5] else None,"storm_cpu_seconds":float(a[7])-float(a[6]),
+"storm_refused":float(a[8]),"all_online":a[9]=="true", **({} if a[9]=="true" else {"error":"not all devices came online"})}))' \
+		"$DEV_N" "$rss0" "$rss1" "$t0" "$t1" "${first:-}" "$c0" "$c1" "$refused" "$ok" >"$OUT/$tag.json"
+	printf '{"load1_before":%s,"load1_after":%s}\n' "$l0" "$(load1)" >"$OUT/$tag.meta.json"
+	echo "$tag: $(cat "$OUT/$tag.json")" >&2
+}
+
+ML_USERS=ml1,ml2,ml3,ml4,ml5,ml6,ml7,ml8
+ml_template() { # tg
+	local bin tpl=$OUT/ml-$1-template
+	bin=$(bin_of "$1")
+	rm -rf "$tpl"
+	for u in ${ML_USERS//,/ }; do
+		printf '%s\n' "$PW" | "$bin" admin --data-dir "$tpl" user create "$u" --password-stdin >/dev/null
+	done
+}
+run_ml() { # tg round
+	local tg=$1 r=$2 tag="ml-$1-r$2" bin dir=$OUT/data-run l0 tok
+	bin=$(bin_of "$tg")
+	rm -rf "$dir" && cp -a "$OUT/ml-$tg-template" "$dir"
+	start_server "$bin" "$dir" "$OUT/$tag.server.log" --no-tls --ml-workers 1 \
+		--ml-modules "$ROOT/scripts/bench/ml_echo_model.py" || return 1
+	tok=$(curl -s -m 30 -X POST -H 'Content-Type: application/json' -d "{\"name\":\"ml1\",\"password\":\"$PW\"}" \
+		"http://127.0.0.1:$PORT/api/v1/auth/login" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+	for _ in $(seq 300); do
+		curl -s -m 2 -H "Authorization: Bearer $tok" "http://127.0.0.1:$PORT/api/v1/ml/models" | grep -q '"echo"' && break
+		sleep 0.1
+	done
+	sleep 1
+	l0=$(load1)
+	UNHIDRA_BENCH_PASSWORD=$PW "$BIN/unhidra-new" bench ml --url "http://127.0.0.1:$PORT" --user "$ML_USERS" \
+		--model echo -n "$ML_N" --interval "$ML_INTERVAL" --json >"$OUT/$tag.json" 2>"$OUT/$tag.err" ||
+		echo '{"error":"bench ml failed"}' >"$OUT/$tag.json"
+	printf '{"load1_before":%s,"load1_after":%s}\n' "$l0" "$(load1)" >"$OUT/$tag.meta.json"
+	stop_server
+	rm -rf "$dir"
+	echo "$tag: $(cat "$OUT/$tag.json")" >&2
+}
+run_ml_bare() { # round
+	local sock=$OUT/echo.sock pid
+	rm -f "$sock"
+	python3 "$ROOT/scripts/bench/unix_echo.py" "$sock" >"$OUT/echo.out" 2>&1 &
+	pid=$!
+	for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+	"$BIN/unhidra-new" bench ml --unix "$sock" -n "$ML_N" --interval "$ML_INTERVAL" --json >"$OUT/ml-bare-r$1.json"
+	kill -TERM "$pid"
+	wait "$pid" 2>/dev/null || true
+	echo "ml-bare-r$1: $(cat "$OUT/ml-bare-r$1.json")" >&2
+}
+
+for sc in $SCENARIOS; do
+	case $sc in
+	devices)
+		dev_template ub && dev_template uh
+		for r in $(seq "$REPS"); do for tg in ub uh; do run_devices "$tg" "$r" || echo "$sc-$tg-r$r failed" >&2; done; done
+		;;
+	ml)
+		ml_template ub && ml_template uh
+		for r in $(seq "$REPS"); do
+			run_ml_bare "$r"
+			for tg in ub uh; do run_ml "$tg" "$r" || echo "$sc-$tg-r$r failed" >&2; done
+		done
+		;;
+	esac
+done
+summary "$OUT"
