@@ -2,7 +2,7 @@ package agent
 
 import "encoding/json"
 
-// Wire constants of protocol v1. They mirror internal/protocol (a test
+// Wire constants of protocol v1. They mirror protocol (a test
 // checks they agree) rather than importing it, so this public package
 // cannot pick up server dependencies.
 const (

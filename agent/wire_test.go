@@ -6,11 +6,11 @@ import (
 	"testing"
 
 	"github.com/unhidra/unhidra/agent"
-	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // The agent mirrors the protocol's close-code rule instead of importing
-// internal/protocol; this keeps the two in step.
+// protocol; this keeps the two in step.
 func TestTerminalMatchesProtocol(t *testing.T) {
 	for code := 1000; code <= 5000; code++ {
 		if agent.Terminal(code) == protocol.Reconnectable(code) {

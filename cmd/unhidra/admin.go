@@ -15,10 +15,12 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/store/sqldb"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 const adminSynopsis = `admin [--data-dir DIR] [--store URL] <command> [args]
@@ -160,7 +162,7 @@ func (a *adminCmd) userCreate(ctx context.Context, args []string) error {
 		return err
 	}
 	if *isAdmin {
-		*role = string(store.RoleAdmin)
+		*role = string(unhidra.RoleAdmin)
 	}
 	pw, err := a.readPassword(*stdin)
 	if err != nil {
@@ -170,7 +172,7 @@ func (a *adminCmd) userCreate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	u, err := accounts.CreateUser(ctx, nil, name, pw, store.Role(*role), cliRequest)
+	u, err := accounts.CreateUser(ctx, nil, name, pw, unhidra.Role(*role), cliRequest)
 	if err != nil {
 		return cliError(err)
 	}
@@ -200,13 +202,13 @@ func parseWithName(fs *flag.FlagSet, args []string) (string, error) {
 
 // cliError turns application errors into one-line messages.
 func cliError(err error) error {
-	if code := store.ErrorCode(err); code != store.EINTERNAL {
-		return fmt.Errorf("%s", store.ErrorMessage(err))
+	if code := unhidra.ErrorCode(err); code != protocol.ErrInternal {
+		return fmt.Errorf("%s", unhidra.ErrorMessage(err))
 	}
 	return err
 }
 
-func (a *adminCmd) userByName(ctx context.Context, args []string, cmd string) (*store.User, error) {
+func (a *adminCmd) userByName(ctx context.Context, args []string, cmd string) (*unhidra.User, error) {
 	fs := newFlagSet(cmd, cmd+" NAME", a.env.stderr)
 	name, err := parseWithName(fs, args)
 	if err != nil {
@@ -298,7 +300,7 @@ func (a *adminCmd) keysRotate(ctx context.Context) error {
 	if err := ks.Rotate(a.cfg.jwtAlg, time.Now()); err != nil {
 		return err
 	}
-	a.store.AppendAudit(ctx, &store.AuditEvent{Action: store.AuditSigningKeyRotate, Target: ks.Active().ID, IP: "cli"})
+	a.store.AppendAudit(ctx, &unhidra.AuditEvent{Action: unhidra.AuditSigningKeyRotate, Target: ks.Active().ID, IP: "cli"})
 	fmt.Fprintf(a.env.stdout, "new signing key %s is active; restart the server to use it\n", ks.Active().ID)
 	return nil
 }

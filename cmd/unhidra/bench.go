@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/internal/loadtest"
-	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 const benchSynopsis = `bench <tool> [flags]

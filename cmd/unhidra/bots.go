@@ -12,10 +12,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/client"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/bot"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // systemBotName is the account the built-in bot uses.
@@ -28,17 +30,17 @@ func startSystemBot(ctx context.Context, accounts *auth.Service, st store.Store,
 	listenAddr string, cert *tls.Certificate, ml bot.Summarizer, log *slog.Logger) (stop func(), err error) {
 	u, err := st.UserByName(ctx, systemBotName)
 	switch {
-	case store.ErrorCode(err) == store.ENOTFOUND:
+	case unhidra.ErrorCode(err) == protocol.ErrNotFound:
 		// A random password nobody knows: the server mints the bot's tokens.
 		pw := make([]byte, 32)
 		rand.Read(pw)
-		u, err = accounts.CreateUser(ctx, nil, systemBotName, base64.RawURLEncoding.EncodeToString(pw), store.RoleBot, auth.Request{IP: "local"})
+		u, err = accounts.CreateUser(ctx, nil, systemBotName, base64.RawURLEncoding.EncodeToString(pw), unhidra.RoleBot, auth.Request{IP: "local"})
 		if err != nil {
 			return nil, fmt.Errorf("create the system bot's account: %w", err)
 		}
 	case err != nil:
 		return nil, err
-	case u.Role != store.RoleBot:
+	case u.Role != unhidra.RoleBot:
 		log.Warn("an account named \"system\" exists and is not a bot; the system bot stays off")
 		return func() {}, nil
 	}

@@ -12,8 +12,8 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/unhidra/unhidra/client"
-	"github.com/unhidra/unhidra/internal/protocol"
 	"github.com/unhidra/unhidra/internal/testenv"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // cluster is two servers as one cluster: one PostgreSQL schema, one NATS

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/testenv"
 )
 
@@ -108,7 +108,7 @@ func crashTest(t *testing.T, bin string, extra ...string) {
 			defer wg.Done()
 			for j := 0; ; j++ {
 				id := fmt.Sprintf("s%d-%d", i, j)
-				if c.send(map[string]any{"type": "send", "id": id, "channel": store.GeneralChannelID, "body": id}) != nil {
+				if c.send(map[string]any{"type": "send", "id": id, "channel": unhidra.GeneralChannelID, "body": id}) != nil {
 					return
 				}
 				for {
@@ -150,7 +150,7 @@ func crashTest(t *testing.T, bin string, extra ...string) {
 	stored := map[string]int64{} // body (= client id) → seq
 	var after int64
 	for {
-		st, page := s2.get(t, fmt.Sprintf("/api/v1/channels/%s/messages?after=%d&limit=200", store.GeneralChannelID, after), token)
+		st, page := s2.get(t, fmt.Sprintf("/api/v1/channels/%s/messages?after=%d&limit=200", unhidra.GeneralChannelID, after), token)
 		if st != 200 {
 			t.Fatalf("history after restart: %d %v", st, page)
 		}

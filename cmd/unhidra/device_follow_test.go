@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // A channel that follows a device gets its state changes live: here a

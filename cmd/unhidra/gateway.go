@@ -6,14 +6,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/hub"
-	"github.com/unhidra/unhidra/internal/protocol"
 	"github.com/unhidra/unhidra/internal/ratelimit"
-	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/ws"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // newGateway builds the WebSocket gateway from the configuration and
@@ -69,7 +69,7 @@ func tokenAuthenticator(accounts *auth.Service) gateway.Authenticator {
 			return gateway.Identity{}, err
 		}
 		kind := gateway.KindPerson
-		if u.Role == store.RoleBot {
+		if u.Role == unhidra.RoleBot {
 			kind = gateway.KindBot
 		}
 		return gateway.Identity{Kind: kind, ID: u.ID, Name: u.Name, Admin: u.IsAdmin(), ExpiresAt: claims.ExpiresAt.Time}, nil

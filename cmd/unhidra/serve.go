@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/backup"
@@ -540,7 +541,7 @@ func firstRun(ctx context.Context, accounts *auth.Service, st store.Store, e env
 		if name == "" {
 			name = "admin"
 		}
-		if _, err := accounts.CreateUser(ctx, nil, name, pw, store.RoleAdmin, auth.Request{IP: "local"}); err != nil {
+		if _, err := accounts.CreateUser(ctx, nil, name, pw, unhidra.RoleAdmin, auth.Request{IP: "local"}); err != nil {
 			return fmt.Errorf("create administrator from UNHIDRA_ADMIN_PASSWORD: %w", err)
 		}
 		log.Info("created the administrator account from the environment", "name", name)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // TestServe_WebSocketAndDrain goes through the real listener stack (TCP →

@@ -8,8 +8,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 func handleAdminUsers(d Deps) http.Handler {
@@ -19,15 +21,15 @@ func handleAdminUsers(d Deps) http.Handler {
 		if v := q.Get("limit"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 1000 {
-				writeError(w, r, d.Log, store.Errorf(store.EINVALID, "limit must be 1 to 1000."))
+				writeError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "limit must be 1 to 1000."))
 				return
 			}
 			f.Limit = n
 		}
 		if v := q.Get("role"); v != "" {
-			role := store.Role(v)
+			role := unhidra.Role(v)
 			if !role.Valid() {
-				writeError(w, r, d.Log, store.Errorf(store.EINVALID, "Unknown role."))
+				writeError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "Unknown role."))
 				return
 			}
 			f.Role = &role
@@ -35,7 +37,7 @@ func handleAdminUsers(d Deps) http.Handler {
 		if v := q.Get("disabled"); v != "" {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
-				writeError(w, r, d.Log, store.Errorf(store.EINVALID, "disabled must be true or false."))
+				writeError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "disabled must be true or false."))
 				return
 			}
 			f.Disabled = &b
@@ -46,21 +48,21 @@ func handleAdminUsers(d Deps) http.Handler {
 			return
 		}
 		if users == nil {
-			users = []*store.User{}
+			users = []*unhidra.User{}
 		}
 		encode(w, http.StatusOK, map[string]any{"users": users})
 	})
 }
 
 type createUserRequest struct {
-	Name     string     `json:"name"`
-	Password string     `json:"password"`
-	Role     store.Role `json:"role"`
+	Name     string       `json:"name"`
+	Password string       `json:"password"`
+	Role     unhidra.Role `json:"role"`
 }
 
 func (c createUserRequest) Valid(context.Context) error {
 	if c.Name == "" || c.Password == "" {
-		return store.Errorf(store.EINVALID, "name and password are required.")
+		return unhidra.Errorf(protocol.ErrInvalid, "name and password are required.")
 	}
 	return nil
 }
@@ -73,7 +75,7 @@ func handleAdminCreateUser(d Deps) http.Handler {
 			return
 		}
 		if in.Role == "" {
-			in.Role = store.RoleMember
+			in.Role = unhidra.RoleMember
 		}
 		u, err := d.Accounts.CreateUser(r.Context(), auth.UserFromContext(r.Context()), in.Name, in.Password, in.Role, d.request(r))
 		if err != nil {
@@ -101,7 +103,7 @@ type resetPasswordRequest struct {
 
 func (p resetPasswordRequest) Valid(context.Context) error {
 	if p.Password == "" {
-		return store.Errorf(store.EINVALID, "password is required.")
+		return unhidra.Errorf(protocol.ErrInvalid, "password is required.")
 	}
 	return nil
 }
@@ -128,7 +130,7 @@ func parseTime(v string) (time.Time, error) {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 || n > 1<<40 {
-		return time.Time{}, store.Errorf(store.EINVALID, "Times must be RFC 3339 or Unix seconds.")
+		return time.Time{}, unhidra.Errorf(protocol.ErrInvalid, "Times must be RFC 3339 or Unix seconds.")
 	}
 	return time.Unix(n, 0), nil
 }
@@ -139,7 +141,7 @@ func handleAdminAudit(d Deps) http.Handler {
 		f := store.AuditFilter{Action: q.Get("action"), ActorID: q.Get("actor"), Target: q.Get("target")}
 		for _, s := range []string{f.Action, f.ActorID, f.Target} {
 			if len(s) > 128 {
-				writeError(w, r, d.Log, store.Errorf(store.EINVALID, "Filter values are at most 128 bytes."))
+				writeError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "Filter values are at most 128 bytes."))
 				return
 			}
 		}
@@ -158,13 +160,13 @@ func handleAdminAudit(d Deps) http.Handler {
 		}
 		if v := q.Get("before"); v != "" {
 			if f.Before, err = strconv.ParseInt(v, 10, 64); err != nil || f.Before < 0 {
-				writeError(w, r, d.Log, store.Errorf(store.EINVALID, "before must be an event id."))
+				writeError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "before must be an event id."))
 				return
 			}
 		}
 		if v := q.Get("limit"); v != "" {
 			if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 1 || f.Limit > 1000 {
-				writeError(w, r, d.Log, store.Errorf(store.EINVALID, "limit must be 1 to 1000."))
+				writeError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "limit must be 1 to 1000."))
 				return
 			}
 		}
@@ -174,7 +176,7 @@ func handleAdminAudit(d Deps) http.Handler {
 			return
 		}
 		if events == nil {
-			events = []*store.AuditEvent{}
+			events = []*unhidra.AuditEvent{}
 		}
 		encode(w, http.StatusOK, map[string]any{"events": events})
 	})

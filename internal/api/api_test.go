@@ -13,12 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/ratelimit"
-	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/store/sqldb"
 	"github.com/unhidra/unhidra/internal/store/sqlite"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 type testServer struct {
@@ -110,7 +111,7 @@ func (ts *testServer) register(t *testing.T, name string) (token, refresh, id st
 
 func (ts *testServer) admin(t *testing.T) string {
 	t.Helper()
-	if _, err := ts.accounts.CreateUser(context.Background(), nil, "root", "correct horse battery", store.RoleAdmin, auth.Request{}); err != nil {
+	if _, err := ts.accounts.CreateUser(context.Background(), nil, "root", "correct horse battery", unhidra.RoleAdmin, auth.Request{}); err != nil {
 		t.Fatal(err)
 	}
 	r := ts.json(t, "POST", "/api/v1/auth/login", "", map[string]string{"name": "root", "password": "correct horse battery"})
@@ -166,25 +167,25 @@ func TestErrors(t *testing.T) {
 		status                                 int
 		code                                   string
 	}{
-		{"malformed JSON", "POST", "/api/v1/auth/login", "", "application/json", `{"name":`, 400, store.EINVALID},
-		{"unknown field", "POST", "/api/v1/auth/login", "", "application/json", `{"name":"bob","password":"x","admin":true}`, 400, store.EINVALID},
-		{"trailing data", "POST", "/api/v1/auth/login", "", "application/json", `{"name":"bob","password":"x"}{}`, 400, store.EINVALID},
-		{"wrong type", "POST", "/api/v1/auth/login", "", "application/json", `{"name":1,"password":"x"}`, 400, store.EINVALID},
-		{"empty body", "POST", "/api/v1/auth/login", "", "application/json", ``, 400, store.EINVALID},
-		{"missing fields", "POST", "/api/v1/auth/login", "", "application/json", `{}`, 400, store.EINVALID},
-		{"array body", "POST", "/api/v1/auth/login", "", "application/json", `[]`, 400, store.EINVALID},
-		{"no content type", "POST", "/api/v1/auth/login", "", "", `{"name":"bob","password":"x"}`, 415, store.EUNSUPPORTED},
-		{"form content type", "POST", "/api/v1/auth/login", "", "application/x-www-form-urlencoded", `name=bob`, 415, store.EUNSUPPORTED},
-		{"too large", "POST", "/api/v1/auth/login", "", "application/json", `{"name":"` + strings.Repeat("a", api.MaxBodyBytes) + `"}`, 413, store.ETOOLARGE},
-		{"bad password", "POST", "/api/v1/auth/login", "", "application/json", `{"name":"bob","password":"wrong wrong"}`, 401, store.EUNAUTHORIZED},
-		{"no token", "GET", "/api/v1/me", "", "", ``, 401, store.EUNAUTHORIZED},
-		{"garbage token", "GET", "/api/v1/me", "garbage", "", ``, 401, store.EUNAUTHORIZED},
-		{"token in query", "GET", "/api/v1/me?access_token=" + token, "", "", ``, 400, store.EINVALID},
-		{"not admin", "GET", "/api/v1/admin/users", token, "", ``, 403, store.EFORBIDDEN},
-		{"no route", "GET", "/api/v1/nope", "", "", ``, 404, store.ENOTFOUND},
-		{"duplicate", "POST", "/api/v1/auth/register", "", "application/json", `{"name":"BOB","password":"correct horse battery"}`, 409, store.ECONFLICT},
-		{"weak password", "POST", "/api/v1/auth/register", "", "application/json", `{"name":"carl","password":"short"}`, 400, store.EINVALID},
-		{"invalid utf8 name", "POST", "/api/v1/auth/register", "", "application/json", "{\"name\":\"\xff\xfe\",\"password\":\"correct horse battery\"}", 400, store.EINVALID},
+		{"malformed JSON", "POST", "/api/v1/auth/login", "", "application/json", `{"name":`, 400, protocol.ErrInvalid},
+		{"unknown field", "POST", "/api/v1/auth/login", "", "application/json", `{"name":"bob","password":"x","admin":true}`, 400, protocol.ErrInvalid},
+		{"trailing data", "POST", "/api/v1/auth/login", "", "application/json", `{"name":"bob","password":"x"}{}`, 400, protocol.ErrInvalid},
+		{"wrong type", "POST", "/api/v1/auth/login", "", "application/json", `{"name":1,"password":"x"}`, 400, protocol.ErrInvalid},
+		{"empty body", "POST", "/api/v1/auth/login", "", "application/json", ``, 400, protocol.ErrInvalid},
+		{"missing fields", "POST", "/api/v1/auth/login", "", "application/json", `{}`, 400, protocol.ErrInvalid},
+		{"array body", "POST", "/api/v1/auth/login", "", "application/json", `[]`, 400, protocol.ErrInvalid},
+		{"no content type", "POST", "/api/v1/auth/login", "", "", `{"name":"bob","password":"x"}`, 415, protocol.ErrUnsupported},
+		{"form content type", "POST", "/api/v1/auth/login", "", "application/x-www-form-urlencoded", `name=bob`, 415, protocol.ErrUnsupported},
+		{"too large", "POST", "/api/v1/auth/login", "", "application/json", `{"name":"` + strings.Repeat("a", api.MaxBodyBytes) + `"}`, 413, protocol.ErrTooLarge},
+		{"bad password", "POST", "/api/v1/auth/login", "", "application/json", `{"name":"bob","password":"wrong wrong"}`, 401, protocol.ErrUnauthorized},
+		{"no token", "GET", "/api/v1/me", "", "", ``, 401, protocol.ErrUnauthorized},
+		{"garbage token", "GET", "/api/v1/me", "garbage", "", ``, 401, protocol.ErrUnauthorized},
+		{"token in query", "GET", "/api/v1/me?access_token=" + token, "", "", ``, 400, protocol.ErrInvalid},
+		{"not admin", "GET", "/api/v1/admin/users", token, "", ``, 403, protocol.ErrForbidden},
+		{"no route", "GET", "/api/v1/nope", "", "", ``, 404, protocol.ErrNotFound},
+		{"duplicate", "POST", "/api/v1/auth/register", "", "application/json", `{"name":"BOB","password":"correct horse battery"}`, 409, protocol.ErrConflict},
+		{"weak password", "POST", "/api/v1/auth/register", "", "application/json", `{"name":"carl","password":"short"}`, 400, protocol.ErrInvalid},
+		{"invalid utf8 name", "POST", "/api/v1/auth/register", "", "application/json", "{\"name\":\"\xff\xfe\",\"password\":\"correct horse battery\"}", 400, protocol.ErrInvalid},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -206,7 +207,7 @@ func TestLoginBurstGets503(t *testing.T) {
 	// Real parameters, one slot, nobody waits: a burst must be shed with
 	// 503 + Retry-After instead of queueing unbounded 48 MiB hashes.
 	ts := newTestServer(t, auth.PasswordHasherConfig{Params: auth.DefaultPasswordParams(), MaxConcurrent: 1, MaxQueue: -1})
-	if _, err := ts.accounts.CreateUser(context.Background(), nil, "dora", "correct horse battery", store.RoleMember, auth.Request{}); err != nil {
+	if _, err := ts.accounts.CreateUser(context.Background(), nil, "dora", "correct horse battery", unhidra.RoleMember, auth.Request{}); err != nil {
 		t.Fatal(err)
 	}
 	const n = 12
@@ -230,7 +231,7 @@ func TestLoginBurstGets503(t *testing.T) {
 			ok++
 		case 503:
 			shed++
-			if r.header.Get("Retry-After") == "" || r.errCode() != store.EUNAVAILABLE {
+			if r.header.Get("Retry-After") == "" || r.errCode() != protocol.ErrUnavailable {
 				t.Fatalf("503 without Retry-After or code: %v %v", r.header, r.body)
 			}
 		default:
@@ -285,7 +286,7 @@ func TestAdmin(t *testing.T) {
 	for _, e := range r.body["events"].([]any) {
 		actions[e.(map[string]any)["action"].(string)] = true
 	}
-	for _, want := range []string{store.AuditUserRegistered, store.AuditUserCreated, store.AuditUserDisabled, store.AuditUserEnabled} {
+	for _, want := range []string{unhidra.AuditUserRegistered, unhidra.AuditUserCreated, unhidra.AuditUserDisabled, unhidra.AuditUserEnabled} {
 		if !actions[want] {
 			t.Errorf("audit lacks %s: %v", want, actions)
 		}

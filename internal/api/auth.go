@@ -4,11 +4,12 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
-var errNoRoute = store.Errorf(store.ENOTFOUND, "No such endpoint.")
+var errNoRoute = unhidra.Errorf(protocol.ErrNotFound, "No such endpoint.")
 
 // credentials is the body of register, login and bootstrap.
 type credentials struct {
@@ -20,7 +21,7 @@ type credentials struct {
 
 func (c credentials) Valid(context.Context) error {
 	if c.Name == "" || c.Password == "" {
-		return store.Errorf(store.EINVALID, "Name and password are required.")
+		return unhidra.Errorf(protocol.ErrInvalid, "Name and password are required.")
 	}
 	return nil
 }
@@ -29,7 +30,7 @@ func handleRegister(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in, err := decodeValid[credentials](w, r)
 		if err == nil && in.Code != "" {
-			err = store.Errorf(store.EINVALID, "Unknown field \"code\".")
+			err = unhidra.Errorf(protocol.ErrInvalid, "Unknown field \"code\".")
 		}
 		if err != nil {
 			writeError(w, r, d.Log, err)
@@ -66,7 +67,7 @@ type refreshRequest struct {
 
 func (q refreshRequest) Valid(context.Context) error {
 	if q.RefreshToken == "" {
-		return store.Errorf(store.EINVALID, "refresh_token is required.")
+		return unhidra.Errorf(protocol.ErrInvalid, "refresh_token is required.")
 	}
 	return nil
 }
@@ -137,7 +138,7 @@ type passwordChange struct {
 
 func (p passwordChange) Valid(context.Context) error {
 	if p.CurrentPassword == "" || p.NewPassword == "" {
-		return store.Errorf(store.EINVALID, "current_password and new_password are required.")
+		return unhidra.Errorf(protocol.ErrInvalid, "current_password and new_password are required.")
 	}
 	return nil
 }

@@ -10,7 +10,8 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // MaxBodyBytes bounds every JSON request body.
@@ -24,21 +25,21 @@ type Validator interface {
 
 // statusOf maps application error codes to HTTP statuses: the one table.
 var statusOf = map[string]int{
-	store.EINVALID:        http.StatusBadRequest,
-	store.EUNAUTHORIZED:   http.StatusUnauthorized,
-	store.EFORBIDDEN:      http.StatusForbidden,
-	store.ENOTFOUND:       http.StatusNotFound,
-	store.ECONFLICT:       http.StatusConflict,
-	store.ETOOLARGE:       http.StatusRequestEntityTooLarge,
-	store.EUNSUPPORTED:    http.StatusUnsupportedMediaType,
-	store.ERATELIMIT:      http.StatusTooManyRequests,
-	store.ELOCKED:         http.StatusTooManyRequests,
-	store.EUNAVAILABLE:    http.StatusServiceUnavailable,
-	store.EINTERNAL:       http.StatusInternalServerError,
-	store.EUNPROCESSABLE:  http.StatusUnprocessableEntity,
-	store.EUPSTREAM:       http.StatusBadGateway,
-	store.ETIMEOUT:        http.StatusGatewayTimeout,
-	store.ENOTIMPLEMENTED: http.StatusNotImplemented,
+	protocol.ErrInvalid:        http.StatusBadRequest,
+	protocol.ErrUnauthorized:   http.StatusUnauthorized,
+	protocol.ErrForbidden:      http.StatusForbidden,
+	protocol.ErrNotFound:       http.StatusNotFound,
+	protocol.ErrConflict:       http.StatusConflict,
+	protocol.ErrTooLarge:       http.StatusRequestEntityTooLarge,
+	protocol.ErrUnsupported:    http.StatusUnsupportedMediaType,
+	protocol.ErrRateLimited:    http.StatusTooManyRequests,
+	protocol.ErrAccountLocked:  http.StatusTooManyRequests,
+	protocol.ErrUnavailable:    http.StatusServiceUnavailable,
+	protocol.ErrInternal:       http.StatusInternalServerError,
+	protocol.ErrUnprocessable:  http.StatusUnprocessableEntity,
+	protocol.ErrUpstream:       http.StatusBadGateway,
+	protocol.ErrTimeout:        http.StatusGatewayTimeout,
+	protocol.ErrNotImplemented: http.StatusNotImplemented,
 }
 
 // errorBody is the JSON shape of every error response.
@@ -63,22 +64,22 @@ func encode(w http.ResponseWriter, status int, v any) {
 // writeError writes err as a JSON error. Internal errors are logged with
 // their cause and shown to the client only as "Internal error.".
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	code := store.ErrorCode(err)
+	code := unhidra.ErrorCode(err)
 	status, ok := statusOf[code]
 	if !ok {
 		status = http.StatusInternalServerError
 	}
-	if status >= 500 && code != store.EUNAVAILABLE && code != store.ETIMEOUT && code != store.EUPSTREAM {
+	if status >= 500 && code != protocol.ErrUnavailable && code != protocol.ErrTimeout && code != protocol.ErrUpstream {
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err, "request_id", RequestID(r.Context()))
 	}
-	if retry := store.RetryAfter(err); retry > 0 {
+	if retry := unhidra.RetryAfter(err); retry > 0 {
 		w.Header().Set("Retry-After", strconv.FormatInt(retry, 10))
 	} else if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
 	var body errorBody
 	body.Error.Code = code
-	body.Error.Message = store.ErrorMessage(err)
+	body.Error.Message = unhidra.ErrorMessage(err)
 	encode(w, status, body)
 }
 
@@ -95,7 +96,7 @@ func decodeLimit[T any](w http.ResponseWriter, r *http.Request, limit int64) (T,
 	ct := r.Header.Get("Content-Type")
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" || (params["charset"] != "" && params["charset"] != "utf-8" && params["charset"] != "UTF-8") {
-		return v, store.Errorf(store.EUNSUPPORTED, "Content-Type must be application/json.")
+		return v, unhidra.Errorf(protocol.ErrUnsupported, "Content-Type must be application/json.")
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
@@ -104,11 +105,11 @@ func decodeLimit[T any](w http.ResponseWriter, r *http.Request, limit int64) (T,
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
 		if err != nil {
-			if de := decodeError(err, limit); store.ErrorCode(de) == store.ETOOLARGE {
+			if de := decodeError(err, limit); unhidra.ErrorCode(de) == protocol.ErrTooLarge {
 				return v, de
 			}
 		}
-		return v, store.Errorf(store.EINVALID, "Request body must hold a single JSON object.")
+		return v, unhidra.Errorf(protocol.ErrInvalid, "Request body must hold a single JSON object.")
 	}
 	return v, nil
 }
@@ -119,16 +120,16 @@ func decodeError(err error, limit int64) error {
 	var typeErr *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &maxErr):
-		return store.Errorf(store.ETOOLARGE, "Request body is larger than %d bytes.", limit)
+		return unhidra.Errorf(protocol.ErrTooLarge, "Request body is larger than %d bytes.", limit)
 	case errors.As(err, &syntaxErr):
-		return store.Errorf(store.EINVALID, "Malformed JSON at byte %d.", syntaxErr.Offset)
+		return unhidra.Errorf(protocol.ErrInvalid, "Malformed JSON at byte %d.", syntaxErr.Offset)
 	case errors.As(err, &typeErr):
-		return store.Errorf(store.EINVALID, "Field %q has the wrong type.", typeErr.Field)
+		return unhidra.Errorf(protocol.ErrInvalid, "Field %q has the wrong type.", typeErr.Field)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return store.Errorf(store.EINVALID, "Request body is empty or truncated.")
+		return unhidra.Errorf(protocol.ErrInvalid, "Request body is empty or truncated.")
 	}
 	// Unknown fields and other decoder complaints carry no secrets.
-	return store.Errorf(store.EINVALID, "Invalid JSON: %s.", err.Error())
+	return unhidra.Errorf(protocol.ErrInvalid, "Invalid JSON: %s.", err.Error())
 }
 
 // decodeValid decodes and then validates.

@@ -8,8 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Middleware wraps a handler.
@@ -87,7 +88,7 @@ func logRequests(log *slog.Logger, trusted []netip.Prefix) Middleware {
 					}
 					log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p, "request_id", RequestID(r.Context()))
 					if rec.status == 0 {
-						writeError(rec, r, log, store.Errorf(store.EINTERNAL, "Internal error."))
+						writeError(rec, r, log, unhidra.Errorf(protocol.ErrInternal, "Internal error."))
 					}
 				}
 				log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
@@ -143,13 +144,13 @@ func requireUser(log *slog.Logger, accounts *auth.Service) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if TokenInQuery(r) {
-				writeError(w, r, log, store.Errorf(store.EINVALID, "Credentials are not accepted in the URL; use the Authorization header."))
+				writeError(w, r, log, unhidra.Errorf(protocol.ErrInvalid, "Credentials are not accepted in the URL; use the Authorization header."))
 				return
 			}
 			tok, ok := bearerToken(r)
 			if !ok {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="unhidra"`)
-				writeError(w, r, log, store.Errorf(store.EUNAUTHORIZED, "Authentication required."))
+				writeError(w, r, log, unhidra.Errorf(protocol.ErrUnauthorized, "Authentication required."))
 				return
 			}
 			u, err := accounts.Authenticate(r.Context(), tok)
@@ -168,7 +169,7 @@ func requireAdmin(log *slog.Logger) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !auth.UserFromContext(r.Context()).IsAdmin() {
-				writeError(w, r, log, store.Errorf(store.EFORBIDDEN, "Administrators only."))
+				writeError(w, r, log, unhidra.Errorf(protocol.ErrForbidden, "Administrators only."))
 				return
 			}
 			next.ServeHTTP(w, r)

@@ -7,10 +7,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/mlbridge"
 	"github.com/unhidra/unhidra/internal/ratelimit"
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // ML is what the API needs of the ML bridge (*mlbridge.Supervisor).
@@ -31,10 +32,10 @@ type inferRequest struct {
 
 func (q inferRequest) Valid(context.Context) error {
 	if q.Model == "" || len(q.Model) > 64 {
-		return store.Errorf(store.EINVALID, "model is required (at most 64 characters).")
+		return unhidra.Errorf(protocol.ErrInvalid, "model is required (at most 64 characters).")
 	}
 	if len(q.Input) == 0 {
-		return store.Errorf(store.EINVALID, "input is required.")
+		return unhidra.Errorf(protocol.ErrInvalid, "input is required.")
 	}
 	return nil
 }
@@ -44,23 +45,23 @@ func mlError(err error) error {
 	var me *mlbridge.ModelError
 	switch {
 	case errors.As(err, &me):
-		return store.Errorf(store.EUNPROCESSABLE, "%s", me.Message)
+		return unhidra.Errorf(protocol.ErrUnprocessable, "%s", me.Message)
 	case errors.Is(err, mlbridge.ErrSaturated):
-		e := store.Errorf(store.EUNAVAILABLE, "The inference workers are busy; retry shortly.")
+		e := unhidra.Errorf(protocol.ErrUnavailable, "The inference workers are busy; retry shortly.")
 		e.RetryAfter = 1
 		return e
 	case errors.Is(err, mlbridge.ErrClosed):
-		return store.Errorf(store.EUNAVAILABLE, "Inference is not available on this server.")
+		return unhidra.Errorf(protocol.ErrUnavailable, "Inference is not available on this server.")
 	case errors.Is(err, mlbridge.ErrTimeout):
-		return store.Errorf(store.ETIMEOUT, "The model did not answer in time.")
+		return unhidra.Errorf(protocol.ErrTimeout, "The model did not answer in time.")
 	case errors.Is(err, mlbridge.ErrWorkerCrashed), errors.Is(err, mlbridge.ErrProtocol):
-		return &store.Error{Code: store.EUPSTREAM, Message: "The inference worker failed; retry.", Err: err}
+		return &unhidra.Error{Code: protocol.ErrUpstream, Message: "The inference worker failed; retry.", Err: err}
 	case errors.Is(err, mlbridge.ErrInvalidInput):
-		return store.Errorf(store.EINVALID, "Invalid model name or input.")
+		return unhidra.Errorf(protocol.ErrInvalid, "Invalid model name or input.")
 	case errors.Is(err, mlbridge.ErrTooLarge):
-		return store.Errorf(store.ETOOLARGE, "The input is too large for the inference workers.")
+		return unhidra.Errorf(protocol.ErrTooLarge, "The input is too large for the inference workers.")
 	case errors.Is(err, mlbridge.ErrUnsupported):
-		return store.Errorf(store.ENOTIMPLEMENTED, "The inference worker does not support this.")
+		return unhidra.Errorf(protocol.ErrNotImplemented, "The inference worker does not support this.")
 	}
 	return err
 }
@@ -71,7 +72,7 @@ func handleInfer(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u := auth.UserFromContext(r.Context())
 		if ok, retry := perUser.Allow(u.ID, time.Now()); !ok {
-			e := store.Errorf(store.ERATELIMIT, "Too many inference requests.")
+			e := unhidra.Errorf(protocol.ErrRateLimited, "Too many inference requests.")
 			e.RetryAfter = int64(retry/time.Second) + 1
 			writeError(w, r, d.Log, e)
 			return

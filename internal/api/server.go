@@ -6,8 +6,10 @@ import (
 	"net/http"
 	"net/netip"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Deps are the server's dependencies. Nil optional fields turn their
@@ -90,14 +92,14 @@ func handleHealthz() http.Handler {
 func handleReadyz(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if d.Ready != nil && !d.Ready() {
-			writeError(w, r, d.Log, store.Errorf(store.EUNAVAILABLE, "Draining."))
+			writeError(w, r, d.Log, unhidra.Errorf(protocol.ErrUnavailable, "Draining."))
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2e9)
 		defer cancel()
 		if err := d.Store.Ping(ctx); err != nil {
 			d.Log.Warn("readiness: store unreachable", "err", err)
-			writeError(w, r, d.Log, store.Errorf(store.EUNAVAILABLE, "Store unavailable."))
+			writeError(w, r, d.Log, unhidra.Errorf(protocol.ErrUnavailable, "Store unavailable."))
 			return
 		}
 		encode(w, http.StatusOK, map[string]string{"status": "ready"})

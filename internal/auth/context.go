@@ -3,7 +3,7 @@ package auth
 import (
 	"context"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
 )
 
 type contextKey int
@@ -11,12 +11,12 @@ type contextKey int
 const userKey contextKey = iota
 
 // NewContext returns a context carrying the authenticated user.
-func NewContext(ctx context.Context, u *store.User) context.Context {
+func NewContext(ctx context.Context, u *unhidra.User) context.Context {
 	return context.WithValue(ctx, userKey, u)
 }
 
 // UserFromContext returns the authenticated user, or nil.
-func UserFromContext(ctx context.Context) *store.User {
-	u, _ := ctx.Value(userKey).(*store.User)
+func UserFromContext(ctx context.Context) *unhidra.User {
+	u, _ := ctx.Value(userKey).(*unhidra.User)
 	return u
 }

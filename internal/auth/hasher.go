@@ -11,7 +11,8 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // ErrPHCTooCostly is returned by PasswordHasher.Verify for a stored hash
@@ -19,7 +20,7 @@ import (
 // ErrPHCInvalid it marks server-side data, not client input.
 var ErrPHCTooCostly = errors.New("argon2id PHC string exceeds the hasher's memory limit")
 
-// Causes of EUNAVAILABLE, for the log (the client sees only the message).
+// Causes of protocol.ErrUnavailable, for the log (the client sees only the message).
 var (
 	errHasherQueueFull = errors.New("password hasher queue full")
 	errHasherWaitLong  = errors.New("password hasher queue wait exceeded")
@@ -38,11 +39,11 @@ type PasswordHasherConfig struct {
 	// one slot.
 	MaxConcurrent int
 	// MaxQueue bounds the callers waiting for a slot; further callers get
-	// EUNAVAILABLE at once. Zero means 32; a negative value means no one
+	// protocol.ErrUnavailable at once. Zero means 32; a negative value means no one
 	// waits.
 	MaxQueue int
 	// MaxWait bounds how long a caller waits for a slot before getting
-	// EUNAVAILABLE. Zero means 2 s.
+	// protocol.ErrUnavailable. Zero means 2 s.
 	MaxWait time.Duration
 	// MaxVerifyMemoryKiB is the largest memory parameter Verify accepts in a
 	// stored hash (ParsePHC alone allows up to 1 GiB), so that stored strings
@@ -56,7 +57,7 @@ type PasswordHasherConfig struct {
 // concurrency bound, so that a burst of logins cannot exhaust memory or CPU:
 // at most MaxConcurrent hashes run at once, at most MaxQueue callers wait, in
 // arrival order, for at most MaxWait, and everyone else gets a *store.Error
-// with code EUNAVAILABLE and a RetryAfter hint, at once.
+// with code protocol.ErrUnavailable and a RetryAfter hint, at once.
 //
 // Memory held by hashing is thus at most MaxConcurrent × MaxVerifyMemoryKiB
 // (512 MiB with the defaults on 2 cores; MaxConcurrent × 48 MiB for hashes
@@ -143,7 +144,7 @@ func (h *PasswordHasher) Params() PasswordParams { return h.params }
 
 // Hash is HashPassword with the hasher's parameters under its concurrency
 // bound. It blocks while queued. Besides HashPassword's errors it returns
-// EUNAVAILABLE (with RetryAfter) when the hasher is saturated, or an error
+// protocol.ErrUnavailable (with RetryAfter) when the hasher is saturated, or an error
 // wrapping ctx.Err() when ctx ends while queued.
 func (h *PasswordHasher) Hash(ctx context.Context, pw string) (string, error) {
 	normalised, err := normalizePassword(pw, passwordHardMaxBytes)
@@ -163,7 +164,7 @@ func (h *PasswordHasher) Hash(ctx context.Context, pw string) (string, error) {
 // reports whether the password matched and phc was made with parameters other
 // than the hasher's, so the caller should store a fresh Hash of pw. It blocks
 // while queued. Besides VerifyPassword's errors it returns ErrPHCTooCostly,
-// EUNAVAILABLE (with RetryAfter) when the hasher is saturated, or an error
+// protocol.ErrUnavailable (with RetryAfter) when the hasher is saturated, or an error
 // wrapping ctx.Err() when ctx ends while queued.
 func (h *PasswordHasher) Verify(ctx context.Context, pw, phc string) (ok, needsRehash bool, err error) {
 	parsed, err := ParsePHC(phc)
@@ -204,7 +205,7 @@ func (h *PasswordHasher) InFlight() int { return int(h.inFlight.Load()) }
 // Queued returns the number of callers waiting for a slot now.
 func (h *PasswordHasher) Queued() int { return int(h.queued.Load()) }
 
-// Rejected returns how many calls have got EUNAVAILABLE since construction,
+// Rejected returns how many calls have got protocol.ErrUnavailable since construction,
 // because the queue was full or the wait exceeded MaxWait.
 func (h *PasswordHasher) Rejected() uint64 { return h.rejected.Load() }
 
@@ -291,8 +292,8 @@ func (h *PasswordHasher) observe(d time.Duration) {
 
 func (h *PasswordHasher) reject(cause error) error {
 	h.rejected.Add(1)
-	return &store.Error{
-		Code:       store.EUNAVAILABLE,
+	return &unhidra.Error{
+		Code:       protocol.ErrUnavailable,
 		Message:    "The server is busy checking passwords; try again shortly.",
 		RetryAfter: h.retryAfter(),
 		Err:        cause,

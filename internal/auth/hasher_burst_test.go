@@ -12,7 +12,8 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // burstMemoryBudget is what the burst test allows the whole process to hold
@@ -84,7 +85,7 @@ func hasherHeapAllocs() uint64 {
 // 1,000 × 48 MiB ≈ 47 GiB (measured below per hash, and demonstrated on a
 // smaller scale by TestPasswordHasher_BurstUnboundedControl). Bounded, the
 // process must stay under burstMemoryBudget, some calls must succeed, the
-// rest must get EUNAVAILABLE with a RetryAfter, and no more than 2 hashes may
+// rest must get protocol.ErrUnavailable with a RetryAfter, and no more than 2 hashes may
 // ever run at once.
 func TestPasswordHasher_Burst(t *testing.T) {
 	const (
@@ -145,13 +146,13 @@ func TestPasswordHasher_Burst(t *testing.T) {
 			ok, _, err := h.Verify(ctx, pw, phc)
 			mu.Lock()
 			defer mu.Unlock()
-			var e *store.Error
+			var e *unhidra.Error
 			switch {
 			case err == nil && ok:
 				succeeded++
 			case err == nil:
 				wrong++
-			case errors.As(err, &e) && e.Code == store.EUNAVAILABLE:
+			case errors.As(err, &e) && e.Code == protocol.ErrUnavailable:
 				unavailable++
 				if e.RetryAfter <= 0 {
 					badRetry++
@@ -170,7 +171,7 @@ func TestPasswordHasher_Burst(t *testing.T) {
 	elapsed := time.Since(start)
 	m := s.finish()
 
-	t.Logf("%d callers in %v: %d verified, %d EUNAVAILABLE; peak heap in use %.1f MiB, peak mapped %.1f MiB (%d samples); peak in-flight %d (derive-counted %d), peak queued %d",
+	t.Logf("%d callers in %v: %d verified, %d protocol.ErrUnavailable; peak heap in use %.1f MiB, peak mapped %.1f MiB (%d samples); peak in-flight %d (derive-counted %d), peak queued %d",
 		callers, elapsed.Round(time.Millisecond), succeeded, unavailable,
 		float64(m.peakHeapInUse)/(1<<20), float64(m.peakMapped)/(1<<20), m.samples,
 		m.peakGauges[0], peakRunning.Load(), m.peakGauges[1])
@@ -179,10 +180,10 @@ func TestPasswordHasher_Burst(t *testing.T) {
 		t.Fatalf("%d unexpected errors (first: %v), %d wrong results", otherEr, firstOther, wrong)
 	}
 	if succeeded < 1 || unavailable < 1 || succeeded+unavailable != callers {
-		t.Fatalf("%d verified + %d EUNAVAILABLE, want some of each totalling %d", succeeded, unavailable, callers)
+		t.Fatalf("%d verified + %d protocol.ErrUnavailable, want some of each totalling %d", succeeded, unavailable, callers)
 	}
 	if badRetry > 0 {
-		t.Fatalf("%d EUNAVAILABLE errors without a positive RetryAfter", badRetry)
+		t.Fatalf("%d protocol.ErrUnavailable errors without a positive RetryAfter", badRetry)
 	}
 	if got := h.Rejected(); got != uint64(unavailable) {
 		t.Fatalf("Rejected() = %d, want %d", got, unavailable)

@@ -9,7 +9,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 var hasherTestParams = PasswordParams{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
@@ -74,9 +75,9 @@ func newGatedHasher(t *testing.T, cfg PasswordHasherConfig) (*PasswordHasher, *g
 
 func wantHasherUnavailable(t *testing.T, err error) {
 	t.Helper()
-	var e *store.Error
-	if !errors.As(err, &e) || e.Code != store.EUNAVAILABLE {
-		t.Fatalf("err = %v, want *store.Error with code EUNAVAILABLE", err)
+	var e *unhidra.Error
+	if !errors.As(err, &e) || e.Code != protocol.ErrUnavailable {
+		t.Fatalf("err = %v, want *store.Error with code protocol.ErrUnavailable", err)
 	}
 	if e.RetryAfter <= 0 {
 		t.Fatalf("RetryAfter = %d, want > 0", e.RetryAfter)

@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 func mustPasswordHasher(tb testing.TB, cfg auth.PasswordHasherConfig) *auth.PasswordHasher {
@@ -91,8 +92,8 @@ func TestPasswordHasher_HashVerify(t *testing.T) {
 		if !errors.Is(err, auth.ErrPHCInvalid) {
 			t.Fatalf("err = %v, want ErrPHCInvalid", err)
 		}
-		if store.ErrorCode(err) != store.EINTERNAL {
-			t.Fatalf("code %q: a corrupt stored hash is a server fault", store.ErrorCode(err))
+		if unhidra.ErrorCode(err) != protocol.ErrInternal {
+			t.Fatalf("code %q: a corrupt stored hash is a server fault", unhidra.ErrorCode(err))
 		}
 	})
 
@@ -143,11 +144,11 @@ func TestPasswordHasher_HashVerify(t *testing.T) {
 	})
 
 	t.Run("ErrInvalidPassword", func(t *testing.T) {
-		if _, err := h.Hash(ctx, "pw\xff"); store.ErrorCode(err) != store.EINVALID {
-			t.Errorf("Hash(invalid UTF-8): err = %v, want EINVALID", err)
+		if _, err := h.Hash(ctx, "pw\xff"); unhidra.ErrorCode(err) != protocol.ErrInvalid {
+			t.Errorf("Hash(invalid UTF-8): err = %v, want protocol.ErrInvalid", err)
 		}
-		if _, err := h.Hash(ctx, strings.Repeat("x", 5000)); store.ErrorCode(err) != store.EINVALID {
-			t.Errorf("Hash(5000 bytes): err = %v, want EINVALID", err)
+		if _, err := h.Hash(ctx, strings.Repeat("x", 5000)); unhidra.ErrorCode(err) != protocol.ErrInvalid {
+			t.Errorf("Hash(5000 bytes): err = %v, want protocol.ErrInvalid", err)
 		}
 	})
 }

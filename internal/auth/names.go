@@ -7,7 +7,8 @@ import (
 
 	"golang.org/x/text/unicode/norm"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Name rules: 2–32 characters of letters, digits, '.', '_' and '-' (any
@@ -21,19 +22,19 @@ const (
 
 // ValidateName checks and normalises a login name.
 func ValidateName(name string) (string, error) {
-	if len(name) > store.MaxNameLen*4 || !utf8.ValidString(name) {
-		return "", store.Errorf(store.EINVALID, "Name must be valid UTF-8 of at most %d characters.", maxNameRunes)
+	if len(name) > unhidra.MaxNameLen*4 || !utf8.ValidString(name) {
+		return "", unhidra.Errorf(protocol.ErrInvalid, "Name must be valid UTF-8 of at most %d characters.", maxNameRunes)
 	}
 	name = norm.NFC.String(name)
 	n := utf8.RuneCountInString(name)
-	if n < minNameRunes || n > maxNameRunes || len(name) > store.MaxNameLen {
-		return "", store.Errorf(store.EINVALID, "Name must be %d to %d characters long.", minNameRunes, maxNameRunes)
+	if n < minNameRunes || n > maxNameRunes || len(name) > unhidra.MaxNameLen {
+		return "", unhidra.Errorf(protocol.ErrInvalid, "Name must be %d to %d characters long.", minNameRunes, maxNameRunes)
 	}
 	for i, r := range name {
 		ok := unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r) ||
 			(i > 0 && (r == '.' || r == '_' || r == '-'))
 		if !ok {
-			return "", store.Errorf(store.EINVALID, "Name may contain only letters, digits, '.', '_' and '-', and must start with a letter or digit.")
+			return "", unhidra.Errorf(protocol.ErrInvalid, "Name may contain only letters, digits, '.', '_' and '-', and must start with a letter or digit.")
 		}
 	}
 	return name, nil
@@ -43,15 +44,15 @@ func ValidateName(name string) (string, error) {
 // text up to 128 characters, trimmed.
 func ValidateDisplayName(s string) (string, error) {
 	if !utf8.ValidString(s) {
-		return "", store.Errorf(store.EINVALID, "Display name must be valid UTF-8.")
+		return "", unhidra.Errorf(protocol.ErrInvalid, "Display name must be valid UTF-8.")
 	}
 	s = strings.TrimSpace(norm.NFC.String(s))
-	if utf8.RuneCountInString(s) > store.MaxDisplayNameLen || len(s) > 4*store.MaxDisplayNameLen {
-		return "", store.Errorf(store.EINVALID, "Display name must be at most %d characters.", store.MaxDisplayNameLen)
+	if utf8.RuneCountInString(s) > unhidra.MaxDisplayNameLen || len(s) > 4*unhidra.MaxDisplayNameLen {
+		return "", unhidra.Errorf(protocol.ErrInvalid, "Display name must be at most %d characters.", unhidra.MaxDisplayNameLen)
 	}
 	for _, r := range s {
 		if unicode.IsControl(r) {
-			return "", store.Errorf(store.EINVALID, "Display name must not contain control characters.")
+			return "", unhidra.Errorf(protocol.ErrInvalid, "Display name must not contain control characters.")
 		}
 	}
 	return s, nil
@@ -62,7 +63,7 @@ func ValidateDisplayName(s string) (string, error) {
 // an older policy must still sign in.
 func normalizeForLogin(pw string) (string, error) {
 	if !utf8.ValidString(pw) {
-		return "", store.Errorf(store.EINVALID, "Password must be valid UTF-8.")
+		return "", unhidra.Errorf(protocol.ErrInvalid, "Password must be valid UTF-8.")
 	}
 	return norm.NFC.String(pw), nil
 }

@@ -48,7 +48,7 @@ func (p PasswordParams) Validate() error {
 // and returns the PHC string. pw is normalised as in ValidatePassword (NFC,
 // non-ASCII spaces to U+0020) but its policy is not checked: call
 // ValidatePassword first when a user sets a password. A password that is not
-// valid UTF-8 or is over 4096 bytes gives a *store.Error with code EINVALID;
+// valid UTF-8 or is over 4096 bytes gives a *store.Error with code protocol.ErrInvalid;
 // invalid parameters give an error wrapping ErrPHCInvalid.
 //
 // HashPassword runs the full cost of a hash (and allocates p.MemoryKiB) in the

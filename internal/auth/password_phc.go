@@ -11,7 +11,7 @@ import (
 // ErrPHCInvalid is wrapped by every error ParsePHC and PasswordParams.Validate
 // return (malformed strings, parameters out of bounds). A stored hash that fails to parse is
 // a server-side data fault, so these errors are deliberately not
-// *store.Error: they read as EINTERNAL and their detail only reaches the log.
+// *store.Error: they read as protocol.ErrInternal and their detail only reaches the log.
 var ErrPHCInvalid = errors.New("invalid argon2id PHC string")
 
 // Bounds on Argon2id parameters, for hashes we produce and hashes we read

@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // pwTestParams keep unit tests fast; the algorithm is the same at any size.
@@ -142,7 +143,7 @@ func TestHashPassword(t *testing.T) {
 			"Over4096":    strings.Repeat("ü", 2049), // 4098 bytes
 		} {
 			_, err := auth.HashPassword(pw, pwTestParams)
-			if got, want := store.ErrorCode(err), store.EINVALID; got != want {
+			if got, want := unhidra.ErrorCode(err), protocol.ErrInvalid; got != want {
 				t.Errorf("%s: code %q (%v), want %q", name, got, err, want)
 			}
 		}

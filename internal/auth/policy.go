@@ -7,7 +7,8 @@ import (
 
 	"golang.org/x/text/unicode/norm"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // passwordHardMaxBytes caps the normalised length of any password that is
@@ -75,7 +76,7 @@ func ValidatePassword(pw, username string) (normalised string, err error) {
 // characters removed, it must still have MinRunes characters.
 //
 // Validate returns the normalised password, which HashPassword would produce
-// itself anyway, or a *store.Error with code EINVALID and a message that can
+// itself anyway, or a *store.Error with code protocol.ErrInvalid and a message that can
 // be shown to the user.
 func (p PasswordPolicy) Validate(pw, username string) (normalised string, err error) {
 	p = p.withDefaults()
@@ -85,18 +86,18 @@ func (p PasswordPolicy) Validate(pw, username string) (normalised string, err er
 	}
 	for _, r := range n {
 		if unicode.IsControl(r) {
-			return "", store.Errorf(store.EINVALID, "Password must not contain control characters (such as NUL, tab or newline).")
+			return "", unhidra.Errorf(protocol.ErrInvalid, "Password must not contain control characters (such as NUL, tab or newline).")
 		}
 	}
 	runes := utf8.RuneCountInString(n)
 	if runes < p.MinRunes {
-		return "", store.Errorf(store.EINVALID, "Password must be at least %d characters long.", p.MinRunes)
+		return "", unhidra.Errorf(protocol.ErrInvalid, "Password must be at least %d characters long.", p.MinRunes)
 	}
 	if runes > p.MaxRunes {
-		return "", store.Errorf(store.EINVALID, "Password must be at most %d characters long.", p.MaxRunes)
+		return "", unhidra.Errorf(protocol.ErrInvalid, "Password must be at most %d characters long.", p.MaxRunes)
 	}
 	if basedOnUsername(n, username, p.MinRunes) {
-		return "", store.Errorf(store.EINVALID, "Password must not be based on the username.")
+		return "", unhidra.Errorf(protocol.ErrInvalid, "Password must not be based on the username.")
 	}
 	return n, nil
 }
@@ -119,7 +120,7 @@ func basedOnUsername(pw, username string, minRunes int) bool {
 }
 
 // normalizePassword maps non-ASCII spaces to U+0020 and applies NFC (see
-// PasswordPolicy.Validate). It fails with EINVALID when pw is not valid UTF-8
+// PasswordPolicy.Validate). It fails with protocol.ErrInvalid when pw is not valid UTF-8
 // or is longer than maxBytes after normalisation.
 func normalizePassword(pw string, maxBytes int) (string, error) {
 	// NFC shrinks text by at most a factor of 3 (Hangul L+V+T jamo), so
@@ -130,7 +131,7 @@ func normalizePassword(pw string, maxBytes int) (string, error) {
 	if !utf8.ValidString(pw) {
 		// Checked first: strings.Map would turn each invalid byte into U+FFFD,
 		// making distinct byte strings the same password.
-		return "", store.Errorf(store.EINVALID, "Password must be valid UTF-8 text.")
+		return "", unhidra.Errorf(protocol.ErrInvalid, "Password must be valid UTF-8 text.")
 	}
 	if strings.IndexFunc(pw, isNonASCIISpace) >= 0 {
 		pw = strings.Map(func(r rune) rune {
@@ -152,5 +153,5 @@ func isNonASCIISpace(r rune) bool {
 }
 
 func passwordTooLong(maxBytes int) error {
-	return store.Errorf(store.EINVALID, "Password must be at most %d bytes long once encoded as UTF-8.", maxBytes)
+	return unhidra.Errorf(protocol.ErrInvalid, "Password must be at most %d bytes long once encoded as UTF-8.", maxBytes)
 }

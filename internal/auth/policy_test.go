@@ -4,8 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 func TestDefaultPasswordPolicy(t *testing.T) {
@@ -77,10 +78,10 @@ func TestValidatePassword(t *testing.T) {
 				}
 				return
 			}
-			if got, want := store.ErrorCode(err), store.EINVALID; got != want {
+			if got, want := unhidra.ErrorCode(err), protocol.ErrInvalid; got != want {
 				t.Fatalf("code %q (err %v), want %q", got, err, want)
 			}
-			if msg := store.ErrorMessage(err); !strings.Contains(msg, tc.msg) || len(msg) > 120 {
+			if msg := unhidra.ErrorMessage(err); !strings.Contains(msg, tc.msg) || len(msg) > 120 {
 				t.Fatalf("message %q, want it to contain %q", msg, tc.msg)
 			}
 		})
@@ -91,8 +92,8 @@ func TestValidatePassword(t *testing.T) {
 		// 342 decomposed Hangul syllables are 3078 bytes as jamo but 1026
 		// bytes in NFC: over the cap only after normalisation is counted.
 		jamo := strings.Repeat("\u1112\u1161\u11ab", 342)
-		if _, err := p.Validate(jamo, ""); store.ErrorCode(err) != store.EINVALID {
-			t.Fatalf("err = %v, want EINVALID", err)
+		if _, err := p.Validate(jamo, ""); unhidra.ErrorCode(err) != protocol.ErrInvalid {
+			t.Fatalf("err = %v, want protocol.ErrInvalid", err)
 		}
 		// 341 are 1023 bytes in NFC: allowed although the input is 3069 bytes.
 		got, err := p.Validate(strings.Repeat("\u1112\u1161\u11ab", 341), "")
@@ -106,19 +107,19 @@ func TestValidatePassword(t *testing.T) {
 
 	t.Run("CustomPolicy", func(t *testing.T) {
 		p := auth.PasswordPolicy{MinRunes: 12, MaxRunes: 20, MaxBytes: 1 << 20}
-		if _, err := p.Validate("elevenchars", ""); store.ErrorCode(err) != store.EINVALID {
+		if _, err := p.Validate("elevenchars", ""); unhidra.ErrorCode(err) != protocol.ErrInvalid {
 			t.Errorf("11 runes under MinRunes 12: err = %v", err)
 		}
 		if _, err := p.Validate("twelve chars", ""); err != nil {
 			t.Errorf("12 runes: %v", err)
 		}
-		if _, err := p.Validate(strings.Repeat("x", 21), ""); store.ErrorCode(err) != store.EINVALID {
+		if _, err := p.Validate(strings.Repeat("x", 21), ""); unhidra.ErrorCode(err) != protocol.ErrInvalid {
 			t.Errorf("21 runes over MaxRunes 20: err = %v", err)
 		}
 		// MaxBytes is clamped to 4096.
 		p = auth.PasswordPolicy{MaxRunes: 1 << 20, MaxBytes: 1 << 20}
-		if _, err := p.Validate(strings.Repeat("x", 4097), ""); store.ErrorCode(err) != store.EINVALID {
-			t.Errorf("4097 bytes with MaxBytes 1 MiB: err = %v, want EINVALID (hard cap)", err)
+		if _, err := p.Validate(strings.Repeat("x", 4097), ""); unhidra.ErrorCode(err) != protocol.ErrInvalid {
+			t.Errorf("4097 bytes with MaxBytes 1 MiB: err = %v, want protocol.ErrInvalid (hard cap)", err)
 		}
 	})
 

@@ -14,8 +14,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Hasher hashes and verifies passwords; *PasswordHasher is the real one.
@@ -130,11 +132,11 @@ func (s *Service) Tokens() *Tokens { return s.tokens }
 
 // Session is what a successful sign-in returns to the client.
 type Session struct {
-	AccessToken  string      `json:"access_token"`
-	TokenType    string      `json:"token_type"`
-	ExpiresIn    int         `json:"expires_in"`
-	RefreshToken string      `json:"refresh_token"`
-	User         *store.User `json:"user"`
+	AccessToken  string        `json:"access_token"`
+	TokenType    string        `json:"token_type"`
+	ExpiresIn    int           `json:"expires_in"`
+	RefreshToken string        `json:"refresh_token"`
+	User         *unhidra.User `json:"user"`
 }
 
 // Request describes where a call comes from, for throttling and the audit log.
@@ -147,17 +149,17 @@ type Request struct {
 // password policy has the precise rules.
 const maxPasswordBytes = 4096
 
-var errBadCredentials = store.Errorf(store.EUNAUTHORIZED, "Invalid name or password.")
+var errBadCredentials = unhidra.Errorf(protocol.ErrUnauthorized, "Invalid name or password.")
 
 func rateLimited(retry time.Duration) error {
-	e := store.Errorf(store.ERATELIMIT, "Too many attempts. Try again later.")
+	e := unhidra.Errorf(protocol.ErrRateLimited, "Too many attempts. Try again later.")
 	e.RetryAfter = int64((retry + time.Second - 1) / time.Second)
 	return e
 }
 
 // audit writes an audit event; a failure is logged, never returned, so that
 // an audit hiccup does not turn a login into an error (but is visible).
-func (s *Service) audit(ctx context.Context, e store.AuditEvent, detail map[string]any) {
+func (s *Service) audit(ctx context.Context, e unhidra.AuditEvent, detail map[string]any) {
 	if len(detail) > 0 {
 		b, _ := json.Marshal(detail)
 		e.Detail = string(b)
@@ -168,9 +170,9 @@ func (s *Service) audit(ctx context.Context, e store.AuditEvent, detail map[stri
 }
 
 // newSession issues an access token and a refresh token of a new family.
-func (s *Service) newSession(ctx context.Context, u *store.User) (*Session, error) {
+func (s *Service) newSession(ctx context.Context, u *unhidra.User) (*Session, error) {
 	refresh, hash := newRefreshToken()
-	rt := &store.RefreshToken{Hash: hash, FamilyID: store.NewID(store.PrefixFamily), UserID: u.ID,
+	rt := &store.RefreshToken{Hash: hash, FamilyID: unhidra.NewID(unhidra.PrefixFamily), UserID: u.ID,
 		ExpiresAt: s.now().Add(s.refreshTTL())}
 	if err := s.store.CreateRefreshToken(ctx, rt); err != nil {
 		return nil, fmt.Errorf("store refresh token: %w", err)
@@ -178,7 +180,7 @@ func (s *Service) newSession(ctx context.Context, u *store.User) (*Session, erro
 	return s.sessionWith(u, refresh)
 }
 
-func (s *Service) sessionWith(u *store.User, refresh string) (*Session, error) {
+func (s *Service) sessionWith(u *unhidra.User, refresh string) (*Session, error) {
 	access, _, err := s.tokens.Issue(u)
 	if err != nil {
 		return nil, err
@@ -207,7 +209,7 @@ func hashRefreshToken(token string) string {
 // it in.
 func (s *Service) Register(ctx context.Context, name, password, displayName string, req Request) (*Session, error) {
 	if !s.OpenRegistration {
-		return nil, store.Errorf(store.EFORBIDDEN, "Registration is closed; ask an administrator for an account.")
+		return nil, unhidra.Errorf(protocol.ErrForbidden, "Registration is closed; ask an administrator for an account.")
 	}
 	in, err := validateAccount(name, password, displayName)
 	if err != nil {
@@ -218,25 +220,25 @@ func (s *Service) Register(ctx context.Context, name, password, displayName stri
 	if ok, retry := s.registrations.Allow(req.IP, s.now()); !ok {
 		return nil, rateLimited(retry)
 	}
-	u, err := s.storeAccount(ctx, in, store.RoleMember)
+	u, err := s.storeAccount(ctx, in, unhidra.RoleMember)
 	if err != nil {
 		return nil, err
 	}
-	s.audit(ctx, store.AuditEvent{Action: store.AuditUserRegistered, ActorID: u.ID, ActorName: u.Name, Target: u.ID, IP: req.IP}, nil)
+	s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditUserRegistered, ActorID: u.ID, ActorName: u.Name, Target: u.ID, IP: req.IP}, nil)
 	return s.newSession(ctx, u)
 }
 
 // CreateUser creates an account with the given role on an administrator's
 // behalf (actor nil means the command line).
-func (s *Service) CreateUser(ctx context.Context, actor *store.User, name, password string, role store.Role, req Request) (*store.User, error) {
+func (s *Service) CreateUser(ctx context.Context, actor *unhidra.User, name, password string, role unhidra.Role, req Request) (*unhidra.User, error) {
 	if !role.Valid() {
-		return nil, store.Errorf(store.EINVALID, "Role must be admin, member or bot.")
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "Role must be admin, member or bot.")
 	}
 	u, err := s.createUser(ctx, name, password, "", role)
 	if err != nil {
 		return nil, err
 	}
-	e := store.AuditEvent{Action: store.AuditUserCreated, Target: u.ID, IP: req.IP}
+	e := unhidra.AuditEvent{Action: unhidra.AuditUserCreated, Target: u.ID, IP: req.IP}
 	if actor != nil {
 		e.ActorID, e.ActorName = actor.ID, actor.Name
 	}
@@ -260,7 +262,7 @@ func validateAccount(name, password, displayName string) (account, error) {
 	return a, err
 }
 
-func (s *Service) createUser(ctx context.Context, name, password, displayName string, role store.Role) (*store.User, error) {
+func (s *Service) createUser(ctx context.Context, name, password, displayName string, role unhidra.Role) (*unhidra.User, error) {
 	in, err := validateAccount(name, password, displayName)
 	if err != nil {
 		return nil, err
@@ -268,12 +270,12 @@ func (s *Service) createUser(ctx context.Context, name, password, displayName st
 	return s.storeAccount(ctx, in, role)
 }
 
-func (s *Service) storeAccount(ctx context.Context, in account, role store.Role) (*store.User, error) {
+func (s *Service) storeAccount(ctx context.Context, in account, role unhidra.Role) (*unhidra.User, error) {
 	hash, err := s.passwords.Hash(ctx, in.password)
 	if err != nil {
 		return nil, err
 	}
-	u := &store.User{Name: in.name, DisplayName: in.displayName, Role: role, PasswordHash: hash}
+	u := &unhidra.User{Name: in.name, DisplayName: in.displayName, Role: role, PasswordHash: hash}
 	if err := s.store.CreateUser(ctx, u); err != nil {
 		return nil, err
 	}
@@ -286,8 +288,8 @@ func (s *Service) storeAccount(ctx context.Context, in account, role store.Role)
 // lock the account with exponential backoff.
 func (s *Service) Login(ctx context.Context, name, password string, req Request) (*Session, error) {
 	now := s.now()
-	if len(name) > 4*store.MaxNameLen || len(password) > maxPasswordBytes {
-		return nil, store.Errorf(store.EINVALID, "Name or password too long.")
+	if len(name) > 4*unhidra.MaxNameLen || len(password) > maxPasswordBytes {
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "Name or password too long.")
 	}
 	if ok, retry := s.ipLogins.Allow(req.IP, now); !ok {
 		return nil, rateLimited(retry)
@@ -301,11 +303,11 @@ func (s *Service) Login(ctx context.Context, name, password string, req Request)
 	normName, nameErr := ValidateName(name)
 	pw, pwErr := normalizeForLogin(password)
 
-	var u *store.User
+	var u *unhidra.User
 	if nameErr == nil {
 		var err error
 		u, err = s.store.UserByName(ctx, normName)
-		if err != nil && store.ErrorCode(err) != store.ENOTFOUND {
+		if err != nil && unhidra.ErrorCode(err) != protocol.ErrNotFound {
 			return nil, err
 		}
 	}
@@ -313,7 +315,7 @@ func (s *Service) Login(ctx context.Context, name, password string, req Request)
 		if err := s.passwords.VerifyDummy(ctx, password); err != nil {
 			return nil, err
 		}
-		s.audit(ctx, store.AuditEvent{Action: store.AuditLoginFailure, ActorName: truncate(name, 64), IP: req.IP},
+		s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditLoginFailure, ActorName: truncate(name, 64), IP: req.IP},
 			map[string]any{"reason": "unknown_account"})
 		return nil, errBadCredentials
 	}
@@ -329,9 +331,9 @@ func (s *Service) Login(ctx context.Context, name, password string, req Request)
 		return nil, errBadCredentials
 	}
 	if u.Disabled {
-		s.audit(ctx, store.AuditEvent{Action: store.AuditLoginFailure, ActorID: u.ID, ActorName: u.Name, IP: req.IP},
+		s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditLoginFailure, ActorID: u.ID, ActorName: u.Name, IP: req.IP},
 			map[string]any{"reason": "disabled"})
-		return nil, store.Errorf(store.EFORBIDDEN, "This account is disabled.")
+		return nil, unhidra.Errorf(protocol.ErrForbidden, "This account is disabled.")
 	}
 	upd := store.UserUpdate{}
 	if u.FailedLogins != 0 || !u.LockedUntil.IsZero() {
@@ -353,14 +355,14 @@ func (s *Service) Login(ctx context.Context, name, password string, req Request)
 		}
 	}
 	s.nameLogins.Reset(key)
-	s.audit(ctx, store.AuditEvent{Action: store.AuditLoginSuccess, ActorID: u.ID, ActorName: u.Name, IP: req.IP},
+	s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditLoginSuccess, ActorID: u.ID, ActorName: u.Name, IP: req.IP},
 		map[string]any{"user_agent": truncate(req.UserAgent, 200), "rehashed": rehash})
 	return s.newSession(ctx, u)
 }
 
 // recordFailure counts a wrong password and locks the account once the
 // failures reach the threshold: base, 2×base, 4×base … up to the maximum.
-func (s *Service) recordFailure(ctx context.Context, u *store.User, req Request) {
+func (s *Service) recordFailure(ctx context.Context, u *unhidra.User, req Request) {
 	fails := u.FailedLogins + 1
 	upd := store.UserUpdate{FailedLogins: &fails}
 	var lockedFor time.Duration
@@ -375,10 +377,10 @@ func (s *Service) recordFailure(ctx context.Context, u *store.User, req Request)
 	if _, err := s.store.UpdateUser(ctx, u.ID, upd); err != nil {
 		s.log.Error("record login failure", "user", u.ID, "err", err)
 	}
-	s.audit(ctx, store.AuditEvent{Action: store.AuditLoginFailure, ActorID: u.ID, ActorName: u.Name, IP: req.IP},
+	s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditLoginFailure, ActorID: u.ID, ActorName: u.Name, IP: req.IP},
 		map[string]any{"reason": "bad_password", "failures": fails})
 	if lockedFor > 0 {
-		s.audit(ctx, store.AuditEvent{Action: store.AuditLoginLocked, ActorID: u.ID, ActorName: u.Name, Target: u.ID, IP: req.IP},
+		s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditLoginLocked, ActorID: u.ID, ActorName: u.Name, Target: u.ID, IP: req.IP},
 			map[string]any{"seconds": int(lockedFor / time.Second), "failures": fails})
 	}
 }
@@ -395,23 +397,23 @@ func truncate(s string, n int) string {
 // whole family (it was stolen or replayed).
 func (s *Service) Refresh(ctx context.Context, refreshToken string, req Request) (*Session, error) {
 	if len(refreshToken) == 0 || len(refreshToken) > 128 {
-		return nil, store.Errorf(store.EUNAUTHORIZED, "Invalid refresh token.")
+		return nil, unhidra.Errorf(protocol.ErrUnauthorized, "Invalid refresh token.")
 	}
 	next, nextHash := newRefreshToken()
 	rt := &store.RefreshToken{Hash: nextHash, ExpiresAt: s.now().Add(s.refreshTTL())}
 	old, err := s.store.RotateRefreshToken(ctx, hashRefreshToken(refreshToken), rt)
-	switch store.ErrorCode(err) {
+	switch unhidra.ErrorCode(err) {
 	case "":
-	case store.ECONFLICT:
+	case protocol.ErrConflict:
 		n, rerr := s.store.RevokeTokenFamily(ctx, old.FamilyID)
 		if rerr != nil {
 			s.log.Error("revoke reused token family", "family", old.FamilyID, "err", rerr)
 		}
-		s.audit(ctx, store.AuditEvent{Action: store.AuditTokenReuse, ActorID: old.UserID, Target: old.FamilyID, IP: req.IP},
+		s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditTokenReuse, ActorID: old.UserID, Target: old.FamilyID, IP: req.IP},
 			map[string]any{"revoked": n})
-		return nil, store.Errorf(store.EUNAUTHORIZED, "Invalid refresh token.")
-	case store.ENOTFOUND:
-		return nil, store.Errorf(store.EUNAUTHORIZED, "Invalid refresh token.")
+		return nil, unhidra.Errorf(protocol.ErrUnauthorized, "Invalid refresh token.")
+	case protocol.ErrNotFound:
+		return nil, unhidra.Errorf(protocol.ErrUnauthorized, "Invalid refresh token.")
 	default:
 		return nil, err
 	}
@@ -421,38 +423,38 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string, req Request)
 	}
 	if u.Disabled {
 		s.store.RevokeUserTokens(ctx, u.ID)
-		return nil, store.Errorf(store.EFORBIDDEN, "This account is disabled.")
+		return nil, unhidra.Errorf(protocol.ErrForbidden, "This account is disabled.")
 	}
 	return s.sessionWith(u, next)
 }
 
 // Logout revokes the session's refresh-token family. The access token dies
 // by itself within its short lifetime.
-func (s *Service) Logout(ctx context.Context, u *store.User, refreshToken string, req Request) error {
+func (s *Service) Logout(ctx context.Context, u *unhidra.User, refreshToken string, req Request) error {
 	rt, err := s.store.RefreshTokenByHash(ctx, hashRefreshToken(refreshToken))
 	if err != nil || rt.UserID != u.ID {
 		// Not the caller's token: say nothing about whose it is.
-		return store.Errorf(store.EUNAUTHORIZED, "Invalid refresh token.")
+		return unhidra.Errorf(protocol.ErrUnauthorized, "Invalid refresh token.")
 	}
 	n, err := s.store.RevokeTokenFamily(ctx, rt.FamilyID)
 	if err != nil {
 		return err
 	}
-	s.audit(ctx, store.AuditEvent{Action: store.AuditTokenRevoked, ActorID: u.ID, ActorName: u.Name, Target: rt.FamilyID, IP: req.IP},
+	s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditTokenRevoked, ActorID: u.ID, ActorName: u.Name, Target: rt.FamilyID, IP: req.IP},
 		map[string]any{"reason": "logout", "revoked": n})
 	return nil
 }
 
 // Authenticate verifies an access token and returns its user, who must
 // still exist and be enabled.
-func (s *Service) Authenticate(ctx context.Context, accessToken string) (*store.User, error) {
+func (s *Service) Authenticate(ctx context.Context, accessToken string) (*unhidra.User, error) {
 	u, _, err := s.AuthenticateClaims(ctx, accessToken)
 	return u, err
 }
 
 // AuthenticateClaims is Authenticate that also returns the token's claims
 // (the gateway needs the expiry).
-func (s *Service) AuthenticateClaims(ctx context.Context, accessToken string) (*store.User, *Claims, error) {
+func (s *Service) AuthenticateClaims(ctx context.Context, accessToken string) (*unhidra.User, *Claims, error) {
 	claims, err := s.tokens.Verify(accessToken)
 	if err != nil {
 		return nil, nil, err
@@ -461,22 +463,22 @@ func (s *Service) AuthenticateClaims(ctx context.Context, accessToken string) (*
 	return u, claims, err
 }
 
-func (s *Service) userFor(ctx context.Context, claims *Claims) (*store.User, error) {
+func (s *Service) userFor(ctx context.Context, claims *Claims) (*unhidra.User, error) {
 	u, err := s.store.UserByID(ctx, claims.Subject)
-	if store.ErrorCode(err) == store.ENOTFOUND {
-		return nil, store.Errorf(store.EUNAUTHORIZED, "Invalid or expired token.")
+	if unhidra.ErrorCode(err) == protocol.ErrNotFound {
+		return nil, unhidra.Errorf(protocol.ErrUnauthorized, "Invalid or expired token.")
 	} else if err != nil {
 		return nil, err
 	}
 	if u.Disabled {
-		return nil, store.Errorf(store.EUNAUTHORIZED, "This account is disabled.")
+		return nil, unhidra.Errorf(protocol.ErrUnauthorized, "This account is disabled.")
 	}
 	return u, nil
 }
 
 // ChangePassword changes the caller's password after checking the current
 // one, signs out every other session and returns a new one.
-func (s *Service) ChangePassword(ctx context.Context, u *store.User, current, next string, req Request) (*Session, error) {
+func (s *Service) ChangePassword(ctx context.Context, u *unhidra.User, current, next string, req Request) (*Session, error) {
 	if len(current) > maxPasswordBytes {
 		return nil, errBadCredentials
 	}
@@ -485,25 +487,25 @@ func (s *Service) ChangePassword(ctx context.Context, u *store.User, current, ne
 	}
 	cur, err := normalizeForLogin(current)
 	if err != nil {
-		return nil, store.Errorf(store.EUNAUTHORIZED, "Current password is wrong.")
+		return nil, unhidra.Errorf(protocol.ErrUnauthorized, "Current password is wrong.")
 	}
 	ok, _, err := s.passwords.Verify(ctx, cur, u.PasswordHash)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return nil, store.Errorf(store.EUNAUTHORIZED, "Current password is wrong.")
+		return nil, unhidra.Errorf(protocol.ErrUnauthorized, "Current password is wrong.")
 	}
 	if err := s.setPassword(ctx, u, next); err != nil {
 		return nil, err
 	}
-	s.audit(ctx, store.AuditEvent{Action: store.AuditPasswordChanged, ActorID: u.ID, ActorName: u.Name, Target: u.ID, IP: req.IP}, nil)
+	s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditPasswordChanged, ActorID: u.ID, ActorName: u.Name, Target: u.ID, IP: req.IP}, nil)
 	return s.newSession(ctx, u)
 }
 
 // ResetPassword sets a user's password on an administrator's behalf (actor
 // nil means the command line) and signs the user out everywhere.
-func (s *Service) ResetPassword(ctx context.Context, actor *store.User, userID, password string, req Request) error {
+func (s *Service) ResetPassword(ctx context.Context, actor *unhidra.User, userID, password string, req Request) error {
 	u, err := s.store.UserByID(ctx, userID)
 	if err != nil {
 		return err
@@ -511,7 +513,7 @@ func (s *Service) ResetPassword(ctx context.Context, actor *store.User, userID, 
 	if err := s.setPassword(ctx, u, password); err != nil {
 		return err
 	}
-	e := store.AuditEvent{Action: store.AuditPasswordReset, Target: u.ID, IP: req.IP}
+	e := unhidra.AuditEvent{Action: unhidra.AuditPasswordReset, Target: u.ID, IP: req.IP}
 	if actor != nil {
 		e.ActorID, e.ActorName = actor.ID, actor.Name
 	}
@@ -519,7 +521,7 @@ func (s *Service) ResetPassword(ctx context.Context, actor *store.User, userID, 
 	return nil
 }
 
-func (s *Service) setPassword(ctx context.Context, u *store.User, password string) error {
+func (s *Service) setPassword(ctx context.Context, u *unhidra.User, password string) error {
 	pw, err := ValidatePassword(password, u.Name)
 	if err != nil {
 		return err
@@ -542,17 +544,17 @@ func (s *Service) setPassword(ctx context.Context, u *store.User, password strin
 // SetDisabled disables or re-enables an account. Disabling signs the user
 // out everywhere. Administrators cannot disable themselves (the last admin
 // must not lock everyone out).
-func (s *Service) SetDisabled(ctx context.Context, actor *store.User, userID string, disabled bool, req Request) (*store.User, error) {
+func (s *Service) SetDisabled(ctx context.Context, actor *unhidra.User, userID string, disabled bool, req Request) (*unhidra.User, error) {
 	if actor != nil && actor.ID == userID && disabled {
-		return nil, store.Errorf(store.EINVALID, "You cannot disable your own account.")
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "You cannot disable your own account.")
 	}
 	u, err := s.store.UpdateUser(ctx, userID, store.UserUpdate{Disabled: &disabled})
 	if err != nil {
 		return nil, err
 	}
-	action := store.AuditUserEnabled
+	action := unhidra.AuditUserEnabled
 	if disabled {
-		action = store.AuditUserDisabled
+		action = unhidra.AuditUserDisabled
 		if _, err := s.store.RevokeUserTokens(ctx, u.ID); err != nil {
 			return nil, fmt.Errorf("revoke sessions: %w", err)
 		}
@@ -560,7 +562,7 @@ func (s *Service) SetDisabled(ctx context.Context, actor *store.User, userID str
 			s.OnRevoke(u.ID)
 		}
 	}
-	e := store.AuditEvent{Action: action, Target: u.ID, IP: req.IP}
+	e := unhidra.AuditEvent{Action: action, Target: u.ID, IP: req.IP}
 	if actor != nil {
 		e.ActorID, e.ActorName = actor.ID, actor.Name
 	}
@@ -571,7 +573,7 @@ func (s *Service) SetDisabled(ctx context.Context, actor *store.User, userID str
 // NeedsAdmin reports whether no administrator account exists yet (bots
 // and members may: the built-in bot has an account from the first start).
 func (s *Service) NeedsAdmin(ctx context.Context) (bool, error) {
-	admin := store.RoleAdmin
+	admin := unhidra.RoleAdmin
 	admins, err := s.store.Users(ctx, store.UserFilter{Role: &admin, Limit: 1})
 	return len(admins) == 0, err
 }
@@ -604,19 +606,19 @@ func (s *Service) Bootstrap(ctx context.Context, code, name, password string, re
 	given := sha256.Sum256([]byte(strings.ToUpper(strings.TrimSpace(code))))
 	valid := s.bootstrap.expires.After(s.now()) && subtle.ConstantTimeCompare(given[:], s.bootstrap.digest[:]) == 1
 	if !valid {
-		return nil, store.Errorf(store.EFORBIDDEN, "Invalid or expired bootstrap code.")
+		return nil, unhidra.Errorf(protocol.ErrForbidden, "Invalid or expired bootstrap code.")
 	}
 	if need, err := s.NeedsAdmin(ctx); err != nil {
 		return nil, err
 	} else if !need {
-		return nil, store.Errorf(store.EFORBIDDEN, "The server is already set up.")
+		return nil, unhidra.Errorf(protocol.ErrForbidden, "The server is already set up.")
 	}
-	u, err := s.createUser(ctx, name, password, "", store.RoleAdmin)
+	u, err := s.createUser(ctx, name, password, "", unhidra.RoleAdmin)
 	if err != nil {
 		return nil, err
 	}
 	s.bootstrap.expires = time.Time{} // one use only
-	s.audit(ctx, store.AuditEvent{Action: store.AuditUserBootstrapped, ActorID: u.ID, ActorName: u.Name, Target: u.ID, IP: req.IP}, nil)
+	s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditUserBootstrapped, ActorID: u.ID, ActorName: u.Name, Target: u.ID, IP: req.IP}, nil)
 	return s.newSession(ctx, u)
 }
 
@@ -647,7 +649,7 @@ func base32NoPad(b []byte) string {
 
 // RotateSigningKey makes a fresh signing key active (same algorithm); the
 // old key keeps verifying until its tokens expire.
-func (s *Service) RotateSigningKey(ctx context.Context, actor *store.User, req Request) (string, error) {
+func (s *Service) RotateSigningKey(ctx context.Context, actor *unhidra.User, req Request) (string, error) {
 	ks := s.tokens.Keys
 	if err := ks.Rotate(ks.Active().Alg, s.now()); err != nil {
 		return "", err
@@ -656,7 +658,7 @@ func (s *Service) RotateSigningKey(ctx context.Context, actor *store.User, req R
 		s.log.Warn("prune signing keys", "err", err)
 	}
 	kid := ks.Active().ID
-	e := store.AuditEvent{Action: store.AuditSigningKeyRotate, Target: kid, IP: req.IP}
+	e := unhidra.AuditEvent{Action: unhidra.AuditSigningKeyRotate, Target: kid, IP: req.IP}
 	if actor != nil {
 		e.ActorID, e.ActorName = actor.ID, actor.Name
 	}

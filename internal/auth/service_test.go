@@ -9,11 +9,13 @@ import (
 
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/store/sqldb"
 	"github.com/unhidra/unhidra/internal/store/sqlite"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // fastParams keep unit tests quick; the hasher tests cover the real ones.
@@ -99,7 +101,7 @@ func TestService_RegisterLoginRefresh(t *testing.T) {
 	if err != nil || r1.RefreshToken == s.RefreshToken {
 		t.Fatalf("Refresh = %+v, %v", r1, err)
 	}
-	if h.auditCount(t, store.AuditUserRegistered) != 1 || h.auditCount(t, store.AuditLoginSuccess) != 1 {
+	if h.auditCount(t, unhidra.AuditUserRegistered) != 1 || h.auditCount(t, unhidra.AuditLoginSuccess) != 1 {
 		t.Fatal("registration and login not audited")
 	}
 }
@@ -113,13 +115,13 @@ func TestService_RefreshReuseRevokesFamily(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An attacker replays the first token: rejected, and the family dies.
-	if _, err := h.svc.Refresh(ctx, s.RefreshToken, req); store.ErrorCode(err) != store.EUNAUTHORIZED {
-		t.Fatalf("reuse = %v, want EUNAUTHORIZED", err)
+	if _, err := h.svc.Refresh(ctx, s.RefreshToken, req); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
+		t.Fatalf("reuse = %v, want protocol.ErrUnauthorized", err)
 	}
-	if _, err := h.svc.Refresh(ctx, r1.RefreshToken, req); store.ErrorCode(err) != store.EUNAUTHORIZED {
+	if _, err := h.svc.Refresh(ctx, r1.RefreshToken, req); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
 		t.Fatalf("legitimate token after reuse = %v, want revoked", err)
 	}
-	if h.auditCount(t, store.AuditTokenReuse) != 1 {
+	if h.auditCount(t, unhidra.AuditTokenReuse) != 1 {
 		t.Fatal("reuse not audited")
 	}
 	// Another session of the same user is unaffected.
@@ -134,13 +136,13 @@ func TestService_Logout(t *testing.T) {
 	ctx := context.Background()
 	s := h.register(t, "carol", "correct horse battery")
 	mallory := h.register(t, "mallory", "correct horse battery")
-	if err := h.svc.Logout(ctx, mallory.User, s.RefreshToken, req); store.ErrorCode(err) != store.EUNAUTHORIZED {
+	if err := h.svc.Logout(ctx, mallory.User, s.RefreshToken, req); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
 		t.Fatalf("logging out someone else's session = %v", err)
 	}
 	if err := h.svc.Logout(ctx, s.User, s.RefreshToken, req); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.svc.Refresh(ctx, s.RefreshToken, req); store.ErrorCode(err) != store.EUNAUTHORIZED {
+	if _, err := h.svc.Refresh(ctx, s.RefreshToken, req); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
 		t.Fatalf("refresh after logout = %v", err)
 	}
 }
@@ -153,7 +155,7 @@ func TestService_NoUserEnumeration(t *testing.T) {
 	_, unknown := h.svc.Login(ctx, "nobody", "wrong password 1", req)
 	_, badName := h.svc.Login(ctx, "\x00bad name", "wrong password 1", req)
 	for _, err := range []error{wrongPw, unknown, badName} {
-		if store.ErrorCode(err) != store.EUNAUTHORIZED || store.ErrorMessage(err) != "Invalid name or password." {
+		if unhidra.ErrorCode(err) != protocol.ErrUnauthorized || unhidra.ErrorMessage(err) != "Invalid name or password." {
 			t.Fatalf("login failure = %v; all failures must look alike", err)
 		}
 	}
@@ -171,28 +173,28 @@ func TestService_LockoutWithBackoff(t *testing.T) {
 	h.register(t, "erin", "correct horse battery")
 	fail := func() error { _, err := h.svc.Login(ctx, "erin", "nope nope nope", req); return err }
 	for range 2 {
-		if store.ErrorCode(fail()) != store.EUNAUTHORIZED {
-			t.Fatal("early failure not EUNAUTHORIZED")
+		if unhidra.ErrorCode(fail()) != protocol.ErrUnauthorized {
+			t.Fatal("early failure not protocol.ErrUnauthorized")
 		}
 	}
 	fail() // third failure: locked for 1 minute
 	_, err := h.svc.Login(ctx, "erin", "correct horse battery", req)
-	if store.ErrorCode(err) != store.ERATELIMIT || store.RetryAfter(err) != 60 {
-		t.Fatalf("right password while locked = %v (retry %d), want ERATELIMIT 60", err, store.RetryAfter(err))
+	if unhidra.ErrorCode(err) != protocol.ErrRateLimited || unhidra.RetryAfter(err) != 60 {
+		t.Fatalf("right password while locked = %v (retry %d), want protocol.ErrRateLimited 60", err, unhidra.RetryAfter(err))
 	}
 	h.clock.t = h.clock.t.Add(61 * time.Second)
 	fail() // fourth failure: 2 minutes
 	_, err = h.svc.Login(ctx, "erin", "correct horse battery", req)
-	if store.RetryAfter(err) != 120 {
-		t.Fatalf("second lockout retry = %d, want 120 (doubling)", store.RetryAfter(err))
+	if unhidra.RetryAfter(err) != 120 {
+		t.Fatalf("second lockout retry = %d, want 120 (doubling)", unhidra.RetryAfter(err))
 	}
 	for range 5 { // far past the cap
 		h.clock.t = h.clock.t.Add(time.Hour)
 		fail()
 	}
 	_, err = h.svc.Login(ctx, "erin", "correct horse battery", req)
-	if store.RetryAfter(err) != 600 {
-		t.Fatalf("capped lockout retry = %d, want 600", store.RetryAfter(err))
+	if unhidra.RetryAfter(err) != 600 {
+		t.Fatalf("capped lockout retry = %d, want 600", unhidra.RetryAfter(err))
 	}
 	h.clock.t = h.clock.t.Add(11 * time.Minute)
 	if _, err := h.svc.Login(ctx, "erin", "correct horse battery", req); err != nil {
@@ -202,7 +204,7 @@ func TestService_LockoutWithBackoff(t *testing.T) {
 	if u.FailedLogins != 0 || !u.LockedUntil.IsZero() {
 		t.Fatalf("success did not reset the counter: %+v", u)
 	}
-	if h.auditCount(t, store.AuditLoginLocked) < 3 {
+	if h.auditCount(t, unhidra.AuditLoginLocked) < 3 {
 		t.Fatal("lockouts not audited")
 	}
 }
@@ -218,14 +220,14 @@ func TestService_ThrottlePerIPAndAccount(t *testing.T) {
 		h.svc.Login(ctx, "x1", "whatever pw", req)
 	}
 	_, err := h.svc.Login(ctx, "x1", "whatever pw", req)
-	if store.ErrorCode(err) != store.ERATELIMIT || store.RetryAfter(err) != 60 {
+	if unhidra.ErrorCode(err) != protocol.ErrRateLimited || unhidra.RetryAfter(err) != 60 {
 		t.Fatalf("4th attempt from one IP = %v", err)
 	}
-	if _, err := h.svc.Login(ctx, "x1", "whatever pw", auth.Request{IP: "198.51.100.7"}); store.ErrorCode(err) != store.EUNAUTHORIZED {
+	if _, err := h.svc.Login(ctx, "x1", "whatever pw", auth.Request{IP: "198.51.100.7"}); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
 		t.Fatalf("another IP throttled too: %v", err)
 	}
 	h.clock.t = h.clock.t.Add(time.Minute)
-	if _, err := h.svc.Login(ctx, "x1", "whatever pw", req); store.ErrorCode(err) != store.EUNAUTHORIZED {
+	if _, err := h.svc.Login(ctx, "x1", "whatever pw", req); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
 		t.Fatalf("IP bucket did not refill one token per minute: %v", err)
 	}
 
@@ -237,7 +239,7 @@ func TestService_ThrottlePerIPAndAccount(t *testing.T) {
 	for i := range 2 {
 		h2.svc.Login(ctx, "target", "whatever pw", auth.Request{IP: "10.0.0." + string(rune('1'+i))})
 	}
-	if _, err := h2.svc.Login(ctx, "TARGET", "whatever pw", auth.Request{IP: "10.0.0.9"}); store.ErrorCode(err) != store.ERATELIMIT {
+	if _, err := h2.svc.Login(ctx, "TARGET", "whatever pw", auth.Request{IP: "10.0.0.9"}); unhidra.ErrorCode(err) != protocol.ErrRateLimited {
 		t.Fatalf("per-account throttle across IPs = %v", err)
 	}
 }
@@ -247,14 +249,14 @@ func TestService_RegistrationLimitsAndClosed(t *testing.T) {
 	ctx := context.Background()
 	h.register(t, "r1", "correct horse battery")
 	h.register(t, "r2", "correct horse battery")
-	if _, err := h.svc.Register(ctx, "r3", "correct horse battery", "", req); store.ErrorCode(err) != store.ERATELIMIT {
+	if _, err := h.svc.Register(ctx, "r3", "correct horse battery", "", req); unhidra.ErrorCode(err) != protocol.ErrRateLimited {
 		t.Fatalf("third registration from one IP = %v", err)
 	}
-	if _, err := h.svc.Register(ctx, "R1", "correct horse battery", "", auth.Request{IP: "10.1.1.1"}); store.ErrorCode(err) != store.ECONFLICT {
+	if _, err := h.svc.Register(ctx, "R1", "correct horse battery", "", auth.Request{IP: "10.1.1.1"}); unhidra.ErrorCode(err) != protocol.ErrConflict {
 		t.Fatalf("duplicate name = %v", err)
 	}
 	h.svc.OpenRegistration = false
-	if _, err := h.svc.Register(ctx, "r4", "correct horse battery", "", auth.Request{IP: "10.1.1.2"}); store.ErrorCode(err) != store.EFORBIDDEN {
+	if _, err := h.svc.Register(ctx, "r4", "correct horse battery", "", auth.Request{IP: "10.1.1.2"}); unhidra.ErrorCode(err) != protocol.ErrForbidden {
 		t.Fatalf("closed registration = %v", err)
 	}
 }
@@ -264,11 +266,11 @@ func TestService_HostileNames(t *testing.T) {
 	ctx := context.Background()
 	for _, name := range []string{"", "a", "has space", "<script>", "\xff\xfe", "x\x00y", "-leading", string(make([]byte, 10000)),
 		"waytoolongnamewaytoolongnamewaytoolong"} {
-		if _, err := h.svc.Register(ctx, name, "correct horse battery", "", req); store.ErrorCode(err) != store.EINVALID {
-			t.Errorf("Register(%.40q… %d bytes) = %v, want EINVALID", name, len(name), err)
+		if _, err := h.svc.Register(ctx, name, "correct horse battery", "", req); unhidra.ErrorCode(err) != protocol.ErrInvalid {
+			t.Errorf("Register(%.40q… %d bytes) = %v, want protocol.ErrInvalid", name, len(name), err)
 		}
 	}
-	if _, err := h.svc.Register(ctx, "okname", "correct horse battery", "bad\x07display", req); store.ErrorCode(err) != store.EINVALID {
+	if _, err := h.svc.Register(ctx, "okname", "correct horse battery", "bad\x07display", req); unhidra.ErrorCode(err) != protocol.ErrInvalid {
 		t.Errorf("control character in display name accepted: %v", err)
 	}
 	// Unicode names are fine, and NFD input finds the NFC account.
@@ -276,8 +278,8 @@ func TestService_HostileNames(t *testing.T) {
 	if _, err := h.svc.Login(ctx, norm.NFD.String("josé.ñ_日本"), "correct horse battery", req); err != nil {
 		t.Fatalf("NFD login: %v", err)
 	}
-	if _, err := h.svc.Login(ctx, "x", string(make([]byte, 1<<20)), req); store.ErrorCode(err) != store.EINVALID {
-		t.Fatalf("1 MiB password at login = %v, want EINVALID before hashing", err)
+	if _, err := h.svc.Login(ctx, "x", string(make([]byte, 1<<20)), req); unhidra.ErrorCode(err) != protocol.ErrInvalid {
+		t.Fatalf("1 MiB password at login = %v, want protocol.ErrInvalid before hashing", err)
 	}
 }
 
@@ -286,17 +288,17 @@ func TestService_ChangePasswordSignsOutOthers(t *testing.T) {
 	ctx := context.Background()
 	s := h.register(t, "frank", "correct horse battery")
 	other, _ := h.svc.Login(ctx, "frank", "correct horse battery", req)
-	if _, err := h.svc.ChangePassword(ctx, s.User, "wrong one!", "another good pass", req); store.ErrorCode(err) != store.EUNAUTHORIZED {
+	if _, err := h.svc.ChangePassword(ctx, s.User, "wrong one!", "another good pass", req); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
 		t.Fatalf("wrong current password = %v", err)
 	}
-	if _, err := h.svc.ChangePassword(ctx, s.User, "correct horse battery", "short", req); store.ErrorCode(err) != store.EINVALID {
+	if _, err := h.svc.ChangePassword(ctx, s.User, "correct horse battery", "short", req); unhidra.ErrorCode(err) != protocol.ErrInvalid {
 		t.Fatalf("weak new password = %v", err)
 	}
 	ns, err := h.svc.ChangePassword(ctx, s.User, "correct horse battery", "another good pass", req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.svc.Refresh(ctx, other.RefreshToken, req); store.ErrorCode(err) != store.EUNAUTHORIZED {
+	if _, err := h.svc.Refresh(ctx, other.RefreshToken, req); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
 		t.Fatalf("other session survived a password change: %v", err)
 	}
 	if _, err := h.svc.Refresh(ctx, ns.RefreshToken, req); err != nil {
@@ -310,27 +312,27 @@ func TestService_ChangePasswordSignsOutOthers(t *testing.T) {
 func TestService_DisableUser(t *testing.T) {
 	h := newHarness(t, auth.Limits{})
 	ctx := context.Background()
-	admin, err := h.svc.CreateUser(ctx, nil, "boss", "correct horse battery", store.RoleAdmin, req)
+	admin, err := h.svc.CreateUser(ctx, nil, "boss", "correct horse battery", unhidra.RoleAdmin, req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := h.register(t, "gina", "correct horse battery")
-	if _, err := h.svc.SetDisabled(ctx, admin, admin.ID, true, req); store.ErrorCode(err) != store.EINVALID {
+	if _, err := h.svc.SetDisabled(ctx, admin, admin.ID, true, req); unhidra.ErrorCode(err) != protocol.ErrInvalid {
 		t.Fatalf("self-disable = %v", err)
 	}
 	if _, err := h.svc.SetDisabled(ctx, admin, s.User.ID, true, req); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.svc.Authenticate(ctx, s.AccessToken); store.ErrorCode(err) != store.EUNAUTHORIZED {
+	if _, err := h.svc.Authenticate(ctx, s.AccessToken); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
 		t.Fatalf("disabled user's access token = %v", err)
 	}
-	if _, err := h.svc.Refresh(ctx, s.RefreshToken, req); store.ErrorCode(err) != store.EUNAUTHORIZED {
+	if _, err := h.svc.Refresh(ctx, s.RefreshToken, req); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
 		t.Fatalf("disabled user's refresh = %v", err)
 	}
-	if _, err := h.svc.Login(ctx, "gina", "correct horse battery", req); store.ErrorCode(err) != store.EFORBIDDEN {
+	if _, err := h.svc.Login(ctx, "gina", "correct horse battery", req); unhidra.ErrorCode(err) != protocol.ErrForbidden {
 		t.Fatalf("disabled login = %v", err)
 	}
-	if h.auditCount(t, store.AuditUserDisabled) != 1 {
+	if h.auditCount(t, unhidra.AuditUserDisabled) != 1 {
 		t.Fatal("disable not audited")
 	}
 }
@@ -365,14 +367,14 @@ func TestService_Bootstrap(t *testing.T) {
 	if err != nil || len(code) != 19 {
 		t.Fatalf("StartBootstrap = %q, %v", code, err)
 	}
-	if _, err := h.svc.Bootstrap(ctx, "AAAA-BBBB-CCCC-DDDD", "root", "correct horse battery", req); store.ErrorCode(err) != store.EFORBIDDEN {
+	if _, err := h.svc.Bootstrap(ctx, "AAAA-BBBB-CCCC-DDDD", "root", "correct horse battery", req); unhidra.ErrorCode(err) != protocol.ErrForbidden {
 		t.Fatalf("wrong code = %v", err)
 	}
 	s, err := h.svc.Bootstrap(ctx, code, "root", "correct horse battery", req)
-	if err != nil || s.User.Role != store.RoleAdmin {
+	if err != nil || s.User.Role != unhidra.RoleAdmin {
 		t.Fatalf("Bootstrap = %+v, %v", s, err)
 	}
-	if _, err := h.svc.Bootstrap(ctx, code, "root2", "correct horse battery", req); store.ErrorCode(err) != store.EFORBIDDEN {
+	if _, err := h.svc.Bootstrap(ctx, code, "root2", "correct horse battery", req); unhidra.ErrorCode(err) != protocol.ErrForbidden {
 		t.Fatalf("second use of the code = %v", err)
 	}
 	if again, _ := h.svc.StartBootstrap(ctx, time.Hour); again != "" {
@@ -382,7 +384,7 @@ func TestService_Bootstrap(t *testing.T) {
 	h2 := newHarness(t, auth.Limits{})
 	code, _ = h2.svc.StartBootstrap(ctx, time.Hour)
 	h2.clock.t = h2.clock.t.Add(61 * time.Minute)
-	if _, err := h2.svc.Bootstrap(ctx, code, "root", "correct horse battery", req); store.ErrorCode(err) != store.EFORBIDDEN {
+	if _, err := h2.svc.Bootstrap(ctx, code, "root", "correct horse battery", req); unhidra.ErrorCode(err) != protocol.ErrForbidden {
 		t.Fatalf("expired code = %v", err)
 	}
 }

@@ -9,7 +9,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // MaxTokenLen bounds a presented access token before any parsing work.
@@ -18,8 +19,8 @@ const MaxTokenLen = 4096
 // Claims are the claims of an access token.
 type Claims struct {
 	jwt.RegisteredClaims
-	Name string     `json:"name"`
-	Role store.Role `json:"role"`
+	Name string       `json:"name"`
+	Role unhidra.Role `json:"role"`
 }
 
 // Tokens issues and verifies access tokens. Zero fields get the documented
@@ -57,7 +58,7 @@ func cmpOr[T comparable](v, def T) T {
 }
 
 // Issue signs an access token for u with the active key.
-func (t *Tokens) Issue(u *store.User) (token string, expires time.Time, err error) {
+func (t *Tokens) Issue(u *unhidra.User) (token string, expires time.Time, err error) {
 	now := t.now().UTC().Truncate(time.Second)
 	expires = now.Add(t.Lifetime())
 	jti := make([]byte, 12)
@@ -98,14 +99,14 @@ func (t *Tokens) Issue(u *store.User) (token string, expires time.Time, err erro
 // errBadToken is what every verification failure looks like to the client:
 // the reason goes to the log only.
 func errBadToken(cause error) error {
-	e := store.Errorf(store.EUNAUTHORIZED, "Invalid or expired token.")
+	e := unhidra.Errorf(protocol.ErrUnauthorized, "Invalid or expired token.")
 	e.Err = cause
 	return e
 }
 
 // Verify checks a token's signature with the key its "kid" names, pinning
 // the algorithm to that key's, and checks exp, nbf, iat, iss and aud with
-// the leeway. Every failure is EUNAUTHORIZED.
+// the leeway. Every failure is protocol.ErrUnauthorized.
 func (t *Tokens) Verify(token string) (*Claims, error) {
 	if len(token) == 0 || len(token) > MaxTokenLen {
 		return nil, errBadToken(errors.New("token empty or too long"))

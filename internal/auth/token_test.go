@@ -12,11 +12,12 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
-var testUser = &store.User{ID: "usr_1", Name: "alice", Role: store.RoleMember}
+var testUser = &unhidra.User{ID: "usr_1", Name: "alice", Role: unhidra.RoleMember}
 
 type fakeClock struct{ t time.Time }
 
@@ -43,8 +44,8 @@ func mustIssue(t *testing.T, tk *auth.Tokens) string {
 
 func wantRejected(t *testing.T, tk *auth.Tokens, tok, why string) {
 	t.Helper()
-	if _, err := tk.Verify(tok); store.ErrorCode(err) != store.EUNAUTHORIZED {
-		t.Fatalf("%s: Verify = %v, want EUNAUTHORIZED", why, err)
+	if _, err := tk.Verify(tok); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
+		t.Fatalf("%s: Verify = %v, want protocol.ErrUnauthorized", why, err)
 	}
 }
 
@@ -63,7 +64,7 @@ func TestTokens_RoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.Subject != "usr_1" || c.Name != "alice" || c.Role != store.RoleMember || c.ID == "" ||
+			if c.Subject != "usr_1" || c.Name != "alice" || c.Role != unhidra.RoleMember || c.ID == "" ||
 				c.Issuer != "unhidra" || len(c.Audience) != 1 || c.Audience[0] != "unhidra" {
 				t.Fatalf("claims = %+v", c)
 			}
@@ -277,8 +278,8 @@ func FuzzVerify(f *testing.F) {
 			// builds would be a forgery.
 			t.Fatalf("forged token verified: %q → %+v", tok, c)
 		}
-		if err != nil && store.ErrorCode(err) != store.EUNAUTHORIZED {
-			t.Fatalf("error code %q for %q", store.ErrorCode(err), tok)
+		if err != nil && unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
+			t.Fatalf("error code %q for %q", unhidra.ErrorCode(err), tok)
 		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/bus/local"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/gateway"
@@ -62,7 +63,7 @@ func benchSend(b *testing.B, open func(b *testing.B) (*sqldb.DB, error), senders
 	ctx := context.Background()
 	actors := make([]chat.Actor, senders)
 	convs := make([]string, 8)
-	owner := &store.User{Name: "owner", Role: store.RoleMember}
+	owner := &unhidra.User{Name: "owner", Role: unhidra.RoleMember}
 	db.CreateUser(ctx, owner)
 	for i := range convs {
 		c, err := svc.CreateChannel(ctx, chat.Actor{ID: owner.ID}, fmt.Sprint("c", i), false)
@@ -72,7 +73,7 @@ func benchSend(b *testing.B, open func(b *testing.B) (*sqldb.DB, error), senders
 		convs[i] = c.ID
 	}
 	for i := range actors {
-		u := &store.User{Name: fmt.Sprint("u", i), Role: store.RoleMember}
+		u := &unhidra.User{Name: fmt.Sprint("u", i), Role: unhidra.RoleMember}
 		if err := db.CreateUser(ctx, u); err != nil {
 			b.Fatal(err)
 		}
@@ -119,10 +120,10 @@ func BenchmarkEndToEnd_WebSocket(b *testing.B) {
 
 func benchEndToEnd(b *testing.B, senders int) {
 	h := newHarnessWith(b, chat.Config{SendRate: unlimited}, gateway.Config{MessageRate: unlimited})
-	recv := h.dial(b, h.user("receiver", store.RoleMember))
+	recv := h.dial(b, h.user("receiver", unhidra.RoleMember))
 	clients := make([]*client, senders)
 	for i := range clients {
-		clients[i] = h.dial(b, h.user(fmt.Sprint("s", i), store.RoleMember))
+		clients[i] = h.dial(b, h.user(fmt.Sprint("s", i), unhidra.RoleMember))
 	}
 	var sentAt sync.Map // message body → send time
 	var next atomic.Int64
@@ -141,7 +142,7 @@ func benchEndToEnd(b *testing.B, senders int) {
 				}
 				body := fmt.Sprint("m", n)
 				sentAt.Store(body, time.Now())
-				c.sendMsg(fmt.Sprint(n), store.GeneralChannelID, body)
+				c.sendMsg(fmt.Sprint(n), unhidra.GeneralChannelID, body)
 			}
 		}()
 	}
@@ -173,13 +174,13 @@ func BenchmarkHistory(b *testing.B) {
 	svc := chat.New(db, hub.NewRouter(hub.New(), &local.Bus{}, nil), chat.Config{SendRate: unlimited}, nil)
 	defer svc.Close()
 	ctx := context.Background()
-	u := &store.User{Name: "u", Role: store.RoleMember}
+	u := &unhidra.User{Name: "u", Role: unhidra.RoleMember}
 	db.CreateUser(ctx, u)
 	const total = 10000
 	for i := 0; i < total; i += 500 {
 		reqs := make([]store.AppendRequest, 500)
 		for j := range reqs {
-			reqs[j] = store.AppendRequest{ConversationID: store.GeneralChannelID, SenderID: u.ID, Body: "history message body"}
+			reqs[j] = store.AppendRequest{ConversationID: unhidra.GeneralChannelID, SenderID: u.ID, Body: "history message body"}
 		}
 		if _, err := db.AppendMessages(ctx, reqs); err != nil {
 			b.Fatal(err)
@@ -192,7 +193,7 @@ func BenchmarkHistory(b *testing.B) {
 		for pb.Next() {
 			i++
 			before := 1 + (i*997)%total
-			if _, err := svc.History(ctx, actor, store.GeneralChannelID, &before, nil, 50); err != nil {
+			if _, err := svc.History(ctx, actor, unhidra.GeneralChannelID, &before, nil, 50); err != nil {
 				b.Error(err)
 				return
 			}

@@ -8,12 +8,13 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // ChannelView is a conversation as the caller sees it, with its unread count.
 type ChannelView struct {
-	*store.ConversationView
+	*unhidra.ConversationView
 	Unread int64 `json:"unread"`
 	// Names maps a DM's members to their names, so clients can label it.
 	Names map[string]string `json:"names,omitempty"`
@@ -32,7 +33,7 @@ func (s *Service) List(ctx context.Context, actor Actor) (channels, dms []Channe
 		if v.Member {
 			cv.Unread = max(0, v.LastSeq-v.LastReadSeq)
 		}
-		if v.Kind == store.KindDM {
+		if v.Kind == unhidra.KindDM {
 			cv.Names = make(map[string]string, len(v.Members))
 			for _, id := range v.Members {
 				cv.Names[id] = s.names.name(ctx, id)
@@ -51,25 +52,25 @@ func validChannelName(name string) error {
 	n := utf8.RuneCountInString(name)
 	switch {
 	case !utf8.ValidString(name):
-		return store.Errorf(store.EINVALID, "The name must be valid UTF-8.")
+		return unhidra.Errorf(protocol.ErrInvalid, "The name must be valid UTF-8.")
 	case n == 0 || strings.TrimSpace(name) != name:
-		return store.Errorf(store.EINVALID, "The name must not be empty or start or end with spaces.")
-	case n > store.MaxChannelName:
-		return store.Errorf(store.ETOOLARGE, "The name is longer than %d characters.", store.MaxChannelName)
+		return unhidra.Errorf(protocol.ErrInvalid, "The name must not be empty or start or end with spaces.")
+	case n > unhidra.MaxChannelName:
+		return unhidra.Errorf(protocol.ErrTooLarge, "The name is longer than %d characters.", unhidra.MaxChannelName)
 	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }):
-		return store.Errorf(store.EINVALID, "The name must not contain control characters.")
+		return unhidra.Errorf(protocol.ErrInvalid, "The name must not contain control characters.")
 	}
 	return nil
 }
 
 // CreateChannel creates a channel owned by the actor.
-func (s *Service) CreateChannel(ctx context.Context, actor Actor, name string, private bool) (*store.Conversation, error) {
+func (s *Service) CreateChannel(ctx context.Context, actor Actor, name string, private bool) (*unhidra.Conversation, error) {
 	if err := validChannelName(name); err != nil {
 		return nil, err
 	}
-	c := &store.Conversation{Name: name, Kind: store.KindPublic}
+	c := &unhidra.Conversation{Name: name, Kind: unhidra.KindPublic}
 	if private {
-		c.Kind = store.KindPrivate
+		c.Kind = unhidra.KindPrivate
 	}
 	if err := s.st.CreateChannel(ctx, c, actor.ID); err != nil {
 		return nil, err
@@ -80,10 +81,10 @@ func (s *Service) CreateChannel(ctx context.Context, actor Actor, name string, p
 
 // channelFor returns a channel (not a DM) and the actor's membership (nil
 // for a non-member of a public channel). Private channels and DMs are
-// ENOTFOUND to non-members.
-func (s *Service) channelFor(ctx context.Context, actor Actor, id string) (*store.Conversation, *store.Membership, error) {
-	notFound := store.Errorf(store.ENOTFOUND, "No such channel.")
-	if id == "" || len(id) > store.MaxMemberIDLen {
+// protocol.ErrNotFound to non-members.
+func (s *Service) channelFor(ctx context.Context, actor Actor, id string) (*unhidra.Conversation, *unhidra.Membership, error) {
+	notFound := unhidra.Errorf(protocol.ErrNotFound, "No such channel.")
+	if id == "" || len(id) > unhidra.MaxMemberIDLen {
 		return nil, nil, notFound
 	}
 	c, err := s.st.ConversationByID(ctx, id)
@@ -91,30 +92,30 @@ func (s *Service) channelFor(ctx context.Context, actor Actor, id string) (*stor
 		return nil, nil, err
 	}
 	m, err := s.st.Membership(ctx, id, actor.ID)
-	if err != nil && store.ErrorCode(err) != store.ENOTFOUND {
+	if err != nil && unhidra.ErrorCode(err) != protocol.ErrNotFound {
 		return nil, nil, err
 	}
-	if m == nil && c.Kind != store.KindPublic && !actor.Admin {
+	if m == nil && c.Kind != unhidra.KindPublic && !actor.Admin {
 		return nil, nil, notFound
 	}
-	if c.Kind == store.KindDM {
+	if c.Kind == unhidra.KindDM {
 		return nil, nil, notFound
 	}
 	return c, m, nil
 }
 
 // isModerator reports whether the actor may manage the channel.
-func isModerator(actor Actor, m *store.Membership) bool {
-	return actor.Admin || (m != nil && (m.Role == store.ChanOwner || m.Role == store.ChanAdmin))
+func isModerator(actor Actor, m *unhidra.Membership) bool {
+	return actor.Admin || (m != nil && (m.Role == unhidra.ChanOwner || m.Role == unhidra.ChanAdmin))
 }
 
 // Channel returns one channel as the actor sees it.
-func (s *Service) Channel(ctx context.Context, actor Actor, id string) (*store.Conversation, *store.Membership, error) {
+func (s *Service) Channel(ctx context.Context, actor Actor, id string) (*unhidra.Conversation, *unhidra.Membership, error) {
 	return s.channelFor(ctx, actor, id)
 }
 
 // Rename renames a channel (owner, channel admin or server admin).
-func (s *Service) Rename(ctx context.Context, actor Actor, id, name string) (*store.Conversation, error) {
+func (s *Service) Rename(ctx context.Context, actor Actor, id, name string) (*unhidra.Conversation, error) {
 	if err := validChannelName(name); err != nil {
 		return nil, err
 	}
@@ -123,34 +124,34 @@ func (s *Service) Rename(ctx context.Context, actor Actor, id, name string) (*st
 		return nil, err
 	}
 	if !isModerator(actor, m) {
-		return nil, store.Errorf(store.EFORBIDDEN, "Only the channel's owner or admins may rename it.")
+		return nil, unhidra.Errorf(protocol.ErrForbidden, "Only the channel's owner or admins may rename it.")
 	}
 	c, err := s.st.RenameChannel(ctx, id, name)
 	if err != nil {
 		return nil, err
 	}
-	s.publish(id, channelEvent{Type: TypeChannelUpdated, Channel: id, Name: c.Name, Archived: c.Archived})
+	s.publish(id, channelEvent{Type: protocol.TypeChannelUpdated, Channel: id, Name: c.Name, Archived: c.Archived})
 	return c, nil
 }
 
 // Archive makes a channel read-only (owner or server admin). The default
 // channel cannot be archived.
-func (s *Service) Archive(ctx context.Context, actor Actor, id string) (*store.Conversation, error) {
+func (s *Service) Archive(ctx context.Context, actor Actor, id string) (*unhidra.Conversation, error) {
 	_, m, err := s.channelFor(ctx, actor, id)
 	if err != nil {
 		return nil, err
 	}
-	if !actor.Admin && (m == nil || m.Role != store.ChanOwner) {
-		return nil, store.Errorf(store.EFORBIDDEN, "Only the channel's owner may archive it.")
+	if !actor.Admin && (m == nil || m.Role != unhidra.ChanOwner) {
+		return nil, unhidra.Errorf(protocol.ErrForbidden, "Only the channel's owner may archive it.")
 	}
-	if id == store.GeneralChannelID {
-		return nil, store.Errorf(store.EINVALID, "The default channel cannot be archived.")
+	if id == unhidra.GeneralChannelID {
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "The default channel cannot be archived.")
 	}
 	c, err := s.st.ArchiveChannel(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	s.publish(id, channelEvent{Type: TypeChannelUpdated, Channel: id, Name: c.Name, Archived: c.Archived})
+	s.publish(id, channelEvent{Type: protocol.TypeChannelUpdated, Channel: id, Name: c.Name, Archived: c.Archived})
 	return c, nil
 }
 
@@ -162,13 +163,13 @@ func (s *Service) Join(ctx context.Context, actor Actor, id string) error {
 	}
 	switch {
 	case m != nil:
-		return store.Errorf(store.ECONFLICT, "Already a member.")
-	case c.Kind != store.KindPublic:
-		return store.Errorf(store.EFORBIDDEN, "Private channels are joined by invitation.")
+		return unhidra.Errorf(protocol.ErrConflict, "Already a member.")
+	case c.Kind != unhidra.KindPublic:
+		return unhidra.Errorf(protocol.ErrForbidden, "Private channels are joined by invitation.")
 	case c.Archived:
-		return store.Errorf(store.EFORBIDDEN, "The channel is archived.")
+		return unhidra.Errorf(protocol.ErrForbidden, "The channel is archived.")
 	}
-	return s.addMember(ctx, id, actor.ID, store.ChanMember)
+	return s.addMember(ctx, id, actor.ID, unhidra.ChanMember)
 }
 
 // Leave removes the actor from a channel.
@@ -180,33 +181,33 @@ func (s *Service) Leave(ctx context.Context, actor Actor, id string) error {
 	if err != nil {
 		return err
 	}
-	if c.Kind == store.KindDM {
-		return store.Errorf(store.EINVALID, "Direct conversations cannot be left.")
+	if c.Kind == unhidra.KindDM {
+		return unhidra.Errorf(protocol.ErrInvalid, "Direct conversations cannot be left.")
 	}
 	return s.removeMember(ctx, id, actor.ID)
 }
 
 // Invite adds a user (by ID or name) to a channel. In a private channel
 // only moderators invite; in a public one any member may.
-func (s *Service) Invite(ctx context.Context, actor Actor, id, who string) (*store.Membership, error) {
+func (s *Service) Invite(ctx context.Context, actor Actor, id, who string) (*unhidra.Membership, error) {
 	c, m, err := s.channelFor(ctx, actor, id)
 	if err != nil {
 		return nil, err
 	}
 	if m == nil && !actor.Admin {
-		return nil, store.Errorf(store.EFORBIDDEN, "Only members may invite.")
+		return nil, unhidra.Errorf(protocol.ErrForbidden, "Only members may invite.")
 	}
-	if c.Kind == store.KindPrivate && !isModerator(actor, m) {
-		return nil, store.Errorf(store.EFORBIDDEN, "Only the channel's owner or admins may invite to a private channel.")
+	if c.Kind == unhidra.KindPrivate && !isModerator(actor, m) {
+		return nil, unhidra.Errorf(protocol.ErrForbidden, "Only the channel's owner or admins may invite to a private channel.")
 	}
 	if c.Archived {
-		return nil, store.Errorf(store.EFORBIDDEN, "The channel is archived.")
+		return nil, unhidra.Errorf(protocol.ErrForbidden, "The channel is archived.")
 	}
 	member, err := s.resolveInvitee(ctx, actor, who)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.addMember(ctx, id, member, store.ChanMember); err != nil {
+	if err := s.addMember(ctx, id, member, unhidra.ChanMember); err != nil {
 		return nil, err
 	}
 	return s.st.Membership(ctx, id, member)
@@ -215,7 +216,7 @@ func (s *Service) Invite(ctx context.Context, actor Actor, id, who string) (*sto
 // resolveInvitee finds who is being invited: a user (by ID or name) or a
 // device (by ID), which only its owner or an administrator may add.
 func (s *Service) resolveInvitee(ctx context.Context, actor Actor, who string) (string, error) {
-	if !strings.HasPrefix(who, store.PrefixDevice+"_") {
+	if !strings.HasPrefix(who, unhidra.PrefixDevice+"_") {
 		u, err := s.resolveUser(ctx, who)
 		if err != nil {
 			return "", err
@@ -224,11 +225,11 @@ func (s *Service) resolveInvitee(ctx context.Context, actor Actor, who string) (
 	}
 	d, err := s.st.DeviceByID(ctx, who)
 	if err != nil || d.Revoked() {
-		return "", store.Errorf(store.ENOTFOUND, "No such device.")
+		return "", unhidra.Errorf(protocol.ErrNotFound, "No such device.")
 	}
 	if d.OwnerID != actor.ID && !actor.Admin {
 		// Same answer as a missing device: IDs cannot be probed.
-		return "", store.Errorf(store.ENOTFOUND, "No such device.")
+		return "", unhidra.Errorf(protocol.ErrNotFound, "No such device.")
 	}
 	return d.ID, nil
 }
@@ -241,14 +242,14 @@ func (s *Service) Kick(ctx context.Context, actor Actor, id, member string) erro
 		return err
 	}
 	if !isModerator(actor, m) {
-		return store.Errorf(store.EFORBIDDEN, "Only the channel's owner or admins may remove members.")
+		return unhidra.Errorf(protocol.ErrForbidden, "Only the channel's owner or admins may remove members.")
 	}
 	target, err := s.st.Membership(ctx, id, member)
 	if err != nil {
 		return err
 	}
-	if target.Role == store.ChanOwner || (target.Role == store.ChanAdmin && !actor.Admin && m.Role != store.ChanOwner) {
-		return store.Errorf(store.EFORBIDDEN, "You cannot remove that member.")
+	if target.Role == unhidra.ChanOwner || (target.Role == unhidra.ChanAdmin && !actor.Admin && m.Role != unhidra.ChanOwner) {
+		return unhidra.Errorf(protocol.ErrForbidden, "You cannot remove that member.")
 	}
 	return s.removeMember(ctx, id, member)
 }
@@ -273,15 +274,15 @@ func (s *Service) Members(ctx context.Context, actor Actor, id string) ([]Member
 
 // MemberView is a membership with the member's name, for member lists.
 type MemberView struct {
-	*store.Membership
+	*unhidra.Membership
 	Name string `json:"name"`
 }
 
 // OpenDM returns the DM of the actor and the named users (IDs or names),
 // creating it on first use. Up to MaxDMMembers members, the actor included.
-func (s *Service) OpenDM(ctx context.Context, actor Actor, with []string) (*store.Conversation, error) {
-	if len(with) == 0 || len(with) >= store.MaxDMMembers {
-		return nil, store.Errorf(store.EINVALID, "A direct conversation has 2 to %d members.", store.MaxDMMembers)
+func (s *Service) OpenDM(ctx context.Context, actor Actor, with []string) (*unhidra.Conversation, error) {
+	if len(with) == 0 || len(with) >= unhidra.MaxDMMembers {
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "A direct conversation has 2 to %d members.", unhidra.MaxDMMembers)
 	}
 	members := []string{actor.ID}
 	for _, w := range with {
@@ -294,7 +295,7 @@ func (s *Service) OpenDM(ctx context.Context, actor Actor, with []string) (*stor
 		}
 	}
 	if len(members) < 2 {
-		return nil, store.Errorf(store.EINVALID, "A direct conversation needs someone else.")
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "A direct conversation needs someone else.")
 	}
 	c, created, err := s.st.OpenDM(ctx, actor.ID, members)
 	if err != nil {
@@ -309,16 +310,16 @@ func (s *Service) OpenDM(ctx context.Context, actor Actor, with []string) (*stor
 }
 
 // resolveUser finds an enabled account by ID or name.
-func (s *Service) resolveUser(ctx context.Context, who string) (*store.User, error) {
-	notFound := store.Errorf(store.ENOTFOUND, "No such user.")
-	if who == "" || len(who) > store.MaxMemberIDLen || !utf8.ValidString(who) {
+func (s *Service) resolveUser(ctx context.Context, who string) (*unhidra.User, error) {
+	notFound := unhidra.Errorf(protocol.ErrNotFound, "No such user.")
+	if who == "" || len(who) > unhidra.MaxMemberIDLen || !utf8.ValidString(who) {
 		return nil, notFound
 	}
 	u, err := s.st.UserByID(ctx, who)
-	if store.ErrorCode(err) == store.ENOTFOUND {
+	if unhidra.ErrorCode(err) == protocol.ErrNotFound {
 		u, err = s.st.UserByName(ctx, who)
 	}
-	if store.ErrorCode(err) == store.ENOTFOUND || (err == nil && u.Disabled) {
+	if unhidra.ErrorCode(err) == protocol.ErrNotFound || (err == nil && u.Disabled) {
 		return nil, notFound
 	}
 	return u, err
@@ -329,7 +330,7 @@ func (s *Service) addMember(ctx context.Context, conv, member, role string) erro
 		return err
 	}
 	s.subscribe(member, conv)
-	s.publish(conv, memberEvent{Type: TypeMemberJoined, Channel: conv, Member: member})
+	s.publish(conv, memberEvent{Type: protocol.TypeMemberJoined, Channel: conv, Member: member})
 	return nil
 }
 
@@ -337,7 +338,7 @@ func (s *Service) removeMember(ctx context.Context, conv, member string) error {
 	if err := s.st.RemoveMember(ctx, conv, member); err != nil {
 		return err
 	}
-	s.publish(conv, memberEvent{Type: TypeMemberLeft, Channel: conv, Member: member})
+	s.publish(conv, memberEvent{Type: protocol.TypeMemberLeft, Channel: conv, Member: member})
 	s.unsubscribe(member, conv)
 	return nil
 }
@@ -385,9 +386,9 @@ func (s *Service) applyMembership(data []byte) {
 		s.log.Warn("chat: malformed membership change on the bus")
 		return
 	}
-	typ := TypeConversationRemoved
+	typ := protocol.TypeConversationRemoved
 	if m.Added {
-		typ = TypeConversationAdded
+		typ = protocol.TypeConversationAdded
 	}
 	// Every node runs this for its own connections. Each one gets the
 	// frame before it joins the topic, so it never sees a message of a

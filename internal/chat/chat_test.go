@@ -8,18 +8,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/bus/local"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/ratelimit"
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
-const general = store.GeneralChannelID
+const general = unhidra.GeneralChannelID
 
 func TestSend_AckThenFanOutToEveryConnection(t *testing.T) {
 	h := newHarness(t, chat.Config{})
-	ann, bob := h.user("ann", store.RoleMember), h.user("bob", store.RoleMember)
+	ann, bob := h.user("ann", unhidra.RoleMember), h.user("bob", unhidra.RoleMember)
 	ann1, ann2, bob1 := h.dial(t, ann), h.dial(t, ann), h.dial(t, bob)
 
 	ann1.send(map[string]any{"type": "send", "id": "m1", "channel": general, "body": "héllo 👋"})
@@ -65,7 +66,7 @@ func TestSend_OrderedAndGapFreeUnderConcurrentSenders(t *testing.T) {
 func testOrdered(t *testing.T, writers int) {
 	h := newHarness(t, chat.Config{Writers: writers})
 	const senders, each = 4, 25
-	owner := h.user("watcher", store.RoleMember)
+	owner := h.user("watcher", unhidra.RoleMember)
 	other, err := h.svc.CreateChannel(context.Background(), owner, "other", false)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +75,7 @@ func testOrdered(t *testing.T, writers int) {
 	watcher := h.dial(t, owner)
 	var wg sync.WaitGroup
 	for i := range senders {
-		a := h.user(fmt.Sprintf("s%d", i), store.RoleMember)
+		a := h.user(fmt.Sprintf("s%d", i), unhidra.RoleMember)
 		if err := h.svc.Join(context.Background(), a, other.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -113,9 +114,9 @@ func testOrdered(t *testing.T, writers int) {
 
 func TestSend_RetryIsIdempotentAcrossRestart(t *testing.T) {
 	h := newHarness(t, chat.Config{})
-	ann, bob := h.user("ann", store.RoleMember), h.user("bob", store.RoleMember)
+	ann, bob := h.user("ann", unhidra.RoleMember), h.user("bob", unhidra.RoleMember)
 	a, b := h.dial(t, ann), h.dial(t, bob)
-	watcher := h.dial(t, h.user("watcher", store.RoleMember))
+	watcher := h.dial(t, h.user("watcher", unhidra.RoleMember))
 	first := a.sendMsg("same", general, "once")
 	again := a.sendMsg("same", general, "once, retried")
 	if again.str("message_id") != first.str("message_id") || again.num("seq") != first.num("seq") {
@@ -149,7 +150,7 @@ func TestSend_RetryIsIdempotentAcrossRestart(t *testing.T) {
 func TestMembership_NonMemberCannotReadPostOrSee(t *testing.T) {
 	h := newHarness(t, chat.Config{})
 	ctx := context.Background()
-	ann, eve := h.user("ann", store.RoleMember), h.user("eve", store.RoleMember)
+	ann, eve := h.user("ann", unhidra.RoleMember), h.user("eve", unhidra.RoleMember)
 	ch, err := h.svc.CreateChannel(ctx, ann, "secret", true)
 	if err != nil {
 		t.Fatal(err)
@@ -173,10 +174,10 @@ func TestMembership_NonMemberCannotReadPostOrSee(t *testing.T) {
 		e.send(f)
 		wantError(t, e.reply(id), "not_found")
 	}
-	if _, err := h.svc.Members(ctx, eve, ch.ID); store.ErrorCode(err) != store.ENOTFOUND {
+	if _, err := h.svc.Members(ctx, eve, ch.ID); unhidra.ErrorCode(err) != protocol.ErrNotFound {
 		t.Fatalf("members for a non-member: %v", err)
 	}
-	if err := h.svc.Join(ctx, eve, ch.ID); store.ErrorCode(err) != store.ENOTFOUND {
+	if err := h.svc.Join(ctx, eve, ch.ID); unhidra.ErrorCode(err) != protocol.ErrNotFound {
 		t.Fatalf("joining a private channel: %v", err)
 	}
 	// eve received no message and no presence of ann: she learns only of
@@ -214,7 +215,7 @@ func TestMembership_NonMemberCannotReadPostOrSee(t *testing.T) {
 
 func TestResume_NoLossNoDuplicateAcrossReconnect(t *testing.T) {
 	h := newHarness(t, chat.Config{ResumeLimit: 36, SendRate: ratelimit.Limit{Burst: 1000, Every: time.Millisecond}})
-	ann, bob := h.user("ann", store.RoleMember), h.user("bob", store.RoleMember)
+	ann, bob := h.user("ann", unhidra.RoleMember), h.user("bob", unhidra.RoleMember)
 	b := h.dial(t, bob)
 	a := h.dial(t, ann)
 	for i := range 5 {
@@ -289,7 +290,7 @@ func TestResume_NoLossNoDuplicateAcrossReconnect(t *testing.T) {
 func TestEditDelete_PropagateAndPermissions(t *testing.T) {
 	h := newHarness(t, chat.Config{})
 	ctx := context.Background()
-	owner, ann, bob := h.user("owner", store.RoleMember), h.user("ann", store.RoleMember), h.user("bob", store.RoleMember)
+	owner, ann, bob := h.user("owner", unhidra.RoleMember), h.user("ann", unhidra.RoleMember), h.user("bob", unhidra.RoleMember)
 	ch, _ := h.svc.CreateChannel(ctx, owner, "team", false)
 	h.svc.Join(ctx, ann, ch.ID)
 	h.svc.Join(ctx, bob, ch.ID)
@@ -321,13 +322,13 @@ func TestEditDelete_PropagateAndPermissions(t *testing.T) {
 	if len(page.Messages) != 1 || !page.Messages[0].Deleted || page.Messages[0].Body != "" {
 		t.Fatalf("history after delete = %+v", page.Messages)
 	}
-	if _, err := h.svc.Edit(ctx, ann, ch.ID, id, "again"); store.ErrorCode(err) != store.ENOTFOUND {
+	if _, err := h.svc.Edit(ctx, ann, ch.ID, id, "again"); unhidra.ErrorCode(err) != protocol.ErrNotFound {
 		t.Fatalf("edit of a deleted message: %v", err)
 	}
 	// A server administrator may delete anywhere; the wrong channel in the path is not found.
 	ack = a.sendMsg("2", ch.ID, "spam")
-	root := h.user("root", store.RoleAdmin)
-	if _, err := h.svc.Delete(ctx, root, general, ack.str("message_id")); store.ErrorCode(err) != store.ENOTFOUND {
+	root := h.user("root", unhidra.RoleAdmin)
+	if _, err := h.svc.Delete(ctx, root, general, ack.str("message_id")); unhidra.ErrorCode(err) != protocol.ErrNotFound {
 		t.Fatalf("delete through the wrong channel: %v", err)
 	}
 	if _, err := h.svc.Delete(ctx, root, ch.ID, ack.str("message_id")); err != nil {
@@ -337,7 +338,7 @@ func TestEditDelete_PropagateAndPermissions(t *testing.T) {
 
 func TestPresence_AcrossTwoConnectionsOfOneUser(t *testing.T) {
 	h := newHarness(t, chat.Config{})
-	ann, bob := h.user("ann", store.RoleMember), h.user("bob", store.RoleMember)
+	ann, bob := h.user("ann", unhidra.RoleMember), h.user("bob", unhidra.RoleMember)
 	b := h.dial(t, bob)
 	isAnn := func(f frame) bool { return f.str("user") == ann.ID }
 	a1 := h.dial(t, ann)
@@ -365,7 +366,7 @@ func TestPresence_AcrossTwoConnectionsOfOneUser(t *testing.T) {
 
 func TestTyping_DeliveredAndRateLimited(t *testing.T) {
 	h := newHarness(t, chat.Config{TypingRate: ratelimit.Limit{Burst: 1, Every: time.Hour}})
-	ann, bob := h.user("ann", store.RoleMember), h.user("bob", store.RoleMember)
+	ann, bob := h.user("ann", unhidra.RoleMember), h.user("bob", unhidra.RoleMember)
 	a, b := h.dial(t, ann), h.dial(t, bob)
 	a.send(map[string]any{"type": "typing", "channel": general})
 	if f := b.expect("typing", nil); f.str("from") != ann.ID || f.str("from_name") != "ann" || f.str("channel") != general {
@@ -388,13 +389,13 @@ func TestTyping_DeliveredAndRateLimited(t *testing.T) {
 
 func TestSend_HostileInput(t *testing.T) {
 	h := newHarness(t, chat.Config{SendRate: ratelimit.Limit{Burst: 7, Every: time.Hour}})
-	ann := h.user("ann", store.RoleMember)
+	ann := h.user("ann", unhidra.RoleMember)
 	a := h.dial(t, ann)
 	cases := []struct {
 		frame map[string]any
 		code  string
 	}{
-		{map[string]any{"channel": general, "body": strings.Repeat("é", store.MaxBodyChars+1)}, "too_large"},
+		{map[string]any{"channel": general, "body": strings.Repeat("é", unhidra.MaxBodyChars+1)}, "too_large"},
 		{map[string]any{"channel": general, "body": ""}, "invalid"},
 		{map[string]any{"channel": general, "body": " \n\t "}, "invalid"},
 		{map[string]any{"channel": general, "body": "nul\x00"}, "invalid"},
@@ -411,7 +412,7 @@ func TestSend_HostileInput(t *testing.T) {
 		wantError(t, a.reply(id), c.code)
 	}
 	// The longest body passes (4,000 four-byte characters).
-	a.sendMsg("max", general, strings.Repeat("😀", store.MaxBodyChars))
+	a.sendMsg("max", general, strings.Repeat("😀", unhidra.MaxBodyChars))
 	// Resume and read positions are validated.
 	a.send(map[string]any{"type": "resume", "id": "neg", "positions": map[string]int64{general: -1}})
 	wantError(t, a.reply("neg"), "invalid")
@@ -436,11 +437,11 @@ func TestSend_HostileInput(t *testing.T) {
 func TestChannels_Rules(t *testing.T) {
 	h := newHarness(t, chat.Config{})
 	ctx := context.Background()
-	ann, bob, carl := h.user("ann", store.RoleMember), h.user("bob", store.RoleMember), h.user("carl", store.RoleMember)
-	root := h.user("root", store.RoleAdmin)
-	code := func(err error) string { return store.ErrorCode(err) }
+	ann, bob, carl := h.user("ann", unhidra.RoleMember), h.user("bob", unhidra.RoleMember), h.user("carl", unhidra.RoleMember)
+	root := h.user("root", unhidra.RoleAdmin)
+	code := func(err error) string { return unhidra.ErrorCode(err) }
 
-	for _, bad := range []string{"", " pad", strings.Repeat("n", store.MaxChannelName+1), "bell\a", "zw\u200bsp", "\xff"} {
+	for _, bad := range []string{"", " pad", strings.Repeat("n", unhidra.MaxChannelName+1), "bell\a", "zw\u200bsp", "\xff"} {
 		if _, err := h.svc.CreateChannel(ctx, ann, bad, false); err == nil {
 			t.Errorf("channel name %q accepted", bad)
 		}
@@ -449,40 +450,40 @@ func TestChannels_Rules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.svc.CreateChannel(ctx, bob, "private ops", false); code(err) != store.ECONFLICT {
+	if _, err := h.svc.CreateChannel(ctx, bob, "private ops", false); code(err) != protocol.ErrConflict {
 		t.Fatalf("duplicate name: %v", err)
 	}
-	if _, err := h.svc.Invite(ctx, bob, priv.ID, "carl"); code(err) != store.ENOTFOUND {
+	if _, err := h.svc.Invite(ctx, bob, priv.ID, "carl"); code(err) != protocol.ErrNotFound {
 		t.Fatalf("outsider invites: %v", err)
 	}
 	if _, err := h.svc.Invite(ctx, ann, priv.ID, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.svc.Invite(ctx, bob, priv.ID, "carl"); code(err) != store.EFORBIDDEN {
+	if _, err := h.svc.Invite(ctx, bob, priv.ID, "carl"); code(err) != protocol.ErrForbidden {
 		t.Fatalf("plain member invites to private: %v", err)
 	}
-	if err := h.svc.Kick(ctx, bob, priv.ID, ann.ID); code(err) != store.EFORBIDDEN {
+	if err := h.svc.Kick(ctx, bob, priv.ID, ann.ID); code(err) != protocol.ErrForbidden {
 		t.Fatalf("member kicks owner: %v", err)
 	}
-	if err := h.svc.Kick(ctx, root, priv.ID, ann.ID); code(err) != store.EFORBIDDEN {
+	if err := h.svc.Kick(ctx, root, priv.ID, ann.ID); code(err) != protocol.ErrForbidden {
 		t.Fatalf("owner kicked: %v", err)
 	}
-	if _, err := h.svc.Rename(ctx, bob, priv.ID, "mine"); code(err) != store.EFORBIDDEN {
+	if _, err := h.svc.Rename(ctx, bob, priv.ID, "mine"); code(err) != protocol.ErrForbidden {
 		t.Fatalf("member renames: %v", err)
 	}
 	if c, err := h.svc.Rename(ctx, ann, priv.ID, "ops"); err != nil || c.Name != "ops" {
 		t.Fatalf("owner renames: %v", err)
 	}
-	if _, err := h.svc.Archive(ctx, bob, priv.ID); code(err) != store.EFORBIDDEN {
+	if _, err := h.svc.Archive(ctx, bob, priv.ID); code(err) != protocol.ErrForbidden {
 		t.Fatalf("member archives: %v", err)
 	}
-	if _, err := h.svc.Archive(ctx, root, general); code(err) != store.EINVALID {
+	if _, err := h.svc.Archive(ctx, root, general); code(err) != protocol.ErrInvalid {
 		t.Fatalf("general archived: %v", err)
 	}
 	if _, err := h.svc.Archive(ctx, ann, priv.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := h.svc.Send(ctx, bob, chat.SendInput{Channel: priv.ID, Body: "x"}, nil); code(err) != store.EFORBIDDEN {
+	if _, _, err := h.svc.Send(ctx, bob, chat.SendInput{Channel: priv.ID, Body: "x"}, nil); code(err) != protocol.ErrForbidden {
 		t.Fatalf("send to archived: %v", err)
 	}
 	if err := h.svc.Leave(ctx, bob, priv.ID); err != nil {
@@ -496,7 +497,7 @@ func TestChannels_Rules(t *testing.T) {
 	if f := watch.expect("member_joined", nil); f.str("channel") != pub.ID || f.str("member") != bob.ID {
 		t.Fatalf("member_joined = %v", f)
 	}
-	if err := h.svc.Join(ctx, bob, pub.ID); code(err) != store.ECONFLICT {
+	if err := h.svc.Join(ctx, bob, pub.ID); code(err) != protocol.ErrConflict {
 		t.Fatalf("join twice: %v", err)
 	}
 	if err := h.svc.Leave(ctx, bob, pub.ID); err != nil {
@@ -525,17 +526,17 @@ func TestChannels_Rules(t *testing.T) {
 	if again, err := h.svc.OpenDM(ctx, bob, []string{ann.ID}); err != nil || again.ID != dm.ID {
 		t.Fatalf("reopened DM = %v, %v", again, err)
 	}
-	if err := h.svc.Leave(ctx, ann, dm.ID); code(err) != store.EINVALID {
+	if err := h.svc.Leave(ctx, ann, dm.ID); code(err) != protocol.ErrInvalid {
 		t.Fatalf("leave a DM: %v", err)
 	}
-	many := make([]string, store.MaxDMMembers)
+	many := make([]string, unhidra.MaxDMMembers)
 	for i := range many {
-		many[i] = h.user(fmt.Sprint("m", i), store.RoleMember).ID
+		many[i] = h.user(fmt.Sprint("m", i), unhidra.RoleMember).ID
 	}
-	if _, err := h.svc.OpenDM(ctx, ann, many); code(err) != store.EINVALID {
+	if _, err := h.svc.OpenDM(ctx, ann, many); code(err) != protocol.ErrInvalid {
 		t.Fatalf("DM of 9: %v", err)
 	}
-	if _, err := h.svc.OpenDM(ctx, ann, many[:store.MaxDMMembers-1]); err != nil {
+	if _, err := h.svc.OpenDM(ctx, ann, many[:unhidra.MaxDMMembers-1]); err != nil {
 		t.Fatalf("DM of 8: %v", err)
 	}
 	// Sending "to" opens the DM on first use; the unread count follows.
@@ -574,7 +575,7 @@ func TestChannels_Rules(t *testing.T) {
 func TestRead_FrameAdvancesReadPosition(t *testing.T) {
 	h := newHarness(t, chat.Config{})
 	ctx := context.Background()
-	ann, bob := h.user("ann", store.RoleMember), h.user("bob", store.RoleMember)
+	ann, bob := h.user("ann", unhidra.RoleMember), h.user("bob", unhidra.RoleMember)
 	a, b := h.dial(t, ann), h.dial(t, bob)
 	for i := range 3 {
 		a.sendMsg(fmt.Sprint("m", i), general, "news")
@@ -615,7 +616,7 @@ func TestRead_FrameAdvancesReadPosition(t *testing.T) {
 func TestConversationAdded_BeforeMessagesWithLastSeq(t *testing.T) {
 	h := newHarness(t, chat.Config{})
 	ctx := context.Background()
-	ann, bob := h.user("ann", store.RoleMember), h.user("bob", store.RoleMember)
+	ann, bob := h.user("ann", unhidra.RoleMember), h.user("bob", unhidra.RoleMember)
 	a := h.dial(t, ann)
 	b := h.dial(t, bob)
 

@@ -5,24 +5,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/hub"
-	"github.com/unhidra/unhidra/internal/protocol"
 	"github.com/unhidra/unhidra/internal/store"
-)
-
-// Frame types of the messaging protocol not already in internal/protocol.
-const (
-	TypeRead                = "read"                 // client: advance read positions
-	TypeResumed             = "resumed"              // server: one conversation's backlog
-	TypeMessageEdited       = "message_edited"       // server
-	TypeMessageDeleted      = "message_deleted"      // server
-	TypeMemberJoined        = "member_joined"        // server, to the conversation
-	TypeMemberLeft          = "member_left"          // server, to the conversation
-	TypeConversationAdded   = "conversation_added"   // server, to the member added
-	TypeConversationRemoved = "conversation_removed" // server, to the member removed
-	TypeChannelUpdated      = "channel_updated"      // server: renamed or archived
-	TypePresenceSnapshot    = "presence_snapshot"    // server, on connect
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // MaxResumeConversations bounds the conversations of one resume frame.
@@ -43,7 +30,7 @@ type messageFrame struct {
 
 // messageFrame is a stored message as clients see it, with the sender's
 // name so that no client needs a directory of identities.
-func (s *Service) messageFrame(ctx context.Context, m *store.Message) messageFrame {
+func (s *Service) messageFrame(ctx context.Context, m *unhidra.Message) messageFrame {
 	return messageFrame{Type: protocol.TypeMessage, Channel: m.ConversationID, Seq: m.Seq, MessageID: m.ID,
 		From: m.SenderID, FromName: s.names.name(ctx, m.SenderID), Body: m.Body, TS: m.CreatedAt,
 		EditedAt: m.EditedAt, Deleted: !m.DeletedAt.IsZero()}
@@ -128,14 +115,14 @@ func (s *Service) Register(gw *gateway.Gateway) {
 	gw.Handle(protocol.TypeResume, s.handleResume)
 	gw.Handle(protocol.TypeTyping, s.handleTyping)
 	gw.Handle(protocol.TypePresence, s.handlePresence)
-	gw.Handle(TypeRead, s.handleRead)
+	gw.Handle(protocol.TypeRead, s.handleRead)
 	gw.OnConnect(func(c *gateway.Client) { s.Connect(c) })
 	gw.OnDisconnect(func(c *gateway.Client) { s.Disconnect(c) })
 }
 
 func (s *Service) handleSend(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
 	_, _, err := s.Send(ctx, actorOf(c), SendInput{Channel: e.Channel, To: e.To, Body: e.Body, ClientID: e.ID},
-		func(m *store.Message) {
+		func(m *unhidra.Message) {
 			c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID, MessageID: m.ID, Seq: m.Seq, Channel: m.ConversationID})
 		})
 	return err
@@ -167,7 +154,7 @@ func (s *Service) handleHistory(ctx context.Context, c *gateway.Client, e *proto
 
 func (s *Service) handleRead(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
 	if len(e.Positions) == 0 || len(e.Positions) > MaxResumeConversations {
-		return store.Errorf(store.EINVALID, "read needs positions (1 to %d conversations).", MaxResumeConversations)
+		return unhidra.Errorf(protocol.ErrInvalid, "read needs positions (1 to %d conversations).", MaxResumeConversations)
 	}
 	for conv, seq := range e.Positions {
 		if _, err := s.MarkRead(ctx, actorOf(c), conv, seq); err != nil {
@@ -193,7 +180,7 @@ func (s *Service) Typing(c hub.Client, conv string) error {
 	}
 	s.subsMu.Unlock()
 	if !member {
-		return store.Errorf(store.ENOTFOUND, "No such conversation, or you are not a member.")
+		return unhidra.Errorf(protocol.ErrNotFound, "No such conversation, or you are not a member.")
 	}
 	if ok, _ := s.typing.Allow(c.Identity()+"\x00"+conv, s.cfg.Now()); !ok {
 		return nil
@@ -204,7 +191,7 @@ func (s *Service) Typing(c hub.Client, conv string) error {
 
 func (s *Service) handleResume(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
 	if len(e.Positions) > MaxResumeConversations {
-		return store.Errorf(store.ETOOLARGE, "A resume names at most %d conversations.", MaxResumeConversations)
+		return unhidra.Errorf(protocol.ErrTooLarge, "A resume names at most %d conversations.", MaxResumeConversations)
 	}
 	if err := s.resume(ctx, actorOf(c), c, e.ID, e.Positions, func(f any) { c.SendJSON(f) }); err != nil {
 		return err
@@ -234,7 +221,7 @@ func (s *Service) resume(ctx context.Context, actor Actor, c hub.Client, id stri
 	convs := make([]string, 0, len(positions))
 	for conv, pos := range positions {
 		if pos < 0 {
-			return store.Errorf(store.EINVALID, "Positions must not be negative.")
+			return unhidra.Errorf(protocol.ErrInvalid, "Positions must not be negative.")
 		}
 		convs = append(convs, conv)
 	}
@@ -242,9 +229,9 @@ func (s *Service) resume(ctx context.Context, actor Actor, c hub.Client, id stri
 	budget := s.cfg.ResumeBytes
 	for _, conv := range convs {
 		pos := positions[conv]
-		f := resumedFrame{Type: TypeResumed, ID: id, Channel: conv, Messages: []messageFrame{}}
+		f := resumedFrame{Type: protocol.TypeResumed, ID: id, Channel: conv, Messages: []messageFrame{}}
 		if _, err := s.requireMember(ctx, conv, actor.ID); err != nil {
-			if store.ErrorCode(err) != store.ENOTFOUND {
+			if unhidra.ErrorCode(err) != protocol.ErrNotFound {
 				return err
 			}
 			f.Reason = "not_member"
@@ -307,7 +294,7 @@ func (s *Service) resume(ctx context.Context, actor Actor, c hub.Client, id stri
 
 func (s *Service) handlePresence(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
 	if e.Status != StatusOnline && e.Status != StatusAway {
-		return store.Errorf(store.EINVALID, "status must be online or away.")
+		return unhidra.Errorf(protocol.ErrInvalid, "status must be online or away.")
 	}
 	s.SetStatus(ctx, c.Identity(), e.Status)
 	return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID})

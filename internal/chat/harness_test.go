@@ -16,14 +16,15 @@ import (
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/bus/local"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/hub"
-	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/store/sqldb"
 	"github.com/unhidra/unhidra/internal/store/sqlite"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -62,7 +63,7 @@ func newHarnessWith(t testing.TB, cfg chat.Config, gwCfg gateway.Config) *harnes
 	gw.SetAuthenticators(func(ctx context.Context, token string) (gateway.Identity, error) {
 		u, err := db.UserByID(ctx, token)
 		if err != nil {
-			return gateway.Identity{}, store.Errorf(store.EUNAUTHORIZED, "bad token")
+			return gateway.Identity{}, unhidra.Errorf(protocol.ErrUnauthorized, "bad token")
 		}
 		return gateway.Identity{Kind: gateway.KindPerson, ID: u.ID, Name: u.Name, Admin: u.IsAdmin()}, nil
 	}, nil)
@@ -83,9 +84,9 @@ func newHarnessWith(t testing.TB, cfg chat.Config, gwCfg gateway.Config) *harnes
 	return hs
 }
 
-func (h *harness) user(name string, role store.Role) chat.Actor {
+func (h *harness) user(name string, role unhidra.Role) chat.Actor {
 	h.t.Helper()
-	u := &store.User{Name: name, Role: role, PasswordHash: "x"}
+	u := &unhidra.User{Name: name, Role: role, PasswordHash: "x"}
 	if err := h.db.CreateUser(context.Background(), u); err != nil {
 		h.t.Fatal(err)
 	}

@@ -6,9 +6,10 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/auth"
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Mount adds the messaging REST routes. Every route requires a signed-in
@@ -113,7 +114,7 @@ func (s *Service) Mount(mux *http.ServeMux, h api.Helpers) {
 		after, err2 := queryInt(q, "after")
 		limit, err3 := queryInt(q, "limit")
 		if err1 != nil || err2 != nil || err3 != nil {
-			return store.Errorf(store.EINVALID, "before, after and limit must be non-negative integers.")
+			return unhidra.Errorf(protocol.ErrInvalid, "before, after and limit must be non-negative integers.")
 		}
 		n := 0
 		if limit != nil {
@@ -196,7 +197,7 @@ func queryInt(q url.Values, key string) (*int64, error) {
 	}
 	n, err := strconv.ParseInt(q.Get(key), 10, 64)
 	if err != nil || n < 0 {
-		return nil, store.Errorf(store.EINVALID, "Not a non-negative integer.")
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "Not a non-negative integer.")
 	}
 	return &n, nil
 }
@@ -219,8 +220,8 @@ type inviteRequest struct {
 }
 
 func (r inviteRequest) Valid(context.Context) error {
-	if r.Member == "" || len(r.Member) > store.MaxMemberIDLen {
-		return store.Errorf(store.EINVALID, "member must be a user ID or name.")
+	if r.Member == "" || len(r.Member) > unhidra.MaxMemberIDLen {
+		return unhidra.Errorf(protocol.ErrInvalid, "member must be a user ID or name.")
 	}
 	return nil
 }
@@ -239,8 +240,8 @@ type openDMRequest struct {
 }
 
 func (r openDMRequest) Valid(context.Context) error {
-	if len(r.Members) == 0 || len(r.Members) >= store.MaxDMMembers {
-		return store.Errorf(store.EINVALID, "members must name 1 to %d users.", store.MaxDMMembers-1)
+	if len(r.Members) == 0 || len(r.Members) >= unhidra.MaxDMMembers {
+		return unhidra.Errorf(protocol.ErrInvalid, "members must name 1 to %d users.", unhidra.MaxDMMembers-1)
 	}
 	return nil
 }

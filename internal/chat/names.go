@@ -5,7 +5,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
 )
 
 // nameCache maps identities (users, bots, devices) to their names for
@@ -28,7 +28,7 @@ func (c *nameCache) name(ctx context.Context, id string) string {
 	if ok {
 		return n
 	}
-	if strings.HasPrefix(id, store.PrefixDevice+"_") {
+	if strings.HasPrefix(id, unhidra.PrefixDevice+"_") {
 		if d, err := c.st.DeviceByID(ctx, id); err == nil {
 			n = d.Name
 		}

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/internal/hub"
-	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Presence statuses.
@@ -98,7 +98,7 @@ func (s *Service) presenceConnect(ctx context.Context, c hub.Client) {
 		s.log.Warn("presence: co-members", "identity", id, "err", err)
 		return
 	}
-	snap := presenceSnapshot{Type: TypePresenceSnapshot, Users: []PresenceInfo{}}
+	snap := presenceSnapshot{Type: protocol.TypePresenceSnapshot, Users: []PresenceInfo{}}
 	s.presence.mu.Lock()
 	for _, other := range co {
 		if info := s.presence.infoLocked(other); info.Status != StatusOffline {

@@ -12,21 +12,22 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/hub"
-	"github.com/unhidra/unhidra/internal/protocol"
 	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/ws"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Store is what the messaging service needs from storage.
 type Store interface {
 	store.ChatStore
-	UserByID(ctx context.Context, id string) (*store.User, error)
-	UserByName(ctx context.Context, name string) (*store.User, error)
+	UserByID(ctx context.Context, id string) (*unhidra.User, error)
+	UserByName(ctx context.Context, name string) (*unhidra.User, error)
 	// DeviceByID finds a device being invited into a channel.
-	DeviceByID(ctx context.Context, id string) (*store.Device, error)
+	DeviceByID(ctx context.Context, id string) (*unhidra.Device, error)
 }
 
 // Actor is the authenticated identity acting: a user, bot or device. It
@@ -69,7 +70,7 @@ type Config struct {
 	// resume cannot overflow the connection's send queue. Default 512 KiB.
 	ResumeBytes int
 	// SendTimeout bounds how long a send waits for the store (queueing
-	// and commit): past it the send fails with EUNAVAILABLE and a retry
+	// and commit): past it the send fails with protocol.ErrUnavailable and a retry
 	// hint, never an ack. Store reads that fill delivery gaps use it too.
 	// Default 5 s.
 	SendTimeout time.Duration
@@ -237,7 +238,7 @@ func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 	return s
 }
 
-// Close stops the writer (pending sends fail with EUNAVAILABLE) and the
+// Close stops the writer (pending sends fail with protocol.ErrUnavailable) and the
 // janitor, and waits for them.
 func (s *Service) Close() error {
 	if s.membershipSub != nil {
@@ -275,8 +276,8 @@ type SendInput struct {
 
 type sendJob struct {
 	req      store.AppendRequest
-	fromName string               // the sender's name, for the message frame
-	onStored func(*store.Message) // runs on the writer after commit, before fan-out
+	fromName string                 // the sender's name, for the message frame
+	onStored func(*unhidra.Message) // runs on the writer after commit, before fan-out
 	done     chan store.AppendResult
 	// state is jobWaiting until the writer answers (jobAnswered) or the
 	// sender gives up (jobAbandoned); whoever moves it first decides, so
@@ -291,8 +292,8 @@ const (
 )
 
 // unavailable is the error of a send the store did not take in time.
-func unavailable(format string) *store.Error {
-	e := store.Errorf(store.EUNAVAILABLE, "%s", format)
+func unavailable(format string) *unhidra.Error {
+	e := unhidra.Errorf(protocol.ErrUnavailable, "%s", format)
 	e.RetryAfter = 1
 	return e
 }
@@ -301,30 +302,30 @@ func unavailable(format string) *store.Error {
 // set, runs after the commit and before the fan-out (the WebSocket ack).
 // It returns the stored message (the original one, with dup set, when the
 // client ID was used before).
-func (s *Service) Send(ctx context.Context, actor Actor, in SendInput, onStored func(*store.Message)) (m *store.Message, dup bool, err error) {
+func (s *Service) Send(ctx context.Context, actor Actor, in SendInput, onStored func(*unhidra.Message)) (m *unhidra.Message, dup bool, err error) {
 	if err := validBody(in.Body); err != nil {
 		return nil, false, err
 	}
-	if len(in.ClientID) > store.MaxClientIDLen || !utf8.ValidString(in.ClientID) {
-		return nil, false, store.Errorf(store.EINVALID, "The id must be at most %d bytes of UTF-8.", store.MaxClientIDLen)
+	if len(in.ClientID) > unhidra.MaxClientIDLen || !utf8.ValidString(in.ClientID) {
+		return nil, false, unhidra.Errorf(protocol.ErrInvalid, "The id must be at most %d bytes of UTF-8.", unhidra.MaxClientIDLen)
 	}
 	if ok, retry := s.sends.Allow(actor.ID, s.cfg.Now()); !ok {
-		e := store.Errorf(store.ERATELIMIT, "Too many messages; slow down.")
+		e := unhidra.Errorf(protocol.ErrRateLimited, "Too many messages; slow down.")
 		e.RetryAfter = int64(max(1, (retry+time.Second-1)/time.Second))
 		return nil, false, e
 	}
 	conv := in.Channel
 	switch {
 	case (in.Channel == "") == (in.To == ""):
-		return nil, false, store.Errorf(store.EINVALID, "A message needs exactly one of channel and to.")
+		return nil, false, unhidra.Errorf(protocol.ErrInvalid, "A message needs exactly one of channel and to.")
 	case in.To != "":
 		c, err := s.OpenDM(ctx, actor, []string{in.To})
 		if err != nil {
 			return nil, false, err
 		}
 		conv = c.ID
-	case len(conv) > store.MaxMemberIDLen:
-		return nil, false, store.Errorf(store.ENOTFOUND, "No such conversation, or you are not a member.")
+	case len(conv) > unhidra.MaxMemberIDLen:
+		return nil, false, unhidra.Errorf(protocol.ErrNotFound, "No such conversation, or you are not a member.")
 	}
 	job := &sendJob{
 		req:      store.AppendRequest{ConversationID: conv, SenderID: actor.ID, ClientID: in.ClientID, Body: in.Body},
@@ -348,7 +349,7 @@ func (s *Service) Send(ctx context.Context, actor Actor, in SendInput, onStored 
 	// Once queued, the writer answers every job (also when stopping), so
 	// waiting here cannot leak; the timeout and the caller's deadline
 	// still apply, and a job given up on is never acknowledged.
-	giveUp := func() (*store.Message, bool, error) {
+	giveUp := func() (*unhidra.Message, bool, error) {
 		if !job.state.CompareAndSwap(jobWaiting, jobAbandoned) {
 			r := <-job.done // answered meanwhile: the answer stands
 			return r.Message, r.Duplicate, r.Err
@@ -372,13 +373,13 @@ func (s *Service) Send(ctx context.Context, actor Actor, in SendInput, onStored 
 func validBody(body string) error {
 	switch {
 	case !utf8.ValidString(body):
-		return store.Errorf(store.EINVALID, "The body must be valid UTF-8.")
+		return unhidra.Errorf(protocol.ErrInvalid, "The body must be valid UTF-8.")
 	case strings.TrimFunc(body, unicode.IsSpace) == "":
-		return store.Errorf(store.EINVALID, "The body must not be empty.")
-	case utf8.RuneCountInString(body) > store.MaxBodyChars:
-		return store.Errorf(store.ETOOLARGE, "The body is longer than %d characters.", store.MaxBodyChars)
+		return unhidra.Errorf(protocol.ErrInvalid, "The body must not be empty.")
+	case utf8.RuneCountInString(body) > unhidra.MaxBodyChars:
+		return unhidra.Errorf(protocol.ErrTooLarge, "The body is longer than %d characters.", unhidra.MaxBodyChars)
 	case strings.ContainsRune(body, 0):
-		return store.Errorf(store.EINVALID, "The body must not contain NUL characters.")
+		return unhidra.Errorf(protocol.ErrInvalid, "The body must not contain NUL characters.")
 	}
 	return nil
 }
@@ -574,15 +575,15 @@ func (s *Service) sendTo(identity string, v any) {
 	}
 }
 
-// requireMember returns actor's membership, or ENOTFOUND (a non-member
+// requireMember returns actor's membership, or protocol.ErrNotFound (a non-member
 // cannot tell a private conversation from a missing one).
-func (s *Service) requireMember(ctx context.Context, conv, actor string) (*store.Membership, error) {
-	if conv == "" || len(conv) > store.MaxMemberIDLen {
-		return nil, store.Errorf(store.ENOTFOUND, "No such conversation, or you are not a member.")
+func (s *Service) requireMember(ctx context.Context, conv, actor string) (*unhidra.Membership, error) {
+	if conv == "" || len(conv) > unhidra.MaxMemberIDLen {
+		return nil, unhidra.Errorf(protocol.ErrNotFound, "No such conversation, or you are not a member.")
 	}
 	m, err := s.st.Membership(ctx, conv, actor)
-	if store.ErrorCode(err) == store.ENOTFOUND {
-		return nil, store.Errorf(store.ENOTFOUND, "No such conversation, or you are not a member.")
+	if unhidra.ErrorCode(err) == protocol.ErrNotFound {
+		return nil, unhidra.Errorf(protocol.ErrNotFound, "No such conversation, or you are not a member.")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("membership: %w", err)
@@ -609,7 +610,7 @@ func (s *Service) History(ctx context.Context, actor Actor, conv string, before,
 		q.After, q.Forward = *after, true
 	}
 	if q.Before < 0 || q.After < 0 || limit < 0 || (before != nil && q.Before == 0) {
-		return nil, store.Errorf(store.EINVALID, "before must be positive; after and limit must not be negative.")
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "before must be positive; after and limit must not be negative.")
 	}
 	if _, err := s.requireMember(ctx, conv, actor.ID); err != nil {
 		return nil, err
@@ -628,7 +629,7 @@ func (s *Service) History(ctx context.Context, actor Actor, conv string, before,
 
 // Edit replaces the body of the actor's own message and tells the
 // conversation. conv, when set, must be the message's conversation.
-func (s *Service) Edit(ctx context.Context, actor Actor, conv, messageID, body string) (*store.Message, error) {
+func (s *Service) Edit(ctx context.Context, actor Actor, conv, messageID, body string) (*unhidra.Message, error) {
 	if err := validBody(body); err != nil {
 		return nil, err
 	}
@@ -637,45 +638,45 @@ func (s *Service) Edit(ctx context.Context, actor Actor, conv, messageID, body s
 		return nil, err
 	}
 	if m.SenderID != actor.ID {
-		return nil, store.Errorf(store.EFORBIDDEN, "Only the author may edit a message.")
+		return nil, unhidra.Errorf(protocol.ErrForbidden, "Only the author may edit a message.")
 	}
 	m, err = s.st.EditMessage(ctx, messageID, body)
 	if err != nil {
 		return nil, err
 	}
-	s.publish(m.ConversationID, editedFrame{Type: TypeMessageEdited, Channel: m.ConversationID,
+	s.publish(m.ConversationID, editedFrame{Type: protocol.TypeMessageEdited, Channel: m.ConversationID,
 		Seq: m.Seq, MessageID: m.ID, Body: m.Body, EditedAt: m.EditedAt})
 	return m, nil
 }
 
 // Delete soft-deletes a message: by its author, a channel owner or admin,
 // or a server administrator.
-func (s *Service) Delete(ctx context.Context, actor Actor, conv, messageID string) (*store.Message, error) {
+func (s *Service) Delete(ctx context.Context, actor Actor, conv, messageID string) (*unhidra.Message, error) {
 	m, err := s.visibleMessage(ctx, actor, conv, messageID)
 	if err != nil {
 		return nil, err
 	}
 	if m.SenderID != actor.ID && !actor.Admin {
 		mem, err := s.st.Membership(ctx, m.ConversationID, actor.ID)
-		if err != nil || (mem.Role != store.ChanOwner && mem.Role != store.ChanAdmin) {
-			return nil, store.Errorf(store.EFORBIDDEN, "Only the author or a channel owner or admin may delete a message.")
+		if err != nil || (mem.Role != unhidra.ChanOwner && mem.Role != unhidra.ChanAdmin) {
+			return nil, unhidra.Errorf(protocol.ErrForbidden, "Only the author or a channel owner or admin may delete a message.")
 		}
 	}
 	m, err = s.st.DeleteMessage(ctx, messageID)
 	if err != nil {
 		return nil, err
 	}
-	s.publish(m.ConversationID, deletedFrame{Type: TypeMessageDeleted, Channel: m.ConversationID,
+	s.publish(m.ConversationID, deletedFrame{Type: protocol.TypeMessageDeleted, Channel: m.ConversationID,
 		Seq: m.Seq, MessageID: m.ID})
 	return m, nil
 }
 
 // visibleMessage returns a live message of a conversation the actor is a
-// member of (server administrators see every one), or ENOTFOUND. A
+// member of (server administrators see every one), or protocol.ErrNotFound. A
 // non-empty conv must be the message's conversation.
-func (s *Service) visibleMessage(ctx context.Context, actor Actor, conv, id string) (*store.Message, error) {
-	notFound := store.Errorf(store.ENOTFOUND, "No such message.")
-	if id == "" || len(id) > store.MaxMemberIDLen {
+func (s *Service) visibleMessage(ctx context.Context, actor Actor, conv, id string) (*unhidra.Message, error) {
+	notFound := unhidra.Errorf(protocol.ErrNotFound, "No such message.")
+	if id == "" || len(id) > unhidra.MaxMemberIDLen {
 		return nil, notFound
 	}
 	m, err := s.st.MessageByID(ctx, id)
@@ -697,7 +698,7 @@ func (s *Service) visibleMessage(ctx context.Context, actor Actor, conv, id stri
 // returns the new position.
 func (s *Service) MarkRead(ctx context.Context, actor Actor, conv string, seq int64) (int64, error) {
 	if seq < 0 {
-		return 0, store.Errorf(store.EINVALID, "seq must not be negative.")
+		return 0, unhidra.Errorf(protocol.ErrInvalid, "seq must not be negative.")
 	}
 	if _, err := s.requireMember(ctx, conv, actor.ID); err != nil {
 		return 0, err

@@ -9,10 +9,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/mlbridge"
 	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Inferrer runs a model of the ML workers (*mlbridge.Supervisor).
@@ -59,9 +61,9 @@ func (s *Service) SetInferrer(ml Inferrer) {
 // Analyze runs the heap-trend model on the device's last two days of
 // free-heap buckets (minute averages, reboots from its audit trail) and the
 // telemetry-anomaly model on its recent numeric readings.
-func (s *Service) Analyze(ctx context.Context, d *store.Device) (*Analysis, error) {
+func (s *Service) Analyze(ctx context.Context, d *unhidra.Device) (*Analysis, error) {
 	if s.analysis == nil {
-		return nil, store.Errorf(store.EUNAVAILABLE, "Device analysis needs the ML workers, which are not running.")
+		return nil, unhidra.Errorf(protocol.ErrUnavailable, "Device analysis needs the ML workers, which are not running.")
 	}
 	now := s.cfg.Now()
 	a := &Analysis{Device: d.ID, At: now.UTC()}
@@ -76,7 +78,7 @@ func (s *Service) Analyze(ctx context.Context, d *store.Device) (*Analysis, erro
 	}
 	a.HeapPoints = len(series)
 	reboots := []int64{}
-	if ev, err := s.store.AuditEvents(ctx, store.AuditFilter{Target: d.ID, Action: store.AuditDeviceRebooted, Since: since, Limit: 1000}); err == nil {
+	if ev, err := s.store.AuditEvents(ctx, store.AuditFilter{Target: d.ID, Action: unhidra.AuditDeviceRebooted, Since: since, Limit: 1000}); err == nil {
 		for _, e := range ev {
 			reboots = append(reboots, e.At.Unix())
 		}
@@ -183,7 +185,7 @@ func (s *Service) CheckLeaks(ctx context.Context) {
 		s.notify(t.owner, t.id, AlertFrame{Type: "device_alert", Device: t.id, Name: t.name, Kind: "memory_leak",
 			SlopeBytesPerHour: trend.Slope, HoursToExhaustion: *trend.HoursToExhaustion, At: now.UTC()})
 		detail, _ := json.Marshal(map[string]any{"kind": "memory_leak", "slope_bytes_per_hour": trend.Slope, "hours_to_exhaustion": *trend.HoursToExhaustion})
-		s.store.AppendAudit(ctx, &store.AuditEvent{At: now, Action: AuditDeviceAlert, Target: t.id, Detail: string(detail)})
+		s.store.AppendAudit(ctx, &unhidra.AuditEvent{At: now, Action: AuditDeviceAlert, Target: t.id, Detail: string(detail)})
 	}
 }
 
@@ -191,10 +193,10 @@ func (s *Service) CheckLeaks(ctx context.Context) {
 const AuditDeviceAlert = "device.alert"
 
 func (s *Service) handleAnalysis(h api.Helpers) http.Handler {
-	return s.deviceView(h, func(r *http.Request, d *store.Device) (any, error) {
+	return s.deviceView(h, func(r *http.Request, d *unhidra.Device) (any, error) {
 		if s.analysis != nil {
 			if ok, retry := s.analysis.perUser.Allow(actorOf(r).ID, time.Now()); !ok {
-				e := store.Errorf(store.ERATELIMIT, "Too many analyses; wait a moment.")
+				e := unhidra.Errorf(protocol.ErrRateLimited, "Too many analyses; wait a moment.")
 				e.RetryAfter = int64(retry/time.Second) + 1
 				return nil, e
 			}

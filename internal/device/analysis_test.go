@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/mlbridge"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // startML runs one built-in Python worker for the test.
@@ -29,8 +31,8 @@ func startML(t *testing.T) *mlbridge.Supervisor {
 
 func TestAnalysis_WithoutML(t *testing.T) {
 	f := newFixture(t)
-	if _, err := f.svc.Analyze(context.Background(), f.dev); store.ErrorCode(err) != store.EUNAVAILABLE {
-		t.Fatalf("Analyze without ML = %v, want EUNAVAILABLE", err)
+	if _, err := f.svc.Analyze(context.Background(), f.dev); unhidra.ErrorCode(err) != protocol.ErrUnavailable {
+		t.Fatalf("Analyze without ML = %v, want protocol.ErrUnavailable", err)
 	}
 	f.svc.CheckLeaks(context.Background()) // a no-op, not a crash
 }

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store/postgres"
 	"github.com/unhidra/unhidra/internal/store/sqldb"
 	"github.com/unhidra/unhidra/internal/store/sqlite"
@@ -40,7 +40,7 @@ func BenchmarkHeartbeatIngest(b *testing.B) {
 			}
 			defer db.Close()
 			clk := &fakeClock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
-			owner := &store.User{Name: "owner", Role: store.RoleMember, PasswordHash: "x"}
+			owner := &unhidra.User{Name: "owner", Role: unhidra.RoleMember, PasswordHash: "x"}
 			if err := db.CreateUser(ctx, owner); err != nil {
 				b.Fatal(err)
 			}

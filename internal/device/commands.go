@@ -6,8 +6,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Limits on commands.
@@ -24,21 +25,21 @@ type Actor struct {
 }
 
 // ActorOf returns the actor for a user.
-func ActorOf(u *store.User) Actor { return Actor{ID: u.ID, Name: u.Name, Admin: u.IsAdmin()} }
+func ActorOf(u *unhidra.User) Actor { return Actor{ID: u.ID, Name: u.Name, Admin: u.IsAdmin()} }
 
 // Device returns the device if the actor may see it: its owner or an
-// administrator. Anyone else gets ENOTFOUND, as for a device that does not
+// administrator. Anyone else gets protocol.ErrNotFound, as for a device that does not
 // exist, so IDs cannot be probed.
-func (s *Service) Device(ctx context.Context, a Actor, id string) (*store.Device, error) {
+func (s *Service) Device(ctx context.Context, a Actor, id string) (*unhidra.Device, error) {
 	if id == "" || len(id) > 64 {
-		return nil, store.Errorf(store.ENOTFOUND, "No such device.")
+		return nil, unhidra.Errorf(protocol.ErrNotFound, "No such device.")
 	}
 	d, err := s.store.DeviceByID(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	if d.OwnerID != a.ID && !a.Admin {
-		return nil, store.Errorf(store.ENOTFOUND, "No such device.")
+		return nil, unhidra.Errorf(protocol.ErrNotFound, "No such device.")
 	}
 	return d, nil
 }
@@ -55,25 +56,25 @@ type CommandRequest struct {
 func (r *CommandRequest) Valid(context.Context) error {
 	switch {
 	case r.Command == "" || len(r.Command) > MaxCommandLen || !isIdent(r.Command):
-		return store.Errorf(store.EINVALID, "command must be 1 to %d characters of [A-Za-z0-9._:-].", MaxCommandLen)
+		return unhidra.Errorf(protocol.ErrInvalid, "command must be 1 to %d characters of [A-Za-z0-9._:-].", MaxCommandLen)
 	case len(r.Params) > MaxParamsBytes:
-		return store.Errorf(store.ETOOLARGE, "params must be at most %d bytes.", MaxParamsBytes)
+		return unhidra.Errorf(protocol.ErrTooLarge, "params must be at most %d bytes.", MaxParamsBytes)
 	case r.Type != "" && r.Type != protocol.TypeCommand && r.Type != protocol.TypeConfig && r.Type != protocol.TypeOTA:
-		return store.Errorf(store.EINVALID, "type must be command, config or ota.")
+		return unhidra.Errorf(protocol.ErrInvalid, "type must be command, config or ota.")
 	case r.TTLSeconds < 0:
-		return store.Errorf(store.EINVALID, "ttl_seconds must be positive.")
+		return unhidra.Errorf(protocol.ErrInvalid, "ttl_seconds must be positive.")
 	}
 	if len(r.Params) > 0 && !json.Valid(r.Params) {
-		return store.Errorf(store.EINVALID, "params must be JSON.")
+		return unhidra.Errorf(protocol.ErrInvalid, "params must be JSON.")
 	}
 	return nil
 }
 
 // SendCommand queues a command for a device the actor owns (or any, for
 // an administrator) and delivers it at once if the device is connected.
-// Returns ENOTFOUND for devices the actor may not see, ECONFLICT for a
-// revoked device and ERATELIMIT when too many commands are queued.
-func (s *Service) SendCommand(ctx context.Context, a Actor, deviceID string, req CommandRequest) (*store.Command, error) {
+// Returns protocol.ErrNotFound for devices the actor may not see, protocol.ErrConflict for a
+// revoked device and protocol.ErrRateLimited when too many commands are queued.
+func (s *Service) SendCommand(ctx context.Context, a Actor, deviceID string, req CommandRequest) (*unhidra.Command, error) {
 	if err := req.Valid(ctx); err != nil {
 		return nil, err
 	}
@@ -82,14 +83,14 @@ func (s *Service) SendCommand(ctx context.Context, a Actor, deviceID string, req
 		return nil, err
 	}
 	if d.Revoked() {
-		return nil, store.Errorf(store.ECONFLICT, "The device is revoked.")
+		return nil, unhidra.Errorf(protocol.ErrConflict, "The device is revoked.")
 	}
-	queued, err := s.store.Commands(ctx, d.ID, store.CommandQueued, s.cfg.MaxQueuedCommands)
+	queued, err := s.store.Commands(ctx, d.ID, unhidra.CommandQueued, s.cfg.MaxQueuedCommands)
 	if err != nil {
 		return nil, err
 	}
 	if len(queued) >= s.cfg.MaxQueuedCommands {
-		return nil, store.Errorf(store.ERATELIMIT, "%d commands are already queued for this device.", len(queued))
+		return nil, unhidra.Errorf(protocol.ErrRateLimited, "%d commands are already queued for this device.", len(queued))
 	}
 	ttl := s.cfg.DefaultCommandTTL
 	if req.TTLSeconds > 0 {
@@ -104,8 +105,8 @@ func (s *Service) SendCommand(ctx context.Context, a Actor, deviceID string, req
 		typ = protocol.TypeCommand
 	}
 	now := s.commandTime()
-	cmd := &store.Command{ID: store.NewID(store.PrefixCommand), DeviceID: d.ID, Type: typ, Command: req.Command,
-		Params: compact(req.Params), Status: store.CommandQueued, CreatedBy: a.ID, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	cmd := &unhidra.Command{ID: unhidra.NewID(unhidra.PrefixCommand), DeviceID: d.ID, Type: typ, Command: req.Command,
+		Params: compact(req.Params), Status: unhidra.CommandQueued, CreatedBy: a.ID, CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	if err := s.store.CreateCommand(ctx, cmd); err != nil {
 		return nil, err
 	}
@@ -117,7 +118,7 @@ func (s *Service) SendCommand(ctx context.Context, a Actor, deviceID string, req
 			cmd = delivered
 		}
 	}
-	if cmd.Status == store.CommandQueued {
+	if cmd.Status == unhidra.CommandQueued {
 		s.commandStatus(ctx, cmd)
 	}
 	return cmd, nil
@@ -134,16 +135,16 @@ type commandFrame struct {
 
 // deliver sends cmd to the device and marks it delivered. It returns the
 // updated command, or nil if it stays queued.
-func (s *Service) deliver(ctx context.Context, c conn, cmd *store.Command) *store.Command {
+func (s *Service) deliver(ctx context.Context, c conn, cmd *unhidra.Command) *unhidra.Command {
 	if err := c.SendJSON(commandFrame{Type: cmd.Type, ID: cmd.ID, Command: cmd.Command, Params: cmd.Params}); err != nil {
 		return nil // the connection is going; the command waits for the next one
 	}
 	got, err := s.store.UpdateCommand(ctx, cmd.DeviceID, cmd.ID, store.CommandUpdate{
-		From: []string{store.CommandQueued}, Status: store.CommandDelivered, At: s.cfg.Now()})
+		From: []string{unhidra.CommandQueued}, Status: unhidra.CommandDelivered, At: s.cfg.Now()})
 	if err != nil {
-		// ECONFLICT: the device acknowledged faster than we recorded the
+		// protocol.ErrConflict: the device acknowledged faster than we recorded the
 		// delivery; its ack already moved the command on.
-		if store.ErrorCode(err) != store.ECONFLICT {
+		if unhidra.ErrorCode(err) != protocol.ErrConflict {
 			s.log.Error("mark command delivered", "command", cmd.ID, "err", err)
 		}
 		return nil
@@ -155,7 +156,7 @@ func (s *Service) deliver(ctx context.Context, c conn, cmd *store.Command) *stor
 // deliverQueued sends a reconnecting device its unexpired queued
 // commands, oldest first.
 func (s *Service) deliverQueued(ctx context.Context, c conn, deviceID string) {
-	queued, err := s.store.Commands(ctx, deviceID, store.CommandQueued, commandQueueScan)
+	queued, err := s.store.Commands(ctx, deviceID, unhidra.CommandQueued, commandQueueScan)
 	if err != nil {
 		s.log.Error("load queued commands", "device", deviceID, "err", err)
 		return
@@ -174,13 +175,13 @@ func (s *Service) deliverQueued(ctx context.Context, c conn, deviceID string) {
 
 // StatusFrame tells owners a command changed status.
 type StatusFrame struct {
-	Type    string         `json:"type"`
-	Device  string         `json:"device"`
-	Command *store.Command `json:"command"`
+	Type    string           `json:"type"`
+	Device  string           `json:"device"`
+	Command *unhidra.Command `json:"command"`
 }
 
 // commandStatus tells the device's owner about cmd's new status.
-func (s *Service) commandStatus(ctx context.Context, cmd *store.Command) {
+func (s *Service) commandStatus(ctx context.Context, cmd *unhidra.Command) {
 	owner := ""
 	s.mu.Lock()
 	if ld := s.live[cmd.DeviceID]; ld != nil {
@@ -194,7 +195,7 @@ func (s *Service) commandStatus(ctx context.Context, cmd *store.Command) {
 		}
 		owner = d.OwnerID
 	}
-	s.notify(owner, cmd.DeviceID, StatusFrame{Type: TypeCommandStatus, Device: cmd.DeviceID, Command: cmd})
+	s.notify(owner, cmd.DeviceID, StatusFrame{Type: protocol.TypeCommandStatus, Device: cmd.DeviceID, Command: cmd})
 }
 
 // commandTime returns the creation time of a new command: the clock's

@@ -7,8 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/api"
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // followersTTL bounds how stale this node's view of a device's followers
@@ -82,8 +83,8 @@ func (s *Service) Follow(ctx context.Context, a Actor, deviceID, channel string)
 		return err
 	}
 	if _, err := s.store.Membership(ctx, channel, a.ID); err != nil {
-		if store.ErrorCode(err) == store.ENOTFOUND {
-			return store.Errorf(store.ENOTFOUND, "No such channel, or you are not a member.")
+		if unhidra.ErrorCode(err) == protocol.ErrNotFound {
+			return unhidra.Errorf(protocol.ErrNotFound, "No such channel, or you are not a member.")
 		}
 		return err
 	}
@@ -112,14 +113,14 @@ type followRequest struct {
 
 func (f *followRequest) Valid(context.Context) error {
 	if f.Channel == "" || len(f.Channel) > 64 {
-		return store.Errorf(store.EINVALID, "channel is required.")
+		return unhidra.Errorf(protocol.ErrInvalid, "channel is required.")
 	}
 	return nil
 }
 
 func (s *Service) mountFollowers(mux *http.ServeMux, h api.Helpers) {
 	user := h.RequireUser
-	mux.Handle("GET /api/v1/devices/{id}/channels", user(s.deviceView(h, func(r *http.Request, d *store.Device) (any, error) {
+	mux.Handle("GET /api/v1/devices/{id}/channels", user(s.deviceView(h, func(r *http.Request, d *unhidra.Device) (any, error) {
 		chans, err := s.store.DeviceFollowers(r.Context(), d.ID)
 		if chans == nil {
 			chans = []string{}

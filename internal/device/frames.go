@@ -9,9 +9,10 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/gateway"
-	"github.com/unhidra/unhidra/internal/protocol"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Limits on device input.
@@ -27,7 +28,7 @@ const (
 )
 
 // errWrongDevice marks a heartbeat naming another device.
-var errWrongDevice = store.Errorf(store.EFORBIDDEN, "device_id is not the authenticated device.")
+var errWrongDevice = unhidra.Errorf(protocol.ErrForbidden, "device_id is not the authenticated device.")
 
 // parseHeartbeat validates the seed firmware's heartbeat
 // {"type":"heartbeat","device_id":"dev_…","ts":<s since boot>,"free_heap":<bytes>}
@@ -37,7 +38,7 @@ var errWrongDevice = store.Errorf(store.EFORBIDDEN, "device_id is not the authen
 func parseHeartbeat(deviceID string, e *protocol.Envelope) (Heartbeat, error) {
 	switch {
 	case e.DeviceID == "":
-		return Heartbeat{}, store.Errorf(store.EINVALID, "device_id is required.")
+		return Heartbeat{}, unhidra.Errorf(protocol.ErrInvalid, "device_id is required.")
 	case e.DeviceID != deviceID:
 		return Heartbeat{}, errWrongDevice
 	}
@@ -45,19 +46,19 @@ func parseHeartbeat(deviceID string, e *protocol.Envelope) (Heartbeat, error) {
 	if ts == nil {
 		ts = e.Timestamp
 	} else if e.Timestamp != nil && *e.Timestamp != *ts {
-		return Heartbeat{}, store.Errorf(store.EINVALID, "ts and timestamp disagree.")
+		return Heartbeat{}, unhidra.Errorf(protocol.ErrInvalid, "ts and timestamp disagree.")
 	}
 	switch {
 	case ts == nil:
-		return Heartbeat{}, store.Errorf(store.EINVALID, "ts (seconds since boot) is required.")
+		return Heartbeat{}, unhidra.Errorf(protocol.ErrInvalid, "ts (seconds since boot) is required.")
 	case math.IsNaN(*ts) || *ts < 0 || *ts > MaxUptime:
-		return Heartbeat{}, store.Errorf(store.EINVALID, "ts must be seconds since boot, 0 to %d.", int64(MaxUptime))
+		return Heartbeat{}, unhidra.Errorf(protocol.ErrInvalid, "ts must be seconds since boot, 0 to %d.", int64(MaxUptime))
 	case e.FreeHeap == nil:
-		return Heartbeat{}, store.Errorf(store.EINVALID, "free_heap is required.")
+		return Heartbeat{}, unhidra.Errorf(protocol.ErrInvalid, "free_heap is required.")
 	}
 	fh := *e.FreeHeap
 	if math.IsNaN(fh) || fh < 0 || fh > MaxFreeHeap || fh != math.Trunc(fh) {
-		return Heartbeat{}, store.Errorf(store.EINVALID, "free_heap must be a whole number of bytes, 0 to %d.", int64(MaxFreeHeap))
+		return Heartbeat{}, unhidra.Errorf(protocol.ErrInvalid, "free_heap must be a whole number of bytes, 0 to %d.", int64(MaxFreeHeap))
 	}
 	return Heartbeat{Uptime: *ts, FreeHeap: int64(fh)}, nil
 }
@@ -65,17 +66,17 @@ func parseHeartbeat(deviceID string, e *protocol.Envelope) (Heartbeat, error) {
 func (s *Service) handleHeartbeat(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
 	id := c.Ident()
 	if id.Kind != gateway.KindDevice {
-		return store.Errorf(store.EFORBIDDEN, "Only devices send heartbeats.")
+		return unhidra.Errorf(protocol.ErrForbidden, "Only devices send heartbeats.")
 	}
 	hb, err := parseHeartbeat(id.ID, e)
 	if errors.Is(err, errWrongDevice) {
-		return c.SendJSON(protocol.NewError(e.ID, protocol.ErrWrongDevice, store.ErrorMessage(err)))
+		return c.SendJSON(protocol.NewError(e.ID, protocol.ErrWrongDevice, unhidra.ErrorMessage(err)))
 	}
 	if err != nil {
 		return err
 	}
 	if !s.heartbeat(id.ID, hb) {
-		return store.Errorf(store.EUNAVAILABLE, "The connection is not registered yet; retry.")
+		return unhidra.Errorf(protocol.ErrUnavailable, "The connection is not registered yet; retry.")
 	}
 	// The firmware sends no id and expects no answer; clients that want
 	// confirmation send one.
@@ -86,9 +87,9 @@ func (s *Service) handleHeartbeat(ctx context.Context, c *gateway.Client, e *pro
 }
 
 type ackFrame struct {
-	Type    string         `json:"type"`
-	ID      string         `json:"id,omitempty"`
-	Command *store.Command `json:"command,omitempty"`
+	Type    string           `json:"type"`
+	ID      string           `json:"id,omitempty"`
+	Command *unhidra.Command `json:"command,omitempty"`
 }
 
 // parseReadings validates a telemetry object (numbers, strings and
@@ -97,37 +98,37 @@ func parseReadings(raw json.RawMessage) (json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	switch {
 	case len(raw) == 0:
-		return nil, store.Errorf(store.EINVALID, "readings is required.")
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "readings is required.")
 	case len(raw) > MaxReadingsBytes:
-		return nil, store.Errorf(store.ETOOLARGE, "readings must be at most %d bytes.", MaxReadingsBytes)
+		return nil, unhidra.Errorf(protocol.ErrTooLarge, "readings must be at most %d bytes.", MaxReadingsBytes)
 	case raw[0] != '{':
-		return nil, store.Errorf(store.EINVALID, "readings must be a JSON object.")
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "readings must be a JSON object.")
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil {
-		return nil, store.Errorf(store.EINVALID, "readings must be a JSON object.")
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "readings must be a JSON object.")
 	}
 	if len(m) == 0 || len(m) > MaxReadings {
-		return nil, store.Errorf(store.EINVALID, "readings must have 1 to %d entries.", MaxReadings)
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "readings must have 1 to %d entries.", MaxReadings)
 	}
 	for k, v := range m {
 		if k == "" || len(k) > MaxReadingKeyLen || !utf8.ValidString(k) {
-			return nil, store.Errorf(store.EINVALID, "reading names must be 1 to %d bytes.", MaxReadingKeyLen)
+			return nil, unhidra.Errorf(protocol.ErrInvalid, "reading names must be 1 to %d bytes.", MaxReadingKeyLen)
 		}
 		switch v := v.(type) {
 		case json.Number:
 			if f, err := strconv.ParseFloat(string(v), 64); err != nil || math.IsInf(f, 0) {
-				return nil, store.Errorf(store.EINVALID, "reading %q is out of range.", k)
+				return nil, unhidra.Errorf(protocol.ErrInvalid, "reading %q is out of range.", k)
 			}
 		case string:
 			if len(v) > MaxReadingStrLen {
-				return nil, store.Errorf(store.ETOOLARGE, "reading %q is longer than %d bytes.", k, MaxReadingStrLen)
+				return nil, unhidra.Errorf(protocol.ErrTooLarge, "reading %q is longer than %d bytes.", k, MaxReadingStrLen)
 			}
 		case bool:
 		default:
-			return nil, store.Errorf(store.EINVALID, "reading %q must be a number, string or boolean.", k)
+			return nil, unhidra.Errorf(protocol.ErrInvalid, "reading %q must be a number, string or boolean.", k)
 		}
 	}
 	// Re-encoded compactly without HTML escaping, so what is stored is no
@@ -136,11 +137,11 @@ func parseReadings(raw json.RawMessage) (json.RawMessage, error) {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(m); err != nil {
-		return nil, store.Errorf(store.EINVALID, "readings must be a JSON object.")
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "readings must be a JSON object.")
 	}
 	out := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if len(out) > MaxReadingsBytes {
-		return nil, store.Errorf(store.ETOOLARGE, "readings must be at most %d bytes.", MaxReadingsBytes)
+		return nil, unhidra.Errorf(protocol.ErrTooLarge, "readings must be at most %d bytes.", MaxReadingsBytes)
 	}
 	return out, nil
 }
@@ -148,17 +149,17 @@ func parseReadings(raw json.RawMessage) (json.RawMessage, error) {
 func (s *Service) handleTelemetry(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
 	id := c.Ident()
 	if id.Kind != gateway.KindDevice {
-		return store.Errorf(store.EFORBIDDEN, "Only devices send telemetry.")
+		return unhidra.Errorf(protocol.ErrForbidden, "Only devices send telemetry.")
 	}
 	if e.DeviceID != "" && e.DeviceID != id.ID {
-		return c.SendJSON(protocol.NewError(e.ID, protocol.ErrWrongDevice, store.ErrorMessage(errWrongDevice)))
+		return c.SendJSON(protocol.NewError(e.ID, protocol.ErrWrongDevice, unhidra.ErrorMessage(errWrongDevice)))
 	}
 	readings, err := parseReadings(e.Readings)
 	if err != nil {
 		return err
 	}
 	if !s.telemetry(id.ID, readings) {
-		return store.Errorf(store.EUNAVAILABLE, "Telemetry is arriving faster than it can be stored; slow down.")
+		return unhidra.Errorf(protocol.ErrUnavailable, "Telemetry is arriving faster than it can be stored; slow down.")
 	}
 	if e.ID != "" {
 		return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID})
@@ -171,7 +172,7 @@ func (s *Service) handleTelemetry(ctx context.Context, c *gateway.Client, e *pro
 func (s *Service) handleAck(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
 	id := c.Ident()
 	if id.Kind != gateway.KindDevice {
-		return store.Errorf(store.EINVALID, "Only devices acknowledge commands.")
+		return unhidra.Errorf(protocol.ErrInvalid, "Only devices acknowledge commands.")
 	}
 	return s.ack(ctx, id.ID, e)
 }
@@ -180,16 +181,16 @@ func (s *Service) handleAck(ctx context.Context, c *gateway.Client, e *protocol.
 func (s *Service) ack(ctx context.Context, deviceID string, e *protocol.Envelope) error {
 	switch {
 	case e.ID == "":
-		return store.Errorf(store.EINVALID, "id (the command id) is required.")
+		return unhidra.Errorf(protocol.ErrInvalid, "id (the command id) is required.")
 	case len(e.Result) > MaxResultBytes:
-		return store.Errorf(store.ETOOLARGE, "result must be at most %d bytes.", MaxResultBytes)
+		return unhidra.Errorf(protocol.ErrTooLarge, "result must be at most %d bytes.", MaxResultBytes)
 	case len(e.Error) > MaxAckErrorLen:
-		return store.Errorf(store.ETOOLARGE, "error must be at most %d bytes.", MaxAckErrorLen)
+		return unhidra.Errorf(protocol.ErrTooLarge, "error must be at most %d bytes.", MaxAckErrorLen)
 	}
-	u := store.CommandUpdate{From: []string{store.CommandQueued, store.CommandDelivered}, Status: store.CommandAcked,
+	u := store.CommandUpdate{From: []string{unhidra.CommandQueued, unhidra.CommandDelivered}, Status: unhidra.CommandAcked,
 		At: s.cfg.Now(), Result: compact(e.Result), Error: e.Error}
 	if (e.OK != nil && !*e.OK) || e.Error != "" {
-		u.Status = store.CommandFailed
+		u.Status = unhidra.CommandFailed
 	}
 	cmd, err := s.store.UpdateCommand(ctx, deviceID, e.ID, u)
 	if err != nil {
@@ -215,7 +216,7 @@ func compact(raw json.RawMessage) json.RawMessage {
 func (s *Service) handleCommandSend(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
 	id := c.Ident()
 	if id.Kind == gateway.KindDevice {
-		return store.Errorf(store.EFORBIDDEN, "Devices cannot send commands.")
+		return unhidra.Errorf(protocol.ErrForbidden, "Devices cannot send commands.")
 	}
 	req := CommandRequest{Command: e.Command, Params: e.Params, Type: e.CommandType, TTLSeconds: e.TTLSeconds}
 	cmd, err := s.SendCommand(ctx, Actor{ID: id.ID, Name: id.Name, Admin: id.Admin}, e.Device, req)

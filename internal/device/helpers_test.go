@@ -10,7 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store/sqldb"
 	"github.com/unhidra/unhidra/internal/store/sqlite"
 )
@@ -101,8 +101,8 @@ type fixture struct {
 	db    *sqldb.DB
 	svc   *Service
 	clock *fakeClock
-	owner *store.User
-	dev   *store.Device
+	owner *unhidra.User
+	dev   *unhidra.Device
 	key   string
 	note  *notified
 }
@@ -117,7 +117,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() { db.Close() })
 	clk := &fakeClock{t: time.Date(2026, 11, 23, 10, 0, 30, 0, time.UTC)}
 	db.Now = clk.Now
-	owner := &store.User{Name: "owner", Role: store.RoleMember, PasswordHash: "x"}
+	owner := &unhidra.User{Name: "owner", Role: unhidra.RoleMember, PasswordHash: "x"}
 	if err := db.CreateUser(ctx, owner); err != nil {
 		t.Fatal(err)
 	}

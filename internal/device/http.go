@@ -6,10 +6,11 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/auth"
-	"github.com/unhidra/unhidra/internal/protocol"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Mount adds the device API. Every route needs a signed-in user; owners
@@ -37,7 +38,7 @@ func actorOf(r *http.Request) Actor { return ActorOf(auth.UserFromContext(r.Cont
 // deviceView serves a read about the device {id}, which the caller must be
 // allowed to see (others get 404, as for a device that does not exist):
 // fn's result is written as JSON, or its error as the API's error.
-func (s *Service) deviceView(h api.Helpers, fn func(r *http.Request, d *store.Device) (any, error)) http.Handler {
+func (s *Service) deviceView(h api.Helpers, fn func(r *http.Request, d *unhidra.Device) (any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d, err := s.Device(r.Context(), actorOf(r), r.PathValue("id"))
 		if err != nil {
@@ -60,7 +61,7 @@ func queryInt(r *http.Request, name string) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 || len(v) > 10 {
-		return 0, store.Errorf(store.EINVALID, "%s must be a non-negative integer.", name)
+		return 0, unhidra.Errorf(protocol.ErrInvalid, "%s must be a non-negative integer.", name)
 	}
 	return n, nil
 }
@@ -108,15 +109,15 @@ func (s *Service) handleList(h api.Helpers) http.Handler {
 }
 
 func (s *Service) handleGet(h api.Helpers) http.Handler {
-	return s.deviceView(h, func(r *http.Request, d *store.Device) (any, error) {
+	return s.deviceView(h, func(r *http.Request, d *unhidra.Device) (any, error) {
 		return map[string]any{"device": s.View(d)}, nil
 	})
 }
 
 // Revoke revokes a device the user may see (owner or administrator) and
-// closes its live connections with CloseRevoked. Returns ENOTFOUND for
+// closes its live connections with CloseRevoked. Returns protocol.ErrNotFound for
 // devices the user may not see or that are already revoked.
-func (s *Service) Revoke(ctx context.Context, u *store.User, id string) error {
+func (s *Service) Revoke(ctx context.Context, u *unhidra.User, id string) error {
 	if _, err := s.Device(ctx, ActorOf(u), id); err != nil {
 		return err
 	}
@@ -167,7 +168,7 @@ type HeapPoint struct {
 }
 
 func (s *Service) handleHeap(h api.Helpers) http.Handler {
-	return s.deviceView(h, func(r *http.Request, d *store.Device) (any, error) {
+	return s.deviceView(h, func(r *http.Request, d *unhidra.Device) (any, error) {
 		q := r.URL.Query()
 		res, name := store.HeapMinute, "minute"
 		switch q.Get("res") {
@@ -175,13 +176,13 @@ func (s *Service) handleHeap(h api.Helpers) http.Handler {
 		case "hour":
 			res, name = store.HeapHour, "hour"
 		default:
-			return nil, store.Errorf(store.EINVALID, "res must be minute or hour.")
+			return nil, unhidra.Errorf(protocol.ErrInvalid, "res must be minute or hour.")
 		}
 		var since time.Time
 		if v := q.Get("since"); v != "" {
 			var err error
 			if since, err = time.Parse(time.RFC3339, v); err != nil || len(v) > 40 {
-				return nil, store.Errorf(store.EINVALID, "since must be an RFC 3339 time.")
+				return nil, unhidra.Errorf(protocol.ErrInvalid, "since must be an RFC 3339 time.")
 			}
 		}
 		limit, err := queryInt(r, "limit")
@@ -201,7 +202,7 @@ func (s *Service) handleHeap(h api.Helpers) http.Handler {
 }
 
 func (s *Service) handleEvents(h api.Helpers) http.Handler {
-	return s.deviceView(h, func(r *http.Request, d *store.Device) (any, error) {
+	return s.deviceView(h, func(r *http.Request, d *unhidra.Device) (any, error) {
 		before, err := queryInt(r, "before")
 		if err != nil {
 			return nil, err
@@ -212,21 +213,21 @@ func (s *Service) handleEvents(h api.Helpers) http.Handler {
 		}
 		ev, err := s.store.AuditEvents(r.Context(), store.AuditFilter{Target: d.ID, Action: "device.", Before: int64(before), Limit: limit})
 		if ev == nil {
-			ev = []*store.AuditEvent{}
+			ev = []*unhidra.AuditEvent{}
 		}
 		return map[string]any{"events": ev}, err
 	})
 }
 
 func (s *Service) handleTelemetryList(h api.Helpers) http.Handler {
-	return s.deviceView(h, func(r *http.Request, d *store.Device) (any, error) {
+	return s.deviceView(h, func(r *http.Request, d *unhidra.Device) (any, error) {
 		limit, err := queryInt(r, "limit")
 		if err != nil {
 			return nil, err
 		}
 		tel, err := s.store.RecentTelemetry(r.Context(), d.ID, limit)
 		if tel == nil {
-			tel = []store.Telemetry{}
+			tel = []unhidra.Telemetry{}
 		}
 		return map[string]any{"telemetry": tel}, err
 	})
@@ -249,12 +250,12 @@ func (s *Service) handleCommandCreate(h api.Helpers) http.Handler {
 }
 
 func (s *Service) handleCommandList(h api.Helpers) http.Handler {
-	return s.deviceView(h, func(r *http.Request, d *store.Device) (any, error) {
+	return s.deviceView(h, func(r *http.Request, d *unhidra.Device) (any, error) {
 		status := r.URL.Query().Get("status")
 		switch status {
-		case "", store.CommandQueued, store.CommandDelivered, store.CommandAcked, store.CommandFailed, store.CommandExpired:
+		case "", unhidra.CommandQueued, unhidra.CommandDelivered, unhidra.CommandAcked, unhidra.CommandFailed, unhidra.CommandExpired:
 		default:
-			return nil, store.Errorf(store.EINVALID, "Unknown status.")
+			return nil, unhidra.Errorf(protocol.ErrInvalid, "Unknown status.")
 		}
 		limit, err := queryInt(r, "limit")
 		if err != nil {
@@ -262,14 +263,14 @@ func (s *Service) handleCommandList(h api.Helpers) http.Handler {
 		}
 		cmds, err := s.store.Commands(r.Context(), d.ID, status, limit)
 		if cmds == nil {
-			cmds = []*store.Command{}
+			cmds = []*unhidra.Command{}
 		}
 		return map[string]any{"commands": cmds}, err
 	})
 }
 
 func (s *Service) handleCommandGet(h api.Helpers) http.Handler {
-	return s.deviceView(h, func(r *http.Request, d *store.Device) (any, error) {
+	return s.deviceView(h, func(r *http.Request, d *unhidra.Device) (any, error) {
 		cmd, err := s.store.CommandByID(r.Context(), d.ID, r.PathValue("cmd"))
 		return map[string]any{"command": cmd}, err
 	})

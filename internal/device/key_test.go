@@ -5,7 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 func TestKey_Format(t *testing.T) {
@@ -60,7 +62,7 @@ func TestRegistry_Authenticate(t *testing.T) {
 	wrongSecret := KeyPrefix + keyID + "_" + strings.Repeat("0", keySecretLen)
 	unknownID := KeyPrefix + "ffffffffffffffff" + f.key[len(KeyPrefix)+keyIDLen:]
 	for name, k := range map[string]string{"wrong secret": wrongSecret, "unknown id": unknownID, "malformed": "hunter2", "empty": ""} {
-		if _, err := reg.Authenticate(ctx, k); store.ErrorCode(err) != store.EUNAUTHORIZED {
+		if _, err := reg.Authenticate(ctx, k); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
 			t.Errorf("%s: err = %v, want unauthorized", name, err)
 		}
 	}
@@ -69,7 +71,7 @@ func TestRegistry_Authenticate(t *testing.T) {
 	if _, err := f.db.UpdateUser(ctx, f.owner.ID, store.UserUpdate{Disabled: &disabled}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reg.Authenticate(ctx, f.key); store.ErrorCode(err) != store.EUNAUTHORIZED {
+	if _, err := reg.Authenticate(ctx, f.key); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
 		t.Fatalf("disabled owner's device: %v", err)
 	}
 	disabled = false
@@ -78,7 +80,7 @@ func TestRegistry_Authenticate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reg.Authenticate(ctx, f.key); store.ErrorCode(err) != store.EUNAUTHORIZED {
+	if _, err := reg.Authenticate(ctx, f.key); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
 		t.Fatalf("old key after rotation: %v", err)
 	}
 	if _, err := reg.Authenticate(ctx, newKey); err != nil {
@@ -87,10 +89,10 @@ func TestRegistry_Authenticate(t *testing.T) {
 	if _, err := reg.Revoke(ctx, f.owner, f.dev.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reg.Authenticate(ctx, newKey); store.ErrorCode(err) != store.EUNAUTHORIZED {
+	if _, err := reg.Authenticate(ctx, newKey); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
 		t.Fatalf("revoked key: %v", err)
 	}
-	if _, _, err := reg.RotateKey(ctx, f.owner, f.dev.ID); store.ErrorCode(err) != store.ENOTFOUND {
+	if _, _, err := reg.RotateKey(ctx, f.owner, f.dev.ID); unhidra.ErrorCode(err) != protocol.ErrNotFound {
 		t.Fatalf("rotating a revoked device: %v", err)
 	}
 	ev, _ := f.db.AuditEvents(ctx, store.AuditFilter{Target: f.dev.ID})
@@ -101,7 +103,7 @@ func TestRegistry_Authenticate(t *testing.T) {
 			t.Fatalf("a key reached the audit log: %+v", e)
 		}
 	}
-	want := []string{store.AuditDeviceRevoked, store.AuditDeviceKeyRotated, store.AuditDeviceRegistered}
+	want := []string{unhidra.AuditDeviceRevoked, unhidra.AuditDeviceKeyRotated, unhidra.AuditDeviceRegistered}
 	if !equal(actions, want) {
 		t.Fatalf("audit trail = %v, want %v", actions, want)
 	}
@@ -115,7 +117,7 @@ func TestRegistration_Valid(t *testing.T) {
 	}
 	bad := []Registration{
 		{Name: "", Type: "esp32"},
-		{Name: strings.Repeat("n", store.MaxNameLen+1), Type: "esp32"},
+		{Name: strings.Repeat("n", unhidra.MaxNameLen+1), Type: "esp32"},
 		{Name: "bell\a", Type: "esp32"},
 		{Name: "x\xff", Type: "esp32"},
 		{Name: "x", Type: ""},
@@ -139,7 +141,7 @@ func TestRegistry_PerOwnerLimit(t *testing.T) {
 	if _, _, err := reg.Register(ctx, f.owner, Registration{Name: "second", Type: "t"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := reg.Register(ctx, f.owner, Registration{Name: "third", Type: "t"}); store.ErrorCode(err) != store.ECONFLICT {
+	if _, _, err := reg.Register(ctx, f.owner, Registration{Name: "third", Type: "t"}); unhidra.ErrorCode(err) != protocol.ErrConflict {
 		t.Fatalf("third device: %v, want conflict", err)
 	}
 }

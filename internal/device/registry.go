@@ -10,17 +10,19 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Store is what the device package needs from the store.
 type Store interface {
 	store.DeviceStore
 	store.AuditStore
-	UserByID(ctx context.Context, id string) (*store.User, error)
+	UserByID(ctx context.Context, id string) (*unhidra.User, error)
 	// Membership tells whether someone is in a channel (to let a channel
 	// follow a device).
-	Membership(ctx context.Context, conversationID, member string) (*store.Membership, error)
+	Membership(ctx context.Context, conversationID, member string) (*unhidra.Membership, error)
 }
 
 // Limits on registration input.
@@ -42,17 +44,17 @@ type Registration struct {
 func (r *Registration) Valid(context.Context) error {
 	r.Name = strings.TrimSpace(r.Name)
 	switch {
-	case r.Name == "" || len(r.Name) > store.MaxNameLen:
-		return store.Errorf(store.EINVALID, "name must be 1 to %d bytes.", store.MaxNameLen)
+	case r.Name == "" || len(r.Name) > unhidra.MaxNameLen:
+		return unhidra.Errorf(protocol.ErrInvalid, "name must be 1 to %d bytes.", unhidra.MaxNameLen)
 	case !utf8.ValidString(r.Name) || strings.IndexFunc(r.Name, unicode.IsControl) >= 0:
-		return store.Errorf(store.EINVALID, "name must be printable text.")
+		return unhidra.Errorf(protocol.ErrInvalid, "name must be printable text.")
 	case r.Type == "" || len(r.Type) > MaxTypeLen || !isIdent(r.Type):
-		return store.Errorf(store.EINVALID, "type must be 1 to %d characters of [A-Za-z0-9._-].", MaxTypeLen)
+		return unhidra.Errorf(protocol.ErrInvalid, "type must be 1 to %d characters of [A-Za-z0-9._-].", MaxTypeLen)
 	case len(r.Capabilities) > MaxCapabilitiesSize:
-		return store.Errorf(store.ETOOLARGE, "capabilities must be at most %d bytes.", MaxCapabilitiesSize)
+		return unhidra.Errorf(protocol.ErrTooLarge, "capabilities must be at most %d bytes.", MaxCapabilitiesSize)
 	}
 	if len(r.Capabilities) > 0 && !isJSONObject(r.Capabilities) {
-		return store.Errorf(store.EINVALID, "capabilities must be a JSON object.")
+		return unhidra.Errorf(protocol.ErrInvalid, "capabilities must be a JSON object.")
 	}
 	return nil
 }
@@ -85,9 +87,9 @@ type Registry struct {
 }
 
 // Register creates a device for owner and returns it with its API key,
-// which is shown this once and never stored. Returns EINVALID for bad
-// input and ECONFLICT when the owner has too many devices.
-func (r *Registry) Register(ctx context.Context, owner *store.User, reg Registration) (*store.Device, string, error) {
+// which is shown this once and never stored. Returns protocol.ErrInvalid for bad
+// input and protocol.ErrConflict when the owner has too many devices.
+func (r *Registry) Register(ctx context.Context, owner *unhidra.User, reg Registration) (*unhidra.Device, string, error) {
 	if err := reg.Valid(ctx); err != nil {
 		return nil, "", err
 	}
@@ -100,38 +102,38 @@ func (r *Registry) Register(ctx context.Context, owner *store.User, reg Registra
 		return nil, "", err
 	}
 	if n >= limit {
-		return nil, "", store.Errorf(store.ECONFLICT, "An account may have at most %d devices.", limit)
+		return nil, "", unhidra.Errorf(protocol.ErrConflict, "An account may have at most %d devices.", limit)
 	}
 	key, keyID, digest := newKey()
-	d := &store.Device{ID: store.NewID(store.PrefixDevice), OwnerID: owner.ID, Name: reg.Name, Type: reg.Type,
+	d := &unhidra.Device{ID: unhidra.NewID(unhidra.PrefixDevice), OwnerID: owner.ID, Name: reg.Name, Type: reg.Type,
 		Capabilities: reg.Capabilities, KeyID: keyID, KeyHash: digest}
 	if err := r.Store.CreateDevice(ctx, d); err != nil {
 		return nil, "", fmt.Errorf("register device: %w", err)
 	}
-	r.audit(ctx, owner, store.AuditDeviceRegistered, d.ID, map[string]any{"name": d.Name, "type": d.Type})
+	r.audit(ctx, owner, unhidra.AuditDeviceRegistered, d.ID, map[string]any{"name": d.Name, "type": d.Type})
 	return d, key, nil
 }
 
 // RotateKey replaces the device's key and returns the new one; the old key
-// stops working at once. Returns ENOTFOUND for unknown or revoked devices.
-func (r *Registry) RotateKey(ctx context.Context, actor *store.User, id string) (*store.Device, string, error) {
+// stops working at once. Returns protocol.ErrNotFound for unknown or revoked devices.
+func (r *Registry) RotateKey(ctx context.Context, actor *unhidra.User, id string) (*unhidra.Device, string, error) {
 	key, keyID, digest := newKey()
 	d, err := r.Store.ReplaceDeviceKey(ctx, id, keyID, digest)
 	if err != nil {
 		return nil, "", err
 	}
-	r.audit(ctx, actor, store.AuditDeviceKeyRotated, d.ID, nil)
+	r.audit(ctx, actor, unhidra.AuditDeviceKeyRotated, d.ID, nil)
 	return d, key, nil
 }
 
-// Revoke revokes the device for good. Returns ENOTFOUND for unknown or
+// Revoke revokes the device for good. Returns protocol.ErrNotFound for unknown or
 // already revoked devices.
-func (r *Registry) Revoke(ctx context.Context, actor *store.User, id string) (*store.Device, error) {
+func (r *Registry) Revoke(ctx context.Context, actor *unhidra.User, id string) (*unhidra.Device, error) {
 	d, err := r.Store.RevokeDevice(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	r.audit(ctx, actor, store.AuditDeviceRevoked, d.ID, nil)
+	r.audit(ctx, actor, unhidra.AuditDeviceRevoked, d.ID, nil)
 	return d, nil
 }
 
@@ -141,16 +143,16 @@ var dummyDigest = keyDigest(KeyPrefix + "0000000000000000_" + strings.Repeat("0"
 
 // Authenticate returns the device a key belongs to. Malformed, unknown,
 // wrong and revoked keys, and keys of devices whose owner is disabled, all
-// return EUNAUTHORIZED with the same message.
-func (r *Registry) Authenticate(ctx context.Context, key string) (*store.Device, error) {
-	bad := store.Errorf(store.EUNAUTHORIZED, "Invalid device key.")
+// return protocol.ErrUnauthorized with the same message.
+func (r *Registry) Authenticate(ctx context.Context, key string) (*unhidra.Device, error) {
+	bad := unhidra.Errorf(protocol.ErrUnauthorized, "Invalid device key.")
 	keyID, ok := parseKey(key)
 	if !ok {
 		return nil, bad
 	}
 	d, err := r.Store.DeviceByKeyID(ctx, keyID)
 	switch {
-	case store.ErrorCode(err) == store.ENOTFOUND:
+	case unhidra.ErrorCode(err) == protocol.ErrNotFound:
 		digestsEqual(keyDigest(key), dummyDigest)
 		return nil, bad
 	case err != nil:
@@ -169,8 +171,8 @@ func (r *Registry) Authenticate(ctx context.Context, key string) (*store.Device,
 	return d, nil
 }
 
-func (r *Registry) audit(ctx context.Context, actor *store.User, action, target string, detail map[string]any) {
-	e := &store.AuditEvent{Action: action, Target: target}
+func (r *Registry) audit(ctx context.Context, actor *unhidra.User, action, target string, detail map[string]any) {
+	e := &unhidra.AuditEvent{Action: action, Target: target}
 	if actor != nil {
 		e.ActorID, e.ActorName = actor.ID, actor.Name
 	}

@@ -8,9 +8,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/gateway"
-	"github.com/unhidra/unhidra/internal/protocol"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Device states.
@@ -18,12 +19,6 @@ const (
 	StateOnline  = "online"  // connected, heartbeats on time
 	StateStale   = "stale"   // connected, but heartbeats overdue
 	StateOffline = "offline" // not connected
-)
-
-// TypeDeviceState and TypeCommandStatus are the frames owners receive.
-const (
-	TypeDeviceState   = "device_state"
-	TypeCommandStatus = "command_status"
 )
 
 // Config configures a Service. Zero fields get the documented defaults.
@@ -138,8 +133,8 @@ type heapKey struct {
 type pending struct {
 	health    map[string]store.DeviceHealth
 	heap      map[heapKey]*store.HeapBucket
-	telemetry []store.Telemetry
-	events    []store.AuditEvent
+	telemetry []unhidra.Telemetry
+	events    []unhidra.AuditEvent
 }
 
 func newPending() pending {
@@ -442,7 +437,7 @@ type StateFrame struct {
 func (s *Service) setState(id string, d *liveDevice, state, reason string, now time.Time) ownerFrame {
 	prev := d.state
 	d.state = state
-	return ownerFrame{d.owner, id, StateFrame{Type: TypeDeviceState, Device: id, Name: d.name, State: state, Previous: prev,
+	return ownerFrame{d.owner, id, StateFrame{Type: protocol.TypeDeviceState, Device: id, Name: d.name, State: state, Previous: prev,
 		Reason: reason, At: now.UTC(), LastSeen: d.lastBeat.UTC()}}
 }
 
@@ -469,7 +464,7 @@ func (s *Service) connected(ctx context.Context, c conn, id, owner, name, ip str
 		frames = append(frames, s.setState(id, d, StateOnline, "connected", now))
 	}
 	s.queueHealth(id, d, now)
-	s.pend.events = append(s.pend.events, store.AuditEvent{At: now, Action: store.AuditDeviceConnected, Target: id, IP: ip})
+	s.pend.events = append(s.pend.events, unhidra.AuditEvent{At: now, Action: unhidra.AuditDeviceConnected, Target: id, IP: ip})
 	s.mu.Unlock()
 	if old != nil && old.conn != c {
 		old.conn.Close(protocol.CloseReplaced)
@@ -486,7 +481,7 @@ func (s *Service) disconnected(c conn, id string) {
 	d := s.live[id]
 	if d == nil || d.conn != c {
 		// Replaced: the trail still shows the connection ending.
-		s.pend.events = append(s.pend.events, store.AuditEvent{At: now, Action: store.AuditDeviceDisconnected, Target: id,
+		s.pend.events = append(s.pend.events, unhidra.AuditEvent{At: now, Action: unhidra.AuditDeviceDisconnected, Target: id,
 			Detail: `{"reason":"replaced"}`})
 		s.mu.Unlock()
 		return
@@ -497,7 +492,7 @@ func (s *Service) disconnected(c conn, id string) {
 	h := s.pend.health[id]
 	h.ConnectedSince = time.Time{}
 	s.pend.health[id] = h
-	s.pend.events = append(s.pend.events, store.AuditEvent{At: now, Action: store.AuditDeviceDisconnected, Target: id})
+	s.pend.events = append(s.pend.events, unhidra.AuditEvent{At: now, Action: unhidra.AuditDeviceDisconnected, Target: id})
 	s.mu.Unlock()
 	s.send([]ownerFrame{f})
 }
@@ -530,7 +525,7 @@ func (s *Service) heartbeat(id string, hb Heartbeat) bool {
 	if d.haveUptime && hb.Uptime < d.uptime {
 		d.reboots++
 		detail, _ := json.Marshal(map[string]any{"previous_uptime": d.uptime, "uptime": hb.Uptime, "reboots": d.reboots})
-		s.pend.events = append(s.pend.events, store.AuditEvent{At: now, Action: store.AuditDeviceRebooted, Target: id, Detail: string(detail)})
+		s.pend.events = append(s.pend.events, unhidra.AuditEvent{At: now, Action: unhidra.AuditDeviceRebooted, Target: id, Detail: string(detail)})
 	}
 	d.uptime, d.haveUptime, d.freeHeap, d.lastBeat = hb.Uptime, true, hb.FreeHeap, now
 	if d.state != StateOnline {
@@ -564,21 +559,21 @@ func (s *Service) telemetry(id string, readings json.RawMessage) bool {
 		s.droppedTelemetry.Add(1)
 		return false
 	}
-	s.pend.telemetry = append(s.pend.telemetry, store.Telemetry{DeviceID: id, At: now, Readings: readings})
+	s.pend.telemetry = append(s.pend.telemetry, unhidra.Telemetry{DeviceID: id, At: now, Readings: readings})
 	return true
 }
 
 // View is a device as the API shows it: the stored record with the live
 // state laid over it.
 type View struct {
-	store.Device
+	unhidra.Device
 	Revoked           bool   `json:"revoked"`
 	State             string `json:"state"`
 	HeartbeatInterval int    `json:"heartbeat_interval"` // seconds
 }
 
 // View returns d with its live state.
-func (s *Service) View(d *store.Device) View {
+func (s *Service) View(d *unhidra.Device) View {
 	v := View{Device: *d, Revoked: d.Revoked(), State: StateOffline, HeartbeatInterval: int(s.cfg.HeartbeatInterval / time.Second)}
 	v.ConnectedSince = time.Time{}
 	s.mu.Lock()

@@ -10,8 +10,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 func decode(t *testing.T, s string) (*protocol.Envelope, error) {
@@ -44,18 +45,18 @@ func TestParseHeartbeat(t *testing.T) {
 		frame string
 		code  string // store code; "wrong_device" for errWrongDevice
 	}{
-		{`{"type":"heartbeat","ts":1,"free_heap":1}`, store.EINVALID},
+		{`{"type":"heartbeat","ts":1,"free_heap":1}`, protocol.ErrInvalid},
 		{`{"type":"heartbeat","device_id":"dev_other","ts":1,"free_heap":1}`, "wrong_device"},
 		{`{"type":"heartbeat","device_id":"boiler","ts":1,"free_heap":1}`, "wrong_device"}, // names are not accepted
-		{`{"type":"heartbeat","device_id":"dev_01abc","free_heap":1}`, store.EINVALID},
-		{`{"type":"heartbeat","device_id":"dev_01abc","ts":1}`, store.EINVALID},
-		{`{"type":"heartbeat","device_id":"dev_01abc","ts":-1,"free_heap":1}`, store.EINVALID},
-		{`{"type":"heartbeat","device_id":"dev_01abc","ts":1e300,"free_heap":1}`, store.EINVALID},
-		{`{"type":"heartbeat","device_id":"dev_01abc","ts":1,"timestamp":2,"free_heap":1}`, store.EINVALID},
-		{`{"type":"heartbeat","device_id":"dev_01abc","ts":1,"free_heap":-5}`, store.EINVALID},
-		{`{"type":"heartbeat","device_id":"dev_01abc","ts":1,"free_heap":1e30}`, store.EINVALID},
-		{`{"type":"heartbeat","device_id":"dev_01abc","ts":1,"free_heap":10.5}`, store.EINVALID},
-		{`{"type":"heartbeat","device_id":"dev_01abc","ts":1,"free_heap":1099511627777}`, store.EINVALID},
+		{`{"type":"heartbeat","device_id":"dev_01abc","free_heap":1}`, protocol.ErrInvalid},
+		{`{"type":"heartbeat","device_id":"dev_01abc","ts":1}`, protocol.ErrInvalid},
+		{`{"type":"heartbeat","device_id":"dev_01abc","ts":-1,"free_heap":1}`, protocol.ErrInvalid},
+		{`{"type":"heartbeat","device_id":"dev_01abc","ts":1e300,"free_heap":1}`, protocol.ErrInvalid},
+		{`{"type":"heartbeat","device_id":"dev_01abc","ts":1,"timestamp":2,"free_heap":1}`, protocol.ErrInvalid},
+		{`{"type":"heartbeat","device_id":"dev_01abc","ts":1,"free_heap":-5}`, protocol.ErrInvalid},
+		{`{"type":"heartbeat","device_id":"dev_01abc","ts":1,"free_heap":1e30}`, protocol.ErrInvalid},
+		{`{"type":"heartbeat","device_id":"dev_01abc","ts":1,"free_heap":10.5}`, protocol.ErrInvalid},
+		{`{"type":"heartbeat","device_id":"dev_01abc","ts":1,"free_heap":1099511627777}`, protocol.ErrInvalid},
 	}
 	for _, b := range bad {
 		e, err := decode(t, b.frame)
@@ -66,7 +67,7 @@ func TestParseHeartbeat(t *testing.T) {
 		switch {
 		case b.code == "wrong_device" && !errors.Is(err, errWrongDevice):
 			t.Errorf("%s: err = %v, want wrong device", b.frame, err)
-		case b.code != "wrong_device" && (store.ErrorCode(err) != b.code || errors.Is(err, errWrongDevice)):
+		case b.code != "wrong_device" && (unhidra.ErrorCode(err) != b.code || errors.Is(err, errWrongDevice)):
 			t.Errorf("%s: err = %v, want %s", b.frame, err, b.code)
 		}
 	}
@@ -157,7 +158,7 @@ func TestService_StateTransitions(t *testing.T) {
 		t.Fatalf("stored view after disconnect = %+v", v)
 	}
 	ev, _ := f.db.AuditEvents(ctx, store.AuditFilter{Target: f.dev.ID, Action: "device."})
-	if len(ev) < 3 || ev[0].Action != store.AuditDeviceDisconnected || ev[1].Action != store.AuditDeviceConnected || ev[1].IP != "192.0.2.1" {
+	if len(ev) < 3 || ev[0].Action != unhidra.AuditDeviceDisconnected || ev[1].Action != unhidra.AuditDeviceConnected || ev[1].IP != "192.0.2.1" {
 		t.Fatalf("trail = %+v", ev)
 	}
 }
@@ -202,7 +203,7 @@ func TestService_RebootDetection(t *testing.T) {
 	if d.Reboots != 2 {
 		t.Fatalf("reboot across a reconnect not seen: reboots=%d", d.Reboots)
 	}
-	ev, _ := f.db.AuditEvents(ctx, store.AuditFilter{Target: f.dev.ID, Action: store.AuditDeviceRebooted})
+	ev, _ := f.db.AuditEvents(ctx, store.AuditFilter{Target: f.dev.ID, Action: unhidra.AuditDeviceRebooted})
 	if len(ev) != 2 || !strings.Contains(ev[1].Detail, `"previous_uptime":220`) {
 		t.Fatalf("reboot events = %+v", ev)
 	}
@@ -272,12 +273,12 @@ func TestService_CommandQueueDeliveryAckExpiry(t *testing.T) {
 	owner := ActorOf(f.owner)
 	// Offline: queued.
 	c1, err := f.svc.SendCommand(ctx, owner, f.dev.ID, CommandRequest{Command: "relay.set", Params: json.RawMessage(`{"on": true}`)})
-	if err != nil || c1.Status != store.CommandQueued || string(c1.Params) != `{"on":true}` {
+	if err != nil || c1.Status != unhidra.CommandQueued || string(c1.Params) != `{"on":true}` {
 		t.Fatalf("queued command = %+v, %v", c1, err)
 	}
 	c2, _ := f.svc.SendCommand(ctx, owner, f.dev.ID, CommandRequest{Command: "upgrade", Type: "ota", TTLSeconds: 30})
 	// Someone else cannot see or command the device.
-	if _, err := f.svc.SendCommand(ctx, Actor{ID: "usr_other"}, f.dev.ID, CommandRequest{Command: "x"}); store.ErrorCode(err) != store.ENOTFOUND {
+	if _, err := f.svc.SendCommand(ctx, Actor{ID: "usr_other"}, f.dev.ID, CommandRequest{Command: "x"}); unhidra.ErrorCode(err) != protocol.ErrNotFound {
 		t.Fatalf("stranger's command: %v", err)
 	}
 	// On connect, unexpired commands are delivered oldest first with the
@@ -288,7 +289,7 @@ func TestService_CommandQueueDeliveryAckExpiry(t *testing.T) {
 		frames[1]["type"] != "ota" || frames[1]["id"] != c2.ID {
 		t.Fatalf("delivered frames = %v", frames)
 	}
-	if got, _ := f.db.CommandByID(ctx, f.dev.ID, c1.ID); got.Status != store.CommandDelivered {
+	if got, _ := f.db.CommandByID(ctx, f.dev.ID, c1.ID); got.Status != unhidra.CommandDelivered {
 		t.Fatalf("after delivery: %s", got.Status)
 	}
 	// Acks: ok → acked with result; ok:false → failed.
@@ -296,10 +297,10 @@ func TestService_CommandQueueDeliveryAckExpiry(t *testing.T) {
 	if err := f.svc.ack(ctx, f.dev.ID, &protocol.Envelope{Type: "ack", ID: c1.ID, OK: &ok, Result: json.RawMessage(`{ "relay": 1 }`)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.svc.ack(ctx, f.dev.ID, &protocol.Envelope{Type: "ack", ID: c1.ID}); store.ErrorCode(err) != store.ECONFLICT {
+	if err := f.svc.ack(ctx, f.dev.ID, &protocol.Envelope{Type: "ack", ID: c1.ID}); unhidra.ErrorCode(err) != protocol.ErrConflict {
 		t.Fatalf("second ack: %v", err)
 	}
-	if err := f.svc.ack(ctx, "dev_other", &protocol.Envelope{Type: "ack", ID: c2.ID}); store.ErrorCode(err) != store.ENOTFOUND {
+	if err := f.svc.ack(ctx, "dev_other", &protocol.Envelope{Type: "ack", ID: c2.ID}); unhidra.ErrorCode(err) != protocol.ErrNotFound {
 		t.Fatalf("another device acking: %v", err)
 	}
 	if err := f.svc.ack(ctx, f.dev.ID, &protocol.Envelope{Type: "ack", ID: c2.ID, Error: "flash busy"}); err != nil {
@@ -307,12 +308,12 @@ func TestService_CommandQueueDeliveryAckExpiry(t *testing.T) {
 	}
 	got1, _ := f.db.CommandByID(ctx, f.dev.ID, c1.ID)
 	got2, _ := f.db.CommandByID(ctx, f.dev.ID, c2.ID)
-	if got1.Status != store.CommandAcked || string(got1.Result) != `{"relay":1}` || got2.Status != store.CommandFailed || got2.Error != "flash busy" {
+	if got1.Status != unhidra.CommandAcked || string(got1.Result) != `{"relay":1}` || got2.Status != unhidra.CommandFailed || got2.Error != "flash busy" {
 		t.Fatalf("after acks: %+v / %+v", got1, got2)
 	}
 	// Connected: delivered at once. Unanswered past its TTL: expired.
 	c3, _ := f.svc.SendCommand(ctx, owner, f.dev.ID, CommandRequest{Command: "reboot", Type: "config", TTLSeconds: 60})
-	if c3.Status != store.CommandDelivered || len(conn.Frames()) != 3 || conn.Frames()[2]["type"] != "config" {
+	if c3.Status != unhidra.CommandDelivered || len(conn.Frames()) != 3 || conn.Frames()[2]["type"] != "config" {
 		t.Fatalf("live delivery: %+v, frames %v", c3, conn.Frames())
 	}
 	if ttl := c3.ExpiresAt.Sub(c3.CreatedAt); ttl != time.Minute {
@@ -320,12 +321,12 @@ func TestService_CommandQueueDeliveryAckExpiry(t *testing.T) {
 	}
 	f.clock.Add(c3.ExpiresAt.Sub(f.clock.Now()) - time.Millisecond)
 	f.sweep(t)
-	if got, _ := f.db.CommandByID(ctx, f.dev.ID, c3.ID); got.Status != store.CommandDelivered {
+	if got, _ := f.db.CommandByID(ctx, f.dev.ID, c3.ID); got.Status != unhidra.CommandDelivered {
 		t.Fatalf("expired early: %s", got.Status)
 	}
 	f.clock.Add(time.Millisecond)
 	f.sweep(t)
-	if got, _ := f.db.CommandByID(ctx, f.dev.ID, c3.ID); got.Status != store.CommandExpired {
+	if got, _ := f.db.CommandByID(ctx, f.dev.ID, c3.ID); got.Status != unhidra.CommandExpired {
 		t.Fatalf("not expired: %s", got.Status)
 	}
 	want := []string{"queued", "queued", "delivered", "delivered", "acked", "failed", "delivered", "expired"}
@@ -344,7 +345,7 @@ func TestService_CommandLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := f.svc.SendCommand(ctx, owner, f.dev.ID, CommandRequest{Command: "x"}); store.ErrorCode(err) != store.ERATELIMIT {
+	if _, err := f.svc.SendCommand(ctx, owner, f.dev.ID, CommandRequest{Command: "x"}); unhidra.ErrorCode(err) != protocol.ErrRateLimited {
 		t.Fatalf("third queued command: %v", err)
 	}
 	// A huge TTL is clamped to the maximum, not overflowed into the past.
@@ -371,7 +372,7 @@ func TestService_CommandLimits(t *testing.T) {
 	if _, err := f.svc.Registry().Revoke(ctx, f.owner, f.dev.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.SendCommand(ctx, owner, f.dev.ID, CommandRequest{Command: "x"}); store.ErrorCode(err) != store.ECONFLICT {
+	if _, err := f.svc.SendCommand(ctx, owner, f.dev.ID, CommandRequest{Command: "x"}); unhidra.ErrorCode(err) != protocol.ErrConflict {
 		t.Fatalf("command to a revoked device: %v", err)
 	}
 }
@@ -467,7 +468,7 @@ func TestService_FlushRetriesFailedBatch(t *testing.T) {
 	for _, e := range ev {
 		actions = append(actions, e.Action)
 	}
-	if !equal(actions, []string{store.AuditDeviceRebooted, store.AuditDeviceConnected, store.AuditDeviceRegistered}) {
+	if !equal(actions, []string{unhidra.AuditDeviceRebooted, unhidra.AuditDeviceConnected, unhidra.AuditDeviceRegistered}) {
 		t.Fatalf("trail after the retry = %v", actions)
 	}
 }

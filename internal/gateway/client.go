@@ -9,10 +9,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/ratelimit"
-	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/ws"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Client is one live connection's state. It implements hub.Client.
@@ -87,12 +87,12 @@ func (c *Client) Value(key string) any {
 // Reply sends an error frame for err answering id. Application errors keep
 // their message; others are logged and reported as internal errors.
 func (c *Client) replyError(id string, err error) {
-	code := store.ErrorCode(err)
-	frame := protocol.NewError(id, errorCodeOf(code), store.ErrorMessage(err))
-	if code == store.EINTERNAL {
+	code := unhidra.ErrorCode(err)
+	frame := protocol.NewError(id, errorCodeOf(code), unhidra.ErrorMessage(err))
+	if code == protocol.ErrInternal {
 		c.gw.log.Error("frame handler failed", "session", c.session, "err", err)
 	}
-	if ra := store.RetryAfter(err); ra > 0 {
+	if ra := unhidra.RetryAfter(err); ra > 0 {
 		frame.RetryAfter = int(ra)
 	}
 	c.SendJSON(frame)
@@ -100,21 +100,21 @@ func (c *Client) replyError(id string, err error) {
 
 func errorCodeOf(storeCode string) string {
 	switch storeCode {
-	case store.EINVALID:
+	case protocol.ErrInvalid:
 		return protocol.ErrInvalid
-	case store.EFORBIDDEN:
+	case protocol.ErrForbidden:
 		return protocol.ErrForbidden
-	case store.ENOTFOUND:
+	case protocol.ErrNotFound:
 		return protocol.ErrNotFound
-	case store.EUNAUTHORIZED:
+	case protocol.ErrUnauthorized:
 		return protocol.ErrUnauthorized
-	case store.ERATELIMIT:
+	case protocol.ErrRateLimited:
 		return protocol.ErrRateLimited
-	case store.EUNAVAILABLE:
+	case protocol.ErrUnavailable:
 		return protocol.ErrUnavailable
-	case store.ETOOLARGE:
+	case protocol.ErrTooLarge:
 		return protocol.ErrTooLarge
-	case store.ECONFLICT:
+	case protocol.ErrConflict:
 		return protocol.ErrConflict
 	}
 	return protocol.ErrInternal
@@ -249,17 +249,17 @@ func handlePing(ctx context.Context, c *Client, e *protocol.Envelope) error {
 // The new token must belong to the same identity.
 func (g *Gateway) handleRefresh(ctx context.Context, c *Client, e *protocol.Envelope) error {
 	if c.ident.Kind == KindDevice {
-		return store.Errorf(store.EINVALID, "Devices authenticate with keys; there is nothing to refresh.")
+		return unhidra.Errorf(protocol.ErrInvalid, "Devices authenticate with keys; there is nothing to refresh.")
 	}
 	if e.Token == "" || g.tokenAuth == nil {
-		return store.Errorf(store.EINVALID, "A refresh needs a token.")
+		return unhidra.Errorf(protocol.ErrInvalid, "A refresh needs a token.")
 	}
 	ident, err := g.tokenAuth(ctx, e.Token)
 	if err != nil {
 		return err
 	}
 	if ident.ID != c.ident.ID {
-		return store.Errorf(store.EFORBIDDEN, "The token belongs to someone else.")
+		return unhidra.Errorf(protocol.ErrForbidden, "The token belongs to someone else.")
 	}
 	c.setExpiry(ident.ExpiresAt)
 	return c.SendJSON(struct {

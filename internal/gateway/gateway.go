@@ -13,13 +13,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/hub"
-	"github.com/unhidra/unhidra/internal/protocol"
 	"github.com/unhidra/unhidra/internal/ratelimit"
-	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/ws"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Identity is who a connection authenticated as.
@@ -36,7 +36,7 @@ type Identity struct {
 }
 
 // Authenticator checks a credential from the handshake. It returns an
-// error with store code EUNAUTHORIZED for bad credentials; anything else is
+// error with store code protocol.ErrUnauthorized for bad credentials; anything else is
 // a failure on our side.
 type Authenticator func(ctx context.Context, credential string) (Identity, error)
 
@@ -194,7 +194,7 @@ func (g *Gateway) Mount(mux *http.ServeMux, h api.Helpers) {
 	})))
 	mux.Handle("DELETE /api/v1/admin/connections/{session}", h.RequireAdmin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !g.CloseSession(r.PathValue("session"), protocol.CloseKicked) {
-			h.Error(w, r, store.Errorf(store.ENOTFOUND, "No such connection."))
+			h.Error(w, r, unhidra.Errorf(protocol.ErrNotFound, "No such connection."))
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -261,9 +261,9 @@ func (g *Gateway) handleUpgrade(h api.Helpers) http.Handler {
 		}
 		ident, err := g.authenticate(r.Context(), creds)
 		if err != nil {
-			if store.ErrorCode(err) == store.EUNAUTHORIZED {
+			if unhidra.ErrorCode(err) == protocol.ErrUnauthorized {
 				g.admit.authFail.Allow(ip, now)
-				refuse(&refusal{"bad_credentials", 401, store.ErrorMessage(err), 0})
+				refuse(&refusal{"bad_credentials", 401, unhidra.ErrorMessage(err), 0})
 				return
 			}
 			g.log.Error("handshake authentication failed", "err", err)
@@ -283,7 +283,7 @@ func (g *Gateway) handleUpgrade(h api.Helpers) http.Handler {
 		}
 		c := &Client{
 			gw: g, ident: ident, ip: ip, userAgent: truncate(r.UserAgent(), 256),
-			session: store.PrefixSession + "_" + strconv.FormatUint(g.nextSess.Add(1), 36) + "_" + randomSuffix(),
+			session: unhidra.PrefixSession + "_" + strconv.FormatUint(g.nextSess.Add(1), 36) + "_" + randomSuffix(),
 			limiter: ratelimit.NewBucket(g.cfg.MessageRate, now),
 			abuse:   ratelimit.NewBucket(ratelimit.Limit{Burst: g.cfg.AbuseTolerance, Every: time.Second}, now),
 		}
@@ -301,17 +301,17 @@ func (g *Gateway) handleUpgrade(h api.Helpers) http.Handler {
 func codeForStatus(status int) string {
 	switch status {
 	case 400:
-		return store.EINVALID
+		return protocol.ErrInvalid
 	case 401:
-		return store.EUNAUTHORIZED
+		return protocol.ErrUnauthorized
 	case 403:
-		return store.EFORBIDDEN
+		return protocol.ErrForbidden
 	case 426:
-		return store.EINVALID
+		return protocol.ErrInvalid
 	case 429:
-		return store.ERATELIMIT
+		return protocol.ErrRateLimited
 	}
-	return store.EUNAVAILABLE
+	return protocol.ErrUnavailable
 }
 
 func (g *Gateway) authenticate(ctx context.Context, c credentials) (Identity, error) {
@@ -323,7 +323,7 @@ func (g *Gateway) authenticate(ctx context.Context, c credentials) (Identity, er
 	case c.key != "" && g.keyAuth != nil:
 		return g.keyAuth(ctx, c.key)
 	}
-	return Identity{}, store.Errorf(store.EUNAUTHORIZED, "Invalid credentials.")
+	return Identity{}, unhidra.Errorf(protocol.ErrUnauthorized, "Invalid credentials.")
 }
 
 // CloseIdentity closes every connection of an identity with code (e.g. a

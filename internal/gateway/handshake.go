@@ -5,8 +5,8 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/unhidra/unhidra/internal/protocol"
 	"github.com/unhidra/unhidra/internal/ws"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Kinds of identity a connection can have.

@@ -20,17 +20,17 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/bus/local"
 	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/hub"
-	"github.com/unhidra/unhidra/internal/protocol"
 	"github.com/unhidra/unhidra/internal/ratelimit"
-	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/store/sqldb"
 	"github.com/unhidra/unhidra/internal/store/sqlite"
 	"github.com/unhidra/unhidra/internal/ws"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // stack is a real server: SQLite, the account service, the HTTP API and
@@ -80,7 +80,7 @@ func newStack(t testing.TB, cfg gateway.Config) *stack {
 		// gateway's job here is routing the key to it, verbatim.
 		func(ctx context.Context, key string) (gateway.Identity, error) {
 			if key != testDeviceKey {
-				return gateway.Identity{}, store.Errorf(store.EUNAUTHORIZED, "Invalid device key.")
+				return gateway.Identity{}, unhidra.Errorf(protocol.ErrUnauthorized, "Invalid device key.")
 			}
 			return gateway.Identity{Kind: gateway.KindDevice, ID: "dev_test", Name: "sensor"}, nil
 		})
@@ -105,7 +105,7 @@ func newStack(t testing.TB, cfg gateway.Config) *stack {
 }
 
 // newUser registers a user and returns an access token.
-func (s *stack) newUser(t testing.TB) (token string, user *store.User) {
+func (s *stack) newUser(t testing.TB) (token string, user *unhidra.User) {
 	t.Helper()
 	s.mu.Lock()
 	s.users++

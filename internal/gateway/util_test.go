@@ -11,11 +11,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
-	"github.com/unhidra/unhidra/internal/store"
 )
 
-var storeUser = store.User{ID: "usr_someone", Name: "someone", Role: store.RoleMember}
+var storeUser = unhidra.User{ID: "usr_someone", Name: "someone", Role: unhidra.RoleMember}
 
 func mustKeySet(t *testing.T) *auth.KeySet {
 	ks, err := auth.NewKeySet(auth.AlgEdDSA, time.Now())

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/unhidra/unhidra/internal/hub"
-	"github.com/unhidra/unhidra/internal/protocol"
 	"github.com/unhidra/unhidra/internal/ws"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // fakeClient stands in for a connection: it records what it is sent and

@@ -3,39 +3,9 @@ package store
 import (
 	"context"
 	"time"
-)
 
-// Audit actions. The list grows with the product; names are dotted,
-// subject first.
-const (
-	AuditUserRegistered   = "user.registered"
-	AuditUserCreated      = "user.created"
-	AuditUserDisabled     = "user.disabled"
-	AuditUserEnabled      = "user.enabled"
-	AuditUserBootstrapped = "user.bootstrapped"
-	AuditLoginSuccess     = "login.success"
-	AuditLoginFailure     = "login.failure"
-	AuditLoginLocked      = "login.locked"
-	AuditPasswordChanged  = "password.changed"
-	AuditPasswordReset    = "password.reset"
-	AuditTokenRefreshed   = "token.refreshed"
-	AuditTokenReuse       = "token.reuse_detected"
-	AuditTokenRevoked     = "token.revoked"
-	AuditSigningKeyRotate = "signing_key.rotated"
+	"github.com/unhidra/unhidra"
 )
-
-// AuditEvent is one entry of the durable audit log. Detail is a small JSON
-// object; it never holds secrets.
-type AuditEvent struct {
-	ID        int64     `json:"id"`
-	At        time.Time `json:"at"`
-	Action    string    `json:"action"`
-	ActorID   string    `json:"actor_id,omitempty"`
-	ActorName string    `json:"actor_name,omitempty"`
-	Target    string    `json:"target,omitempty"`
-	IP        string    `json:"ip,omitempty"`
-	Detail    string    `json:"detail,omitempty"`
-}
 
 // AuditFilter selects audit events, newest first. Zero fields do not filter.
 type AuditFilter struct {
@@ -52,8 +22,8 @@ type AuditFilter struct {
 // AuditStore keeps the audit log.
 type AuditStore interface {
 	// AppendAudit stores e, filling ID (and At when zero).
-	AppendAudit(ctx context.Context, e *AuditEvent) error
+	AppendAudit(ctx context.Context, e *unhidra.AuditEvent) error
 
 	// AuditEvents returns events matching f, newest first.
-	AuditEvents(ctx context.Context, f AuditFilter) ([]*AuditEvent, error)
+	AuditEvents(ctx context.Context, f AuditFilter) ([]*unhidra.AuditEvent, error)
 }

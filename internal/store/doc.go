@@ -1,7 +1,6 @@
-// Package store is Unhidra's domain vocabulary: the entities (users, tokens,
-// audit events, and later channels, messages and devices), the storage
-// interfaces the rest of the server depends on, and the one application error
-// type every layer speaks.
+// Package store is Unhidra's persistence boundary: the storage interfaces
+// the services depend on and the query and batch types they take. The
+// entities themselves are the root package's (unhidra.User, unhidra.Message…).
 //
 // It imports no implementation. The SQL implementation shared by SQLite and
 // PostgreSQL lives in store/sqldb, with the driver-specific parts in

@@ -20,12 +20,6 @@ type Store interface {
 	Close() error
 }
 
-// Limits on stored strings, shared by validation in every layer.
-const (
-	MaxNameLen        = 64
-	MaxDisplayNameLen = 128
-)
-
 // Clamp returns limit bounded to [1, max], using def when limit <= 0.
 func Clamp(limit, def, max int) int {
 	if limit <= 0 {

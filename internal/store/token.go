@@ -21,17 +21,17 @@ type RefreshToken struct {
 
 // TokenStore keeps refresh tokens.
 type TokenStore interface {
-	// CreateRefreshToken stores t. Returns ECONFLICT on a duplicate hash.
+	// CreateRefreshToken stores t. Returns protocol.ErrConflict on a duplicate hash.
 	CreateRefreshToken(ctx context.Context, t *RefreshToken) error
 
 	// RotateRefreshToken atomically marks the token with oldHash used and
 	// stores next in the same family, returning the old token's record.
-	// Returns ENOTFOUND if no such token exists or it has expired or been
-	// revoked, and ECONFLICT (with the old record) if it was used before: a
+	// Returns protocol.ErrNotFound if no such token exists or it has expired or been
+	// revoked, and protocol.ErrConflict (with the old record) if it was used before: a
 	// reuse, after which the caller revokes the family.
 	RotateRefreshToken(ctx context.Context, oldHash string, next *RefreshToken) (*RefreshToken, error)
 
-	// RefreshTokenByHash returns the record for hash, or ENOTFOUND.
+	// RefreshTokenByHash returns the record for hash, or protocol.ErrNotFound.
 	RefreshTokenByHash(ctx context.Context, hash string) (*RefreshToken, error)
 
 	// RevokeTokenFamily revokes every token of the family and returns how

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store"
 )
 
 // AppendAudit stores e, filling ID and, when zero, At.
-func (db *DB) AppendAudit(ctx context.Context, e *store.AuditEvent) error {
+func (db *DB) AppendAudit(ctx context.Context, e *unhidra.AuditEvent) error {
 	if e.At.IsZero() {
 		e.At = db.now()
 	}
@@ -23,7 +24,7 @@ func (db *DB) AppendAudit(ctx context.Context, e *store.AuditEvent) error {
 }
 
 // AuditEvents returns events matching f, newest first.
-func (db *DB) AuditEvents(ctx context.Context, f store.AuditFilter) ([]*store.AuditEvent, error) {
+func (db *DB) AuditEvents(ctx context.Context, f store.AuditFilter) ([]*unhidra.AuditEvent, error) {
 	where, args := []string{"1=1"}, []any{}
 	switch {
 	case strings.HasSuffix(f.Action, "."):
@@ -54,9 +55,9 @@ func (db *DB) AuditEvents(ctx context.Context, f store.AuditFilter) ([]*store.Au
 		return nil, fmt.Errorf("list audit events: %w", err)
 	}
 	defer rows.Close()
-	var out []*store.AuditEvent
+	var out []*unhidra.AuditEvent
 	for rows.Next() {
-		var e store.AuditEvent
+		var e unhidra.AuditEvent
 		var at int64
 		if err := rows.Scan(&e.ID, &at, &e.Action, &e.ActorID, &e.ActorName, &e.Target, &e.IP, &e.Detail); err != nil {
 			return nil, fmt.Errorf("scan audit event: %w", err)

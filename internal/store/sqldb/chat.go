@@ -9,15 +9,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 var _ store.ChatStore = (*DB)(nil)
 
 const convColumns = `c.id, c.kind, c.name, c.archived, c.created_by, c.last_seq, c.created_at, c.updated_at`
 
-func scanConversation(row interface{ Scan(...any) error }, extra ...any) (*store.Conversation, error) {
-	var c store.Conversation
+func scanConversation(row interface{ Scan(...any) error }, extra ...any) (*unhidra.Conversation, error) {
+	var c unhidra.Conversation
 	var created, updated int64
 	dst := append([]any{&c.ID, &c.Kind, &c.Name, &c.Archived, &c.CreatedBy, &c.LastSeq, &created, &updated}, extra...)
 	if err := row.Scan(dst...); err != nil {
@@ -29,8 +31,8 @@ func scanConversation(row interface{ Scan(...any) error }, extra ...any) (*store
 
 const messageColumns = `id, conversation_id, seq, sender_id, body, created_at, edited_at, deleted_at`
 
-func scanMessage(row interface{ Scan(...any) error }) (*store.Message, error) {
-	var m store.Message
+func scanMessage(row interface{ Scan(...any) error }) (*unhidra.Message, error) {
+	var m unhidra.Message
 	var created, edited, deleted int64
 	if err := row.Scan(&m.ID, &m.ConversationID, &m.Seq, &m.SenderID, &m.Body, &created, &edited, &deleted); err != nil {
 		return nil, err
@@ -39,11 +41,11 @@ func scanMessage(row interface{ Scan(...any) error }) (*store.Message, error) {
 	return &m, nil
 }
 
-// CreateChannel stores a channel and makes creator its owner. ECONFLICT if
+// CreateChannel stores a channel and makes creator its owner. protocol.ErrConflict if
 // the name is taken.
-func (db *DB) CreateChannel(ctx context.Context, c *store.Conversation, creator string) error {
+func (db *DB) CreateChannel(ctx context.Context, c *unhidra.Conversation, creator string) error {
 	if c.ID == "" {
-		c.ID = store.NewID(store.PrefixChannel)
+		c.ID = unhidra.NewID(unhidra.PrefixChannel)
 	}
 	now := db.now()
 	c.CreatedBy, c.CreatedAt, c.UpdatedAt, c.LastSeq = creator, now, now, 0
@@ -53,7 +55,7 @@ func (db *DB) CreateChannel(ctx context.Context, c *store.Conversation, creator 
 		if err != nil {
 			return fmt.Errorf("create channel: %w", db.formatError(err, "A channel with that name exists."))
 		}
-		return db.addMember(ctx, tx, c.ID, creator, store.ChanOwner, now)
+		return db.addMember(ctx, tx, c.ID, creator, unhidra.ChanOwner, now)
 	})
 }
 
@@ -67,16 +69,16 @@ func (db *DB) addMember(ctx context.Context, tx *sql.Tx, conv, member, role stri
 }
 
 // OpenDM returns the DM of exactly these members, creating it if needed.
-func (db *DB) OpenDM(ctx context.Context, creator string, members []string) (*store.Conversation, bool, error) {
+func (db *DB) OpenDM(ctx context.Context, creator string, members []string) (*unhidra.Conversation, bool, error) {
 	sorted := slices.Clone(members)
 	slices.Sort(sorted)
 	key := strings.Join(sorted, ",")
 	find := func(q interface {
 		QueryRowContext(context.Context, string, ...any) *sql.Row
-	}) (*store.Conversation, error) {
+	}) (*unhidra.Conversation, error) {
 		return scanConversation(q.QueryRowContext(ctx, db.q(`SELECT `+convColumns+` FROM conversations c WHERE c.dm_key = ?`), key))
 	}
-	var conv *store.Conversation
+	var conv *unhidra.Conversation
 	created := false
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		c, err := find(tx)
@@ -88,20 +90,20 @@ func (db *DB) OpenDM(ctx context.Context, creator string, members []string) (*st
 			return fmt.Errorf("find dm: %w", err)
 		}
 		now := db.now()
-		c = &store.Conversation{ID: store.NewID(store.PrefixDM), Kind: store.KindDM, CreatedBy: creator, CreatedAt: now, UpdatedAt: now}
+		c = &unhidra.Conversation{ID: unhidra.NewID(unhidra.PrefixDM), Kind: unhidra.KindDM, CreatedBy: creator, CreatedAt: now, UpdatedAt: now}
 		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO conversations (id, kind, name, dm_key, created_by, created_at, updated_at)
 			VALUES (?, ?, '', ?, ?, ?, ?)`), c.ID, c.Kind, key, creator, now.UnixMilli(), now.UnixMilli()); err != nil {
 			return fmt.Errorf("create dm: %w", db.formatError(err, "The conversation exists."))
 		}
 		for _, m := range sorted {
-			if err := db.addMember(ctx, tx, c.ID, m, store.ChanMember, now); err != nil {
+			if err := db.addMember(ctx, tx, c.ID, m, unhidra.ChanMember, now); err != nil {
 				return err
 			}
 		}
 		conv, created = c, true
 		return nil
 	})
-	if store.ErrorCode(err) == store.ECONFLICT {
+	if unhidra.ErrorCode(err) == protocol.ErrConflict {
 		// Another node created it concurrently: use theirs.
 		c, err := find(db.write)
 		if err != nil {
@@ -112,8 +114,8 @@ func (db *DB) OpenDM(ctx context.Context, creator string, members []string) (*st
 	return conv, created, err
 }
 
-// ConversationByID returns the conversation, or ENOTFOUND.
-func (db *DB) ConversationByID(ctx context.Context, id string) (*store.Conversation, error) {
+// ConversationByID returns the conversation, or protocol.ErrNotFound.
+func (db *DB) ConversationByID(ctx context.Context, id string) (*unhidra.Conversation, error) {
 	c, err := scanConversation(db.read.QueryRowContext(ctx, db.q(`SELECT `+convColumns+` FROM conversations c WHERE c.id = ?`), id))
 	if err != nil {
 		return nil, db.notFound(err, "conversation")
@@ -121,18 +123,18 @@ func (db *DB) ConversationByID(ctx context.Context, id string) (*store.Conversat
 	return c, nil
 }
 
-// RenameChannel renames a channel. ENOTFOUND or ECONFLICT.
-func (db *DB) RenameChannel(ctx context.Context, id, name string) (*store.Conversation, error) {
+// RenameChannel renames a channel. protocol.ErrNotFound or protocol.ErrConflict.
+func (db *DB) RenameChannel(ctx context.Context, id, name string) (*unhidra.Conversation, error) {
 	return db.updateChannel(ctx, id, `name = ?, name_key = ?`, name, NameKey(name))
 }
 
-// ArchiveChannel marks a channel archived. ENOTFOUND.
-func (db *DB) ArchiveChannel(ctx context.Context, id string) (*store.Conversation, error) {
+// ArchiveChannel marks a channel archived. protocol.ErrNotFound.
+func (db *DB) ArchiveChannel(ctx context.Context, id string) (*unhidra.Conversation, error) {
 	return db.updateChannel(ctx, id, `archived = ?`, true)
 }
 
-func (db *DB) updateChannel(ctx context.Context, id, set string, args ...any) (*store.Conversation, error) {
-	var c *store.Conversation
+func (db *DB) updateChannel(ctx context.Context, id, set string, args ...any) (*unhidra.Conversation, error) {
+	var c *unhidra.Conversation
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		args := append(append(args, db.now().UnixMilli()), id)
 		res, err := tx.ExecContext(ctx, db.q(`UPDATE conversations SET `+set+`, updated_at = ? WHERE id = ? AND kind <> 'dm'`), args...)
@@ -140,7 +142,7 @@ func (db *DB) updateChannel(ctx context.Context, id, set string, args ...any) (*
 			return fmt.Errorf("update channel: %w", db.formatError(err, "A channel with that name exists."))
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return store.Errorf(store.ENOTFOUND, "No such channel.")
+			return unhidra.Errorf(protocol.ErrNotFound, "No such channel.")
 		}
 		c, err = scanConversation(tx.QueryRowContext(ctx, db.q(`SELECT `+convColumns+` FROM conversations c WHERE c.id = ?`), id))
 		return err
@@ -150,7 +152,7 @@ func (db *DB) updateChannel(ctx context.Context, id, set string, args ...any) (*
 
 // Conversations returns member's conversations, plus the public channels
 // it is not in when withPublic.
-func (db *DB) Conversations(ctx context.Context, member string, withPublic bool) ([]*store.ConversationView, error) {
+func (db *DB) Conversations(ctx context.Context, member string, withPublic bool) ([]*unhidra.ConversationView, error) {
 	rows, err := db.read.QueryContext(ctx, db.q(`SELECT `+convColumns+`, m.role, m.last_read_seq
 		FROM conversations c LEFT JOIN conversation_members m ON m.conversation_id = c.id AND m.member_id = ?
 		WHERE m.member_id IS NOT NULL OR (c.kind = 'public' AND ?)
@@ -159,8 +161,8 @@ func (db *DB) Conversations(ctx context.Context, member string, withPublic bool)
 		return nil, fmt.Errorf("list conversations: %w", err)
 	}
 	defer rows.Close()
-	var out []*store.ConversationView
-	dms := map[string]*store.ConversationView{}
+	var out []*unhidra.ConversationView
+	dms := map[string]*unhidra.ConversationView{}
 	for rows.Next() {
 		var role sql.NullString
 		var lastRead sql.NullInt64
@@ -168,8 +170,8 @@ func (db *DB) Conversations(ctx context.Context, member string, withPublic bool)
 		if err != nil {
 			return nil, fmt.Errorf("scan conversation: %w", err)
 		}
-		v := &store.ConversationView{Conversation: *c, Member: role.Valid, Role: role.String, LastReadSeq: lastRead.Int64}
-		if c.Kind == store.KindDM {
+		v := &unhidra.ConversationView{Conversation: *c, Member: role.Valid, Role: role.String, LastReadSeq: lastRead.Int64}
+		if c.Kind == unhidra.KindDM {
 			dms[c.ID] = v
 		}
 		out = append(out, v)
@@ -231,8 +233,8 @@ func (db *DB) strings(ctx context.Context, query string, args ...any) ([]string,
 
 const memberColumns = `conversation_id, member_id, role, last_read_seq, joined_at`
 
-func scanMember(row interface{ Scan(...any) error }) (*store.Membership, error) {
-	var m store.Membership
+func scanMember(row interface{ Scan(...any) error }) (*unhidra.Membership, error) {
+	var m unhidra.Membership
 	var joined int64
 	if err := row.Scan(&m.ConversationID, &m.MemberID, &m.Role, &m.LastReadSeq, &joined); err != nil {
 		return nil, err
@@ -241,8 +243,8 @@ func scanMember(row interface{ Scan(...any) error }) (*store.Membership, error) 
 	return &m, nil
 }
 
-// Membership returns member's membership, or ENOTFOUND.
-func (db *DB) Membership(ctx context.Context, conv, member string) (*store.Membership, error) {
+// Membership returns member's membership, or protocol.ErrNotFound.
+func (db *DB) Membership(ctx context.Context, conv, member string) (*unhidra.Membership, error) {
 	m, err := scanMember(db.read.QueryRowContext(ctx, db.q(`SELECT `+memberColumns+` FROM conversation_members
 		WHERE conversation_id = ? AND member_id = ?`), conv, member))
 	if err != nil {
@@ -252,14 +254,14 @@ func (db *DB) Membership(ctx context.Context, conv, member string) (*store.Membe
 }
 
 // Members returns the conversation's members ordered by ID.
-func (db *DB) Members(ctx context.Context, conv string) ([]*store.Membership, error) {
+func (db *DB) Members(ctx context.Context, conv string) ([]*unhidra.Membership, error) {
 	rows, err := db.read.QueryContext(ctx, db.q(`SELECT `+memberColumns+` FROM conversation_members
 		WHERE conversation_id = ? ORDER BY member_id`), conv)
 	if err != nil {
 		return nil, fmt.Errorf("list members: %w", err)
 	}
 	defer rows.Close()
-	var out []*store.Membership
+	var out []*unhidra.Membership
 	for rows.Next() {
 		m, err := scanMember(rows)
 		if err != nil {
@@ -270,9 +272,9 @@ func (db *DB) Members(ctx context.Context, conv string) ([]*store.Membership, er
 	return out, rows.Err()
 }
 
-// AddMember adds member with role. ECONFLICT if already one, ENOTFOUND if
+// AddMember adds member with role. protocol.ErrConflict if already one, protocol.ErrNotFound if
 // the conversation does not exist.
-func (db *DB) AddMember(ctx context.Context, conv, member, role string) (*store.Membership, error) {
+func (db *DB) AddMember(ctx context.Context, conv, member, role string) (*unhidra.Membership, error) {
 	now := db.now()
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		var n int
@@ -280,24 +282,24 @@ func (db *DB) AddMember(ctx context.Context, conv, member, role string) (*store.
 			return fmt.Errorf("find conversation: %w", err)
 		}
 		if n == 0 {
-			return store.Errorf(store.ENOTFOUND, "No such conversation.")
+			return unhidra.Errorf(protocol.ErrNotFound, "No such conversation.")
 		}
 		return db.addMember(ctx, tx, conv, member, role, now)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &store.Membership{ConversationID: conv, MemberID: member, Role: role, JoinedAt: now}, nil
+	return &unhidra.Membership{ConversationID: conv, MemberID: member, Role: role, JoinedAt: now}, nil
 }
 
-// RemoveMember removes member. ENOTFOUND if it was none.
+// RemoveMember removes member. protocol.ErrNotFound if it was none.
 func (db *DB) RemoveMember(ctx context.Context, conv, member string) error {
 	res, err := db.write.ExecContext(ctx, db.q(`DELETE FROM conversation_members WHERE conversation_id = ? AND member_id = ?`), conv, member)
 	if err != nil {
 		return fmt.Errorf("remove member: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return store.Errorf(store.ENOTFOUND, "Not a member.")
+		return unhidra.Errorf(protocol.ErrNotFound, "Not a member.")
 	}
 	return nil
 }
@@ -345,9 +347,9 @@ func (db *DB) AppendMessages(ctx context.Context, reqs []store.AppendRequest) ([
 	slices.Sort(convs)
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		now := db.now()
-		var fresh []*store.Message
+		var fresh []*unhidra.Message
 		var keys []store.AppendRequest // requests with a client id, aligned with keyMsgs
-		var keyMsgs []*store.Message
+		var keyMsgs []*unhidra.Message
 		for _, conv := range convs {
 			idx := byConv[conv]
 			members, archived, err := db.batchMembers(ctx, tx, conv, reqs, idx)
@@ -364,13 +366,13 @@ func (db *DB) AppendMessages(ctx context.Context, reqs []store.AppendRequest) ([
 				key := r.SenderID + "\x00" + r.ClientID
 				switch {
 				case !members[r.SenderID]:
-					results[i].Err = store.Errorf(store.ENOTFOUND, "No such conversation, or you are not a member.")
+					results[i].Err = unhidra.Errorf(protocol.ErrNotFound, "No such conversation, or you are not a member.")
 				case archived:
-					results[i].Err = store.Errorf(store.EFORBIDDEN, "The channel is archived.")
+					results[i].Err = unhidra.Errorf(protocol.ErrForbidden, "The channel is archived.")
 				case r.ClientID != "" && known[key] != nil:
 					results[i] = store.AppendResult{Message: known[key], Duplicate: true}
 				default:
-					m := &store.Message{ID: store.NewID(store.PrefixMessage), ConversationID: conv, SenderID: r.SenderID, Body: r.Body, CreatedAt: now}
+					m := &unhidra.Message{ID: unhidra.NewID(unhidra.PrefixMessage), ConversationID: conv, SenderID: r.SenderID, Body: r.Body, CreatedAt: now}
 					results[i] = store.AppendResult{Message: m}
 					if r.ClientID != "" {
 						known[key] = m // a retry later in this batch is a duplicate of it
@@ -480,8 +482,8 @@ func (db *DB) batchMembers(ctx context.Context, tx *sql.Tx, conv string, reqs []
 
 // batchKnownKeys returns the messages already stored under the client IDs
 // of the requests at idx, keyed by sender + "\x00" + client ID.
-func (db *DB) batchKnownKeys(ctx context.Context, tx *sql.Tx, conv string, reqs []store.AppendRequest, idx []int) (map[string]*store.Message, error) {
-	known := map[string]*store.Message{}
+func (db *DB) batchKnownKeys(ctx context.Context, tx *sql.Tx, conv string, reqs []store.AppendRequest, idx []int) (map[string]*unhidra.Message, error) {
+	known := map[string]*unhidra.Message{}
 	seen := map[string]bool{}
 	var ids []string
 	for _, i := range idx {
@@ -512,7 +514,7 @@ func (db *DB) batchKnownKeys(ctx context.Context, tx *sql.Tx, conv string, reqs 
 		}
 		for rows.Next() {
 			var sender, client string
-			var m store.Message
+			var m unhidra.Message
 			var created, edited, deleted int64
 			if err := rows.Scan(&sender, &client, &m.ID, &m.ConversationID, &m.Seq, &m.SenderID, &m.Body, &created, &edited, &deleted); err != nil {
 				rows.Close()
@@ -552,8 +554,8 @@ func (db *DB) advanceReadPositions(ctx context.Context, tx *sql.Tx, conv string,
 	return nil
 }
 
-// MessageByID returns a message, or ENOTFOUND.
-func (db *DB) MessageByID(ctx context.Context, id string) (*store.Message, error) {
+// MessageByID returns a message, or protocol.ErrNotFound.
+func (db *DB) MessageByID(ctx context.Context, id string) (*unhidra.Message, error) {
 	m, err := scanMessage(db.read.QueryRowContext(ctx, db.q(`SELECT `+messageColumns+` FROM messages WHERE id = ?`), id))
 	if err != nil {
 		return nil, db.notFound(err, "message")
@@ -561,25 +563,25 @@ func (db *DB) MessageByID(ctx context.Context, id string) (*store.Message, error
 	return m, nil
 }
 
-// EditMessage replaces a live message's body. ENOTFOUND.
-func (db *DB) EditMessage(ctx context.Context, id, body string) (*store.Message, error) {
+// EditMessage replaces a live message's body. protocol.ErrNotFound.
+func (db *DB) EditMessage(ctx context.Context, id, body string) (*unhidra.Message, error) {
 	return db.changeMessage(ctx, id, `body = ?, edited_at = ?`, body, db.now().UnixMilli())
 }
 
-// DeleteMessage soft-deletes a message. ENOTFOUND.
-func (db *DB) DeleteMessage(ctx context.Context, id string) (*store.Message, error) {
+// DeleteMessage soft-deletes a message. protocol.ErrNotFound.
+func (db *DB) DeleteMessage(ctx context.Context, id string) (*unhidra.Message, error) {
 	return db.changeMessage(ctx, id, `body = '', deleted_at = ?`, db.now().UnixMilli())
 }
 
-func (db *DB) changeMessage(ctx context.Context, id, set string, args ...any) (*store.Message, error) {
-	var m *store.Message
+func (db *DB) changeMessage(ctx context.Context, id, set string, args ...any) (*unhidra.Message, error) {
+	var m *unhidra.Message
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, db.q(`UPDATE messages SET `+set+` WHERE id = ? AND deleted_at = 0`), append(args, id)...)
 		if err != nil {
 			return fmt.Errorf("update message: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return store.Errorf(store.ENOTFOUND, "No such message.")
+			return unhidra.Errorf(protocol.ErrNotFound, "No such message.")
 		}
 		m, err = scanMessage(tx.QueryRowContext(ctx, db.q(`SELECT `+messageColumns+` FROM messages WHERE id = ?`), id))
 		return err
@@ -588,7 +590,7 @@ func (db *DB) changeMessage(ctx context.Context, id, set string, args ...any) (*
 }
 
 // History pages a conversation's messages by seq; see store.ChatStore.
-func (db *DB) History(ctx context.Context, q store.HistoryQuery) ([]*store.Message, bool, error) {
+func (db *DB) History(ctx context.Context, q store.HistoryQuery) ([]*unhidra.Message, bool, error) {
 	limit := store.Clamp(q.Limit, 50, 200)
 	where, args := []string{"conversation_id = ?"}, []any{q.ConversationID}
 	if q.Before > 0 {
@@ -605,7 +607,7 @@ func (db *DB) History(ctx context.Context, q store.HistoryQuery) ([]*store.Messa
 		return nil, false, fmt.Errorf("history: %w", err)
 	}
 	defer rows.Close()
-	out := make([]*store.Message, 0, limit+1)
+	out := make([]*unhidra.Message, 0, limit+1)
 	for rows.Next() {
 		m, err := scanMessage(rows)
 		if err != nil {

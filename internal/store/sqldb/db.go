@@ -11,7 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Dialect is what differs between the SQL databases we support.
@@ -83,15 +85,15 @@ func (db *DB) q(query string) string {
 }
 
 // formatError maps driver errors to application errors: a unique
-// violation becomes ECONFLICT with msg, no rows becomes ENOTFOUND.
+// violation becomes protocol.ErrConflict with msg, no rows becomes protocol.ErrNotFound.
 func (db *DB) formatError(err error, conflictMsg string) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, sql.ErrNoRows):
-		return store.Errorf(store.ENOTFOUND, "Not found.")
+		return unhidra.Errorf(protocol.ErrNotFound, "Not found.")
 	case db.dialect.IsUniqueViolation != nil && db.dialect.IsUniqueViolation(err):
-		e := store.Errorf(store.ECONFLICT, "%s", conflictMsg)
+		e := unhidra.Errorf(protocol.ErrConflict, "%s", conflictMsg)
 		e.Err = err
 		return e
 	}

@@ -8,7 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 var _ store.DeviceStore = (*DB)(nil)
@@ -16,8 +18,8 @@ var _ store.DeviceStore = (*DB)(nil)
 const deviceColumns = `id, owner_id, name, type, capabilities, key_id, key_hash, key_created_at, created_at, revoked_at,
 	last_seen, connected_since, reboots, free_heap, uptime`
 
-func scanDevice(row interface{ Scan(...any) error }) (*store.Device, error) {
-	var d store.Device
+func scanDevice(row interface{ Scan(...any) error }) (*unhidra.Device, error) {
+	var d unhidra.Device
 	var caps string
 	var keyCreated, created, revoked, seen, since int64
 	if err := row.Scan(&d.ID, &d.OwnerID, &d.Name, &d.Type, &caps, &d.KeyID, &d.KeyHash, &keyCreated, &created, &revoked,
@@ -33,9 +35,9 @@ func scanDevice(row interface{ Scan(...any) error }) (*store.Device, error) {
 	return &d, nil
 }
 
-// CreateDevice stores d, filling CreatedAt. Returns ECONFLICT on a
+// CreateDevice stores d, filling CreatedAt. Returns protocol.ErrConflict on a
 // duplicate ID or key ID.
-func (db *DB) CreateDevice(ctx context.Context, d *store.Device) error {
+func (db *DB) CreateDevice(ctx context.Context, d *unhidra.Device) error {
 	now := db.now()
 	d.CreatedAt, d.KeyCreatedAt = now, now
 	if len(d.Capabilities) == 0 {
@@ -50,8 +52,8 @@ func (db *DB) CreateDevice(ctx context.Context, d *store.Device) error {
 	return nil
 }
 
-// DeviceByID returns the device (revoked ones too), or ENOTFOUND.
-func (db *DB) DeviceByID(ctx context.Context, id string) (*store.Device, error) {
+// DeviceByID returns the device (revoked ones too), or protocol.ErrNotFound.
+func (db *DB) DeviceByID(ctx context.Context, id string) (*unhidra.Device, error) {
 	d, err := scanDevice(db.read.QueryRowContext(ctx, db.q(`SELECT `+deviceColumns+` FROM devices WHERE id = ?`), id))
 	if err != nil {
 		return nil, db.notFound(err, "device")
@@ -60,8 +62,8 @@ func (db *DB) DeviceByID(ctx context.Context, id string) (*store.Device, error) 
 }
 
 // DeviceByKeyID returns the device whose current key has that lookup ID,
-// or ENOTFOUND.
-func (db *DB) DeviceByKeyID(ctx context.Context, keyID string) (*store.Device, error) {
+// or protocol.ErrNotFound.
+func (db *DB) DeviceByKeyID(ctx context.Context, keyID string) (*unhidra.Device, error) {
 	d, err := scanDevice(db.read.QueryRowContext(ctx, db.q(`SELECT `+deviceColumns+` FROM devices WHERE key_id = ?`), keyID))
 	if err != nil {
 		return nil, db.notFound(err, "device")
@@ -70,7 +72,7 @@ func (db *DB) DeviceByKeyID(ctx context.Context, keyID string) (*store.Device, e
 }
 
 // Devices returns devices matching f, ordered by ID.
-func (db *DB) Devices(ctx context.Context, f store.DeviceFilter) ([]*store.Device, error) {
+func (db *DB) Devices(ctx context.Context, f store.DeviceFilter) ([]*unhidra.Device, error) {
 	where, args := []string{"1=1"}, []any{}
 	if f.OwnerID != "" {
 		where, args = append(where, "owner_id = ?"), append(args, f.OwnerID)
@@ -88,7 +90,7 @@ func (db *DB) Devices(ctx context.Context, f store.DeviceFilter) ([]*store.Devic
 		return nil, fmt.Errorf("list devices: %w", err)
 	}
 	defer rows.Close()
-	var out []*store.Device
+	var out []*unhidra.Device
 	for rows.Next() {
 		d, err := scanDevice(rows)
 		if err != nil {
@@ -109,10 +111,10 @@ func (db *DB) CountDevices(ctx context.Context, ownerID string) (int, error) {
 	return n, nil
 }
 
-// ReplaceDeviceKey installs a new key. Returns ENOTFOUND if the device does
-// not exist or is revoked, ECONFLICT on a duplicate key ID.
-func (db *DB) ReplaceDeviceKey(ctx context.Context, id, keyID, keyHash string) (*store.Device, error) {
-	var d *store.Device
+// ReplaceDeviceKey installs a new key. Returns protocol.ErrNotFound if the device does
+// not exist or is revoked, protocol.ErrConflict on a duplicate key ID.
+func (db *DB) ReplaceDeviceKey(ctx context.Context, id, keyID, keyHash string) (*unhidra.Device, error) {
+	var d *unhidra.Device
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		now := db.now().UnixMilli()
 		res, err := tx.ExecContext(ctx, db.q(`UPDATE devices SET key_id = ?, key_hash = ?, key_created_at = ?, changed_at = ?
@@ -121,7 +123,7 @@ func (db *DB) ReplaceDeviceKey(ctx context.Context, id, keyID, keyHash string) (
 			return fmt.Errorf("replace device key: %w", db.formatError(err, "Duplicate key."))
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return store.Errorf(store.ENOTFOUND, "No such device.")
+			return unhidra.Errorf(protocol.ErrNotFound, "No such device.")
 		}
 		d, err = scanDevice(tx.QueryRowContext(ctx, db.q(`SELECT `+deviceColumns+` FROM devices WHERE id = ?`), id))
 		return err
@@ -129,10 +131,10 @@ func (db *DB) ReplaceDeviceKey(ctx context.Context, id, keyID, keyHash string) (
 	return d, err
 }
 
-// RevokeDevice revokes the device's key for good. Returns ENOTFOUND if it
+// RevokeDevice revokes the device's key for good. Returns protocol.ErrNotFound if it
 // does not exist or is already revoked.
-func (db *DB) RevokeDevice(ctx context.Context, id string) (*store.Device, error) {
-	var d *store.Device
+func (db *DB) RevokeDevice(ctx context.Context, id string) (*unhidra.Device, error) {
+	var d *unhidra.Device
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		now := db.now().UnixMilli()
 		res, err := tx.ExecContext(ctx, db.q(`UPDATE devices SET revoked_at = ?, changed_at = ?, connected_since = 0
@@ -141,7 +143,7 @@ func (db *DB) RevokeDevice(ctx context.Context, id string) (*store.Device, error
 			return fmt.Errorf("revoke device: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return store.Errorf(store.ENOTFOUND, "No such device.")
+			return unhidra.Errorf(protocol.ErrNotFound, "No such device.")
 		}
 		d, err = scanDevice(tx.QueryRowContext(ctx, db.q(`SELECT `+deviceColumns+` FROM devices WHERE id = ?`), id))
 		return err
@@ -263,16 +265,16 @@ func (db *DB) DeleteHeapBefore(ctx context.Context, res int, t time.Time) (int, 
 }
 
 // RecentTelemetry returns the device's latest telemetry, newest first.
-func (db *DB) RecentTelemetry(ctx context.Context, deviceID string, limit int) ([]store.Telemetry, error) {
+func (db *DB) RecentTelemetry(ctx context.Context, deviceID string, limit int) ([]unhidra.Telemetry, error) {
 	rows, err := db.read.QueryContext(ctx, db.q(`SELECT id, at, readings FROM device_telemetry WHERE device_id = ?
 		ORDER BY id DESC LIMIT ?`), deviceID, store.Clamp(limit, 100, 1000))
 	if err != nil {
 		return nil, fmt.Errorf("recent telemetry: %w", err)
 	}
 	defer rows.Close()
-	var out []store.Telemetry
+	var out []unhidra.Telemetry
 	for rows.Next() {
-		t := store.Telemetry{DeviceID: deviceID}
+		t := unhidra.Telemetry{DeviceID: deviceID}
 		var at int64
 		var readings string
 		if err := rows.Scan(&t.ID, &at, &readings); err != nil {
@@ -287,8 +289,8 @@ func (db *DB) RecentTelemetry(ctx context.Context, deviceID string, limit int) (
 const commandColumns = `id, device_id, type, command, params, status, created_by, created_at, expires_at,
 	delivered_at, answered_at, result, error`
 
-func scanCommand(row interface{ Scan(...any) error }) (*store.Command, error) {
-	var c store.Command
+func scanCommand(row interface{ Scan(...any) error }) (*unhidra.Command, error) {
+	var c unhidra.Command
 	var params, result string
 	var created, expires, delivered, answered int64
 	if err := row.Scan(&c.ID, &c.DeviceID, &c.Type, &c.Command, &params, &c.Status, &c.CreatedBy, &created, &expires,
@@ -306,9 +308,9 @@ func scanCommand(row interface{ Scan(...any) error }) (*store.Command, error) {
 	return &c, nil
 }
 
-// CreateCommand stores c, filling CreatedAt. Returns ECONFLICT on a
+// CreateCommand stores c, filling CreatedAt. Returns protocol.ErrConflict on a
 // duplicate ID.
-func (db *DB) CreateCommand(ctx context.Context, c *store.Command) error {
+func (db *DB) CreateCommand(ctx context.Context, c *unhidra.Command) error {
 	if c.CreatedAt.IsZero() {
 		c.CreatedAt = db.now()
 	}
@@ -321,8 +323,8 @@ func (db *DB) CreateCommand(ctx context.Context, c *store.Command) error {
 	return nil
 }
 
-// CommandByID returns the device's command, or ENOTFOUND.
-func (db *DB) CommandByID(ctx context.Context, deviceID, id string) (*store.Command, error) {
+// CommandByID returns the device's command, or protocol.ErrNotFound.
+func (db *DB) CommandByID(ctx context.Context, deviceID, id string) (*unhidra.Command, error) {
 	c, err := scanCommand(db.read.QueryRowContext(ctx, db.q(`SELECT `+commandColumns+` FROM device_commands
 		WHERE id = ? AND device_id = ?`), id, deviceID))
 	if err != nil {
@@ -332,7 +334,7 @@ func (db *DB) CommandByID(ctx context.Context, deviceID, id string) (*store.Comm
 }
 
 // Commands returns the device's commands, newest first.
-func (db *DB) Commands(ctx context.Context, deviceID, status string, limit int) ([]*store.Command, error) {
+func (db *DB) Commands(ctx context.Context, deviceID, status string, limit int) ([]*unhidra.Command, error) {
 	query, args := `SELECT `+commandColumns+` FROM device_commands WHERE device_id = ?`, []any{deviceID}
 	if status != "" {
 		query, args = query+` AND status = ?`, append(args, status)
@@ -343,13 +345,13 @@ func (db *DB) Commands(ctx context.Context, deviceID, status string, limit int) 
 
 func (db *DB) queryCommands(ctx context.Context, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, query string, args ...any) ([]*store.Command, error) {
+}, query string, args ...any) ([]*unhidra.Command, error) {
 	rows, err := q.QueryContext(ctx, db.q(query), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list commands: %w", err)
 	}
 	defer rows.Close()
-	var out []*store.Command
+	var out []*unhidra.Command
 	for rows.Next() {
 		c, err := scanCommand(rows)
 		if err != nil {
@@ -361,9 +363,9 @@ func (db *DB) queryCommands(ctx context.Context, q interface {
 }
 
 // UpdateCommand applies u if the command is in one of u.From. Returns
-// ENOTFOUND if there is no such command, ECONFLICT if it is in another state.
-func (db *DB) UpdateCommand(ctx context.Context, deviceID, id string, u store.CommandUpdate) (*store.Command, error) {
-	var c *store.Command
+// protocol.ErrNotFound if there is no such command, protocol.ErrConflict if it is in another state.
+func (db *DB) UpdateCommand(ctx context.Context, deviceID, id string, u store.CommandUpdate) (*unhidra.Command, error) {
+	var c *unhidra.Command
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		c, err = scanCommand(tx.QueryRowContext(ctx, db.q(`SELECT `+commandColumns+` FROM device_commands
@@ -376,7 +378,7 @@ func (db *DB) UpdateCommand(ctx context.Context, deviceID, id string, u store.Co
 			allowed = allowed || c.Status == s
 		}
 		if !allowed {
-			return store.Errorf(store.ECONFLICT, "The command is %s.", c.Status)
+			return unhidra.Errorf(protocol.ErrConflict, "The command is %s.", c.Status)
 		}
 		at := u.At
 		if at.IsZero() {
@@ -385,10 +387,10 @@ func (db *DB) UpdateCommand(ctx context.Context, deviceID, id string, u store.Co
 		c.Status = u.Status
 		set, args := "status = ?", []any{u.Status}
 		switch u.Status {
-		case store.CommandDelivered:
+		case unhidra.CommandDelivered:
 			c.DeliveredAt = at
 			set, args = set+", delivered_at = ?", append(args, at.UnixMilli())
-		case store.CommandAcked, store.CommandFailed:
+		case unhidra.CommandAcked, unhidra.CommandFailed:
 			c.AnsweredAt, c.Result, c.Error = at, u.Result, u.Error
 			set, args = set+", answered_at = ?, result = ?, error = ?", append(args, at.UnixMilli(), string(u.Result), u.Error)
 		}
@@ -403,8 +405,8 @@ func (db *DB) UpdateCommand(ctx context.Context, deviceID, id string, u store.Co
 
 // ExpireCommands marks queued and delivered commands whose expiry is at or
 // before t expired, and returns them.
-func (db *DB) ExpireCommands(ctx context.Context, t time.Time) ([]*store.Command, error) {
-	var out []*store.Command
+func (db *DB) ExpireCommands(ctx context.Context, t time.Time) ([]*unhidra.Command, error) {
+	var out []*unhidra.Command
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		out, err = db.queryCommands(ctx, tx, `SELECT `+commandColumns+` FROM device_commands
@@ -421,7 +423,7 @@ func (db *DB) ExpireCommands(ctx context.Context, t time.Time) ([]*store.Command
 			if _, err := st.ExecContext(ctx, c.ID); err != nil {
 				return fmt.Errorf("expire command: %w", err)
 			}
-			c.Status = store.CommandExpired
+			c.Status = unhidra.CommandExpired
 		}
 		return nil
 	})
@@ -437,7 +439,7 @@ func (db *DB) FollowDevice(ctx context.Context, deviceID, conversationID, by str
 			return fmt.Errorf("follow device: %w", err)
 		}
 		if n != 2 {
-			return store.Errorf(store.ENOTFOUND, "No such device or conversation.")
+			return unhidra.Errorf(protocol.ErrNotFound, "No such device or conversation.")
 		}
 		_, err := tx.ExecContext(ctx, db.q(`INSERT INTO device_followers (device_id, conversation_id, created_by, created_at)
 			VALUES (?, ?, ?, ?) ON CONFLICT (device_id, conversation_id) DO NOTHING`), deviceID, conversationID, by, db.now().UnixMilli())
@@ -455,7 +457,7 @@ func (db *DB) UnfollowDevice(ctx context.Context, deviceID, conversationID strin
 		return fmt.Errorf("unfollow device: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return store.Errorf(store.ENOTFOUND, "The conversation does not follow the device.")
+		return unhidra.Errorf(protocol.ErrNotFound, "The conversation does not follow the device.")
 	}
 	return nil
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 const tokenColumns = `hash, family_id, user_id, created_at, expires_at, used_at, revoked_at`
@@ -36,7 +38,7 @@ func (db *DB) insertToken(ctx context.Context, tx *sql.Tx, t *store.RefreshToken
 	return nil
 }
 
-// CreateRefreshToken stores t. Returns ECONFLICT on a duplicate hash.
+// CreateRefreshToken stores t. Returns protocol.ErrConflict on a duplicate hash.
 func (db *DB) CreateRefreshToken(ctx context.Context, t *store.RefreshToken) error {
 	return db.inTx(ctx, func(tx *sql.Tx) error { return db.insertToken(ctx, tx, t) })
 }
@@ -54,9 +56,9 @@ func (db *DB) RotateRefreshToken(ctx context.Context, oldHash string, next *stor
 		now := db.now()
 		switch {
 		case !old.RevokedAt.IsZero() || !now.Before(old.ExpiresAt):
-			return store.Errorf(store.ENOTFOUND, "No such refresh token.")
+			return unhidra.Errorf(protocol.ErrNotFound, "No such refresh token.")
 		case !old.UsedAt.IsZero():
-			return store.Errorf(store.ECONFLICT, "Refresh token reused.")
+			return unhidra.Errorf(protocol.ErrConflict, "Refresh token reused.")
 		}
 		// The conditional update makes two concurrent rotations of the same
 		// token resolve to one winner and one reuse.
@@ -66,7 +68,7 @@ func (db *DB) RotateRefreshToken(ctx context.Context, oldHash string, next *stor
 			return fmt.Errorf("mark refresh token used: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return store.Errorf(store.ECONFLICT, "Refresh token reused.")
+			return unhidra.Errorf(protocol.ErrConflict, "Refresh token reused.")
 		}
 		old.UsedAt = now
 		next.FamilyID, next.UserID, next.CreatedAt = old.FamilyID, old.UserID, now
@@ -75,7 +77,7 @@ func (db *DB) RotateRefreshToken(ctx context.Context, oldHash string, next *stor
 	return old, err
 }
 
-// RefreshTokenByHash returns the record for hash, or ENOTFOUND.
+// RefreshTokenByHash returns the record for hash, or protocol.ErrNotFound.
 func (db *DB) RefreshTokenByHash(ctx context.Context, hash string) (*store.RefreshToken, error) {
 	t, err := scanToken(db.read.QueryRowContext(ctx, db.q(`SELECT `+tokenColumns+` FROM refresh_tokens WHERE hash = ?`), hash))
 	if err != nil {

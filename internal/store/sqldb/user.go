@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 const userColumns = `id, name, display_name, role, disabled, password_hash, failed_logins, locked_until, created_at, updated_at`
@@ -14,25 +16,25 @@ const userColumns = `id, name, display_name, role, disabled, password_hash, fail
 // NameKey is the form of a name that uniqueness is checked on.
 func NameKey(name string) string { return strings.ToLower(name) }
 
-func scanUser(row interface{ Scan(...any) error }) (*store.User, error) {
-	var u store.User
+func scanUser(row interface{ Scan(...any) error }) (*unhidra.User, error) {
+	var u unhidra.User
 	var role string
 	var locked, created, updated int64
 	if err := row.Scan(&u.ID, &u.Name, &u.DisplayName, &role, &u.Disabled, &u.PasswordHash,
 		&u.FailedLogins, &locked, &created, &updated); err != nil {
 		return nil, err
 	}
-	u.Role = store.Role(role)
+	u.Role = unhidra.Role(role)
 	u.LockedUntil = store.FromUnixMilli(locked)
 	u.CreatedAt = store.FromUnixMilli(created)
 	u.UpdatedAt = store.FromUnixMilli(updated)
 	return &u, nil
 }
 
-// CreateUser stores u. Returns ECONFLICT if the name is taken.
-func (db *DB) CreateUser(ctx context.Context, u *store.User) error {
+// CreateUser stores u. Returns protocol.ErrConflict if the name is taken.
+func (db *DB) CreateUser(ctx context.Context, u *unhidra.User) error {
 	if u.ID == "" {
-		u.ID = store.NewID(store.PrefixUser)
+		u.ID = unhidra.NewID(unhidra.PrefixUser)
 	}
 	now := db.now()
 	u.CreatedAt, u.UpdatedAt = now, now
@@ -47,15 +49,15 @@ func (db *DB) CreateUser(ctx context.Context, u *store.User) error {
 		}
 		// Every account joins the default channel (when it exists).
 		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO conversation_members (conversation_id, member_id, role, joined_at)
-			SELECT id, ?, ?, ? FROM conversations WHERE id = ?`), u.ID, store.ChanMember, now.UnixMilli(), store.GeneralChannelID); err != nil {
+			SELECT id, ?, ?, ? FROM conversations WHERE id = ?`), u.ID, unhidra.ChanMember, now.UnixMilli(), unhidra.GeneralChannelID); err != nil {
 			return fmt.Errorf("join default channel: %w", err)
 		}
 		return nil
 	})
 }
 
-// UserByID returns the user with that ID, or ENOTFOUND.
-func (db *DB) UserByID(ctx context.Context, id string) (*store.User, error) {
+// UserByID returns the user with that ID, or protocol.ErrNotFound.
+func (db *DB) UserByID(ctx context.Context, id string) (*unhidra.User, error) {
 	u, err := scanUser(db.read.QueryRowContext(ctx, db.q(`SELECT `+userColumns+` FROM users WHERE id = ?`), id))
 	if err != nil {
 		return nil, db.notFound(err, "user")
@@ -63,8 +65,8 @@ func (db *DB) UserByID(ctx context.Context, id string) (*store.User, error) {
 	return u, nil
 }
 
-// UserByName returns the user whose name matches case-insensitively, or ENOTFOUND.
-func (db *DB) UserByName(ctx context.Context, name string) (*store.User, error) {
+// UserByName returns the user whose name matches case-insensitively, or protocol.ErrNotFound.
+func (db *DB) UserByName(ctx context.Context, name string) (*unhidra.User, error) {
 	u, err := scanUser(db.read.QueryRowContext(ctx, db.q(`SELECT `+userColumns+` FROM users WHERE name_key = ?`), NameKey(name)))
 	if err != nil {
 		return nil, db.notFound(err, "user")
@@ -72,17 +74,17 @@ func (db *DB) UserByName(ctx context.Context, name string) (*store.User, error) 
 	return u, nil
 }
 
-// notFound turns sql.ErrNoRows into ENOTFOUND naming the entity, and wraps
+// notFound turns sql.ErrNoRows into protocol.ErrNotFound naming the entity, and wraps
 // anything else.
 func (db *DB) notFound(err error, what string) error {
 	if err == sql.ErrNoRows {
-		return store.Errorf(store.ENOTFOUND, "No such %s.", what)
+		return unhidra.Errorf(protocol.ErrNotFound, "No such %s.", what)
 	}
 	return fmt.Errorf("find %s: %w", what, err)
 }
 
 // Users returns users matching the filter, ordered by ID.
-func (db *DB) Users(ctx context.Context, f store.UserFilter) ([]*store.User, error) {
+func (db *DB) Users(ctx context.Context, f store.UserFilter) ([]*unhidra.User, error) {
 	where, args := []string{"1=1"}, []any{}
 	if f.ID != nil {
 		where, args = append(where, "id = ?"), append(args, *f.ID)
@@ -103,7 +105,7 @@ func (db *DB) Users(ctx context.Context, f store.UserFilter) ([]*store.User, err
 		return nil, fmt.Errorf("list users: %w", err)
 	}
 	defer rows.Close()
-	var out []*store.User
+	var out []*unhidra.User
 	for rows.Next() {
 		u, err := scanUser(rows)
 		if err != nil {
@@ -123,8 +125,8 @@ func (db *DB) CountUsers(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// UpdateUser applies upd and returns the updated user, or ENOTFOUND.
-func (db *DB) UpdateUser(ctx context.Context, id string, upd store.UserUpdate) (*store.User, error) {
+// UpdateUser applies upd and returns the updated user, or protocol.ErrNotFound.
+func (db *DB) UpdateUser(ctx context.Context, id string, upd store.UserUpdate) (*unhidra.User, error) {
 	set, args := []string{"updated_at = ?"}, []any{db.now().UnixMilli()}
 	if upd.DisplayName != nil {
 		set, args = append(set, "display_name = ?"), append(args, *upd.DisplayName)
@@ -145,14 +147,14 @@ func (db *DB) UpdateUser(ctx context.Context, id string, upd store.UserUpdate) (
 		set, args = append(set, "locked_until = ?"), append(args, store.UnixMilli(*upd.LockedUntil))
 	}
 	args = append(args, id)
-	var u *store.User
+	var u *unhidra.User
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, db.q(`UPDATE users SET `+strings.Join(set, ", ")+` WHERE id = ?`), args...)
 		if err != nil {
 			return fmt.Errorf("update user: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return store.Errorf(store.ENOTFOUND, "No such user.")
+			return unhidra.Errorf(protocol.ErrNotFound, "No such user.")
 		}
 		u, err = scanUser(tx.QueryRowContext(ctx, db.q(`SELECT `+userColumns+` FROM users WHERE id = ?`), id))
 		return err

@@ -8,20 +8,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/store/sqldb"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 func testChat(t *testing.T, open Opener) {
 	ctx := context.Background()
-	setup := func(t *testing.T) (*sqldb.DB, *clock, *store.User, *store.User) {
+	setup := func(t *testing.T) (*sqldb.DB, *clock, *unhidra.User, *unhidra.User) {
 		db := open(t)
 		c := newClock(db)
 		return db, c, mustCreateUser(t, db, "ann"), mustCreateUser(t, db, "bob")
 	}
-	mustChannel := func(t *testing.T, db *sqldb.DB, name, kind, owner string) *store.Conversation {
+	mustChannel := func(t *testing.T, db *sqldb.DB, name, kind, owner string) *unhidra.Conversation {
 		t.Helper()
-		c := &store.Conversation{Name: name, Kind: kind}
+		c := &unhidra.Conversation{Name: name, Kind: kind}
 		if err := db.CreateChannel(ctx, c, owner); err != nil {
 			t.Fatalf("CreateChannel(%q): %v", name, err)
 		}
@@ -38,26 +40,26 @@ func testChat(t *testing.T, open Opener) {
 
 	t.Run("NewUsersJoinGeneral", func(t *testing.T) {
 		db, _, ann, _ := setup(t)
-		m, err := db.Membership(ctx, store.GeneralChannelID, ann.ID)
-		if err != nil || m.Role != store.ChanMember {
+		m, err := db.Membership(ctx, unhidra.GeneralChannelID, ann.ID)
+		if err != nil || m.Role != unhidra.ChanMember {
 			t.Fatalf("general membership = %+v, %v", m, err)
 		}
-		c, err := db.ConversationByID(ctx, store.GeneralChannelID)
-		if err != nil || c.Kind != store.KindPublic || c.Name != "general" {
+		c, err := db.ConversationByID(ctx, unhidra.GeneralChannelID)
+		if err != nil || c.Kind != unhidra.KindPublic || c.Name != "general" {
 			t.Fatalf("general = %+v, %v", c, err)
 		}
 	})
 
 	t.Run("Channels", func(t *testing.T) {
 		db, _, ann, bob := setup(t)
-		c := mustChannel(t, db, "Ops", store.KindPrivate, ann.ID)
-		if m, err := db.Membership(ctx, c.ID, ann.ID); err != nil || m.Role != store.ChanOwner {
+		c := mustChannel(t, db, "Ops", unhidra.KindPrivate, ann.ID)
+		if m, err := db.Membership(ctx, c.ID, ann.ID); err != nil || m.Role != unhidra.ChanOwner {
 			t.Fatalf("creator membership = %+v, %v", m, err)
 		}
-		err := db.CreateChannel(ctx, &store.Conversation{Name: "ops", Kind: store.KindPublic}, bob.ID)
-		wantCode(t, err, store.ECONFLICT)
-		pub := mustChannel(t, db, "lobby", store.KindPublic, bob.ID)
-		if _, err := db.RenameChannel(ctx, pub.ID, "OPS"); store.ErrorCode(err) != store.ECONFLICT {
+		err := db.CreateChannel(ctx, &unhidra.Conversation{Name: "ops", Kind: unhidra.KindPublic}, bob.ID)
+		wantCode(t, err, protocol.ErrConflict)
+		pub := mustChannel(t, db, "lobby", unhidra.KindPublic, bob.ID)
+		if _, err := db.RenameChannel(ctx, pub.ID, "OPS"); unhidra.ErrorCode(err) != protocol.ErrConflict {
 			t.Fatalf("rename onto a taken name: %v", err)
 		}
 		got, err := db.RenameChannel(ctx, pub.ID, "hall")
@@ -65,7 +67,7 @@ func testChat(t *testing.T, open Opener) {
 			t.Fatalf("rename = %+v, %v", got, err)
 		}
 		_, err = db.RenameChannel(ctx, "chn_nope", "x")
-		wantCode(t, err, store.ENOTFOUND)
+		wantCode(t, err, protocol.ErrNotFound)
 
 		// ann sees general, ops (member), hall (public, not member); bob does not see ops.
 		views, err := db.Conversations(ctx, ann.ID, true)
@@ -85,13 +87,13 @@ func testChat(t *testing.T, open Opener) {
 				t.Fatal("a non-member sees a private channel")
 			}
 		}
-		if _, err := db.AddMember(ctx, c.ID, bob.ID, store.ChanMember); err != nil {
+		if _, err := db.AddMember(ctx, c.ID, bob.ID, unhidra.ChanMember); err != nil {
 			t.Fatal(err)
 		}
-		_, err = db.AddMember(ctx, c.ID, bob.ID, store.ChanMember)
-		wantCode(t, err, store.ECONFLICT)
-		_, err = db.AddMember(ctx, "chn_nope", bob.ID, store.ChanMember)
-		wantCode(t, err, store.ENOTFOUND)
+		_, err = db.AddMember(ctx, c.ID, bob.ID, unhidra.ChanMember)
+		wantCode(t, err, protocol.ErrConflict)
+		_, err = db.AddMember(ctx, "chn_nope", bob.ID, unhidra.ChanMember)
+		wantCode(t, err, protocol.ErrNotFound)
 		if ms, err := db.Members(ctx, c.ID); err != nil || len(ms) != 2 {
 			t.Fatalf("members = %v, %v", ms, err)
 		}
@@ -101,7 +103,7 @@ func testChat(t *testing.T, open Opener) {
 		if err := db.RemoveMember(ctx, c.ID, bob.ID); err != nil {
 			t.Fatal(err)
 		}
-		wantCode(t, db.RemoveMember(ctx, c.ID, bob.ID), store.ENOTFOUND)
+		wantCode(t, db.RemoveMember(ctx, c.ID, bob.ID), protocol.ErrNotFound)
 		if ids, err := db.ConversationIDs(ctx, bob.ID); err != nil || slices.Contains(ids, c.ID) {
 			t.Fatalf("ConversationIDs after removal = %v, %v", ids, err)
 		}
@@ -110,7 +112,7 @@ func testChat(t *testing.T, open Opener) {
 	t.Run("DMs", func(t *testing.T) {
 		db, _, ann, bob := setup(t)
 		c1, created, err := db.OpenDM(ctx, ann.ID, []string{ann.ID, bob.ID})
-		if err != nil || !created || c1.Kind != store.KindDM {
+		if err != nil || !created || c1.Kind != unhidra.KindDM {
 			t.Fatalf("OpenDM = %+v, %v, %v", c1, created, err)
 		}
 		c2, created, err := db.OpenDM(ctx, bob.ID, []string{bob.ID, ann.ID})
@@ -124,12 +126,12 @@ func testChat(t *testing.T, open Opener) {
 			}
 		}
 		_, err = db.RenameChannel(ctx, c1.ID, "x")
-		wantCode(t, err, store.ENOTFOUND)
+		wantCode(t, err, protocol.ErrNotFound)
 	})
 
 	t.Run("AppendGapFreeAndIdempotent", func(t *testing.T) {
 		db, c, ann, bob := setup(t)
-		ch := mustChannel(t, db, "dev", store.KindPublic, ann.ID)
+		ch := mustChannel(t, db, "dev", unhidra.KindPublic, ann.ID)
 		res := mustAppend(t, db,
 			store.AppendRequest{ConversationID: ch.ID, SenderID: ann.ID, ClientID: "a1", Body: "one"},
 			store.AppendRequest{ConversationID: ch.ID, SenderID: bob.ID, ClientID: "b1", Body: "not a member"},
@@ -139,14 +141,14 @@ func testChat(t *testing.T, open Opener) {
 		if res[0].Err != nil || res[0].Message.Seq != 1 || res[2].Message.Seq != 2 {
 			t.Fatalf("seqs: %+v %+v", res[0], res[2])
 		}
-		if store.ErrorCode(res[1].Err) != store.ENOTFOUND {
+		if unhidra.ErrorCode(res[1].Err) != protocol.ErrNotFound {
 			t.Fatalf("non-member append: %v", res[1].Err)
 		}
 		if !res[3].Duplicate || res[3].Message.ID != res[0].Message.ID || res[3].Message.Body != "one" {
 			t.Fatalf("retry in the same batch = %+v", res[3])
 		}
 		// A retry in a later batch, and the same client id from another sender.
-		db.AddMember(ctx, ch.ID, bob.ID, store.ChanMember)
+		db.AddMember(ctx, ch.ID, bob.ID, unhidra.ChanMember)
 		res = mustAppend(t, db,
 			store.AppendRequest{ConversationID: ch.ID, SenderID: ann.ID, ClientID: "a2", Body: "two again"},
 			store.AppendRequest{ConversationID: ch.ID, SenderID: bob.ID, ClientID: "a2", Body: "bob's own a2"},
@@ -173,14 +175,14 @@ func testChat(t *testing.T, open Opener) {
 		// Archived channels refuse messages.
 		db.ArchiveChannel(ctx, ch.ID)
 		res = mustAppend(t, db, store.AppendRequest{ConversationID: ch.ID, SenderID: ann.ID, Body: "late"})
-		if store.ErrorCode(res[0].Err) != store.EFORBIDDEN {
+		if unhidra.ErrorCode(res[0].Err) != protocol.ErrForbidden {
 			t.Fatalf("append to archived: %v", res[0].Err)
 		}
 	})
 
 	t.Run("ConcurrentAppendsAreGapFree", func(t *testing.T) {
 		db, _, ann, _ := setup(t)
-		ch := mustChannel(t, db, "busy", store.KindPublic, ann.ID)
+		ch := mustChannel(t, db, "busy", unhidra.KindPublic, ann.ID)
 		const workers, batches, per = 4, 10, 5
 		var wg sync.WaitGroup
 		errs := make(chan error, workers)
@@ -205,7 +207,7 @@ func testChat(t *testing.T, open Opener) {
 		for err := range errs {
 			t.Fatal(err)
 		}
-		var all []*store.Message
+		var all []*unhidra.Message
 		after := int64(0)
 		for {
 			page, more, err := db.History(ctx, store.HistoryQuery{ConversationID: ch.ID, After: after, Limit: 200})
@@ -230,13 +232,13 @@ func testChat(t *testing.T, open Opener) {
 
 	t.Run("HistoryEditDeleteRead", func(t *testing.T) {
 		db, _, ann, _ := setup(t)
-		ch := mustChannel(t, db, "log", store.KindPublic, ann.ID)
+		ch := mustChannel(t, db, "log", unhidra.KindPublic, ann.ID)
 		var reqs []store.AppendRequest
 		for i := range 10 {
 			reqs = append(reqs, store.AppendRequest{ConversationID: ch.ID, SenderID: ann.ID, Body: fmt.Sprint(i + 1)})
 		}
 		res := mustAppend(t, db, reqs...)
-		seqs := func(ms []*store.Message) []int64 {
+		seqs := func(ms []*unhidra.Message) []int64 {
 			var out []int64
 			for _, m := range ms {
 				out = append(out, m.Seq)
@@ -274,20 +276,20 @@ func testChat(t *testing.T, open Opener) {
 			t.Fatalf("delete = %+v, %v", m, err)
 		}
 		_, err = db.EditMessage(ctx, id, "again")
-		wantCode(t, err, store.ENOTFOUND)
+		wantCode(t, err, protocol.ErrNotFound)
 		_, err = db.DeleteMessage(ctx, id)
-		wantCode(t, err, store.ENOTFOUND)
+		wantCode(t, err, protocol.ErrNotFound)
 		_, err = db.MessageByID(ctx, "msg_nope")
-		wantCode(t, err, store.ENOTFOUND)
+		wantCode(t, err, protocol.ErrNotFound)
 
 		bob := mustCreateUser(t, db, "carl")
-		db.AddMember(ctx, ch.ID, bob.ID, store.ChanMember)
+		db.AddMember(ctx, ch.ID, bob.ID, unhidra.ChanMember)
 		for _, c := range []struct{ seq, want int64 }{{4, 4}, {2, 4}, {99, 10}} {
 			if got, err := db.MarkRead(ctx, ch.ID, bob.ID, c.seq); err != nil || got != c.want {
 				t.Errorf("MarkRead(%d) = %d, %v; want %d", c.seq, got, err, c.want)
 			}
 		}
 		_, err = db.MarkRead(ctx, ch.ID, "usr_stranger", 1)
-		wantCode(t, err, store.ENOTFOUND)
+		wantCode(t, err, protocol.ErrNotFound)
 	})
 }

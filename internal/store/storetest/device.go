@@ -7,13 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/store/sqldb"
+	"github.com/unhidra/unhidra/protocol"
 )
 
-func mustCreateDevice(t *testing.T, db *sqldb.DB, owner *store.User, keyID string) *store.Device {
+func mustCreateDevice(t *testing.T, db *sqldb.DB, owner *unhidra.User, keyID string) *unhidra.Device {
 	t.Helper()
-	d := &store.Device{ID: store.NewID(store.PrefixDevice), OwnerID: owner.ID, Name: "sensor " + keyID, Type: "esp32",
+	d := &unhidra.Device{ID: unhidra.NewID(unhidra.PrefixDevice), OwnerID: owner.ID, Name: "sensor " + keyID, Type: "esp32",
 		Capabilities: json.RawMessage(`{"relay":true}`), KeyID: keyID, KeyHash: "hash-" + keyID}
 	if err := db.CreateDevice(context.Background(), d); err != nil {
 		t.Fatalf("CreateDevice: %v", err)
@@ -28,7 +30,7 @@ func testDevices(t *testing.T, open Opener) {
 		newClock(db)
 		alice := mustCreateUser(t, db, "alice")
 		d := mustCreateDevice(t, db, alice, "kf")
-		general := store.GeneralChannelID
+		general := unhidra.GeneralChannelID
 		if err := db.FollowDevice(ctx, d.ID, general, alice.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -39,12 +41,12 @@ func testDevices(t *testing.T, open Opener) {
 		if err != nil || len(got) != 1 || got[0] != general {
 			t.Fatalf("followers = %v, %v", got, err)
 		}
-		wantCode(t, db.FollowDevice(ctx, d.ID, "chn_nope", alice.ID), store.ENOTFOUND)
-		wantCode(t, db.FollowDevice(ctx, "dev_nope", general, alice.ID), store.ENOTFOUND)
+		wantCode(t, db.FollowDevice(ctx, d.ID, "chn_nope", alice.ID), protocol.ErrNotFound)
+		wantCode(t, db.FollowDevice(ctx, "dev_nope", general, alice.ID), protocol.ErrNotFound)
 		if err := db.UnfollowDevice(ctx, d.ID, general); err != nil {
 			t.Fatal(err)
 		}
-		wantCode(t, db.UnfollowDevice(ctx, d.ID, general), store.ENOTFOUND)
+		wantCode(t, db.UnfollowDevice(ctx, d.ID, general), protocol.ErrNotFound)
 		if got, _ := db.DeviceFollowers(ctx, d.ID); len(got) != 0 {
 			t.Fatalf("followers after unfollow = %v", got)
 		}
@@ -71,9 +73,9 @@ func testDevices(t *testing.T, open Opener) {
 			t.Fatalf("CountDevices = %d, %v", n, err)
 		}
 		_, err = db.DeviceByID(ctx, "dev_nope")
-		wantCode(t, err, store.ENOTFOUND)
-		dup := &store.Device{ID: store.NewID(store.PrefixDevice), OwnerID: alice.ID, Name: "x", Type: "t", KeyID: "k1", KeyHash: "h"}
-		wantCode(t, db.CreateDevice(ctx, dup), store.ECONFLICT)
+		wantCode(t, err, protocol.ErrNotFound)
+		dup := &unhidra.Device{ID: unhidra.NewID(unhidra.PrefixDevice), OwnerID: alice.ID, Name: "x", Type: "t", KeyID: "k1", KeyHash: "h"}
+		wantCode(t, db.CreateDevice(ctx, dup), protocol.ErrConflict)
 	})
 	t.Run("ReplaceKeyAndRevoke", func(t *testing.T) {
 		db := open(t)
@@ -87,7 +89,7 @@ func testDevices(t *testing.T, open Opener) {
 			t.Fatalf("ReplaceDeviceKey = %+v, %v", got, err)
 		}
 		_, err = db.DeviceByKeyID(ctx, "k1")
-		wantCode(t, err, store.ENOTFOUND)
+		wantCode(t, err, protocol.ErrNotFound)
 		changed, _ := db.Devices(ctx, store.DeviceFilter{ChangedSince: before.Add(time.Second)})
 		if len(changed) != 1 {
 			t.Fatalf("ChangedSince after rotation: %d devices", len(changed))
@@ -97,9 +99,9 @@ func testDevices(t *testing.T, open Opener) {
 			t.Fatalf("RevokeDevice = %+v, %v", got, err)
 		}
 		_, err = db.RevokeDevice(ctx, d.ID)
-		wantCode(t, err, store.ENOTFOUND)
+		wantCode(t, err, protocol.ErrNotFound)
 		_, err = db.ReplaceDeviceKey(ctx, d.ID, "k10", "h")
-		wantCode(t, err, store.ENOTFOUND)
+		wantCode(t, err, protocol.ErrNotFound)
 		if n, _ := db.CountDevices(ctx, alice.ID); n != 0 {
 			t.Fatalf("revoked device counted: %d", n)
 		}
@@ -113,10 +115,10 @@ func testDevices(t *testing.T, open Opener) {
 		b := &store.DeviceBatch{
 			Health: []store.DeviceHealth{{DeviceID: d.ID, LastSeen: clk.now(), ConnectedSince: clk.now(), Reboots: 2, FreeHeap: 1000, Uptime: 12.5}},
 			Heap:   []store.HeapBucket{{DeviceID: d.ID, Res: store.HeapMinute, Start: minute, Min: 900, Max: 1100, Sum: 2000, Count: 2}},
-			Events: []store.AuditEvent{{Action: store.AuditDeviceConnected, Target: d.ID}},
+			Events: []unhidra.AuditEvent{{Action: unhidra.AuditDeviceConnected, Target: d.ID}},
 		}
 		for i := range 5 {
-			b.Telemetry = append(b.Telemetry, store.Telemetry{DeviceID: d.ID, At: clk.now(), Readings: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))})
+			b.Telemetry = append(b.Telemetry, unhidra.Telemetry{DeviceID: d.ID, At: clk.now(), Readings: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))})
 		}
 		b.KeepTelemetry = 3
 		if err := db.WriteDeviceBatch(ctx, b); err != nil {
@@ -143,7 +145,7 @@ func testDevices(t *testing.T, open Opener) {
 			t.Fatalf("RecentTelemetry (bounded to 3, newest first) = %v, %v", tel, err)
 		}
 		ev, _ := db.AuditEvents(ctx, store.AuditFilter{Target: d.ID})
-		if len(ev) != 1 || ev[0].Action != store.AuditDeviceConnected {
+		if len(ev) != 1 || ev[0].Action != unhidra.AuditDeviceConnected {
 			t.Fatalf("device events = %v", ev)
 		}
 		if n, err := db.DeleteHeapBefore(ctx, store.HeapMinute, minute.Add(time.Minute)); err != nil || n != 1 {
@@ -155,9 +157,9 @@ func testDevices(t *testing.T, open Opener) {
 		clk := newClock(db)
 		alice := mustCreateUser(t, db, "alice")
 		d := mustCreateDevice(t, db, alice, "k1")
-		mk := func(ttl time.Duration) *store.Command {
-			c := &store.Command{ID: store.NewID(store.PrefixCommand), DeviceID: d.ID, Type: "command", Command: "reboot",
-				Params: json.RawMessage(`{"delay":1}`), Status: store.CommandQueued, CreatedBy: alice.ID, ExpiresAt: clk.now().Add(ttl)}
+		mk := func(ttl time.Duration) *unhidra.Command {
+			c := &unhidra.Command{ID: unhidra.NewID(unhidra.PrefixCommand), DeviceID: d.ID, Type: "command", Command: "reboot",
+				Params: json.RawMessage(`{"delay":1}`), Status: unhidra.CommandQueued, CreatedBy: alice.ID, ExpiresAt: clk.now().Add(ttl)}
 			if err := db.CreateCommand(ctx, c); err != nil {
 				t.Fatal(err)
 			}
@@ -165,30 +167,30 @@ func testDevices(t *testing.T, open Opener) {
 			return c
 		}
 		c1, c2 := mk(time.Hour), mk(time.Minute)
-		q, err := db.Commands(ctx, d.ID, store.CommandQueued, 0)
+		q, err := db.Commands(ctx, d.ID, unhidra.CommandQueued, 0)
 		if err != nil || len(q) != 2 || q[0].ID != c2.ID || string(q[1].Params) != `{"delay":1}` {
 			t.Fatalf("Commands(queued) = %v, %v", q, err)
 		}
-		got, err := db.UpdateCommand(ctx, d.ID, c1.ID, store.CommandUpdate{From: []string{store.CommandQueued}, Status: store.CommandDelivered})
-		if err != nil || got.Status != store.CommandDelivered || got.DeliveredAt.IsZero() {
+		got, err := db.UpdateCommand(ctx, d.ID, c1.ID, store.CommandUpdate{From: []string{unhidra.CommandQueued}, Status: unhidra.CommandDelivered})
+		if err != nil || got.Status != unhidra.CommandDelivered || got.DeliveredAt.IsZero() {
 			t.Fatalf("deliver = %+v, %v", got, err)
 		}
-		_, err = db.UpdateCommand(ctx, d.ID, c1.ID, store.CommandUpdate{From: []string{store.CommandQueued}, Status: store.CommandDelivered})
-		wantCode(t, err, store.ECONFLICT)
-		_, err = db.UpdateCommand(ctx, "dev_other", c1.ID, store.CommandUpdate{From: []string{store.CommandDelivered}, Status: store.CommandAcked})
-		wantCode(t, err, store.ENOTFOUND)
-		got, err = db.UpdateCommand(ctx, d.ID, c1.ID, store.CommandUpdate{From: []string{store.CommandDelivered}, Status: store.CommandAcked,
+		_, err = db.UpdateCommand(ctx, d.ID, c1.ID, store.CommandUpdate{From: []string{unhidra.CommandQueued}, Status: unhidra.CommandDelivered})
+		wantCode(t, err, protocol.ErrConflict)
+		_, err = db.UpdateCommand(ctx, "dev_other", c1.ID, store.CommandUpdate{From: []string{unhidra.CommandDelivered}, Status: unhidra.CommandAcked})
+		wantCode(t, err, protocol.ErrNotFound)
+		got, err = db.UpdateCommand(ctx, d.ID, c1.ID, store.CommandUpdate{From: []string{unhidra.CommandDelivered}, Status: unhidra.CommandAcked,
 			Result: json.RawMessage(`{"ok":1}`)})
-		if err != nil || got.Status != store.CommandAcked || string(got.Result) != `{"ok":1}` {
+		if err != nil || got.Status != unhidra.CommandAcked || string(got.Result) != `{"ok":1}` {
 			t.Fatalf("ack = %+v, %v", got, err)
 		}
 		clk.add(2 * time.Minute)
 		exp, err := db.ExpireCommands(ctx, clk.now())
-		if err != nil || len(exp) != 1 || exp[0].ID != c2.ID || exp[0].Status != store.CommandExpired {
+		if err != nil || len(exp) != 1 || exp[0].ID != c2.ID || exp[0].Status != unhidra.CommandExpired {
 			t.Fatalf("ExpireCommands = %v, %v", exp, err)
 		}
 		got, _ = db.CommandByID(ctx, d.ID, c2.ID)
-		if got.Status != store.CommandExpired {
+		if got.Status != unhidra.CommandExpired {
 			t.Fatalf("expired command reads %q", got.Status)
 		}
 		if again, _ := db.ExpireCommands(ctx, clk.now()); len(again) != 0 {

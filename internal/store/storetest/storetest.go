@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/store/sqldb"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Opener returns a fresh, migrated, empty store for one test.
@@ -47,14 +49,14 @@ func (c *clock) add(d time.Duration) {
 
 func wantCode(t *testing.T, err error, code string) {
 	t.Helper()
-	if got := store.ErrorCode(err); got != code {
+	if got := unhidra.ErrorCode(err); got != code {
 		t.Fatalf("error code = %q (%v), want %q", got, err, code)
 	}
 }
 
-func mustCreateUser(t *testing.T, db *sqldb.DB, name string) *store.User {
+func mustCreateUser(t *testing.T, db *sqldb.DB, name string) *unhidra.User {
 	t.Helper()
-	u := &store.User{Name: name, Role: store.RoleMember, PasswordHash: "$argon2id$x"}
+	u := &unhidra.User{Name: name, Role: unhidra.RoleMember, PasswordHash: "$argon2id$x"}
 	if err := db.CreateUser(context.Background(), u); err != nil {
 		t.Fatalf("CreateUser(%q): %v", name, err)
 	}
@@ -79,7 +81,7 @@ func testUsers(t *testing.T, open Opener) {
 	t.Run("CreateAndFind", func(t *testing.T) {
 		db := open(t)
 		newClock(db)
-		u := &store.User{Name: "Zoë", DisplayName: "Zoë Ø", Role: store.RoleAdmin, PasswordHash: "h"}
+		u := &unhidra.User{Name: "Zoë", DisplayName: "Zoë Ø", Role: unhidra.RoleAdmin, PasswordHash: "h"}
 		if err := db.CreateUser(ctx, u); err != nil {
 			t.Fatal(err)
 		}
@@ -90,7 +92,7 @@ func testUsers(t *testing.T, open Opener) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Name != "Zoë" || got.DisplayName != "Zoë Ø" || got.Role != store.RoleAdmin || got.PasswordHash != "h" ||
+		if got.Name != "Zoë" || got.DisplayName != "Zoë Ø" || got.Role != unhidra.RoleAdmin || got.PasswordHash != "h" ||
 			!got.CreatedAt.Equal(u.CreatedAt) || got.Disabled {
 			t.Fatalf("UserByID = %+v, want %+v", got, u)
 		}
@@ -102,17 +104,17 @@ func testUsers(t *testing.T, open Opener) {
 	t.Run("ErrNameTaken", func(t *testing.T) {
 		db := open(t)
 		mustCreateUser(t, db, "alice")
-		err := db.CreateUser(ctx, &store.User{Name: "ALICE", Role: store.RoleMember})
-		wantCode(t, err, store.ECONFLICT)
+		err := db.CreateUser(ctx, &unhidra.User{Name: "ALICE", Role: unhidra.RoleMember})
+		wantCode(t, err, protocol.ErrConflict)
 	})
 	t.Run("ErrNotFound", func(t *testing.T) {
 		db := open(t)
 		_, err := db.UserByID(ctx, "usr_nope")
-		wantCode(t, err, store.ENOTFOUND)
+		wantCode(t, err, protocol.ErrNotFound)
 		_, err = db.UserByName(ctx, "nobody")
-		wantCode(t, err, store.ENOTFOUND)
+		wantCode(t, err, protocol.ErrNotFound)
 		_, err = db.UpdateUser(ctx, "usr_nope", store.UserUpdate{})
-		wantCode(t, err, store.ENOTFOUND)
+		wantCode(t, err, protocol.ErrNotFound)
 	})
 	t.Run("Update", func(t *testing.T) {
 		db := open(t)
@@ -140,7 +142,7 @@ func testUsers(t *testing.T, open Opener) {
 		for _, n := range []string{"a", "b", "c", "d", "e"} {
 			ids = append(ids, mustCreateUser(t, db, n).ID)
 		}
-		admin := store.RoleAdmin
+		admin := unhidra.RoleAdmin
 		if _, err := db.UpdateUser(ctx, ids[2], store.UserUpdate{Role: &admin}); err != nil {
 			t.Fatal(err)
 		}
@@ -165,7 +167,7 @@ func testUsers(t *testing.T, open Opener) {
 
 func testTokens(t *testing.T, open Opener) {
 	ctx := context.Background()
-	setup := func(t *testing.T) (*sqldb.DB, *clock, *store.User) {
+	setup := func(t *testing.T) (*sqldb.DB, *clock, *unhidra.User) {
 		db := open(t)
 		c := newClock(db)
 		return db, c, mustCreateUser(t, db, "carol")
@@ -196,11 +198,11 @@ func testTokens(t *testing.T, open Opener) {
 			t.Fatal(err)
 		}
 		old, err := db.RotateRefreshToken(ctx, "h1", &store.RefreshToken{Hash: "h3", ExpiresAt: c.now().Add(time.Hour)})
-		wantCode(t, err, store.ECONFLICT)
+		wantCode(t, err, protocol.ErrConflict)
 		if old == nil || old.FamilyID != "f" {
 			t.Fatalf("reuse must return the old record to revoke its family, got %+v", old)
 		}
-		if _, err := db.RefreshTokenByHash(ctx, "h3"); store.ErrorCode(err) != store.ENOTFOUND {
+		if _, err := db.RefreshTokenByHash(ctx, "h3"); unhidra.ErrorCode(err) != protocol.ErrNotFound {
 			t.Fatalf("a reuse must not store the new token: %v", err)
 		}
 		n, err := db.RevokeTokenFamily(ctx, "f")
@@ -208,14 +210,14 @@ func testTokens(t *testing.T, open Opener) {
 			t.Fatalf("RevokeTokenFamily = %d, %v; want 1 live token (h2)", n, err)
 		}
 		_, err = db.RotateRefreshToken(ctx, "h2", &store.RefreshToken{Hash: "h4", ExpiresAt: c.now().Add(time.Hour)})
-		wantCode(t, err, store.ENOTFOUND)
+		wantCode(t, err, protocol.ErrNotFound)
 	})
 	t.Run("ErrExpired", func(t *testing.T) {
 		db, c, u := setup(t)
 		db.CreateRefreshToken(ctx, &store.RefreshToken{Hash: "h1", FamilyID: "f", UserID: u.ID, ExpiresAt: c.now().Add(time.Hour)})
 		c.add(time.Hour)
 		_, err := db.RotateRefreshToken(ctx, "h1", &store.RefreshToken{Hash: "h2", ExpiresAt: c.now().Add(time.Hour)})
-		wantCode(t, err, store.ENOTFOUND)
+		wantCode(t, err, protocol.ErrNotFound)
 		n, err := db.DeleteExpiredTokens(ctx, c.now().Add(time.Millisecond))
 		if err != nil || n != 1 {
 			t.Fatalf("DeleteExpiredTokens = %d, %v", n, err)
@@ -224,7 +226,7 @@ func testTokens(t *testing.T, open Opener) {
 	t.Run("ErrUnknown", func(t *testing.T) {
 		db, c, _ := setup(t)
 		_, err := db.RotateRefreshToken(ctx, "nope", &store.RefreshToken{Hash: "h2", ExpiresAt: c.now().Add(time.Hour)})
-		wantCode(t, err, store.ENOTFOUND)
+		wantCode(t, err, protocol.ErrNotFound)
 	})
 	t.Run("ConcurrentRotateHasOneWinner", func(t *testing.T) {
 		db, c, u := setup(t)
@@ -242,10 +244,10 @@ func testTokens(t *testing.T, open Opener) {
 		wg.Wait()
 		wins := 0
 		for _, err := range errs {
-			switch store.ErrorCode(err) {
+			switch unhidra.ErrorCode(err) {
 			case "":
 				wins++
-			case store.ECONFLICT:
+			case protocol.ErrConflict:
 			default:
 				t.Fatalf("unexpected error: %v", err)
 			}
@@ -273,7 +275,7 @@ func testTokens(t *testing.T, open Opener) {
 		db, c, u := setup(t)
 		tok := &store.RefreshToken{Hash: "dup", FamilyID: "f", UserID: u.ID, ExpiresAt: c.now().Add(time.Hour)}
 		db.CreateRefreshToken(ctx, tok)
-		wantCode(t, db.CreateRefreshToken(ctx, tok), store.ECONFLICT)
+		wantCode(t, db.CreateRefreshToken(ctx, tok), protocol.ErrConflict)
 	})
 }
 
@@ -281,11 +283,11 @@ func testAudit(t *testing.T, open Opener) {
 	ctx := context.Background()
 	db := open(t)
 	c := newClock(db)
-	events := []store.AuditEvent{
-		{Action: store.AuditLoginFailure, ActorID: "u1", IP: "10.0.0.1"},
-		{Action: store.AuditLoginSuccess, ActorID: "u1", IP: "10.0.0.1", Detail: `{"ua":"x"}`},
-		{Action: store.AuditPasswordChanged, ActorID: "u2", Target: "u2"},
-		{Action: store.AuditLoginSuccess, ActorID: "u2"},
+	events := []unhidra.AuditEvent{
+		{Action: unhidra.AuditLoginFailure, ActorID: "u1", IP: "10.0.0.1"},
+		{Action: unhidra.AuditLoginSuccess, ActorID: "u1", IP: "10.0.0.1", Detail: `{"ua":"x"}`},
+		{Action: unhidra.AuditPasswordChanged, ActorID: "u2", Target: "u2"},
+		{Action: unhidra.AuditLoginSuccess, ActorID: "u2"},
 		{Action: "login_x", ActorID: "u3"}, // must not match the "login." prefix
 	}
 	for i := range events {
@@ -308,7 +310,7 @@ func testAudit(t *testing.T, open Opener) {
 	if len(logins) != 3 {
 		t.Fatalf("prefix login. = %d events, want 3", len(logins))
 	}
-	success, _ := db.AuditEvents(ctx, store.AuditFilter{Action: store.AuditLoginSuccess, ActorID: "u2"})
+	success, _ := db.AuditEvents(ctx, store.AuditFilter{Action: unhidra.AuditLoginSuccess, ActorID: "u2"})
 	if len(success) != 1 {
 		t.Fatalf("login.success by u2 = %d, want 1", len(success))
 	}

@@ -1,4 +1,4 @@
-package store
+package unhidra
 
 import (
 	"crypto/rand"

@@ -22,11 +22,23 @@ const (
 	TypeCommandSend = "command.send"
 
 	// Server to client.
-	TypeWelcome = "welcome"
-	TypePong    = "pong"
-	TypeAck     = "ack"
-	TypeError   = "error"
-	TypeMessage = "message"
+	TypeWelcome             = "welcome"
+	TypePong                = "pong"
+	TypeAck                 = "ack"
+	TypeError               = "error"
+	TypeMessage             = "message"
+	TypeRead                = "read"    // client: advance read positions
+	TypeResumed             = "resumed" // one conversation's backlog
+	TypeMessageEdited       = "message_edited"
+	TypeMessageDeleted      = "message_deleted"
+	TypeMemberJoined        = "member_joined"        // to the conversation
+	TypeMemberLeft          = "member_left"          // to the conversation
+	TypeConversationAdded   = "conversation_added"   // to the member added
+	TypeConversationRemoved = "conversation_removed" // to the member removed
+	TypeChannelUpdated      = "channel_updated"      // renamed or archived
+	TypePresenceSnapshot    = "presence_snapshot"    // on connect
+	TypeDeviceState         = "device_state"         // to a device's owner and followers
+	TypeCommandStatus       = "command_status"       // to a device's owner
 
 	// Server to device (what the seed firmware listens for); a device's own
 	// acknowledgement of a command is an "ack" too.

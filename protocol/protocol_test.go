@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/unhidra/unhidra/internal/protocol"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 func TestDecode(t *testing.T) {

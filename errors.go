@@ -1,28 +1,10 @@
-package store
+package unhidra
 
 import (
 	"errors"
 	"fmt"
-)
 
-// Application error codes. They are transport-neutral: internal/api maps them
-// to HTTP statuses in one table, the gateway maps them to error frames.
-const (
-	EINVALID        = "invalid"        // the input is malformed or breaks a rule
-	EUNAUTHORIZED   = "unauthorized"   // no or bad credentials
-	EFORBIDDEN      = "forbidden"      // authenticated, but not allowed
-	ENOTFOUND       = "not_found"      // no such entity (or not visible to the caller)
-	ECONFLICT       = "conflict"       // the entity exists already, or changed under us
-	ETOOLARGE       = "too_large"      // the input exceeds a size limit
-	ERATELIMIT      = "rate_limited"   // too many attempts; retry later
-	EUNAVAILABLE    = "unavailable"    // overloaded or shutting down; retry later
-	EINTERNAL       = "internal"       // a bug or an infrastructure failure
-	EUNSUPPORTED    = "unsupported"    // e.g. wrong content type
-	ELOCKED         = "account_locked" // too many failures; the account waits
-	EUNPROCESSABLE  = "unprocessable"  // well-formed, but the processor rejected it (e.g. a model's input)
-	EUPSTREAM       = "upstream"       // a component we depend on failed (e.g. an ML worker crashed)
-	ETIMEOUT        = "timeout"        // a component we depend on did not answer in time
-	ENOTIMPLEMENTED = "not_implemented"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Error is an application error: a code from the list above and a message
@@ -32,7 +14,7 @@ type Error struct {
 	Code    string
 	Message string
 	// RetryAfter, when positive, tells the client how long to wait
-	// (ERATELIMIT, EUNAVAILABLE, ELOCKED).
+	// (protocol.ErrRateLimited, protocol.ErrUnavailable, protocol.ErrAccountLocked).
 	RetryAfter int64 // seconds
 	Err        error
 }
@@ -52,7 +34,7 @@ func Errorf(code, format string, args ...any) *Error {
 }
 
 // ErrorCode returns the code of the application error in err's chain, or
-// EINTERNAL when there is none (nil gives "").
+// protocol.ErrInternal when there is none (nil gives "").
 func ErrorCode(err error) string {
 	if err == nil {
 		return ""
@@ -61,7 +43,7 @@ func ErrorCode(err error) string {
 	if errors.As(err, &e) {
 		return e.Code
 	}
-	return EINTERNAL
+	return protocol.ErrInternal
 }
 
 // ErrorMessage returns the client-safe message of err: the application
