@@ -7,7 +7,7 @@ import (
 	"github.com/unhidra/unhidra/protocol"
 )
 
-// Error is an application error: a code from the list above and a message
+// Error is an application error: an error code of package protocol and a message
 // that is safe to show to the client. Causes that must not reach the client
 // are wrapped in Err and only logged.
 type Error struct {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 func defaultRand() float64 { return rand.Float64() }
@@ -78,7 +79,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	header := c.Key
 	if c.OfferSubprotocol {
-		header = c.Key + ", " + subprotocolV1
+		header = c.Key + ", " + protocol.Subprotocol
 	}
 	a := &Agent{
 		cfg: c,
@@ -207,7 +208,7 @@ func (a *Agent) dial(ctx context.Context, seen func()) (*websocket.Conn, *welcom
 	defer cancel()
 	subs := []string{a.cfg.Key}
 	if a.cfg.OfferSubprotocol {
-		subs = append(subs, subprotocolV1)
+		subs = append(subs, protocol.Subprotocol)
 	}
 	conn, resp, err := websocket.Dial(hctx, a.cfg.URL, &websocket.DialOptions{
 		HTTPClient:   a.client,
@@ -224,7 +225,7 @@ func (a *Agent) dial(ctx context.Context, seen func()) (*websocket.Conn, *welcom
 	if err != nil {
 		return nil, nil, a.refusal(resp, err)
 	}
-	if p := conn.Subprotocol(); p != "" && !(p == subprotocolV1 && a.cfg.OfferSubprotocol) {
+	if p := conn.Subprotocol(); p != "" && !(p == protocol.Subprotocol && a.cfg.OfferSubprotocol) {
 		// A server echoing the credential (or anything unexpected) is not
 		// one we should talk to.
 		conn.CloseNow()
@@ -239,7 +240,7 @@ func (a *Agent) dial(ctx context.Context, seen func()) (*websocket.Conn, *welcom
 	}
 	w, err := parseWelcome(typ, data)
 	if err != nil {
-		conn.Close(closePolicy, "expected a welcome frame")
+		conn.Close(protocol.ClosePolicy, "expected a welcome frame")
 		return nil, nil, sessionResult{err: err}
 	}
 	return conn, w, sessionResult{}
@@ -308,7 +309,7 @@ func parseWelcome(typ websocket.MessageType, data []byte) (*welcome, error) {
 	if err := json.Unmarshal(data, &w); err != nil {
 		return nil, fmt.Errorf("welcome frame: invalid JSON: %w", err)
 	}
-	if w.Type != typeWelcome {
+	if w.Type != protocol.TypeWelcome {
 		return nil, fmt.Errorf("first frame has type %.32q, want welcome", w.Type)
 	}
 	if w.Identity.Kind != "" && w.Identity.Kind != "device" {

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // maxErrorText bounds the error text of an ack.
@@ -25,7 +27,7 @@ func (c *conn) dispatch(f *inbound) {
 		return
 	}
 	name := f.Command
-	if name == "" && f.Type != typeCommand {
+	if name == "" && f.Type != protocol.TypeCommand {
 		name = f.Type // a bare config or ota frame goes to the handler of that name
 	}
 	if !validCommandName(name) {
@@ -57,7 +59,7 @@ func (c *conn) ackAsync(id string, result json.RawMessage, err error) {
 }
 
 func (c *conn) sendAck(id string, result json.RawMessage, err error) error {
-	m := ack{Type: typeAck, ID: id, OK: err == nil, Result: result}
+	m := ack{Type: protocol.TypeAck, ID: id, OK: err == nil, Result: result}
 	if err != nil {
 		m.Error = c.a.red.clean(err.Error(), maxErrorText)
 		m.Result = nil
@@ -234,7 +236,7 @@ func (c *conn) sendTelemetry() {
 		c.a.log.Warn("telemetry not sent", "err", err)
 		return
 	}
-	if err := c.write(telemetry{Type: typeTelemetry, Readings: data}); err != nil {
+	if err := c.write(telemetry{Type: protocol.TypeTelemetry, Readings: data}); err != nil {
 		c.a.log.Warn("telemetry not sent", "err", c.a.red.Err(err))
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Config configures an Agent. Every zero field means the documented default,
@@ -278,8 +280,8 @@ func ValidateKey(key string) error {
 	if !isToken(key) {
 		return configErr("device key contains characters not allowed in a subprotocol")
 	}
-	if key == subprotocolV1 {
-		return configErr("device key cannot be %q", subprotocolV1)
+	if key == protocol.Subprotocol {
+		return configErr("device key cannot be %q", protocol.Subprotocol)
 	}
 	return nil
 }

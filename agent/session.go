@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // conn is one established connection. Its goroutines (the read loop,
@@ -211,7 +212,7 @@ func (c *conn) sendHeartbeat() error {
 	if err != nil {
 		c.a.log.Warn("free memory unavailable", "err", err)
 	}
-	return c.write(heartbeat{Type: typeHeartbeat, DeviceID: c.deviceID, TS: int64(uptime / time.Second), FreeHeap: free})
+	return c.write(heartbeat{Type: protocol.TypeHeartbeat, DeviceID: c.deviceID, TS: int64(uptime / time.Second), FreeHeap: free})
 }
 
 // readLoop reads server frames until the connection ends.
@@ -236,9 +237,9 @@ func (c *conn) readLoop() {
 			continue
 		}
 		switch f.Type {
-		case typeCommand, typeConfig, typeOTA:
+		case protocol.TypeCommand, protocol.TypeConfig, protocol.TypeOTA:
 			c.dispatch(&f)
-		case typeError:
+		case protocol.TypeError:
 			c.a.log.Warn("server reported an error", "code", c.a.red.clean(f.Code, 32), "message", c.a.red.clean(f.Message, 200), "id", c.a.red.clean(f.ID, 64))
 		default:
 			c.a.log.Debug("ignoring frame", "type", c.a.red.clean(f.Type, 32))

@@ -1,30 +1,14 @@
 package agent
 
-import "encoding/json"
+import (
+	"encoding/json"
 
-// Wire constants of protocol v1. They mirror protocol (a test
-// checks they agree) rather than importing it, so this public package
-// cannot pick up server dependencies.
-const (
-	subprotocolV1 = "unhidra.v1"
-
-	typeWelcome   = "welcome"
-	typeHeartbeat = "heartbeat"
-	typeTelemetry = "telemetry"
-	typeAck       = "ack"
-	typeCommand   = "command"
-	typeConfig    = "config"
-	typeOTA       = "ota"
-	typeError     = "error"
-
-	closePolicy = 1008
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Terminal reports whether a close code means "do not reconnect":
 // 4500–4999 (revoked key, bad credentials, kicked…) and 1008 (policy).
-func Terminal(code int) bool {
-	return (code >= 4500 && code <= 4999) || code == closePolicy
-}
+func Terminal(code int) bool { return !protocol.Reconnectable(code) }
 
 // welcome is the server's first frame (the fields the agent uses).
 type welcome struct {

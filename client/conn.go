@@ -10,12 +10,11 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/unhidra/unhidra/protocol"
 )
 
-// Close codes from 4500 on mean "do not reconnect".
-func terminal(code websocket.StatusCode) bool {
-	return (code >= 4500 && code <= 4999) || code == websocket.StatusPolicyViolation
-}
+// terminal reports whether a close code means "do not reconnect".
+func terminal(code websocket.StatusCode) bool { return !protocol.Reconnectable(int(code)) }
 
 // Run keeps a connection up until ctx ends or the server closes it for
 // good (ErrTerminal). It blocks; run it in its own goroutine.
@@ -59,11 +58,11 @@ func (c *Client) session(ctx context.Context) error {
 	}
 	wsURL := "ws" + strings.TrimPrefix(c.cfg.BaseURL, "http") + "/ws"
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	conn, res, err := websocket.Dial(dctx, wsURL, &websocket.DialOptions{HTTPClient: c.http, Subprotocols: []string{"unhidra.v1", "bearer." + tok}})
+	conn, res, err := websocket.Dial(dctx, wsURL, &websocket.DialOptions{HTTPClient: c.http, Subprotocols: []string{protocol.Subprotocol, "bearer." + tok}})
 	cancel()
 	if err != nil {
 		if res != nil && res.StatusCode == 401 {
-			return &Error{Status: 401, Code: "unauthorized", Message: err.Error()}
+			return &Error{Status: 401, Code: protocol.ErrUnauthorized, Message: err.Error()}
 		}
 		return fmt.Errorf("dial: %w", err)
 	}
@@ -105,7 +104,7 @@ func (c *Client) session(ctx context.Context) error {
 			c.resuming[conv] = true
 		}
 		c.mu.Unlock()
-		c.write(sctx, conn, map[string]any{"type": "resume", "id": newID(), "positions": positions})
+		c.write(sctx, conn, map[string]any{"type": protocol.TypeResume, "id": newID(), "positions": positions})
 	}
 	for _, p := range pending {
 		conn.Write(sctx, websocket.MessageText, p.frame)
@@ -154,7 +153,7 @@ func (c *Client) keepTokenFresh(ctx context.Context, conn *websocket.Conn) {
 		c.mu.Lock()
 		tok := c.access
 		c.mu.Unlock()
-		c.write(ctx, conn, map[string]any{"type": "refresh", "id": newID(), "token": tok})
+		c.write(ctx, conn, map[string]any{"type": protocol.TypeRefresh, "id": newID(), "token": tok})
 	}
 }
 
@@ -168,7 +167,7 @@ func (c *Client) handleFrame(ctx context.Context, data []byte) {
 	if json.Unmarshal(data, &head) != nil {
 		return
 	}
-	if head.ID != "" && (head.Type == "ack" || head.Type == "error" || head.Type == "history") {
+	if head.ID != "" && (head.Type == protocol.TypeAck || head.Type == protocol.TypeError || head.Type == protocol.TypeHistory) {
 		c.mu.Lock()
 		p := c.pending[head.ID]
 		delete(c.pending, head.ID)
@@ -179,13 +178,13 @@ func (c *Client) handleFrame(ctx context.Context, data []byte) {
 		}
 	}
 	switch head.Type {
-	case "message":
+	case protocol.TypeMessage:
 		var m Message
 		if json.Unmarshal(data, &m) == nil && m.Channel != "" && m.Seq > 0 {
 			c.deliver(ctx, &m)
 			return
 		}
-	case "conversation_added":
+	case protocol.TypeConversationAdded:
 		// Messages after last_seq may have been sent before this
 		// connection joined the conversation's stream: fetch them.
 		var a struct {
@@ -201,7 +200,7 @@ func (c *Client) handleFrame(ctx context.Context, data []byte) {
 			c.mu.Unlock()
 			c.spawn(func() { c.catchUp(ctx, map[string]int64{a.Channel: pos}) })
 		}
-	case "resumed":
+	case protocol.TypeResumed:
 		var r struct {
 			Channel   string    `json:"channel"`
 			Recovered bool      `json:"recovered"`
@@ -229,14 +228,14 @@ func (c *Client) emit(ctx context.Context, e Event) {
 // live frames held meanwhile.
 func (c *Client) resumed(ctx context.Context, conv string, recovered bool, reason string, backlog []Message) {
 	for i := range backlog {
-		backlog[i].Type, backlog[i].Channel = "message", conv
+		backlog[i].Type, backlog[i].Channel = protocol.TypeMessage, conv
 		c.deliverInOrder(ctx, &backlog[i])
 	}
 	c.mu.Lock()
 	delete(c.resuming, conv)
 	held := len(c.ahead[conv]) > 0
 	c.mu.Unlock()
-	if !recovered && reason != "not_member" {
+	if !recovered && reason != protocol.ResumeNotMember {
 		c.spawn(func() { c.catchUp(ctx, map[string]int64{conv: c.position(conv)}) })
 		return
 	}
@@ -290,7 +289,7 @@ func (c *Client) deliver(ctx context.Context, m *Message) {
 	ready := c.advance(m)
 	c.mu.Unlock()
 	for _, r := range ready {
-		c.emit(ctx, Event{Type: "message", Message: r})
+		c.emit(ctx, Event{Type: protocol.TypeMessage, Message: r})
 	}
 }
 
@@ -332,7 +331,7 @@ func (c *Client) fill(ctx context.Context, conv string) {
 		}
 		sort.Slice(msgs, func(i, j int) bool { return msgs[i].Seq < msgs[j].Seq })
 		for i := range msgs {
-			msgs[i].Type = "message"
+			msgs[i].Type = protocol.TypeMessage
 			c.deliverInOrder(ctx, &msgs[i])
 		}
 	}
@@ -350,7 +349,7 @@ func (c *Client) deliverInOrder(ctx context.Context, m *Message) {
 	ready := c.advance(m)
 	c.mu.Unlock()
 	for _, r := range ready {
-		c.emit(ctx, Event{Type: "message", Message: r})
+		c.emit(ctx, Event{Type: protocol.TypeMessage, Message: r})
 	}
 }
 
@@ -365,7 +364,7 @@ func (c *Client) catchUp(ctx context.Context, positions map[string]int64) {
 				break
 			}
 			for i := range msgs {
-				msgs[i].Type = "message"
+				msgs[i].Type = protocol.TypeMessage
 				c.deliverInOrder(ctx, &msgs[i])
 				seq = max(seq, msgs[i].Seq)
 			}
@@ -427,7 +426,7 @@ func (c *Client) Request(ctx context.Context, frame map[string]any) (json.RawMes
 			Error
 		}
 		json.Unmarshal(reply, &e)
-		if e.Type == "error" {
+		if e.Type == protocol.TypeError {
 			return reply, &e.Error
 		}
 		return reply, nil
@@ -439,12 +438,12 @@ func (c *Client) Request(ctx context.Context, frame map[string]any) (json.RawMes
 // Send posts body to a conversation and returns the acknowledgement: the
 // message is stored when this returns without error.
 func (c *Client) Send(ctx context.Context, conv, body string) (Ack, error) {
-	return c.send(ctx, map[string]any{"type": "send", "channel": conv, "body": body})
+	return c.send(ctx, map[string]any{"type": protocol.TypeSend, "channel": conv, "body": body})
 }
 
 // SendDirect posts body to a direct conversation with a user (id or name).
 func (c *Client) SendDirect(ctx context.Context, to, body string) (Ack, error) {
-	return c.send(ctx, map[string]any{"type": "send", "to": to, "body": body})
+	return c.send(ctx, map[string]any{"type": protocol.TypeSend, "to": to, "body": body})
 }
 
 func (c *Client) send(ctx context.Context, frame map[string]any) (Ack, error) {

@@ -115,3 +115,11 @@ func Marshal(v any) []byte {
 	}
 	return b
 }
+
+// Reasons a "resumed" frame gives when it could not recover a
+// conversation's backlog.
+const (
+	ResumeNotMember = "not_member" // the client is not (or no longer) a member
+	ResumeTooMany   = "too_many"   // more conversations than one resume frame may name
+	ResumeTooLarge  = "too_large"  // the backlog is over the resume limit: page through history
+)

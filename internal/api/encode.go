@@ -23,25 +23,6 @@ type Validator interface {
 	Valid(ctx context.Context) error
 }
 
-// statusOf maps application error codes to HTTP statuses: the one table.
-var statusOf = map[string]int{
-	protocol.ErrInvalid:        http.StatusBadRequest,
-	protocol.ErrUnauthorized:   http.StatusUnauthorized,
-	protocol.ErrForbidden:      http.StatusForbidden,
-	protocol.ErrNotFound:       http.StatusNotFound,
-	protocol.ErrConflict:       http.StatusConflict,
-	protocol.ErrTooLarge:       http.StatusRequestEntityTooLarge,
-	protocol.ErrUnsupported:    http.StatusUnsupportedMediaType,
-	protocol.ErrRateLimited:    http.StatusTooManyRequests,
-	protocol.ErrAccountLocked:  http.StatusTooManyRequests,
-	protocol.ErrUnavailable:    http.StatusServiceUnavailable,
-	protocol.ErrInternal:       http.StatusInternalServerError,
-	protocol.ErrUnprocessable:  http.StatusUnprocessableEntity,
-	protocol.ErrUpstream:       http.StatusBadGateway,
-	protocol.ErrTimeout:        http.StatusGatewayTimeout,
-	protocol.ErrNotImplemented: http.StatusNotImplemented,
-}
-
 // errorBody is the JSON shape of every error response.
 type errorBody struct {
 	Error struct {
@@ -65,10 +46,7 @@ func encode(w http.ResponseWriter, status int, v any) {
 // their cause and shown to the client only as "Internal error.".
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	code := unhidra.ErrorCode(err)
-	status, ok := statusOf[code]
-	if !ok {
-		status = http.StatusInternalServerError
-	}
+	status := protocol.HTTPStatus(code)
 	if status >= 500 && code != protocol.ErrUnavailable && code != protocol.ErrTimeout && code != protocol.ErrUpstream {
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err, "request_id", RequestID(r.Context()))
 	}

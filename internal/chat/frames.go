@@ -234,7 +234,7 @@ func (s *Service) resume(ctx context.Context, actor Actor, c hub.Client, id stri
 			if unhidra.ErrorCode(err) != protocol.ErrNotFound {
 				return err
 			}
-			f.Reason = "not_member"
+			f.Reason = protocol.ResumeNotMember
 			send(f)
 			continue
 		}
@@ -262,7 +262,7 @@ func (s *Service) resume(ctx context.Context, actor Actor, c hub.Client, id stri
 		case missing <= 0:
 			f.Recovered = true
 		case missing > int64(s.cfg.ResumeLimit):
-			f.Reason = "too_many"
+			f.Reason = protocol.ResumeTooMany
 		default:
 			f.Recovered = true
 			for after := pos; after < f.LastSeq; {
@@ -283,7 +283,7 @@ func (s *Service) resume(ctx context.Context, actor Actor, c hub.Client, id stri
 			}
 		}
 		if size := len(protocol.Marshal(f)); f.Recovered && size > budget {
-			f.Recovered, f.Reason, f.Messages = false, "too_large", []messageFrame{}
+			f.Recovered, f.Reason, f.Messages = false, protocol.ResumeTooLarge, []messageFrame{}
 		} else {
 			budget -= size
 		}

@@ -88,7 +88,7 @@ func (c *Client) Value(key string) any {
 // their message; others are logged and reported as internal errors.
 func (c *Client) replyError(id string, err error) {
 	code := unhidra.ErrorCode(err)
-	frame := protocol.NewError(id, errorCodeOf(code), unhidra.ErrorMessage(err))
+	frame := protocol.NewError(id, code, unhidra.ErrorMessage(err))
 	if code == protocol.ErrInternal {
 		c.gw.log.Error("frame handler failed", "session", c.session, "err", err)
 	}
@@ -96,28 +96,6 @@ func (c *Client) replyError(id string, err error) {
 		frame.RetryAfter = int(ra)
 	}
 	c.SendJSON(frame)
-}
-
-func errorCodeOf(storeCode string) string {
-	switch storeCode {
-	case protocol.ErrInvalid:
-		return protocol.ErrInvalid
-	case protocol.ErrForbidden:
-		return protocol.ErrForbidden
-	case protocol.ErrNotFound:
-		return protocol.ErrNotFound
-	case protocol.ErrUnauthorized:
-		return protocol.ErrUnauthorized
-	case protocol.ErrRateLimited:
-		return protocol.ErrRateLimited
-	case protocol.ErrUnavailable:
-		return protocol.ErrUnavailable
-	case protocol.ErrTooLarge:
-		return protocol.ErrTooLarge
-	case protocol.ErrConflict:
-		return protocol.ErrConflict
-	}
-	return protocol.ErrInternal
 }
 
 // setExpiry arms the timer that closes the connection when its credential

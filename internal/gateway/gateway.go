@@ -216,7 +216,7 @@ func (g *Gateway) handleUpgrade(h api.Helpers) http.Handler {
 			// The status is the refusal's own (426 has no application
 			// error code of its own), the body the API's error shape.
 			h.JSON(w, ref.status, map[string]any{"error": map[string]string{
-				"code": codeForStatus(ref.status), "message": ref.message}})
+				"code": protocol.CodeForStatus(ref.status), "message": ref.message}})
 		}
 		if g.draining.Load() {
 			refuse(&refusal{"draining", 503, "The server is shutting down; reconnect shortly.", 2 * time.Second})
@@ -296,22 +296,6 @@ func (g *Gateway) handleUpgrade(h api.Helpers) http.Handler {
 		g.metrics.upgrades.Inc()
 		g.metrics.handshake.Observe(time.Since(start).Seconds())
 	})
-}
-
-func codeForStatus(status int) string {
-	switch status {
-	case 400:
-		return protocol.ErrInvalid
-	case 401:
-		return protocol.ErrUnauthorized
-	case 403:
-		return protocol.ErrForbidden
-	case 426:
-		return protocol.ErrInvalid
-	case 429:
-		return protocol.ErrRateLimited
-	}
-	return protocol.ErrUnavailable
 }
 
 func (g *Gateway) authenticate(ctx context.Context, c credentials) (Identity, error) {
