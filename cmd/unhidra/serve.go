@@ -32,6 +32,7 @@ import (
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/ratelimit"
+	"github.com/unhidra/unhidra/internal/sdnotify"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/tlscert"
 	"github.com/unhidra/unhidra/internal/web"
@@ -387,6 +388,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		Ready:          func() bool { return !draining.Load() },
 		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		TrustedProxies: cfg.proxies,
+		Registerer:     reg,
 		TLS:            !cfg.noTLS,
 		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount, messaging.Mount, devices.Mount, app.Mount},
 	}
@@ -442,6 +444,22 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	fmt.Fprintf(e.stdout, "listening on %s\n", baseURL)
+	// Under systemd (Type=notify): ready now, and watchdog pings while the
+	// HTTP stack answers /healthz.
+	notifier, err := sdnotify.FromEnv(e.getenv, os.Getpid())
+	if err != nil {
+		log.Warn("systemd notification disabled", "err", err)
+	}
+	if err := notifier.Notify("READY=1", "STATUS=serving on "+baseURL); err != nil {
+		log.Warn("systemd notification", "err", err)
+	}
+	wdCtx, stopWatchdog := context.WithCancel(ctx)
+	wdDone := make(chan struct{})
+	go func() {
+		defer close(wdDone)
+		notifier.RunWatchdog(wdCtx, func() bool { return answersHealthz(handler) })
+	}()
+	defer func() { stopWatchdog(); <-wdDone }()
 	stopBot := func() {}
 	if cfg.systemBot {
 		var summarizer bot.Summarizer
@@ -461,6 +479,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "connections", gw.Len())
+	notifier.Notify("STOPPING=1", "STATUS=draining")
 	stopBot() // before the drain, or it would keep reconnecting
 	draining.Store(true)
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTime)
@@ -479,6 +498,29 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	log.Info("stopped")
 	return nil
 }
+
+// answersHealthz runs an in-process GET /healthz through the whole handler.
+func answersHealthz(h http.Handler) bool {
+	req, _ := http.NewRequest("GET", "/healthz", nil)
+	req.RemoteAddr = "127.0.0.1:0"
+	w := &statusOnly{header: http.Header{}}
+	h.ServeHTTP(w, req)
+	return w.status == http.StatusOK
+}
+
+// statusOnly is a ResponseWriter that keeps the status and drops the body.
+type statusOnly struct {
+	header http.Header
+	status int
+}
+
+func (s *statusOnly) Header() http.Header { return s.header }
+func (s *statusOnly) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+}
+func (s *statusOnly) Write(b []byte) (int, error) { s.WriteHeader(http.StatusOK); return len(b), nil }
 
 // chatWriters is how many group-commit writers suit the store: SQLite has
 // one writer connection; PostgreSQL commits several batches at once.

@@ -49,10 +49,12 @@ func handleLogin(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in, err := decodeValid[credentials](w, r)
 		if err != nil {
+			d.metrics.login(err)
 			writeError(w, r, d.Log, err)
 			return
 		}
 		s, err := d.Accounts.Login(r.Context(), in.Name, in.Password, d.request(r))
+		d.metrics.login(err)
 		if err != nil {
 			writeError(w, r, d.Log, err)
 			return

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/netip"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/store"
@@ -33,6 +35,10 @@ type Deps struct {
 	// Mount lets other parts of the server add their routes to the mux
 	// (gateway, messaging, devices, ML, web UI).
 	Mount []func(mux *http.ServeMux, h Helpers)
+	// Registerer, when set, receives the API's metrics (logins by result).
+	Registerer prometheus.Registerer
+
+	metrics *metrics
 }
 
 // Helpers give mounted route sets the API's conventions, so every endpoint
@@ -64,6 +70,10 @@ func DecodeValid[T Validator](w http.ResponseWriter, r *http.Request) (T, error)
 func NewServer(d Deps) http.Handler {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
+	}
+	d.metrics = newMetrics()
+	if d.Registerer != nil {
+		d.Registerer.MustRegister(d.metrics.logins)
 	}
 	mux := http.NewServeMux()
 	addRoutes(mux, d)
