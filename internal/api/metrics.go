@@ -3,7 +3,8 @@ package api
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // metrics are the API's own Prometheus series.
@@ -31,14 +32,14 @@ func (m *metrics) login(err error) {
 	}
 	result := "ok"
 	if err != nil {
-		switch store.ErrorCode(err) {
-		case store.EUNAUTHORIZED:
+		switch unhidra.ErrorCode(err) {
+		case protocol.ErrUnauthorized:
 			result = "bad_credentials"
-		case store.ELOCKED:
+		case protocol.ErrAccountLocked:
 			result = "locked"
-		case store.ERATELIMIT:
+		case protocol.ErrRateLimited:
 			result = "rate_limited"
-		case store.EINVALID:
+		case protocol.ErrInvalid:
 			result = "invalid"
 		default:
 			result = "error"

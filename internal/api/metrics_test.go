@@ -12,9 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/auth"
-	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/store/sqlite"
 )
 
@@ -27,7 +27,7 @@ func TestMetrics_LoginsByResult(t *testing.T) {
 	hasher, _ := auth.NewPasswordHasher(auth.PasswordHasherConfig{Params: auth.PasswordParams{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}})
 	ks, _ := auth.NewKeySet(auth.AlgEdDSA, time.Now())
 	accounts := auth.NewService(db, hasher, &auth.Tokens{Keys: ks}, auth.Limits{}, nil)
-	if _, err := accounts.CreateUser(context.Background(), nil, "carol", "correct horse battery", store.RoleMember, auth.Request{IP: "cli"}); err != nil {
+	if _, err := accounts.CreateUser(context.Background(), nil, "carol", "correct horse battery", unhidra.RoleMember, auth.Request{IP: "cli"}); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
