@@ -56,6 +56,10 @@ var listenRE = regexp.MustCompile(`listening on (https?://[0-9.:]+)`)
 // startServer runs serve on a free port and waits until it listens.
 func startServer(t *testing.T, dataDir string, env map[string]string, extra ...string) *server {
 	t.Helper()
+	// t.TempDir makes 0755 directories; the server refuses those.
+	if err := os.Chmod(dataDir, 0o700); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{out: &syncBuffer{}}
 	done := make(chan error, 1)

@@ -300,6 +300,12 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
+	if err := checkPermissions(cfg); err != nil {
+		return err
+	}
+	if cfg.noTLS && len(cfg.proxies) == 0 {
+		log.Warn("--no-tls without --trusted-proxies: behind a proxy every client has the proxy's address (one throttle for all, no real addresses in the audit log); list the proxy in --trusted-proxies")
+	}
 	// Shared with other servers and admin commands; `admin restore` waits
 	// for nobody and refuses while it is held.
 	unlock, err := backup.Lock(cfg.dataDir)

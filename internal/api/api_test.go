@@ -345,14 +345,89 @@ func TestClientIP(t *testing.T) {
 	if got := api.ClientIP(r, nil); got != "10.0.0.5" {
 		t.Fatalf("untrusted proxy: %s", got)
 	}
-	trusted := mustPrefixes(t, "10.0.0.0/8")
-	if got := api.ClientIP(r, trusted); got != "203.0.113.9" {
-		t.Fatalf("trusted proxy chain: %s", got)
+	trusted := mustPrefixes(t, "10.0.0.0/8", "127.0.0.0/8")
+	for _, c := range []struct {
+		name string
+		peer string
+		xff  []string
+		fwd  []string
+		want string
+	}{
+		{"chain", "10.0.0.5:1", []string{"203.0.113.9, 10.0.0.4"}, nil, "203.0.113.9"},
+		// The client's own line first, the proxy's appended line second.
+		{"two lines", "10.0.0.5:1", []string{"127.0.0.1", "203.0.113.9"}, nil, "203.0.113.9"},
+		{"two lines, spoofed chain first", "10.0.0.5:1", []string{"198.51.100.1, 127.0.0.1", "203.0.113.9"}, nil, "203.0.113.9"},
+		{"garbage", "10.0.0.5:1", []string{"garbage"}, nil, api.UnknownClient},
+		{"garbage last hop", "127.0.0.1:1", []string{"203.0.113.9, not-an-ip"}, nil, api.UnknownClient},
+		{"empty last hop", "127.0.0.1:1", []string{"203.0.113.9,"}, nil, api.UnknownClient},
+		{"garbage before the client", "10.0.0.5:1", []string{"junk, 203.0.113.9"}, nil, "203.0.113.9"},
+		{"only proxies", "10.0.0.5:1", []string{"10.0.0.9, 10.0.0.4"}, nil, "10.0.0.9"},
+		{"unspecified", "10.0.0.5:1", []string{"0.0.0.0"}, nil, api.UnknownClient},
+		{"mapped", "10.0.0.5:1", []string{"::ffff:203.0.113.9"}, nil, "203.0.113.9"},
+		{"with port", "10.0.0.5:1", []string{"203.0.113.9:5555"}, nil, "203.0.113.9"},
+		{"forwarded", "10.0.0.5:1", nil, []string{`for=198.51.100.7;proto=https, for="[2001:db8::1]:4711"`}, "2001:db8::1"},
+		{"forwarded two lines", "10.0.0.5:1", nil, []string{`for=127.0.0.1`, `for=198.51.100.7`}, "198.51.100.7"},
+		{"forwarded obfuscated", "10.0.0.5:1", nil, []string{`for=_hidden`}, api.UnknownClient},
+		{"forwarded unknown", "10.0.0.5:1", nil, []string{`for=unknown`}, api.UnknownClient},
+		{"forwarded without for", "10.0.0.5:1", nil, []string{`proto=https`}, api.UnknownClient},
+		{"headers agree", "10.0.0.5:1", []string{"198.51.100.7"}, []string{"for=198.51.100.7"}, "198.51.100.7"},
+		{"headers disagree", "10.0.0.5:1", []string{"198.51.100.7"}, []string{"for=198.51.100.8"}, api.UnknownClient},
+		{"no header", "10.0.0.5:1", nil, nil, "10.0.0.5"},
+		{"untrusted peer ignores headers", "198.51.100.2:1", []string{"127.0.0.1"}, nil, "198.51.100.2"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = c.peer
+		for _, l := range c.xff {
+			r.Header.Add("X-Forwarded-For", l)
+		}
+		for _, l := range c.fwd {
+			r.Header.Add("Forwarded", l)
+		}
+		if got := api.ClientIP(r, trusted); got != c.want {
+			t.Errorf("%s: ClientIP = %q, want %q", c.name, got, c.want)
+		}
 	}
-	r.Header.Set("X-Forwarded-For", "garbage")
-	if got := api.ClientIP(r, trusted); got != "10.0.0.5" {
-		t.Fatalf("garbage XFF: %s", got)
+}
+
+func TestDirectLoopback(t *testing.T) {
+	for _, c := range []struct {
+		peer, header string
+		want         bool
+	}{
+		{"127.0.0.1:5", "", true},
+		{"[::1]:5", "", true},
+		{"127.0.0.1:5", "X-Forwarded-For", false},
+		{"127.0.0.1:5", "Forwarded", false},
+		{"10.1.1.1:5", "", false},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = c.peer
+		if c.header != "" {
+			r.Header.Set(c.header, "127.0.0.1")
+		}
+		if got := api.DirectLoopback(r); got != c.want {
+			t.Errorf("%s with %q: %v", c.peer, c.header, got)
+		}
 	}
+}
+
+// FuzzClientIP: whatever a client puts in the forwarding headers behind a
+// trusted loopback proxy, the result is never a loopback or proxy address
+// it did not get from a parsable hop, and never panics.
+func FuzzClientIP(f *testing.F) {
+	trusted := mustPrefixes(f, "127.0.0.0/8")
+	f.Add("1.2.3.4, x", "for=1.2.3.4")
+	f.Add("", `for="[::1]:80"`)
+	f.Fuzz(func(t *testing.T, xff, fwd string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = "127.0.0.1:9"
+		r.Header["X-Forwarded-For"] = []string{xff}
+		r.Header["Forwarded"] = []string{fwd}
+		got := api.ClientIP(r, trusted)
+		if got == "127.0.0.1" && !strings.Contains(xff+fwd, "127.0.0.1") {
+			t.Fatalf("the proxy's own address came out of %q / %q", xff, fwd)
+		}
+	})
 }
 
 func FuzzDecodeLogin(f *testing.F) {

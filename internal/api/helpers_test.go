@@ -13,7 +13,7 @@ import (
 	"github.com/unhidra/unhidra/internal/store/sqlite"
 )
 
-func mustPrefixes(t *testing.T, s ...string) []netip.Prefix {
+func mustPrefixes(t testing.TB, s ...string) []netip.Prefix {
 	t.Helper()
 	var out []netip.Prefix
 	for _, p := range s {

@@ -2,7 +2,6 @@ package api
 
 import (
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -15,40 +14,6 @@ import (
 
 // Middleware wraps a handler.
 type Middleware func(http.Handler) http.Handler
-
-// ClientIP returns the address of the client: the connection's peer, or,
-// when the peer is a trusted proxy, the last untrusted address in
-// X-Forwarded-For.
-func ClientIP(r *http.Request, trusted []netip.Prefix) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	peer, err := netip.ParseAddr(host)
-	if err != nil || !isTrusted(peer, trusted) {
-		return host
-	}
-	hops := strings.Split(r.Header.Get("X-Forwarded-For"), ",")
-	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			break
-		}
-		if !isTrusted(a, trusted) {
-			return a.String()
-		}
-	}
-	return host
-}
-
-func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
-	for _, p := range trusted {
-		if p.Contains(a.Unmap()) {
-			return true
-		}
-	}
-	return false
-}
 
 // statusRecorder remembers the status for the access log.
 type statusRecorder struct {

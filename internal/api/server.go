@@ -124,11 +124,12 @@ func handleJWKS(accounts *auth.Service) http.Handler {
 	})
 }
 
-// handleMetrics serves the metrics to loopback clients and administrators.
+// handleMetrics serves the metrics to administrators and to requests made
+// directly from this machine (a loopback peer, no forwarding header).
 func handleMetrics(d Deps) http.Handler {
 	admin := d.helpers().RequireAdmin(d.Metrics)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a, err := netip.ParseAddr(ClientIP(r, d.TrustedProxies)); err == nil && a.IsLoopback() {
+		if DirectLoopback(r) {
 			d.Metrics.ServeHTTP(w, r)
 			return
 		}

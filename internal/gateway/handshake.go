@@ -103,26 +103,63 @@ func parseSubprotocols(values []string) (c credentials, problem string) {
 	return c, ""
 }
 
-// originAllowed checks the browser's Origin against the allow-list. No
-// Origin means a non-browser client (device, CLI), which cannot be abused
-// cross-site. With an empty allow-list, only the server's own origin (the
-// Host the request was sent to) is allowed.
+// originAllowed checks the browser's Origin against the allow-list:
+// scheme, host and port must all match (a missing port is the scheme's
+// default). No Origin means a non-browser client (device, CLI), which
+// cannot be abused cross-site. With an empty allow-list only the server's
+// own origin is allowed: the Host the request was sent to, over https on
+// a TLS connection; on a plain one (behind a TLS-terminating proxy, which
+// the server cannot see past) https or http.
 func originAllowed(r *http.Request, allowed []string) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
 	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
+	o, ok := parseOrigin(origin)
+	if !ok {
 		return false
 	}
 	if len(allowed) == 0 {
-		return strings.EqualFold(u.Host, r.Host)
+		if r.TLS != nil && o.scheme != "https" {
+			return false
+		}
+		own, ok := parseOrigin(o.scheme + "://" + r.Host)
+		return ok && own == o
 	}
 	for _, a := range allowed {
-		if a == "*" || strings.EqualFold(a, origin) {
+		if a == "*" {
+			return true
+		}
+		if ao, ok := parseOrigin(a); ok && ao == o {
 			return true
 		}
 	}
 	return false
+}
+
+type originKey struct{ scheme, host, port string }
+
+// parseOrigin reads scheme://host[:port] (nothing else: an origin has no
+// path, user or query), lower-casing scheme and host and filling in the
+// scheme's default port.
+func parseOrigin(s string) (originKey, bool) {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return originKey{}, false
+	}
+	k := originKey{scheme: strings.ToLower(u.Scheme), host: strings.ToLower(u.Hostname()), port: u.Port()}
+	if k.port == "" {
+		switch k.scheme {
+		case "https":
+			k.port = "443"
+		case "http":
+			k.port = "80"
+		default:
+			return originKey{}, false
+		}
+	}
+	if k.scheme != "https" && k.scheme != "http" || k.host == "" {
+		return originKey{}, false
+	}
+	return k, true
 }
