@@ -31,6 +31,9 @@ type Dialect struct {
 	// LockMigrations, when set, runs inside the migration transaction first
 	// so that nodes starting together do not race (PostgreSQL advisory lock).
 	LockMigrations func(ctx context.Context, tx *sql.Tx) error
+	// CacheStatements keeps queries run outside transactions prepared
+	// (SQLite, where compiling the SQL is a large part of a short query).
+	CacheStatements bool
 }
 
 // DB implements store.Store on a database/sql handle.
@@ -38,7 +41,7 @@ type DB struct {
 	// write is used for every transaction that writes; read for queries.
 	// SQLite needs the split (one writer; readers in parallel under WAL);
 	// on PostgreSQL both are the same pool.
-	write, read *sql.DB
+	write, read *pool
 	dialect     Dialect
 
 	// Now is the clock; tests replace it. Defaults to time.Now.
@@ -48,8 +51,16 @@ type DB struct {
 var _ store.Store = (*DB)(nil)
 
 // New wraps the handles in a DB. The caller has opened them; Close closes both.
+// With d.CacheStatements, queries outside transactions reuse prepared
+// statements.
 func New(write, read *sql.DB, d Dialect) *DB {
-	return &DB{write: write, read: read, dialect: d, Now: time.Now}
+	db := &DB{dialect: d, Now: time.Now}
+	db.write = newPool(write, d.CacheStatements)
+	db.read = db.write
+	if read != write {
+		db.read = newPool(read, d.CacheStatements)
+	}
+	return db
 }
 
 // Dialect returns the dialect's name ("sqlite" or "postgres").

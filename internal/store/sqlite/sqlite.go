@@ -30,7 +30,7 @@ func Dialect() sqldb.Dialect {
 	if err != nil {
 		panic(err) // the embedded directory is fixed at build time
 	}
-	return sqldb.Dialect{Name: "sqlite", IsUniqueViolation: isUniqueViolation, Migrations: sub}
+	return sqldb.Dialect{Name: "sqlite", IsUniqueViolation: isUniqueViolation, Migrations: sub, CacheStatements: true}
 }
 
 func isUniqueViolation(err error) bool {
@@ -80,6 +80,10 @@ func Open(ctx context.Context, path string) (*sqldb.DB, error) {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
 	read.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
+	// Keep them all open: with database/sql's default of 2 idle connections a
+	// burst of reads (a reconnect storm) would close and reopen SQLite
+	// connections, and their prepared statements, over and over.
+	read.SetMaxIdleConns(max(4, 2*runtime.GOMAXPROCS(0)))
 
 	db := sqldb.New(write, read, Dialect())
 	if _, err := db.Migrate(ctx); err != nil {
