@@ -36,6 +36,10 @@ type SigningKey struct {
 	// scalar multiplication, as much as a signature check.
 	derive sync.Once
 	priv   ed25519.PrivateKey
+
+	// The JWT header segment Issue writes for this key (verifyFast).
+	headerOnce sync.Once
+	header     string
 }
 
 func (k *SigningKey) privateKey() ed25519.PrivateKey {

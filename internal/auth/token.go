@@ -111,6 +111,18 @@ func (t *Tokens) Verify(token string) (*Claims, error) {
 	if len(token) == 0 || len(token) > MaxTokenLen {
 		return nil, errBadToken(errors.New("token empty or too long"))
 	}
+	fast, key, handled, err := t.verifyFast(token)
+	if handled {
+		if err != nil {
+			return nil, errBadToken(err)
+		}
+		return t.checkClaims(fast, key)
+	}
+	return t.verifyGeneric(token)
+}
+
+// verifyGeneric is Verify through the JWT library, for tokens of any shape.
+func (t *Tokens) verifyGeneric(token string) (*Claims, error) {
 	var claims Claims
 	var key *SigningKey
 	keyFunc := func(tok *jwt.Token) (any, error) {
@@ -128,19 +140,18 @@ func (t *Tokens) Verify(token string) (*Claims, error) {
 		}
 		return key.Secret, nil
 	}
-	_, err := jwt.ParseWithClaims(token, &claims, keyFunc,
+	_, err := jwt.ParseWithClaims(token, &claims, keyFunc, append(t.claimOptions(),
 		jwt.WithValidMethods([]string{AlgEdDSA, AlgHS256}),
-		jwt.WithIssuer(t.issuer()),
-		jwt.WithAudience(t.audience()),
-		jwt.WithLeeway(t.leeway()),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithTimeFunc(t.now),
 		jwt.WithStrictDecoding(), // one token, one encoding: no malleable variants
-	)
+	)...)
 	if err != nil {
 		return nil, errBadToken(err)
 	}
+	return t.checkClaims(&claims, key)
+}
+
+// checkClaims applies our own rules on top of the registered claims'.
+func (t *Tokens) checkClaims(claims *Claims, key *SigningKey) (*Claims, error) {
 	if claims.Subject == "" || claims.ID == "" || claims.IssuedAt == nil {
 		return nil, errBadToken(errors.New("token lacks sub, jti or iat"))
 	}
@@ -152,5 +163,5 @@ func (t *Tokens) Verify(token string) (*Claims, error) {
 	if claims.ExpiresAt.Sub(claims.IssuedAt.Time) > t.Lifetime()+t.leeway() {
 		return nil, errBadToken(errors.New("token lifetime exceeds policy"))
 	}
-	return &claims, nil
+	return claims, nil
 }
