@@ -170,4 +170,3 @@ func (t *Tokens) claimOptions() []jwt.ParserOption {
 		jwt.WithTimeFunc(t.now),
 	}
 }
-
