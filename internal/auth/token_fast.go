@@ -12,7 +12,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
 )
 
 // The fast path of Verify, for tokens exactly as Issue writes them. Every
@@ -60,7 +60,7 @@ type wireClaims struct {
 	IssuedAt  *float64        `json:"iat"`
 	ID        string          `json:"jti"`
 	Name      string          `json:"name"`
-	Role      store.Role      `json:"role"`
+	Role      unhidra.Role    `json:"role"`
 }
 
 // numericDate converts seconds as jwt.NumericDate's decoder does.

@@ -8,7 +8,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // TestVerifyFast_AgreesWithGeneric signs tokens with the issued header and
@@ -52,7 +53,7 @@ func TestVerifyFast_AgreesWithGeneric(t *testing.T) {
 			}
 			return c
 		}
-		issued, _, err := tk.Issue(&store.User{ID: "usr_9", Name: "bob", Role: store.RoleAdmin})
+		issued, _, err := tk.Issue(&unhidra.User{ID: "usr_9", Name: "bob", Role: unhidra.RoleAdmin})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,8 +119,8 @@ func TestVerifyFast_AgreesWithGeneric(t *testing.T) {
 				t.Errorf("%s %s: fast err %v, generic err %v, want ok=%v", alg, name, errFast, errGen, c.ok)
 				continue
 			}
-			if errFast != nil && store.ErrorCode(errFast) != store.EUNAUTHORIZED {
-				t.Errorf("%s %s: %v is not EUNAUTHORIZED", alg, name, errFast)
+			if errFast != nil && unhidra.ErrorCode(errFast) != protocol.ErrUnauthorized {
+				t.Errorf("%s %s: %v is not protocol.ErrUnauthorized", alg, name, errFast)
 			}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("%s %s: fast %+v, generic %+v", alg, name, got, want)

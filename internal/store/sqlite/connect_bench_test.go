@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/unhidra/unhidra/internal/store"
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store/sqldb"
 	"github.com/unhidra/unhidra/internal/store/sqlite"
 )
@@ -21,25 +21,25 @@ func connectFixture(tb testing.TB) (*sqldb.DB, string) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { db.Close() })
-	newUser := func(name string) *store.User {
-		u := &store.User{Name: name, Role: store.RoleMember, PasswordHash: "$argon2id$x"}
+	newUser := func(name string) *unhidra.User {
+		u := &unhidra.User{Name: name, Role: unhidra.RoleMember, PasswordHash: "$argon2id$x"}
 		if err := db.CreateUser(ctx, u); err != nil {
 			tb.Fatal(err)
 		}
 		return u
 	}
 	me := newUser("me")
-	var others []*store.User
+	var others []*unhidra.User
 	for i := range 20 {
 		others = append(others, newUser(fmt.Sprintf("other%d", i)))
 	}
 	for i := range 5 {
-		c := &store.Conversation{Name: fmt.Sprintf("chan%d", i), Kind: store.KindPublic}
+		c := &unhidra.Conversation{Name: fmt.Sprintf("chan%d", i), Kind: unhidra.KindPublic}
 		if err := db.CreateChannel(ctx, c, me.ID); err != nil {
 			tb.Fatal(err)
 		}
 		for _, o := range others[i*4 : i*4+4] {
-			if _, err := db.AddMember(ctx, c.ID, o.ID, store.ChanMember); err != nil {
+			if _, err := db.AddMember(ctx, c.ID, o.ID, unhidra.ChanMember); err != nil {
 				tb.Fatal(err)
 			}
 		}
