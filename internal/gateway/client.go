@@ -156,6 +156,22 @@ func (h connHandler) OnOpen(wc *ws.Conn) {
 	}
 }
 
+// OnControl counts the peer's pings and pongs toward the frame rate: a
+// flood of them is refused like one of messages (no error frame to send,
+// the same closing with 4004 once the tolerance is spent).
+func (h connHandler) OnControl(wc *ws.Conn, _ ws.Opcode) {
+	c := wc.Value().(*Client)
+	h.g.metrics.framesIn.Inc()
+	now := time.Now()
+	if ok, _ := c.limiter.Allow(now, 1); ok {
+		return
+	}
+	h.g.metrics.rateLimited.Inc()
+	if ok, _ := c.abuse.Allow(now, 1); !ok {
+		c.Close(protocol.CloseRateLimited)
+	}
+}
+
 func (h connHandler) OnMessage(wc *ws.Conn, text bool, data []byte) {
 	g := h.g
 	c := wc.Value().(*Client)

@@ -438,3 +438,39 @@ func TestAdminConnectionsAPI(t *testing.T) {
 		t.Fatalf("kicked with %d", code)
 	}
 }
+
+// TestFrames_PingFloodIsClosed: empty WebSocket pings count toward the
+// frame rate like messages; a flood of them is closed with 4004 within
+// 2 s (default limits).
+func TestFrames_PingFloodIsClosed(t *testing.T) {
+	s := newStack(t, gateway.Config{})
+	token, _ := s.newUser(t)
+	conn := s.rawConn(t, "unhidra.v1, bearer."+token)
+	ping := bytes.Repeat(maskedFrame(0x89, nil), 256)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if _, err := conn.Write(ping); err != nil {
+				return
+			}
+		}
+	}()
+	code := readCloseCode(t, conn)
+	elapsed := time.Since(start)
+	close(stop)
+	conn.Close()
+	<-done
+	if code != protocol.CloseRateLimited || elapsed > 2*time.Second {
+		t.Fatalf("ping flood: close %d after %v, want %d within 2s", code, elapsed, protocol.CloseRateLimited)
+	}
+	t.Logf("ping flood closed with %d after %v", code, elapsed)
+}

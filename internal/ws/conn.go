@@ -28,6 +28,15 @@ type Handler interface {
 	OnClose(c *Conn, err error)
 }
 
+// ControlHandler is implemented by a Handler that wants to see the peer's
+// control frames (ping and pong), e.g. to count them toward a frame rate:
+// a peer must not be able to flood with frames that never reach OnMessage.
+// OnControl runs on the reading goroutine before the frame is acted on; it
+// may close the connection.
+type ControlHandler interface {
+	OnControl(c *Conn, op Opcode)
+}
+
 // HandlerFuncs adapts functions to Handler; nil fields do nothing.
 type HandlerFuncs struct {
 	Open    func(c *Conn)

@@ -201,6 +201,9 @@ func (c *Conn) onMessage(text bool, payload []byte) {
 // payload. Only the latest unanswered ping is answered (RFC 6455 §5.5.3
 // allows it), so a peer that pings without reading cannot grow our memory.
 func (c *Conn) onPing(payload []byte) {
+	if c.control(OpPing) {
+		return
+	}
 	c.mu.Lock()
 	if c.closeQueued {
 		c.mu.Unlock()
@@ -215,7 +218,19 @@ func (c *Conn) onPing(payload []byte) {
 }
 
 // onPong implements parserSink; receiving it already counts as activity.
-func (c *Conn) onPong([]byte) {}
+func (c *Conn) onPong([]byte) { c.control(OpPong) }
+
+// control shows a ping or pong to the handler, if it wants to see them,
+// and reports whether the connection is closing (the frame is ignored).
+func (c *Conn) control(op Opcode) (closing bool) {
+	if c.closing.Load() {
+		return true
+	}
+	if ch, ok := c.handler.(ControlHandler); ok {
+		ch.OnControl(c, op)
+	}
+	return c.closing.Load()
+}
 
 // onClose implements parserSink: the peer's close frame. If we had already
 // sent ours the handshake is complete; otherwise echo the peer's code.
