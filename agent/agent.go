@@ -41,6 +41,8 @@ type Agent struct {
 	hbEvery  time.Duration // heartbeat interval set by set-heartbeat (0: none)
 	running  bool
 	ownBoot  bool // "reboot" was replaced by Handle: Config.Reboot is not called
+
+	seen seenCommands // command ids answered or running, across connections
 }
 
 // TerminalError is returned by Run when the server ends the session in a

@@ -11,7 +11,7 @@ import (
 // The zero value is the seed firmware's schedule: 5 s, ×2, 60 s cap, ±30 %.
 type Backoff struct {
 	Initial    time.Duration // zero: 5 s
-	Max        time.Duration // zero: 60 s; bounds the delay before jitter
+	Max        time.Duration // zero: 60 s; bounds the delay after jitter
 	Multiplier float64       // zero: 2
 	// Jitter is the relative spread around the delay: 0.3 means ±30 %.
 	// Zero means 0.3; a negative value disables jitter.
@@ -55,8 +55,8 @@ func (b Backoff) withDefaults() Backoff {
 
 // Delay returns the wait before reconnect attempt n (0 for the first
 // retry), drawing jitter from rnd, which returns values in [0, 1).
-// The un-jittered delay never exceeds Max, so the longest wait is
-// Max×(1+Jitter) (78 s by default) and full jitter never exceeds Max.
+// Max caps the wait after jitter: at the cap the waits spread over
+// [Max×(1−Jitter), Max] (42–60 s by default), so no wait exceeds Max.
 func (b Backoff) Delay(n int, rnd func() float64) time.Duration {
 	b = b.withDefaults()
 	if n < 0 {
@@ -72,7 +72,7 @@ func (b Backoff) Delay(n int, rnd func() float64) time.Duration {
 	if b.FullJitter {
 		d = base * r
 	} else {
-		d = base * (1 + b.Jitter*(2*r-1))
+		d = math.Min(base*(1+b.Jitter*(2*r-1)), float64(b.Max))
 	}
 	return time.Duration(d)
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/unhidra/unhidra/protocol"
 )
@@ -18,13 +19,26 @@ import (
 // maxErrorText bounds the error text of an ack.
 const maxErrorText = 512
 
-// dispatch validates a command frame and runs it in its own goroutine,
-// or acks ok:false at once when it is invalid or too many commands run.
+// dispatch validates a command frame and runs it in its own goroutine.
+// When MaxConcurrentCommands already run, it waits in a queue as long as
+// the server's command window (so a server that keeps to the window never
+// sees "busy"); past that it is acked ok:false at once. A command id seen
+// before (the server re-sends unanswered commands after a reconnect) is
+// not run again: its recorded ack is sent again, or, while it still runs,
+// nothing is (its ack will follow).
 func (c *conn) dispatch(f *inbound) {
 	a := c.a
 	if err := validID("command id", f.ID); err != nil {
 		a.log.Warn("ignoring a command without a valid id", "type", f.Type)
 		return
+	}
+	if done, prev := a.seen.claim(f.ID); done {
+		a.log.Info("command already answered; sending its ack again", "id", f.ID)
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.writeAck(prev) }()
+		return
+	} else if prev != nil {
+		return // running: its ack follows
 	}
 	name := f.Command
 	if name == "" && f.Type != protocol.TypeCommand {
@@ -39,17 +53,77 @@ func (c *conn) dispatch(f *inbound) {
 		c.ackAsync(f.ID, nil, errors.New("params must be a JSON object or array"))
 		return
 	}
+	job := queuedCommand{typ: f.Type, id: f.ID, name: name, params: params}
 	select {
 	case c.sem <- struct{}{}:
-	default:
-		c.ackAsync(f.ID, nil, errors.New("busy: too many commands running"))
+		c.start(job)
 		return
+	default:
 	}
+	c.qmu.Lock()
+	queued := len(c.queue) < c.commandWindow()
+	if queued {
+		c.queue = append(c.queue, job)
+	}
+	c.qmu.Unlock()
+	if !queued {
+		c.ackAsync(f.ID, nil, errors.New("busy: too many commands running"))
+	}
+}
+
+// queuedCommand is a command waiting for a free slot.
+type queuedCommand struct {
+	typ, id, name string
+	params        json.RawMessage
+}
+
+// start runs job in the slot its caller holds; when it is done, the slot
+// passes to the oldest queued command, if any.
+func (c *conn) start(job queuedCommand) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		c.run(f.Type, f.ID, name, params, func() { <-c.sem })
+		c.run(job.typ, job.id, job.name, job.params, func() {
+			c.qmu.Lock()
+			var next *queuedCommand
+			if len(c.queue) > 0 {
+				next = &c.queue[0]
+				c.queue = c.queue[1:]
+			}
+			c.qmu.Unlock()
+			if next != nil {
+				c.start(*next)
+			} else {
+				<-c.sem
+			}
+		})
 	}()
+}
+
+// commandWindow is how many commands may wait for a slot: the welcome's
+// command_window (1–1024), else DefaultCommandWindow.
+func (c *conn) commandWindow() int {
+	if w := seconds(c.welcome.Limits.CommandWindow); w >= 1 && w <= 1024 {
+		return int(w)
+	}
+	return DefaultCommandWindow
+}
+
+// maxResult is the largest result the server takes in an ack: the
+// welcome's max_result_bytes (64 B–1 MiB), else DefaultMaxResultBytes.
+func (c *conn) maxResult() int {
+	if n := seconds(c.welcome.Limits.MaxResultBytes); n >= 64 && n <= 1<<20 {
+		return int(n)
+	}
+	return DefaultMaxResultBytes
+}
+
+// maxError is the longest error text the server keeps.
+func (c *conn) maxError() int {
+	if n := seconds(c.welcome.Limits.MaxErrorBytes); n >= 16 && n < maxErrorText {
+		return int(n)
+	}
+	return maxErrorText
 }
 
 // ackAsync acks without blocking the read loop on a slow write.
@@ -58,17 +132,57 @@ func (c *conn) ackAsync(id string, result json.RawMessage, err error) {
 	go func() { defer c.wg.Done(); c.sendAck(id, result, err) }()
 }
 
+// sendAck builds the ack of a finished command, records it (a re-sent
+// command gets it again) and sends it. A result larger than the server's
+// limit is cut to it (see truncateResult) and marked truncated.
 func (c *conn) sendAck(id string, result json.RawMessage, err error) error {
-	m := ack{Type: protocol.TypeAck, ID: id, OK: err == nil, Result: result}
+	m := &ack{Type: protocol.TypeAck, ID: id, OK: err == nil, Result: result}
 	if err != nil {
-		m.Error = c.a.red.clean(err.Error(), maxErrorText)
+		m.Error = c.a.red.clean(err.Error(), c.maxError())
 		m.Result = nil
+	} else if limit := c.maxResult(); len(m.Result) > limit {
+		c.a.log.Warn("command result truncated to the server's limit", "id", id, "bytes", len(m.Result), "limit", limit)
+		m.Result, m.Truncated = truncateResult(m.Result, limit), true
 	}
+	c.a.seen.finish(id, m)
+	return c.writeAck(m)
+}
+
+func (c *conn) writeAck(m *ack) error {
 	if werr := c.write(m); werr != nil {
-		c.a.log.Warn("could not send ack", "id", id, "err", c.a.red.Err(werr))
+		c.a.log.Warn("could not send ack", "id", m.ID, "err", c.a.red.Err(werr))
 		return werr
 	}
 	return nil
+}
+
+// truncationMarker ends a truncated result.
+const truncationMarker = "…[truncated]"
+
+// truncateResult turns a result too large for the server into a JSON
+// string of at most limit bytes: as much of the result's text as fits,
+// then truncationMarker.
+func truncateResult(result json.RawMessage, limit int) json.RawMessage {
+	text := strings.ToValidUTF8(string(result), "\uFFFD")
+	enc := func(n int) []byte {
+		cut := text[:n]
+		for len(cut) > 0 && !utf8.ValidString(cut) {
+			cut = cut[:len(cut)-1]
+		}
+		b, _ := json.Marshal(cut + truncationMarker)
+		return b
+	}
+	// The longest prefix whose encoding fits (escapes make it nonlinear).
+	lo, hi := 0, len(text)
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if len(enc(mid)) <= limit {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	return enc(lo)
 }
 
 // run executes one command, calls release (its slot is free once it has
@@ -94,6 +208,12 @@ func (c *conn) run(typ, id, name string, params json.RawMessage, release func())
 	}
 	release()
 	a.log.Info("command", "id", id, "command", name, "ok", err == nil, "took", time.Since(start).Round(time.Millisecond), "err", a.red.Err(err))
+	if err != nil && c.ctx.Err() != nil {
+		// Cut short because the connection ended: not an answer. The
+		// server re-sends it on the next connection, where it runs again.
+		a.seen.forget(id)
+		return
+	}
 	if c.sendAck(id, result, err) == nil && err == nil && builtinReboot && a.cfg.AllowReboot && a.cfg.Reboot != nil {
 		a.log.Warn("rebooting on the server's command", "id", id)
 		if rerr := a.cfg.Reboot(ctx); rerr != nil {

@@ -132,6 +132,12 @@ esac`)
 
 func TestAgent_CommandsHostile(t *testing.T) {
 	s := newTestServer(t)
+	base := s.welcome
+	s.welcome = func(n int) map[string]any {
+		w := base(n)
+		w["limits"] = map[string]any{"command_window": 2}
+		return w
+	}
 	ra := startAgent(t, s, func(c *agent.Config) { c.MaxConcurrentCommands = 1; c.MaxFrameBytes = 4096 })
 	block := make(chan struct{})
 	ra.Handle("block", func(ctx context.Context, _ json.RawMessage) (any, error) {
@@ -172,14 +178,19 @@ func TestAgent_CommandsHostile(t *testing.T) {
 	if a := c.command("alive", "ping", nil); a["ok"] != true {
 		t.Fatalf("agent stopped answering: %v", a)
 	}
-	// Concurrency bound: a second command while one runs is refused at once.
+	// Concurrency bound: while one runs, commands wait as many as the
+	// command window (2 in this welcome); one more is refused at once.
 	c.send(map[string]any{"type": "command", "id": "b1", "command": "block"})
-	if a := c.command("b2", "ping", nil); a["ok"] != false || !strings.Contains(a["error"].(string), "busy") {
-		t.Errorf("second command: %v", a)
+	c.send(map[string]any{"type": "command", "id": "b2", "command": "ping"})
+	c.send(map[string]any{"type": "command", "id": "b3", "command": "ping"})
+	if a := c.command("b4", "ping", nil); a["ok"] != false || !strings.Contains(a["error"].(string), "busy") {
+		t.Errorf("command past the window: %v", a)
 	}
 	close(block)
-	if a := c.readType("ack"); a["id"] != "b1" || a["ok"] != true {
-		t.Errorf("blocked command: %v", a)
+	for _, want := range []string{"b1", "b2", "b3"} {
+		if a := c.readType("ack"); a["id"] != want || a["ok"] != true {
+			t.Errorf("queued commands answered out of order: got %v, want %s", a, want)
+		}
 	}
 	// An oversized frame ends the connection (1009) and the agent redials.
 	c.send(`{"type":"command","id":"big","command":"ping","params":{"p":"` + strings.Repeat("p", 5000) + `"}}`)
@@ -311,4 +322,78 @@ func processAlive(pid int) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return true
+}
+
+// TestAgent_CommandDeduplicatedAcrossReconnect: a command the server sends
+// again (it saw no ack before the connection dropped) is not run twice;
+// the agent sends the ack it recorded.
+func TestAgent_CommandDeduplicatedAcrossReconnect(t *testing.T) {
+	s := newTestServer(t)
+	ra := startAgent(t, s, nil)
+	var runs atomic.Int64
+	ra.Handle("count", func(context.Context, json.RawMessage) (any, error) { return runs.Add(1), nil })
+	c := s.accept(t)
+	c.readType("heartbeat")
+	if a := c.command("cmd_once", "count", nil); a["ok"] != true || a["result"] != float64(1) {
+		t.Fatalf("first run: %v", a)
+	}
+	// Same connection, same id: the recorded ack again.
+	if a := c.command("cmd_once", "count", nil); a["ok"] != true || a["result"] != float64(1) {
+		t.Fatalf("re-sent on the same connection: %v", a)
+	}
+	// A new connection re-sends it: still the recorded ack.
+	c.ws.CloseNow()
+	ra.clk.waitTimerExactly(t, "reconnect", 5*time.Second)
+	ra.clk.Advance(5 * time.Second)
+	c = s.accept(t)
+	c.readType("heartbeat")
+	if a := c.command("cmd_once", "count", nil); a["ok"] != true || a["result"] != float64(1) {
+		t.Fatalf("re-sent after a reconnect: %v", a)
+	}
+	if a := c.command("cmd_two", "count", nil); a["result"] != float64(2) {
+		t.Fatalf("a new command: %v", a)
+	}
+	if n := runs.Load(); n != 2 {
+		t.Fatalf("handler ran %d times, want 2", n)
+	}
+}
+
+// TestAgent_ResultTruncatedToServerLimit: a result larger than the
+// welcome's max_result_bytes is cut to it with a marker and
+// truncated:true, and the ack still fits the server's limit.
+func TestAgent_ResultTruncatedToServerLimit(t *testing.T) {
+	s := newTestServer(t)
+	base := s.welcome
+	s.welcome = func(n int) map[string]any {
+		w := base(n)
+		w["limits"] = map[string]any{"max_result_bytes": 1000}
+		return w
+	}
+	ra := startAgent(t, s, nil)
+	big := strings.Repeat("é\"<", 1400) // 14 KB encoded (escapes are long), under the agent's own 16 KiB
+	ra.Handle("dump", func(context.Context, json.RawMessage) (any, error) { return map[string]string{"log": big}, nil })
+	ra.Handle("small", func(context.Context, json.RawMessage) (any, error) { return "fits", nil })
+	c := s.accept(t)
+	c.readType("heartbeat")
+	c.send(map[string]any{"type": "command", "id": "big1", "command": "dump"})
+	raw, _ := json.Marshal(c.readType("ack"))
+	var a struct {
+		OK        bool            `json:"ok"`
+		Truncated bool            `json:"truncated"`
+		Result    json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(raw, &a); err != nil {
+		t.Fatal(err)
+	}
+	var text string
+	if err := json.Unmarshal(a.Result, &text); err != nil {
+		t.Fatalf("truncated result is not a JSON string: %s", a.Result)
+	}
+	if !a.OK || !a.Truncated || len(a.Result) > 1100 || len(a.Result) < 800 || !strings.HasSuffix(text, "…[truncated]") ||
+		!strings.HasPrefix(text, `{"log":"é`) {
+		t.Fatalf("truncated ack: ok=%v truncated=%v %d bytes: %.80s…", a.OK, a.Truncated, len(a.Result), a.Result)
+	}
+	if m := c.command("s1", "small", nil); m["result"] != "fits" || m["truncated"] != nil {
+		t.Fatalf("small result: %v", m)
+	}
 }

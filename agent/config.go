@@ -81,8 +81,9 @@ type Config struct {
 	// MaxOutputBytes bounds a hook's or telemetry program's stdout and a
 	// handler's encoded result. Zero: 16 KiB.
 	MaxOutputBytes int
-	// MaxConcurrentCommands bounds commands running at once; more are
-	// acked ok:false at once. Zero: 4.
+	// MaxConcurrentCommands bounds commands running at once; more wait, up
+	// to the server's command window, and past it are acked ok:false
+	// ("busy") at once. Zero: 4.
 	MaxConcurrentCommands int
 	// AllowReboot enables the built-in "reboot" command, which acks and then
 	// calls Reboot. Off by default: a server must not reboot a device unless
@@ -128,6 +129,12 @@ const (
 	DefaultCommandTimeout    = 30 * time.Second
 	DefaultMaxOutputBytes    = 16 << 10
 	DefaultMaxCommands       = 4
+	// DefaultCommandWindow is how many commands may queue for a slot when
+	// the server's welcome does not say (the server's default window).
+	DefaultCommandWindow = 8
+	// DefaultMaxResultBytes is the largest ack result sent when the
+	// server's welcome does not say (the server's default).
+	DefaultMaxResultBytes = 8192
 
 	// Bounds of intervals, from any source (config, welcome, set-heartbeat).
 	MinInterval = time.Second

@@ -26,6 +26,8 @@ type conn struct {
 	stop    <-chan struct{} // closed when the agent stops
 	wg      sync.WaitGroup  // every goroutine of this connection
 	sem     chan struct{}   // running commands
+	qmu     sync.Mutex      // guards queue
+	queue   []queuedCommand // commands waiting for a slot, oldest first
 	hbSet   chan struct{}   // set-heartbeat changed the interval
 	telDone chan struct{}   // a telemetry reading finished (buffered 1)
 	failed  chan error      // first fatal error of a goroutine (buffered 1)

@@ -24,6 +24,11 @@ type welcome struct {
 	HeartbeatInterval json.RawMessage `json:"heartbeat_interval"`
 	PingInterval      json.RawMessage `json:"ping_interval"`
 	IdleTimeout       json.RawMessage `json:"idle_timeout"`
+	Limits            struct {
+		CommandWindow  json.RawMessage `json:"command_window"`
+		MaxResultBytes json.RawMessage `json:"max_result_bytes"`
+		MaxErrorBytes  json.RawMessage `json:"max_error_bytes"`
+	} `json:"limits"`
 }
 
 // seconds reads a JSON number of seconds; anything else is 0.
@@ -60,6 +65,8 @@ type ack struct {
 	OK     bool            `json:"ok"`
 	Result json.RawMessage `json:"result,omitempty"`
 	Error  string          `json:"error,omitempty"`
+	// Truncated says the result was cut to the server's max_result_bytes.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // telemetry carries readings.

@@ -55,6 +55,7 @@ type Envelope struct {
 	Result      json.RawMessage `json:"result,omitempty"`
 	Error       string          `json:"error,omitempty"`
 	OK          *bool           `json:"ok,omitempty"`
+	Truncated   bool            `json:"truncated,omitempty"` // ack: the device cut its result to the limit
 }
 
 // ErrDecode is wrapped by every Decode error.

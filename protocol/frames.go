@@ -69,6 +69,12 @@ type Limits struct {
 	MessagesPerSecond  float64 `json:"messages_per_second"`
 	Burst              int     `json:"burst"`
 	MaxMessageBodyRune int     `json:"max_body_chars,omitempty"`
+	// Devices only: at most CommandWindow commands are sent before the
+	// device acknowledges some, and an ack's result may hold at most
+	// MaxResultBytes bytes of JSON (a device truncates to it).
+	CommandWindow  int `json:"command_window,omitempty"`
+	MaxResultBytes int `json:"max_result_bytes,omitempty"`
+	MaxErrorBytes  int `json:"max_error_bytes,omitempty"`
 }
 
 // Identity is who a connection belongs to, as the client sees it.

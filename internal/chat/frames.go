@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/unhidra/unhidra"
@@ -306,7 +307,7 @@ func (s *Service) Connect(c hub.Client) {
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
 	id := c.Identity()
-	st := &connState{client: c, convs: make(map[string]struct{})}
+	st := &connState{client: c, convs: make(map[string]struct{}), device: isDevice(c)}
 	// Read memberships without the lock (a reconnect storm must not queue
 	// on it); if a membership of this identity changed meanwhile, read
 	// again under the lock, where no change can interleave.
@@ -332,7 +333,18 @@ func (s *Service) Connect(c hub.Client) {
 		s.router.Subscribe(topic(v.ID), c)
 	}
 	s.subsMu.Unlock()
-	s.presenceConnect(ctx, c)
+	if !st.device {
+		s.presenceConnect(ctx, c)
+	}
+}
+
+// isDevice reports whether c is a device's connection. Devices receive the
+// messages of conversations they are members of, but take no part in
+// presence: firmware gets no presence frames to skip, and a device's own
+// online state is its device_state.
+func isDevice(c hub.Client) bool {
+	gc, ok := c.(*gateway.Client)
+	return ok && gc.Ident().Kind == gateway.KindDevice
 }
 
 // leave unsubscribes c from conv; this node stops sequencing conv with
@@ -343,6 +355,9 @@ func (s *Service) leave(conv string, c hub.Client) {
 		s.delivery.unfollow(conv)
 	}
 }
+
+// isDeviceID reports whether a member id is a device's.
+func isDeviceID(id string) bool { return strings.HasPrefix(id, unhidra.PrefixDevice+"_") }
 
 // Disconnect drops a connection's subscriptions and presence.
 func (s *Service) Disconnect(c hub.Client) {
@@ -355,7 +370,7 @@ func (s *Service) Disconnect(c hub.Client) {
 		}
 	}
 	s.subsMu.Unlock()
-	if st != nil {
+	if st != nil && !st.device {
 		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 		defer cancel()
 		s.presenceDisconnect(ctx, c.Identity())

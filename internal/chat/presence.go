@@ -175,7 +175,9 @@ func (s *Service) broadcastPresence(id string, co []string) {
 	s.presence.mu.Unlock()
 	info.Type = protocol.TypePresence
 	for _, other := range co {
-		s.sendTo(other, info)
+		if !isDeviceID(other) {
+			s.sendTo(other, info)
+		}
 	}
 	s.sendTo(id, info)
 }

@@ -181,6 +181,7 @@ type Service struct {
 type connState struct {
 	client hub.Client
 	convs  map[string]struct{} // subscribed conversations; guarded by Service.subsMu
+	device bool                // a device: member of conversations, but no presence
 }
 
 // New returns a running service; Close stops it.

@@ -13,9 +13,11 @@ import (
 
 // Limits on commands.
 const (
-	MaxCommandLen    = 64
-	MaxParamsBytes   = 8192
-	commandQueueScan = 100 // queued commands delivered per reconnect
+	MaxCommandLen  = 64
+	MaxParamsBytes = 8192
+	// commandScan is how many commands of one status a delivery round
+	// reads (the store's most); MaxQueuedCommands may not exceed it.
+	commandScan = 1000
 )
 
 // Actor is who asks: a signed-in user (REST) or a connection's identity.
@@ -110,13 +112,8 @@ func (s *Service) SendCommand(ctx context.Context, a Actor, deviceID string, req
 	if err := s.store.CreateCommand(ctx, cmd); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	ld := s.live[d.ID]
-	s.mu.Unlock()
-	if ld != nil {
-		if delivered := s.deliver(ctx, ld.conn, cmd); delivered != nil {
-			cmd = delivered
-		}
+	if sent := s.pump(ctx, d.ID, false); sent[cmd.ID] != nil {
+		cmd = sent[cmd.ID]
 	}
 	if cmd.Status == unhidra.CommandQueued {
 		s.commandStatus(ctx, cmd)
@@ -133,10 +130,104 @@ type commandFrame struct {
 	Params  json.RawMessage `json:"params,omitempty"`
 }
 
+func frameOf(cmd *unhidra.Command) commandFrame {
+	return commandFrame{Type: cmd.Type, ID: cmd.ID, Command: cmd.Command, Params: cmd.Params}
+}
+
+// pump fills the device's command window: while fewer than CommandWindow
+// commands sent on its connection await an answer, it sends the oldest
+// unexpired queued commands and marks them delivered. With resend (a new
+// connection), commands delivered earlier and never answered are sent
+// again first, oldest first: delivery is at least once, and devices
+// de-duplicate by command id. Deliveries to one connection are serialised,
+// so a device receives its commands in creation order. It returns the
+// commands it marked delivered, by id.
+func (s *Service) pump(ctx context.Context, deviceID string, resend bool) map[string]*unhidra.Command {
+	s.mu.Lock()
+	d := s.live[deviceID]
+	s.mu.Unlock()
+	if d == nil {
+		return nil
+	}
+	d.sendMu.Lock()
+	defer d.sendMu.Unlock()
+	room := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.live[deviceID] != d {
+			return 0 // replaced or gone: the next connection pumps
+		}
+		return s.cfg.CommandWindow - len(d.outstanding)
+	}
+	now := s.cfg.Now()
+	if resend {
+		delivered, err := s.store.Commands(ctx, deviceID, unhidra.CommandDelivered, commandScan)
+		if err != nil {
+			s.log.Error("load delivered commands", "device", deviceID, "err", err)
+			return nil
+		}
+		slices.Reverse(delivered)
+		for _, cmd := range delivered {
+			if room() <= 0 {
+				return nil
+			}
+			if !cmd.ExpiresAt.After(now) {
+				continue // Sweep expires it
+			}
+			s.setOutstanding(d, cmd.ID, true)
+			if d.conn.SendJSON(frameOf(cmd)) != nil {
+				return nil // the connection is going; the next one resends
+			}
+		}
+	}
+	if room() <= 0 {
+		return nil
+	}
+	queued, err := s.store.Commands(ctx, deviceID, unhidra.CommandQueued, commandScan)
+	if err != nil {
+		s.log.Error("load queued commands", "device", deviceID, "err", err)
+		return nil
+	}
+	slices.Reverse(queued)
+	var sent map[string]*unhidra.Command
+	for _, cmd := range queued {
+		if room() <= 0 {
+			break
+		}
+		if !cmd.ExpiresAt.After(now) {
+			continue
+		}
+		got := s.deliver(ctx, d, cmd)
+		if got == nil {
+			break
+		}
+		if sent == nil {
+			sent = map[string]*unhidra.Command{}
+		}
+		sent[cmd.ID] = got
+	}
+	return sent
+}
+
+// setOutstanding adds id to (or removes it from) the commands d's
+// connection has not answered yet.
+func (s *Service) setOutstanding(d *liveDevice, id string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if on {
+		d.outstanding[id] = struct{}{}
+	} else {
+		delete(d.outstanding, id)
+	}
+}
+
 // deliver sends cmd to the device and marks it delivered. It returns the
-// updated command, or nil if it stays queued.
-func (s *Service) deliver(ctx context.Context, c conn, cmd *unhidra.Command) *unhidra.Command {
-	if err := c.SendJSON(commandFrame{Type: cmd.Type, ID: cmd.ID, Command: cmd.Command, Params: cmd.Params}); err != nil {
+// updated command (acked already, if the device answered faster than the
+// update), or nil if it stays queued. d.sendMu is held.
+func (s *Service) deliver(ctx context.Context, d *liveDevice, cmd *unhidra.Command) *unhidra.Command {
+	s.setOutstanding(d, cmd.ID, true)
+	if err := d.conn.SendJSON(frameOf(cmd)); err != nil {
+		s.setOutstanding(d, cmd.ID, false)
 		return nil // the connection is going; the command waits for the next one
 	}
 	got, err := s.store.UpdateCommand(ctx, cmd.DeviceID, cmd.ID, store.CommandUpdate{
@@ -146,31 +237,15 @@ func (s *Service) deliver(ctx context.Context, c conn, cmd *unhidra.Command) *un
 		// delivery; its ack already moved the command on.
 		if unhidra.ErrorCode(err) != protocol.ErrConflict {
 			s.log.Error("mark command delivered", "command", cmd.ID, "err", err)
+			return nil
 		}
-		return nil
+		if got, err = s.store.CommandByID(ctx, cmd.DeviceID, cmd.ID); err != nil {
+			return nil
+		}
+		return got
 	}
 	s.commandStatus(ctx, got)
 	return got
-}
-
-// deliverQueued sends a reconnecting device its unexpired queued
-// commands, oldest first.
-func (s *Service) deliverQueued(ctx context.Context, c conn, deviceID string) {
-	queued, err := s.store.Commands(ctx, deviceID, unhidra.CommandQueued, commandQueueScan)
-	if err != nil {
-		s.log.Error("load queued commands", "device", deviceID, "err", err)
-		return
-	}
-	slices.Reverse(queued)
-	now := s.cfg.Now()
-	for _, cmd := range queued {
-		if !cmd.ExpiresAt.After(now) {
-			continue // Sweep expires it
-		}
-		if s.deliver(ctx, c, cmd) == nil {
-			return
-		}
-	}
 }
 
 // StatusFrame tells owners a command changed status.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"unicode/utf8"
@@ -168,36 +169,91 @@ func (s *Service) handleTelemetry(ctx context.Context, c *gateway.Client, e *pro
 }
 
 // handleAck is a device's answer to a command: {"type":"ack","id":"cmd_…",
-// "ok"?,"result"?,"error"?}. ok:false or an error marks it failed.
+// "ok"?,"result"?,"error"?,"truncated"?}. ok:false or an error marks it
+// failed. Acks are unmetered (Gateway.HandleUnmetered): one answering a
+// command this connection is waiting for is free; any other is charged to
+// the frame rate limit.
 func (s *Service) handleAck(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
 	id := c.Ident()
+	if id.Kind != gateway.KindDevice || !s.expecting(id.ID, c, e.ID) {
+		if !c.Meter() {
+			return nil
+		}
+	}
 	if id.Kind != gateway.KindDevice {
 		return unhidra.Errorf(protocol.ErrInvalid, "Only devices acknowledge commands.")
 	}
 	return s.ack(ctx, id.ID, e)
 }
 
-// ack records a device's answer to one of its commands.
+// expecting reports whether the device's connection c awaits an answer to
+// command id.
+func (s *Service) expecting(deviceID string, c conn, id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.live[deviceID]
+	if d == nil || d.conn != c {
+		return false
+	}
+	_, ok := d.outstanding[id]
+	return ok
+}
+
+// answered removes a command from its device's window and reports whether
+// it was there.
+func (s *Service) answered(deviceID, id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.live[deviceID]
+	if d == nil {
+		return false
+	}
+	_, ok := d.outstanding[id]
+	delete(d.outstanding, id)
+	return ok
+}
+
+// ack records a device's answer to one of its commands and refills the
+// device's command window. Every answer ends the command: a result larger
+// than MaxResultBytes fails it (with the reason) instead of leaving it
+// delivered, and a long error text is cut to MaxAckErrorLen.
 func (s *Service) ack(ctx context.Context, deviceID string, e *protocol.Envelope) error {
-	switch {
-	case e.ID == "":
+	if e.ID == "" {
 		return unhidra.Errorf(protocol.ErrInvalid, "id (the command id) is required.")
-	case len(e.Result) > MaxResultBytes:
-		return unhidra.Errorf(protocol.ErrTooLarge, "result must be at most %d bytes.", MaxResultBytes)
-	case len(e.Error) > MaxAckErrorLen:
-		return unhidra.Errorf(protocol.ErrTooLarge, "error must be at most %d bytes.", MaxAckErrorLen)
 	}
 	u := store.CommandUpdate{From: []string{unhidra.CommandQueued, unhidra.CommandDelivered}, Status: unhidra.CommandAcked,
-		At: s.cfg.Now(), Result: compact(e.Result), Error: e.Error}
+		At: s.cfg.Now(), Result: compact(e.Result), Error: cutUTF8(e.Error, MaxAckErrorLen)}
 	if (e.OK != nil && !*e.OK) || e.Error != "" {
 		u.Status = unhidra.CommandFailed
 	}
+	if len(u.Result) > MaxResultBytes {
+		u.Status, u.Result = unhidra.CommandFailed, nil
+		u.Error = fmt.Sprintf("result too large: %d bytes, the limit is %d (told in welcome)", len(e.Result), MaxResultBytes)
+	}
 	cmd, err := s.store.UpdateCommand(ctx, deviceID, e.ID, u)
 	if err != nil {
+		if unhidra.ErrorCode(err) == protocol.ErrConflict && s.answered(deviceID, e.ID) {
+			s.pump(ctx, deviceID, false) // it ended otherwise (expired): its slot is free
+		}
 		return err
 	}
 	s.commandStatus(ctx, cmd)
+	if s.answered(deviceID, e.ID) {
+		s.pump(ctx, deviceID, false)
+	}
 	return nil
+}
+
+// cutUTF8 returns at most n bytes of s, not splitting a character.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 func compact(raw json.RawMessage) json.RawMessage {

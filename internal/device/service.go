@@ -41,8 +41,13 @@ type Config struct {
 	// MinuteRetention and HourRetention bound the free-heap series.
 	// Defaults 48 h and 30 days.
 	MinuteRetention, HourRetention time.Duration
-	// MaxQueuedCommands bounds queued commands per device. Default 100.
+	// MaxQueuedCommands bounds queued commands per device. Default 100,
+	// at most 1000.
 	MaxQueuedCommands int
+	// CommandWindow bounds the commands sent to a connected device and not
+	// yet answered (acked, failed or expired); it is told to the device in
+	// its welcome. Default 8.
+	CommandWindow int
 	// DefaultCommandTTL and MaxCommandTTL bound command expiry. Defaults
 	// 1 h and 7 days.
 	DefaultCommandTTL, MaxCommandTTL time.Duration
@@ -86,6 +91,10 @@ func (c Config) withDefaults() Config {
 	if c.MaxQueuedCommands <= 0 {
 		c.MaxQueuedCommands = 100
 	}
+	c.MaxQueuedCommands = min(c.MaxQueuedCommands, commandScan)
+	if c.CommandWindow <= 0 {
+		c.CommandWindow = 8
+	}
 	if c.DefaultCommandTTL <= 0 {
 		c.DefaultCommandTTL = time.Hour
 	}
@@ -117,10 +126,11 @@ type liveDevice struct {
 	connectedAt time.Time
 	lastBeat    time.Time // last heartbeat, or the connect time before the first
 	state       string
-	uptime      float64 // seconds since boot at the last heartbeat
-	haveUptime  bool
-	reboots     int
+	boot        bootState
 	freeHeap    int64
+
+	sendMu      sync.Mutex          // serialises deliveries to conn (see pump)
+	outstanding map[string]struct{} // guarded by Service.mu: commands sent on conn, not yet answered
 }
 
 type heapKey struct {
@@ -155,7 +165,11 @@ type Service struct {
 
 	mu   sync.Mutex
 	live map[string]*liveDevice // guarded by mu; connected devices by ID
-	pend pending                // guarded by mu
+	// boots remembers, per device that disconnected from this node, what
+	// its last heartbeat said, so a reboot across a fast reconnect is seen
+	// whatever has been flushed; guarded by mu, pruned by Sweep.
+	boots map[string]bootState
+	pend  pending // guarded by mu
 	// lastCommandAt orders commands created in the same millisecond; guarded by mu.
 	lastCommandAt time.Time
 
@@ -175,7 +189,7 @@ func NewService(st Store, cfg Config, log *slog.Logger) *Service {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
-	s := &Service{cfg: cfg, store: st, log: log, live: map[string]*liveDevice{}, pend: newPending(),
+	s := &Service{cfg: cfg, store: st, log: log, live: map[string]*liveDevice{}, boots: map[string]bootState{}, pend: newPending(),
 		reg: &Registry{Store: st, MaxPerOwner: cfg.MaxPerOwner, Log: log}}
 	s.notify = func(string, string, any) {}
 	s.lastChangeCheck = cfg.Now()
@@ -224,7 +238,17 @@ func (s *Service) Attach(ctx context.Context, gw *gateway.Gateway) {
 	}
 	gw.Handle(protocol.TypeHeartbeat, s.handleHeartbeat)
 	gw.Handle(protocol.TypeTelemetry, s.handleTelemetry)
-	gw.Handle(protocol.TypeAck, s.handleAck)
+	// Acks are answers to commands the server sent (at most CommandWindow
+	// at a time): they are not charged to the frame rate limit, so a
+	// device answering a burst of commands is never cut off for it.
+	gw.HandleUnmetered(protocol.TypeAck, s.handleAck)
+	gw.OnWelcome(func(c *gateway.Client, w *protocol.Welcome) {
+		if c.Ident().Kind == gateway.KindDevice {
+			w.Limits.CommandWindow = s.cfg.CommandWindow
+			w.Limits.MaxResultBytes = MaxResultBytes
+			w.Limits.MaxErrorBytes = MaxAckErrorLen
+		}
+	})
 	gw.Handle(protocol.TypeCommandSend, s.handleCommandSend)
 	gw.OnConnect(func(c *gateway.Client) {
 		if id := c.Ident(); id.Kind == gateway.KindDevice {
@@ -351,8 +375,15 @@ func (s *Service) Sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	refill := map[string]bool{}
 	for _, c := range expired {
 		s.commandStatus(ctx, c)
+		if s.answered(c.DeviceID, c.ID) {
+			refill[c.DeviceID] = true
+		}
+	}
+	for id := range refill {
+		s.pump(ctx, id, false)
 	}
 
 	// Overlap the window by a second so a change committed while we
@@ -385,6 +416,13 @@ func (s *Service) Sweep(ctx context.Context) error {
 
 	if now.Sub(s.lastPrune) > 10*time.Minute {
 		s.lastPrune = now
+		s.mu.Lock()
+		for id, b := range s.boots {
+			if now.Sub(b.at) > s.cfg.MinuteRetention {
+				delete(s.boots, id)
+			}
+		}
+		s.mu.Unlock()
 		if _, err := s.store.DeleteHeapBefore(ctx, store.HeapMinute, now.Add(-s.cfg.MinuteRetention)); err != nil {
 			return err
 		}
@@ -445,19 +483,26 @@ func (s *Service) setState(id string, d *liveDevice, state, reason string, now t
 // commands. An older connection of the same device is replaced.
 func (s *Service) connected(ctx context.Context, c conn, id, owner, name, ip string) {
 	now := s.cfg.Now()
-	d := &liveDevice{conn: c, owner: owner, name: name, connectedAt: now, lastBeat: now, state: StateOffline}
-	if stored, err := s.store.DeviceByID(ctx, id); err == nil {
-		d.reboots, d.freeHeap, d.uptime, d.haveUptime = stored.Reboots, stored.FreeHeap, stored.Uptime, !stored.LastSeen.IsZero()
-	} else {
+	d := &liveDevice{conn: c, owner: owner, name: name, connectedAt: now, lastBeat: now, state: StateOffline,
+		outstanding: map[string]struct{}{}}
+	stored, err := s.store.DeviceByID(ctx, id)
+	if err != nil {
 		s.log.Warn("load device on connect", "device", id, "err", err)
 	}
 	s.mu.Lock()
+	// What this node knows is newer than what was flushed: the live
+	// connection being replaced, else the last one that went away.
 	old := s.live[id]
-	if old != nil {
-		// Keep what the old connection learnt, so a reboot across the
-		// reconnect is still seen.
-		d.reboots, d.freeHeap, d.uptime, d.haveUptime, d.state = old.reboots, old.freeHeap, old.uptime, old.haveUptime, old.state
+	switch b, ok := s.boots[id]; {
+	case old != nil:
+		d.boot, d.freeHeap, d.state = old.boot, old.freeHeap, old.state
+	case ok:
+		d.boot, d.freeHeap = b, b.freeHeap
+	case stored != nil:
+		d.freeHeap = stored.FreeHeap
+		d.boot = bootState{reboots: stored.Reboots, uptime: stored.Uptime, at: stored.LastSeen, known: !stored.LastSeen.IsZero()}
 	}
+	delete(s.boots, id)
 	s.live[id] = d
 	var frames []ownerFrame
 	if d.state != StateOnline {
@@ -470,7 +515,7 @@ func (s *Service) connected(ctx context.Context, c conn, id, owner, name, ip str
 		old.conn.Close(protocol.CloseReplaced)
 	}
 	s.send(frames)
-	s.deliverQueued(ctx, c, id)
+	s.pump(ctx, id, true)
 }
 
 // disconnected records that a connection went away. A connection that was
@@ -487,6 +532,9 @@ func (s *Service) disconnected(c conn, id string) {
 		return
 	}
 	delete(s.live, id)
+	b := d.boot
+	b.freeHeap = d.freeHeap
+	s.boots[id] = b
 	f := s.setState(id, d, StateOffline, "disconnected", now)
 	s.queueHealth(id, d, now)
 	h := s.pend.health[id]
@@ -500,7 +548,7 @@ func (s *Service) disconnected(c conn, id string) {
 // queueHealth stages d's health for the next flush. s.mu is held.
 func (s *Service) queueHealth(id string, d *liveDevice, now time.Time) {
 	s.pend.health[id] = store.DeviceHealth{DeviceID: id, LastSeen: now, ConnectedSince: d.connectedAt,
-		Reboots: d.reboots, FreeHeap: d.freeHeap, Uptime: d.uptime}
+		Reboots: d.boot.reboots, FreeHeap: d.freeHeap, Uptime: d.boot.uptime}
 }
 
 // Heartbeat is a validated heartbeat.
@@ -509,10 +557,60 @@ type Heartbeat struct {
 	FreeHeap int64   // bytes
 }
 
+// bootState is what a device's heartbeats said about its boot.
+type bootState struct {
+	known    bool      // a heartbeat was seen (uptime and at are set)
+	uptime   float64   // seconds since boot at the last heartbeat
+	at       time.Time // when the last heartbeat arrived (or, from the store, was last seen: never earlier)
+	bootAt   time.Time // estimated boot time: the earliest arrival minus uptime in this boot (zero: unknown)
+	reboots  int
+	freeHeap int64 // kept across a disconnect only
+}
+
+// rebootSlack is how much later than the previous heartbeat a boot may
+// seem to be, from network delay and a seconds-resolution uptime, before
+// it counts as a reboot.
+const rebootSlack = 30 * time.Second
+
+// maxClockLag is how far behind the wall clock a device's uptime may fall
+// (delay, drift) before its samples are re-anchored to the arrival time.
+const maxClockLag = 5 * time.Minute
+
+// rebooted reports whether a heartbeat with uptime arriving at now comes
+// from a new boot: the uptime went backwards, or the boot it implies
+// (now − uptime) is later than the previous heartbeat, so the device
+// booted after it was last heard even if its new uptime is larger (it was
+// away longer than it has been up). Both hold whatever connection or node
+// the heartbeats came through.
+func (b bootState) rebooted(uptime float64, now time.Time) bool {
+	if !b.known {
+		return false
+	}
+	implied := now.Add(-time.Duration(uptime * float64(time.Second)))
+	return uptime < b.uptime || implied.After(b.at.Add(rebootSlack))
+}
+
+// sampleTime places a heartbeat on the wall clock by the device's own
+// uptime: boot time + uptime, with the boot time estimated from the
+// least-delayed heartbeat of this boot. Receive-time jitter (network,
+// queues, flush timing) does not move the sample. b is updated.
+func (b *bootState) sampleTime(uptime float64, now time.Time, newBoot bool) time.Time {
+	up := time.Duration(uptime * float64(time.Second))
+	implied := now.Add(-up)
+	switch {
+	case newBoot, b.bootAt.IsZero(), implied.Sub(b.bootAt) > maxClockLag:
+		// A new boot, or a device clock that runs slow by minutes: start again.
+		b.bootAt = implied
+	case implied.Before(b.bootAt):
+		b.bootAt = implied // a less-delayed heartbeat
+	}
+	return b.bootAt.Add(up)
+}
+
 // heartbeat applies a heartbeat from a connected device: it refreshes the
-// state (stale → online), detects a reboot (uptime went backwards) and adds
-// the free-heap sample to the minute and hour buckets. It reports whether
-// the device is connected.
+// state (stale → online), detects a reboot (see bootState.rebooted) and adds
+// the free-heap sample, timed by the device's uptime, to the minute and hour
+// buckets. It reports whether the device is connected.
 func (s *Service) heartbeat(id string, hb Heartbeat) bool {
 	now := s.cfg.Now()
 	var frames []ownerFrame
@@ -522,18 +620,21 @@ func (s *Service) heartbeat(id string, hb Heartbeat) bool {
 		s.mu.Unlock()
 		return false
 	}
-	if d.haveUptime && hb.Uptime < d.uptime {
-		d.reboots++
-		detail, _ := json.Marshal(map[string]any{"previous_uptime": d.uptime, "uptime": hb.Uptime, "reboots": d.reboots})
+	reboot := d.boot.rebooted(hb.Uptime, now)
+	if reboot {
+		d.boot.reboots++
+		detail, _ := json.Marshal(map[string]any{"previous_uptime": d.boot.uptime, "uptime": hb.Uptime, "reboots": d.boot.reboots})
 		s.pend.events = append(s.pend.events, unhidra.AuditEvent{At: now, Action: unhidra.AuditDeviceRebooted, Target: id, Detail: string(detail)})
 	}
-	d.uptime, d.haveUptime, d.freeHeap, d.lastBeat = hb.Uptime, true, hb.FreeHeap, now
+	at := d.boot.sampleTime(hb.Uptime, now, reboot)
+	d.boot.uptime, d.boot.at, d.boot.known = hb.Uptime, now, true
+	d.freeHeap, d.lastBeat = hb.FreeHeap, now
 	if d.state != StateOnline {
 		frames = append(frames, s.setState(id, d, StateOnline, "heartbeat", now))
 	}
 	s.queueHealth(id, d, now)
 	for _, res := range []int{store.HeapMinute, store.HeapHour} {
-		start := now.Truncate(time.Duration(res) * time.Second)
+		start := at.Truncate(time.Duration(res) * time.Second)
 		k := heapKey{id, res, start.UnixMilli()}
 		if b := s.pend.heap[k]; b != nil {
 			b.Min, b.Max = min(b.Min, hb.FreeHeap), max(b.Max, hb.FreeHeap)
@@ -580,7 +681,7 @@ func (s *Service) View(d *unhidra.Device) View {
 	defer s.mu.Unlock()
 	if ld := s.live[d.ID]; ld != nil {
 		v.State, v.ConnectedSince, v.LastSeen = ld.state, ld.connectedAt.UTC(), ld.lastBeat.UTC()
-		v.Reboots, v.FreeHeap, v.Uptime = ld.reboots, ld.freeHeap, ld.uptime
+		v.Reboots, v.FreeHeap, v.Uptime = ld.boot.reboots, ld.freeHeap, ld.boot.uptime
 	}
 	return v
 }

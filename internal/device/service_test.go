@@ -498,3 +498,72 @@ func TestService_Metrics(t *testing.T) {
 		t.Fatalf("metrics = %v", got)
 	}
 }
+
+// TestService_FastRebootAcrossReconnect: ts 1000, then half a second
+// later on a new connection ts 1, with nothing flushed in between: the
+// reboot is seen. So is a reboot after a long absence whose new uptime is
+// larger than the old one (the implied boot is after the last heartbeat).
+func TestService_FastRebootAcrossReconnect(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	c := f.connect(t)
+	f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: 1000, FreeHeap: 5000})
+	f.svc.disconnected(c, f.dev.ID)
+	f.clock.Add(500 * time.Millisecond)
+	c = f.connect(t) // no flush: the store knows no heartbeat yet
+	f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: 1, FreeHeap: 5000})
+	if v := f.svc.View(f.dev); v.Reboots != 1 {
+		t.Fatalf("fast reboot missed: reboots=%d", v.Reboots)
+	}
+	// Up for a minute, then away for two hours; back with an uptime of an
+	// hour: it booted while away.
+	f.clock.Add(time.Minute)
+	f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: 61, FreeHeap: 5000})
+	f.svc.disconnected(c, f.dev.ID)
+	f.clock.Add(2 * time.Hour)
+	c = f.connect(t)
+	f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: 3600, FreeHeap: 5000})
+	// Heartbeats that arrive late (network delay) are no reboot.
+	f.clock.Add(60*time.Second + 20*time.Second)
+	f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: 3660, FreeHeap: 5000})
+	f.clock.Add(40 * time.Second)
+	f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: 3720, FreeHeap: 5000})
+	f.svc.disconnected(c, f.dev.ID)
+	f.flush(t)
+	d, _ := f.db.DeviceByID(ctx, f.dev.ID)
+	if d.Reboots != 2 {
+		t.Fatalf("reboots = %d, want 2", d.Reboots)
+	}
+	ev, _ := f.db.AuditEvents(ctx, store.AuditFilter{Target: f.dev.ID, Action: unhidra.AuditDeviceRebooted})
+	if len(ev) != 2 {
+		t.Fatalf("reboot events = %+v", ev)
+	}
+}
+
+// TestService_HeapTimedByDeviceUptime: heap samples are placed by the
+// device's uptime (boot time + ts), not by when they arrived: a heartbeat
+// delayed by 40 s still lands in the minute it was taken.
+func TestService_HeapTimedByDeviceUptime(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.connect(t)
+	start := f.clock.Now() // 10:00:30
+	f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: 100, FreeHeap: 1000})
+	f.clock.Add(60*time.Second + 40*time.Second) // taken at 10:01:30, arrives 10:02:10
+	f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: 160, FreeHeap: 900})
+	f.clock.Add(20 * time.Second) // taken at 10:02:30, on time
+	f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: 220, FreeHeap: 800})
+	f.flush(t)
+	pts, err := f.db.HeapSeries(ctx, f.dev.ID, store.HeapMinute, start.Add(-time.Hour), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pts) != 3 {
+		t.Fatalf("buckets = %+v", pts)
+	}
+	for i, want := range []int64{1000, 900, 800} {
+		if pts[i].Sum != want || !pts[i].Start.Equal(start.Truncate(time.Minute).Add(time.Duration(i)*time.Minute)) {
+			t.Errorf("bucket %d = %+v, want %d at minute %d", i, pts[i], want, i)
+		}
+	}
+}

@@ -132,7 +132,7 @@ func (h connHandler) OnOpen(wc *ws.Conn) {
 	c.conn = wc
 	c.setExpiry(c.ident.ExpiresAt)
 	tc := g.engine.Config()
-	c.SendJSON(protocol.Welcome{
+	w := protocol.Welcome{
 		Type:              protocol.TypeWelcome,
 		Protocol:          protocol.Subprotocol,
 		Session:           c.session,
@@ -147,7 +147,11 @@ func (h connHandler) OnOpen(wc *ws.Conn) {
 			MessagesPerSecond: float64(time.Second) / float64(g.cfg.MessageRate.Every),
 			Burst:             g.cfg.MessageRate.Burst,
 		},
-	})
+	}
+	for _, f := range g.onWelcome {
+		f(c, &w)
+	}
+	c.SendJSON(w)
 	// Only now can anything be routed to the connection: the welcome is
 	// always its first frame.
 	g.router.Add(c)
@@ -177,18 +181,13 @@ func (h connHandler) OnMessage(wc *ws.Conn, text bool, data []byte) {
 	c := wc.Value().(*Client)
 	g.metrics.framesIn.Inc()
 	now := time.Now()
-	if ok, retry := c.limiter.Allow(now, 1); !ok {
-		g.metrics.rateLimited.Inc()
-		if ok, _ := c.abuse.Allow(now, 1); !ok {
-			c.Close(protocol.CloseRateLimited)
-			return
-		}
-		frame := protocol.NewError("", protocol.ErrRateLimited, "Too many frames; slow down.")
-		frame.RetryAfter = max(1, int((retry+time.Second-1)/time.Second))
-		c.SendJSON(frame)
+	e, err := protocol.Decode(data)
+	// Frames of unmetered types (command acks, bounded by the command
+	// window) are not charged here; their handler charges the ones it
+	// does not expect (Client.Meter). Everything else is.
+	if (err != nil || !g.unmetered[e.Type]) && !c.meter(now) {
 		return
 	}
-	e, err := protocol.Decode(data)
 	if err != nil {
 		g.metrics.badFrames.Inc()
 		c.SendJSON(protocol.NewError("", protocol.ErrBadFrame, err.Error()))
@@ -205,6 +204,32 @@ func (h connHandler) OnMessage(wc *ws.Conn, text bool, data []byte) {
 		c.replyError(e.ID, err)
 	}
 }
+
+// meter charges one frame to the connection's rate limit. Over the limit
+// it answers rate_limited (or closes the connection with
+// CloseRateLimited when the client keeps going) and reports false: the
+// frame must then be dropped. Called on the connection's reader.
+func (c *Client) meter(now time.Time) bool {
+	ok, retry := c.limiter.Allow(now, 1)
+	if ok {
+		return true
+	}
+	c.gw.metrics.rateLimited.Inc()
+	if ok, _ := c.abuse.Allow(now, 1); !ok {
+		c.Close(protocol.CloseRateLimited)
+		return false
+	}
+	frame := protocol.NewError("", protocol.ErrRateLimited, "Too many frames; slow down.")
+	frame.RetryAfter = max(1, int((retry+time.Second-1)/time.Second))
+	c.SendJSON(frame)
+	return false
+}
+
+// Meter charges the frame being handled to the connection's rate limit:
+// handlers of types registered with HandleUnmetered call it for frames
+// they did not expect. It reports false when the frame must be dropped
+// (the client was told, or disconnected). Call only from a frame handler.
+func (c *Client) Meter() bool { return c.meter(time.Now()) }
 
 func quote(s string) string { return "\"" + strings.ToValidUTF8(s, "?") + "\"" }
 

@@ -79,6 +79,8 @@ type Gateway struct {
 	tokenAuth, keyAuth Authenticator
 	closeSub           bus.Subscription
 	handlers           map[string]FrameHandler
+	unmetered          map[string]bool // frame types not charged to the rate limit before their handler
+	onWelcome          []func(c *Client, w *protocol.Welcome)
 	onConnect          []func(c *Client)
 	onDisconnect       []func(c *Client)
 
@@ -115,7 +117,7 @@ func New(cfg Config, r *hub.Router, log *slog.Logger) (*Gateway, error) {
 	h := r.Hub()
 	g := &Gateway{
 		cfg: cfg, log: log, engine: eng, router: r, hub: h, admit: newAdmission(cfg.Admission),
-		metrics: newMetrics(), handlers: make(map[string]FrameHandler), ctx: ctx, cancel: cancel,
+		metrics: newMetrics(), handlers: make(map[string]FrameHandler), unmetered: make(map[string]bool), ctx: ctx, cancel: cancel,
 	}
 	g.metrics.connsFunc = g.countByKind
 	h.OnOverflow = func(hub.Client) { g.metrics.overflows.Inc() }
@@ -156,6 +158,24 @@ func (g *Gateway) SetAuthenticators(token, key Authenticator) { g.tokenAuth, g.k
 
 // Handle registers the handler of a frame type. Call before serving.
 func (g *Gateway) Handle(typ string, h FrameHandler) { g.handlers[typ] = h }
+
+// HandleUnmetered registers the handler of a frame type whose frames are
+// not charged to the connection's frame rate limit before the handler
+// runs: the handler charges the ones it did not expect with
+// Client.Meter. Device acks use it: their number is bounded by the
+// commands the server sent, and a device that answers a burst of commands
+// at once must not be disconnected for it. Call before serving.
+func (g *Gateway) HandleUnmetered(typ string, h FrameHandler) {
+	g.handlers[typ] = h
+	g.unmetered[typ] = true
+}
+
+// OnWelcome registers a hook that may add to a connection's welcome frame
+// before it is sent (e.g. limits that concern one kind of client). It runs
+// on the connection's reader and must not send. Call before serving.
+func (g *Gateway) OnWelcome(f func(c *Client, w *protocol.Welcome)) {
+	g.onWelcome = append(g.onWelcome, f)
+}
 
 // OnConnect registers a hook run after a connection's welcome frame
 // (on its reader; it may send). Call before serving.
