@@ -104,6 +104,10 @@ type Conn struct {
 	mode        readMode
 	connectedAt int64
 
+	// The socket's write deadline as last set; only the writer goroutine
+	// (one at a time, handed over under mu) touches it.
+	writeDeadline time.Time
+
 	// Atomics, readable from any goroutine.
 	state        atomic.Uint32 // stReadHeld | stFinalizeRequested | stFinalized
 	closing      atomic.Bool   // a close began: further messages are dropped

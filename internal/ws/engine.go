@@ -30,7 +30,9 @@ type Config struct {
 	MaxQueueMessages int
 	// WriteTimeout is the deadline for each write to the socket (one batch
 	// of frames); a peer that does not read fails the write and the
-	// connection closes with ErrWrite. Zero means 10 s.
+	// connection closes with ErrWrite. The deadline is re-armed only once a
+	// quarter of it has passed, so a blocked write fails after between 3/4
+	// of WriteTimeout and all of it. Zero means 10 s.
 	WriteTimeout time.Duration
 	// PingInterval is how often the Engine pings each connection (each at
 	// its own phase, so pings are spread over the interval). Zero means

@@ -162,7 +162,7 @@ func (c *Conn) stopWriting() {
 // plain socket, one buffer per TLS record's worth of frames under TLS (a
 // tls.Conn would make a record, and a syscall, of every Write).
 func (c *Conn) writeBatch(batch net.Buffers) error {
-	if err := c.conn.SetWriteDeadline(time.Now().Add(c.engine.cfg.WriteTimeout)); err != nil {
+	if err := c.armWriteDeadline(time.Now()); err != nil {
 		return err
 	}
 	if c.tlsConn == nil {
@@ -199,6 +199,25 @@ func (c *Conn) writeBatch(batch net.Buffers) error {
 		buf = append(buf, f...)
 	}
 	return flush()
+}
+
+// armWriteDeadline moves the socket's write deadline to now+WriteTimeout,
+// but only once less than three quarters of the timeout remain: setting a
+// deadline re-arms a runtime timer, which a connection receiving a steady
+// stream of messages did for every batch (about 5 % of the server's CPU in
+// a fan-out profile). A write may therefore block for between 3/4 of
+// WriteTimeout and all of it before it fails.
+func (c *Conn) armWriteDeadline(now time.Time) error {
+	timeout := c.engine.cfg.WriteTimeout
+	if c.writeDeadline.Sub(now) >= timeout-timeout/4 {
+		return nil
+	}
+	d := now.Add(timeout)
+	if err := c.conn.SetWriteDeadline(d); err != nil {
+		return err
+	}
+	c.writeDeadline = d
+	return nil
 }
 
 // closeFrameWritten runs after our close frame went out. If the peer's close
