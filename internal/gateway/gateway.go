@@ -269,20 +269,21 @@ func (g *Gateway) handleUpgrade(h api.Helpers) http.Handler {
 			refuse(&refusal{"ip_rate", 429, "Too many connection attempts from this address.", retry})
 			return
 		}
-		if ok, retry := g.admit.authFail.Peek(ip, now); !ok {
-			refuse(&refusal{"auth_throttled", 429, "Too many failed handshakes from this address.", retry})
+		creds, problem := parseSubprotocols(r.Header.Values("Sec-WebSocket-Protocol"))
+		bucket := credentialBucket(ip, creds)
+		if ref := g.admit.checkAuthThrottle(ip, bucket, now); ref != nil {
+			refuse(ref)
 			return
 		}
-		creds, problem := parseSubprotocols(r.Header.Values("Sec-WebSocket-Protocol"))
 		if problem != "" {
-			g.admit.authFail.Allow(ip, now)
+			g.admit.authFailed(ip, bucket, now)
 			refuse(&refusal{"no_credentials", 401, problem, 0})
 			return
 		}
 		ident, err := g.authenticate(r.Context(), creds)
 		if err != nil {
 			if unhidra.ErrorCode(err) == protocol.ErrUnauthorized {
-				g.admit.authFail.Allow(ip, now)
+				g.admit.authFailed(ip, bucket, now)
 				refuse(&refusal{"bad_credentials", 401, unhidra.ErrorMessage(err), 0})
 				return
 			}

@@ -3,7 +3,9 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -109,16 +111,50 @@ func TestHandshake_Refusals(t *testing.T) {
 }
 
 func TestHandshake_FailuresAreThrottled(t *testing.T) {
-	s := newStack(t, gateway.Config{Admission: gateway.AdmissionLimits{AuthFailuresPerIP: ratelimit.Limit{Burst: 3, Every: time.Hour}}})
+	s := newStack(t, gateway.Config{Admission: gateway.AdmissionLimits{
+		AuthFailuresPerIP:  ratelimit.Limit{Burst: 3, Every: time.Hour},
+		AuthAttemptsSlowed: ratelimit.Limit{Burst: 2, Every: time.Hour},
+	}})
 	token, _ := s.newUser(t)
-	for range 3 {
-		if res, _ := s.rawUpgrade(t, "/ws", hdr("Sec-WebSocket-Protocol", "unhidra_dk_bad_key")); res.StatusCode != 401 {
-			t.Fatalf("bad key: %d", res.StatusCode)
+	// Three failures slow the address; two more attempts are allowed
+	// (they fail too), then the address is refused before checking.
+	for i := range 5 {
+		if res, _ := s.rawUpgrade(t, "/ws", hdr("Sec-WebSocket-Protocol", "unhidra_dk_bad"+strconv.Itoa(i)+"_key")); res.StatusCode != 401 {
+			t.Fatalf("bad key %d: %d", i, res.StatusCode)
 		}
 	}
 	res, _ := s.rawUpgrade(t, "/ws", hdr("Sec-WebSocket-Protocol", "unhidra.v1, bearer."+token))
 	if res.StatusCode != 429 || res.Header.Get("Retry-After") == "" {
 		t.Fatalf("after repeated failures: %d, Retry-After %q; want 429 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
+	}
+}
+
+// TestHandshake_BadKeysDoNotLockOutGoodOnes: 25 bad device keys from one
+// address (a NAT), then a valid one from the same address connects
+// (default limits). The same bad key retried is refused on its own.
+func TestHandshake_BadKeysDoNotLockOutGoodOnes(t *testing.T) {
+	s := newStack(t, gateway.Config{})
+	for i := range 25 {
+		bad := fmt.Sprintf("unhidra_dk_%016x_%064x", uint64(i+1)*0x9E3779B97F4A7C15, i)
+		if res, _ := s.rawUpgrade(t, "/ws", hdr("Sec-WebSocket-Protocol", bad)); res.StatusCode != 401 {
+			t.Fatalf("bad key %d: %d", i, res.StatusCode)
+		}
+	}
+	revoked := fmt.Sprintf("unhidra_dk_%016x_%064x", 424242, 1)
+	codes := ""
+	for range 8 {
+		res, _ := s.rawUpgrade(t, "/ws", hdr("Sec-WebSocket-Protocol", revoked))
+		codes += strconv.Itoa(res.StatusCode) + " "
+	}
+	if codes != "401 401 401 401 401 429 429 429 " {
+		t.Fatalf("one bad key retried: %s", codes)
+	}
+	if _, err := s.dial(t, []string{testDeviceKey, protocol.Subprotocol}, nil); err != nil {
+		t.Fatalf("a valid device key after 25 bad ones from its address: %v", err)
+	}
+	token, _ := s.newUser(t)
+	if _, err := s.dial(t, []string{protocol.Subprotocol, "bearer." + token}, nil); err != nil {
+		t.Fatalf("a valid token after 25 bad keys from its address: %v", err)
 	}
 }
 
