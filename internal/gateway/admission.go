@@ -34,12 +34,12 @@ type AdmissionLimits struct {
 // identity to slow a device reconnecting in a loop.
 func DefaultAdmission() AdmissionLimits {
 	return AdmissionLimits{
-		MaxConns:          18_000,
-		MaxConnsPerIP:     4096,
-		MaxConnsPerIdent:  64,
-		ConnRatePerIP:     ratelimit.Limit{Burst: 500, Every: 10 * time.Millisecond},
-		ConnRatePerIdent:  ratelimit.Limit{Burst: 10, Every: 2 * time.Second},
-		AuthFailuresPerIP: ratelimit.Limit{Burst: 20, Every: 3 * time.Second},
+		MaxConns:           18_000,
+		MaxConnsPerIP:      4096,
+		MaxConnsPerIdent:   64,
+		ConnRatePerIP:      ratelimit.Limit{Burst: 500, Every: 10 * time.Millisecond},
+		ConnRatePerIdent:   ratelimit.Limit{Burst: 10, Every: 2 * time.Second},
+		AuthFailuresPerIP:  ratelimit.Limit{Burst: 20, Every: 3 * time.Second},
 		AuthFailuresPerKey: ratelimit.Limit{Burst: 5, Every: 10 * time.Second},
 		AuthAttemptsSlowed: ratelimit.Limit{Burst: 60, Every: time.Second},
 	}
