@@ -125,7 +125,8 @@ func Marshal(v any) []byte {
 // Reasons a "resumed" frame gives when it could not recover a
 // conversation's backlog.
 const (
-	ResumeNotMember = "not_member" // the client is not (or no longer) a member
-	ResumeTooMany   = "too_many"   // more conversations than one resume frame may name
-	ResumeTooLarge  = "too_large"  // the backlog is over the resume limit: page through history
+	ResumeNotMember   = "not_member"  // the client is not (or no longer) a member
+	ResumeTooMany     = "too_many"    // more messages are missing than one resume sends: page through history
+	ResumeTooLarge    = "too_large"   // the backlog would exceed the reply's byte budget: page through history
+	ResumeUnavailable = "unavailable" // the stored backlog could not be read: page through history
 )

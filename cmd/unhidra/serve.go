@@ -30,7 +30,11 @@ import (
 	"github.com/unhidra/unhidra/internal/bot"
 	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/chat"
+	"github.com/unhidra/unhidra/internal/chat/chathttp"
+	"github.com/unhidra/unhidra/internal/chat/chatws"
 	"github.com/unhidra/unhidra/internal/device"
+	"github.com/unhidra/unhidra/internal/device/devicehttp"
+	"github.com/unhidra/unhidra/internal/device/devicews"
 	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/sdnotify"
 	"github.com/unhidra/unhidra/internal/store"
@@ -358,12 +362,22 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	if ml != nil {
 		devices.SetInferrer(ml) // heap trends, telemetry anomalies, leak alerts
 	}
-	gw, err := newGateway(cfg, accounts, b, devices.Authenticate, log)
+	gw, err := newGateway(cfg, accounts, b, devicews.Authenticator(devices), log)
 	if err != nil {
 		return err
 	}
 	defer gw.Close()
-	devices.Attach(ctx, gw)
+	reg.MustRegister(gw.Metrics(), devices.Metrics())
+	messaging := chat.New(st, gw.Router(), chat.Config{
+		Identities:  devices, // devices can be members of channels
+		SendRate:    ratelimit.Limit{Burst: cfg.sendBurst, Every: time.Second / time.Duration(cfg.sendRate)},
+		Writers:     chatWriters(st.Dialect()),
+		SendTimeout: cfg.sendTimeout,
+		AfterCommit: crashHook(e.getenv),
+	}, log)
+	reg.MustRegister(messaging.Collectors()...)
+	defer messaging.Close()                      // runs before st.Close: a batch being committed finishes
+	devicews.Attach(ctx, gw, devices, messaging) // channels follow devices through messaging
 	// The device service batches writes; it stops after the gateway so
 	// that the disconnects of the drain are flushed too.
 	devCtx, cancelDevices := context.WithCancel(context.WithoutCancel(ctx))
@@ -371,16 +385,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	go func() { defer close(devDone); devices.Run(devCtx) }()
 	stopDevices := sync.OnceFunc(func() { cancelDevices(); <-devDone })
 	defer stopDevices()
-	reg.MustRegister(gw.Metrics(), devices.Metrics())
-	messaging := chat.New(st, gw.Router(), chat.Config{
-		SendRate:    ratelimit.Limit{Burst: cfg.sendBurst, Every: time.Second / time.Duration(cfg.sendRate)},
-		Writers:     chatWriters(st.Dialect()),
-		SendTimeout: cfg.sendTimeout,
-		AfterCommit: crashHook(e.getenv),
-	}, log)
-	reg.MustRegister(messaging.Collectors()...)
-	defer messaging.Close() // runs before st.Close: a batch being committed finishes
-	messaging.Register(gw)
+	chatws.Register(gw, messaging)
 
 	app, err := web.New()
 	if err != nil {
@@ -396,7 +401,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		TrustedProxies: cfg.proxies,
 		Registerer:     reg,
 		TLS:            !cfg.noTLS,
-		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount, messaging.Mount, devices.Mount, app.Mount},
+		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount, chathttp.Mount(messaging), devicehttp.Mount(devices), app.Mount},
 	}
 	if ml != nil {
 		deps.ML = ml

@@ -46,9 +46,9 @@ func (s *Service) List(ctx context.Context, actor Actor) (channels, dms []Channe
 	return channels, dms, nil
 }
 
-// validChannelName checks a channel name: 1..MaxChannelName characters of
+// ValidChannelName checks a channel name: 1..MaxChannelName characters of
 // UTF-8 without control or format characters and without surrounding space.
-func validChannelName(name string) error {
+func ValidChannelName(name string) error {
 	n := utf8.RuneCountInString(name)
 	switch {
 	case !utf8.ValidString(name):
@@ -65,7 +65,7 @@ func validChannelName(name string) error {
 
 // CreateChannel creates a channel owned by the actor.
 func (s *Service) CreateChannel(ctx context.Context, actor Actor, name string, private bool) (*unhidra.Conversation, error) {
-	if err := validChannelName(name); err != nil {
+	if err := ValidChannelName(name); err != nil {
 		return nil, err
 	}
 	c := &unhidra.Conversation{Name: name, Kind: unhidra.KindPublic}
@@ -116,7 +116,7 @@ func (s *Service) Channel(ctx context.Context, actor Actor, id string) (*unhidra
 
 // Rename renames a channel (owner, channel admin or server admin).
 func (s *Service) Rename(ctx context.Context, actor Actor, id, name string) (*unhidra.Conversation, error) {
-	if err := validChannelName(name); err != nil {
+	if err := ValidChannelName(name); err != nil {
 		return nil, err
 	}
 	_, m, err := s.channelFor(ctx, actor, id)
@@ -216,22 +216,24 @@ func (s *Service) Invite(ctx context.Context, actor Actor, id, who string) (*unh
 // resolveInvitee finds who is being invited: a user (by ID or name) or a
 // device (by ID), which only its owner or an administrator may add.
 func (s *Service) resolveInvitee(ctx context.Context, actor Actor, who string) (string, error) {
-	if !strings.HasPrefix(who, unhidra.PrefixDevice+"_") {
-		u, err := s.resolveUser(ctx, who)
-		if err != nil {
+	if ids := s.cfg.Identities; ids != nil {
+		_, owner, revoked, err := ids.LookupIdentity(ctx, who)
+		switch {
+		case err == nil && (revoked || (owner != actor.ID && !actor.Admin)):
+			// A revoked device, or someone else's: the same answer as a
+			// missing one, so IDs cannot be probed.
+			return "", unhidra.Errorf(protocol.ErrNotFound, "No such device.")
+		case err == nil:
+			return who, nil
+		case unhidra.ErrorCode(err) != protocol.ErrNotFound:
 			return "", err
 		}
-		return u.ID, nil
 	}
-	d, err := s.st.DeviceByID(ctx, who)
-	if err != nil || d.Revoked() {
-		return "", unhidra.Errorf(protocol.ErrNotFound, "No such device.")
+	u, err := s.resolveUser(ctx, who)
+	if err != nil {
+		return "", err
 	}
-	if d.OwnerID != actor.ID && !actor.Admin {
-		// Same answer as a missing device: IDs cannot be probed.
-		return "", unhidra.Errorf(protocol.ErrNotFound, "No such device.")
-	}
-	return d.ID, nil
+	return u.ID, nil
 }
 
 // Kick removes a member (moderators only; owners cannot be kicked, and a

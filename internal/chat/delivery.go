@@ -10,7 +10,6 @@ import (
 
 	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/store"
-	"github.com/unhidra/unhidra/internal/ws"
 	"github.com/unhidra/unhidra/protocol"
 )
 
@@ -86,7 +85,7 @@ type convSeq struct {
 }
 
 type hold struct {
-	frames   []*ws.PreparedMessage
+	frames   []*hub.Frame
 	overflow bool
 }
 
@@ -137,7 +136,7 @@ func (d *delivery) get(conv string) *convSeq {
 func (d *delivery) onFrame(topic string, data []byte) {
 	seq, frame, ok := decodeSequenced(data)
 	if !ok {
-		d.s.hub.Publish(topic, ws.NewPreparedMessage(true, data))
+		d.s.hub.Publish(topic, hub.NewFrame(data))
 		return
 	}
 	cs := d.get(strings.TrimPrefix(topic, topicPrefix))
@@ -176,7 +175,7 @@ func (d *delivery) onFrame(topic string, data []byte) {
 // deliverLocked sends frame (seq = last+1) to the conversation's local
 // subscribers, or into the hold of those resuming.
 func (d *delivery) deliverLocked(cs *convSeq, seq int64, frame []byte) {
-	pm := ws.NewPreparedMessage(true, frame)
+	pm := hub.NewFrame(frame)
 	cs.last = seq
 	delete(cs.pending, seq)
 	if len(cs.holds) == 0 {
@@ -329,7 +328,7 @@ func (d *delivery) fill(ctx context.Context, cs *convSeq) {
 			break
 		}
 		for _, m := range page {
-			frames = append(frames, protocol.Marshal(d.s.messageFrame(ctx, m)))
+			frames = append(frames, protocol.Marshal(d.s.MessageFrame(ctx, m)))
 			seqs = append(seqs, m.Seq)
 		}
 		after = page[len(page)-1].Seq

@@ -3,11 +3,9 @@ package chat
 import (
 	"context"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/unhidra/unhidra"
-	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/protocol"
@@ -16,7 +14,7 @@ import (
 // MaxResumeConversations bounds the conversations of one resume frame.
 const MaxResumeConversations = 500
 
-type messageFrame struct {
+type MessageFrame struct {
 	Type      string    `json:"type,omitempty"`
 	Channel   string    `json:"channel"`
 	Seq       int64     `json:"seq"`
@@ -29,20 +27,12 @@ type messageFrame struct {
 	Deleted   bool      `json:"deleted,omitempty"`
 }
 
-// messageFrame is a stored message as clients see it, with the sender's
+// MessageFrame is a stored message as clients see it, with the sender's
 // name so that no client needs a directory of identities.
-func (s *Service) messageFrame(ctx context.Context, m *unhidra.Message) messageFrame {
-	return messageFrame{Type: protocol.TypeMessage, Channel: m.ConversationID, Seq: m.Seq, MessageID: m.ID,
+func (s *Service) MessageFrame(ctx context.Context, m *unhidra.Message) MessageFrame {
+	return MessageFrame{Type: protocol.TypeMessage, Channel: m.ConversationID, Seq: m.Seq, MessageID: m.ID,
 		From: m.SenderID, FromName: s.names.name(ctx, m.SenderID), Body: m.Body, TS: m.CreatedAt,
 		EditedAt: m.EditedAt, Deleted: !m.DeletedAt.IsZero()}
-}
-
-type ackFrame struct {
-	Type      string `json:"type"`
-	ID        string `json:"id,omitempty"`
-	MessageID string `json:"message_id,omitempty"`
-	Seq       int64  `json:"seq,omitempty"`
-	Channel   string `json:"channel,omitempty"`
 }
 
 type editedFrame struct {
@@ -84,13 +74,6 @@ type typingFrame struct {
 	FromName string `json:"from_name,omitempty"`
 }
 
-type historyFrame struct {
-	Type    string `json:"type"`
-	ID      string `json:"id,omitempty"`
-	Channel string `json:"channel"`
-	*HistoryPage
-}
-
 type resumedFrame struct {
 	Type      string         `json:"type"`
 	ID        string         `json:"id,omitempty"`
@@ -98,75 +81,7 @@ type resumedFrame struct {
 	Recovered bool           `json:"recovered"`
 	Reason    string         `json:"reason,omitempty"` // when not recovered: not_member, too_many, too_large
 	LastSeq   int64          `json:"last_seq"`
-	Messages  []messageFrame `json:"messages"`
-}
-
-func actorOf(c *gateway.Client) Actor {
-	id := c.Ident()
-	return Actor{ID: id.ID, Name: id.Name, Admin: id.Admin}
-}
-
-// Register installs the service's frame handlers and connection hooks on
-// the gateway. Call before serving.
-func (s *Service) Register(gw *gateway.Gateway) {
-	gw.Handle(protocol.TypeSend, s.handleSend)
-	gw.Handle(protocol.TypeEdit, s.handleEdit)
-	gw.Handle(protocol.TypeDelete, s.handleDelete)
-	gw.Handle(protocol.TypeHistory, s.handleHistory)
-	gw.Handle(protocol.TypeResume, s.handleResume)
-	gw.Handle(protocol.TypeTyping, s.handleTyping)
-	gw.Handle(protocol.TypePresence, s.handlePresence)
-	gw.Handle(protocol.TypeRead, s.handleRead)
-	gw.OnConnect(func(c *gateway.Client) { s.Connect(c) })
-	gw.OnDisconnect(func(c *gateway.Client) { s.Disconnect(c) })
-}
-
-func (s *Service) handleSend(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
-	_, _, err := s.Send(ctx, actorOf(c), SendInput{Channel: e.Channel, To: e.To, Body: e.Body, ClientID: e.ID},
-		func(m *unhidra.Message) {
-			c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID, MessageID: m.ID, Seq: m.Seq, Channel: m.ConversationID})
-		})
-	return err
-}
-
-func (s *Service) handleEdit(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
-	m, err := s.Edit(ctx, actorOf(c), e.Channel, e.MessageID, e.Body)
-	if err != nil {
-		return err
-	}
-	return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID, MessageID: m.ID, Seq: m.Seq, Channel: m.ConversationID})
-}
-
-func (s *Service) handleDelete(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
-	m, err := s.Delete(ctx, actorOf(c), e.Channel, e.MessageID)
-	if err != nil {
-		return err
-	}
-	return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID, MessageID: m.ID, Seq: m.Seq, Channel: m.ConversationID})
-}
-
-func (s *Service) handleHistory(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
-	page, err := s.History(ctx, actorOf(c), e.Channel, e.Before, e.After, e.Limit)
-	if err != nil {
-		return err
-	}
-	return c.SendJSON(historyFrame{Type: protocol.TypeHistory, ID: e.ID, Channel: e.Channel, HistoryPage: page})
-}
-
-func (s *Service) handleRead(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
-	if len(e.Positions) == 0 || len(e.Positions) > MaxResumeConversations {
-		return unhidra.Errorf(protocol.ErrInvalid, "read needs positions (1 to %d conversations).", MaxResumeConversations)
-	}
-	for conv, seq := range e.Positions {
-		if _, err := s.MarkRead(ctx, actorOf(c), conv, seq); err != nil {
-			return err
-		}
-	}
-	return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID})
-}
-
-func (s *Service) handleTyping(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
-	return s.Typing(c, e.Channel)
+	Messages  []MessageFrame `json:"messages"`
 }
 
 // Typing tells a conversation's other connections that the client's
@@ -190,16 +105,6 @@ func (s *Service) Typing(c hub.Client, conv string) error {
 	return nil
 }
 
-func (s *Service) handleResume(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
-	if len(e.Positions) > MaxResumeConversations {
-		return unhidra.Errorf(protocol.ErrTooLarge, "A resume names at most %d conversations.", MaxResumeConversations)
-	}
-	if err := s.resume(ctx, actorOf(c), c, e.ID, e.Positions, func(f any) { c.SendJSON(f) }); err != nil {
-		return err
-	}
-	return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID})
-}
-
 // Resume sends, through send, one "resumed" frame per conversation in
 // positions (conversation → last seq the client saw), in the order of the
 // conversation IDs: the messages after that seq up to the conversation's
@@ -214,11 +119,13 @@ func (s *Service) handleResume(ctx context.Context, c *gateway.Client, e *protoc
 // every message frame before it has seq ≤ last_seq, every one after it
 // seq > last_seq, from last_seq+1 on. Only the snapshot and the final
 // hand-over take the conversation's lock; the store is read without it.
-func (s *Service) Resume(ctx context.Context, actor Actor, id string, positions map[string]int64, send func(any)) error {
-	return s.resume(ctx, actor, nil, id, positions, send)
-}
-
-func (s *Service) resume(ctx context.Context, actor Actor, c hub.Client, id string, positions map[string]int64, send func(any)) error {
+//
+// c is the connection resuming (nil when the caller has none: then the
+// store's last seq is used and no frames are held).
+func (s *Service) Resume(ctx context.Context, actor Actor, c hub.Client, id string, positions map[string]int64, send func(any)) error {
+	if len(positions) > MaxResumeConversations {
+		return unhidra.Errorf(protocol.ErrTooLarge, "A resume names at most %d conversations.", MaxResumeConversations)
+	}
 	convs := make([]string, 0, len(positions))
 	for conv, pos := range positions {
 		if pos < 0 {
@@ -230,7 +137,7 @@ func (s *Service) resume(ctx context.Context, actor Actor, c hub.Client, id stri
 	budget := s.cfg.ResumeBytes
 	for _, conv := range convs {
 		pos := positions[conv]
-		f := resumedFrame{Type: protocol.TypeResumed, ID: id, Channel: conv, Messages: []messageFrame{}}
+		f := resumedFrame{Type: protocol.TypeResumed, ID: id, Channel: conv, Messages: []MessageFrame{}}
 		if _, err := s.requireMember(ctx, conv, actor.ID); err != nil {
 			if unhidra.ErrorCode(err) != protocol.ErrNotFound {
 				return err
@@ -269,14 +176,14 @@ func (s *Service) resume(ctx context.Context, actor Actor, c hub.Client, id stri
 			for after := pos; after < f.LastSeq; {
 				page, _, err := s.st.History(ctx, store.HistoryQuery{ConversationID: conv, After: after, Before: f.LastSeq + 1, Limit: 200, Forward: true})
 				if err != nil {
-					f.Recovered, f.Reason, f.Messages = false, "unavailable", []messageFrame{}
+					f.Recovered, f.Reason, f.Messages = false, protocol.ResumeUnavailable, []MessageFrame{}
 					break
 				}
 				if len(page) == 0 {
 					break
 				}
 				for _, m := range page {
-					mf := s.messageFrame(ctx, m)
+					mf := s.MessageFrame(ctx, m)
 					mf.Type = ""
 					f.Messages = append(f.Messages, mf)
 				}
@@ -284,7 +191,7 @@ func (s *Service) resume(ctx context.Context, actor Actor, c hub.Client, id stri
 			}
 		}
 		if size := len(protocol.Marshal(f)); f.Recovered && size > budget {
-			f.Recovered, f.Reason, f.Messages = false, protocol.ResumeTooLarge, []messageFrame{}
+			f.Recovered, f.Reason, f.Messages = false, protocol.ResumeTooLarge, []MessageFrame{}
 		} else {
 			budget -= size
 		}
@@ -293,21 +200,13 @@ func (s *Service) resume(ctx context.Context, actor Actor, c hub.Client, id stri
 	return nil
 }
 
-func (s *Service) handlePresence(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
-	if e.Status != StatusOnline && e.Status != StatusAway {
-		return unhidra.Errorf(protocol.ErrInvalid, "status must be online or away.")
-	}
-	s.SetStatus(ctx, c.Identity(), e.Status)
-	return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID})
-}
-
 // Connect subscribes a new connection to its identity's conversations and
 // records it as present. The gateway calls it once per connection.
 func (s *Service) Connect(c hub.Client) {
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
 	id := c.Identity()
-	st := &connState{client: c, convs: make(map[string]struct{}), device: isDevice(c)}
+	st := &connState{client: c, convs: make(map[string]struct{}), device: s.quiet(c.Identity())}
 	// Read memberships without the lock (a reconnect storm must not queue
 	// on it); if a membership of this identity changed meanwhile, read
 	// again under the lock, where no change can interleave.
@@ -338,15 +237,6 @@ func (s *Service) Connect(c hub.Client) {
 	}
 }
 
-// isDevice reports whether c is a device's connection. Devices receive the
-// messages of conversations they are members of, but take no part in
-// presence: firmware gets no presence frames to skip, and a device's own
-// online state is its device_state.
-func isDevice(c hub.Client) bool {
-	gc, ok := c.(*gateway.Client)
-	return ok && gc.Ident().Kind == gateway.KindDevice
-}
-
 // leave unsubscribes c from conv; this node stops sequencing conv with
 // its last local subscriber. s.subsMu is held.
 func (s *Service) leave(conv string, c hub.Client) {
@@ -355,9 +245,6 @@ func (s *Service) leave(conv string, c hub.Client) {
 		s.delivery.unfollow(conv)
 	}
 }
-
-// isDeviceID reports whether a member id is a device's.
-func isDeviceID(id string) bool { return strings.HasPrefix(id, unhidra.PrefixDevice+"_") }
 
 // Disconnect drops a connection's subscriptions and presence.
 func (s *Service) Disconnect(c hub.Client) {

@@ -20,6 +20,7 @@ import (
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/bus/local"
 	"github.com/unhidra/unhidra/internal/chat"
+	"github.com/unhidra/unhidra/internal/chat/chatws"
 	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/store/sqldb"
@@ -68,7 +69,7 @@ func newHarnessWith(t testing.TB, cfg chat.Config, gwCfg gateway.Config) *harnes
 		return gateway.Identity{Kind: gateway.KindPerson, ID: u.ID, Name: u.Name, Admin: u.IsAdmin()}, nil
 	}, nil)
 	svc := chat.New(db, router, cfg, nil)
-	svc.Register(gw)
+	chatws.Register(gw, svc)
 	mux := http.NewServeMux()
 	pass := func(next http.Handler) http.Handler { return next }
 	gw.Mount(mux, api.Helpers{Log: slog.New(slog.DiscardHandler), RequireUser: pass, RequireAdmin: pass,

@@ -2,10 +2,7 @@ package chat
 
 import (
 	"context"
-	"strings"
 	"sync"
-
-	"github.com/unhidra/unhidra"
 )
 
 // nameCache maps identities (users, bots, devices) to their names for
@@ -13,7 +10,8 @@ import (
 // stale one only shows until the cache forgets it. Bounded: past maxNames
 // entries it starts over.
 type nameCache struct {
-	st Store
+	st  Store
+	ids Identities // nil: accounts only
 
 	mu    sync.Mutex
 	names map[string]string // guarded by mu
@@ -28,12 +26,10 @@ func (c *nameCache) name(ctx context.Context, id string) string {
 	if ok {
 		return n
 	}
-	if strings.HasPrefix(id, unhidra.PrefixDevice+"_") {
-		if d, err := c.st.DeviceByID(ctx, id); err == nil {
-			n = d.Name
-		}
-	} else if u, err := c.st.UserByID(ctx, id); err == nil {
+	if u, err := c.st.UserByID(ctx, id); err == nil {
 		n = u.Name
+	} else if c.ids != nil {
+		n, _, _, _ = c.ids.LookupIdentity(ctx, id)
 	}
 	if n == "" {
 		return "" // unknown or a failed lookup: do not remember it

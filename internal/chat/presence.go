@@ -175,7 +175,7 @@ func (s *Service) broadcastPresence(id string, co []string) {
 	s.presence.mu.Unlock()
 	info.Type = protocol.TypePresence
 	for _, other := range co {
-		if !isDeviceID(other) {
+		if !s.quiet(other) {
 			s.sendTo(other, info)
 		}
 	}

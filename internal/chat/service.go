@@ -17,7 +17,6 @@ import (
 	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/store"
-	"github.com/unhidra/unhidra/internal/ws"
 	"github.com/unhidra/unhidra/protocol"
 )
 
@@ -26,8 +25,28 @@ type Store interface {
 	store.ChatStore
 	UserByID(ctx context.Context, id string) (*unhidra.User, error)
 	UserByName(ctx context.Context, name string) (*unhidra.User, error)
-	// DeviceByID finds a device being invited into a channel.
-	DeviceByID(ctx context.Context, id string) (*unhidra.Device, error)
+}
+
+// Identities is how the service learns about members that are not
+// accounts (devices), from the service that owns them (*device.Service).
+// The service never interprets an ID's form.
+type Identities interface {
+	// LookupIdentity returns the name and owner of an identity the
+	// implementation manages and whether it was revoked; an error with code
+	// protocol.ErrNotFound when it manages no such identity.
+	LookupIdentity(ctx context.Context, id string) (name, owner string, revoked bool, err error)
+	// Manages reports, without a lookup, whether id is one of the
+	// implementation's identities. Such members (devices) receive the
+	// messages of their conversations but take no part in presence:
+	// firmware gets no presence frames to skip, and a device's own online
+	// state is its device_state.
+	Manages(id string) bool
+}
+
+// quiet reports whether id takes no part in presence (see
+// Identities.Manages).
+func (s *Service) quiet(id string) bool {
+	return s.cfg.Identities != nil && s.cfg.Identities.Manages(id)
 }
 
 // Actor is the authenticated identity acting: a user, bot or device. It
@@ -40,6 +59,9 @@ type Actor struct {
 
 // Config tunes the service. Zero fields mean the documented defaults.
 type Config struct {
+	// Identities resolves members that are not accounts (devices); nil:
+	// only accounts can be members.
+	Identities Identities
 	// SendRate bounds messages per sender across all its connections, on
 	// top of the gateway's per-connection frame rate. Default 10/s, burst 30.
 	SendRate ratelimit.Limit
@@ -200,7 +222,7 @@ func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 		changes: make(map[string]uint64),
 		ctx:     ctx, cancel: cancel,
 	}
-	s.names.st = st
+	s.names.st, s.names.ids = st, cfg.Identities
 	s.presence.entries = make(map[string]*presenceEntry)
 	s.presence.remote = make(map[string]map[string]remoteEntry)
 	s.presence.nodes = make(map[string]time.Time)
@@ -496,11 +518,11 @@ func (s *Service) commit(batch []*sendJob) {
 		// A duplicate is published again: its first publish may never
 		// have happened (the node that stored it died first). Receivers
 		// drop what they delivered already.
-		f := messageFrame{Type: protocol.TypeMessage, Channel: r.Message.ConversationID, Seq: r.Message.Seq,
+		f := MessageFrame{Type: protocol.TypeMessage, Channel: r.Message.ConversationID, Seq: r.Message.Seq,
 			MessageID: r.Message.ID, From: r.Message.SenderID, FromName: j.fromName, Body: r.Message.Body,
 			TS: r.Message.CreatedAt, EditedAt: r.Message.EditedAt, Deleted: !r.Message.DeletedAt.IsZero()}
 		if r.Duplicate || f.FromName == "" {
-			f = s.messageFrame(s.ctx, r.Message) // as stored now (edited, deleted)
+			f = s.MessageFrame(s.ctx, r.Message) // as stored now (edited, deleted)
 		}
 		s.publishSequenced(r.Message.ConversationID, r.Message.Seq, f)
 	}
@@ -550,7 +572,7 @@ func (s *Service) runJanitor() {
 }
 
 // prepare frames a server frame once for a fan-out.
-func prepare(v any) *ws.PreparedMessage { return ws.NewPreparedMessage(true, protocol.Marshal(v)) }
+func prepare(v any) *hub.Frame { return hub.NewFrame(protocol.Marshal(v)) }
 
 // publishSequenced sends a message frame with its seq to a conversation's
 // live connections on every node, through each node's sequencer. This
@@ -576,6 +598,21 @@ func (s *Service) sendTo(identity string, v any) {
 	}
 }
 
+// PostEvent sends an event frame (a JSON object built by another service,
+// e.g. a followed device's state change) to a conversation's live
+// connections on every node. Events are not stored and carry no seq.
+func (s *Service) PostEvent(ctx context.Context, conv string, frame []byte) error {
+	return s.router.Publish(ctx, topic(conv), frame)
+}
+
+// RequireMember returns nil when member belongs to the conversation, and an
+// error with code protocol.ErrNotFound when it does not (or there is no such
+// conversation).
+func (s *Service) RequireMember(ctx context.Context, conv, member string) error {
+	_, err := s.requireMember(ctx, conv, member)
+	return err
+}
+
 // requireMember returns actor's membership, or protocol.ErrNotFound (a non-member
 // cannot tell a private conversation from a missing one).
 func (s *Service) requireMember(ctx context.Context, conv, actor string) (*unhidra.Membership, error) {
@@ -594,7 +631,7 @@ func (s *Service) requireMember(ctx context.Context, conv, actor string) (*unhid
 
 // HistoryPage is a page of a conversation's messages in seq order.
 type HistoryPage struct {
-	Messages []messageFrame `json:"messages"`
+	Messages []MessageFrame `json:"messages"`
 	HasMore  bool           `json:"has_more"`
 }
 
@@ -620,9 +657,9 @@ func (s *Service) History(ctx context.Context, actor Actor, conv string, before,
 	if err != nil {
 		return nil, err
 	}
-	page := &HistoryPage{Messages: make([]messageFrame, len(msgs)), HasMore: more}
+	page := &HistoryPage{Messages: make([]MessageFrame, len(msgs)), HasMore: more}
 	for i, m := range msgs {
-		page.Messages[i] = s.messageFrame(ctx, m)
+		page.Messages[i] = s.MessageFrame(ctx, m)
 		page.Messages[i].Type = ""
 	}
 	return page, nil

@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/unhidra/unhidra"
-	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/mlbridge"
 	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/store"
@@ -191,17 +189,3 @@ func (s *Service) CheckLeaks(ctx context.Context) {
 
 // AuditDeviceAlert records an ML alert about a device.
 const AuditDeviceAlert = "device.alert"
-
-func (s *Service) handleAnalysis(h api.Helpers) http.Handler {
-	return s.deviceView(h, func(r *http.Request, d *unhidra.Device) (any, error) {
-		if s.analysis != nil {
-			if ok, retry := s.analysis.perUser.Allow(actorOf(r).ID, time.Now()); !ok {
-				e := unhidra.Errorf(protocol.ErrRateLimited, "Too many analyses; wait a moment.")
-				e.RetryAfter = int64(retry/time.Second) + 1
-				return nil, e
-			}
-		}
-		a, err := s.Analyze(r.Context(), d)
-		return map[string]any{"analysis": a}, err
-	})
-}

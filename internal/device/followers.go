@@ -3,12 +3,10 @@ package device
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/unhidra/unhidra"
-	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/protocol"
 )
 
@@ -82,7 +80,10 @@ func (s *Service) Follow(ctx context.Context, a Actor, deviceID, channel string)
 	if _, err := s.Device(ctx, a, deviceID); err != nil {
 		return err
 	}
-	if _, err := s.store.Membership(ctx, channel, a.ID); err != nil {
+	if s.convs == nil {
+		return unhidra.Errorf(protocol.ErrUnavailable, "Channels cannot follow devices on this server.")
+	}
+	if err := s.convs.RequireMember(ctx, channel, a.ID); err != nil {
 		if unhidra.ErrorCode(err) == protocol.ErrNotFound {
 			return unhidra.Errorf(protocol.ErrNotFound, "No such channel, or you are not a member.")
 		}
@@ -105,44 +106,4 @@ func (s *Service) Unfollow(ctx context.Context, a Actor, deviceID, channel strin
 	}
 	s.forgetFollowers(deviceID)
 	return nil
-}
-
-type followRequest struct {
-	Channel string `json:"channel"`
-}
-
-func (f *followRequest) Valid(context.Context) error {
-	if f.Channel == "" || len(f.Channel) > 64 {
-		return unhidra.Errorf(protocol.ErrInvalid, "channel is required.")
-	}
-	return nil
-}
-
-func (s *Service) mountFollowers(mux *http.ServeMux, h api.Helpers) {
-	user := h.RequireUser
-	mux.Handle("GET /api/v1/devices/{id}/channels", user(s.deviceView(h, func(r *http.Request, d *unhidra.Device) (any, error) {
-		chans, err := s.store.DeviceFollowers(r.Context(), d.ID)
-		if chans == nil {
-			chans = []string{}
-		}
-		return map[string]any{"channels": chans}, err
-	})))
-	mux.Handle("POST /api/v1/devices/{id}/channels", user(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		in, err := api.DecodeValid[*followRequest](w, r)
-		if err == nil {
-			err = s.Follow(r.Context(), actorOf(r), r.PathValue("id"), in.Channel)
-		}
-		if err != nil {
-			h.Error(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})))
-	mux.Handle("DELETE /api/v1/devices/{id}/channels/{channel}", user(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.Unfollow(r.Context(), actorOf(r), r.PathValue("id"), r.PathValue("channel")); err != nil {
-			h.Error(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})))
 }

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"unicode/utf8"
 
 	"github.com/unhidra/unhidra"
-	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/protocol"
 )
@@ -28,8 +26,9 @@ const (
 	MaxAckErrorLen   = 1024
 )
 
-// errWrongDevice marks a heartbeat naming another device.
-var errWrongDevice = unhidra.Errorf(protocol.ErrForbidden, "device_id is not the authenticated device.")
+// errWrongDevice answers a heartbeat or telemetry frame naming another
+// device (error code wrong_device).
+var errWrongDevice = unhidra.Errorf(protocol.ErrWrongDevice, "device_id is not the authenticated device.")
 
 // parseHeartbeat validates the seed firmware's heartbeat
 // {"type":"heartbeat","device_id":"dev_…","ts":<s since boot>,"free_heap":<bytes>}
@@ -64,33 +63,17 @@ func parseHeartbeat(deviceID string, e *protocol.Envelope) (Heartbeat, error) {
 	return Heartbeat{Uptime: *ts, FreeHeap: int64(fh)}, nil
 }
 
-func (s *Service) handleHeartbeat(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
-	id := c.Ident()
-	if id.Kind != gateway.KindDevice {
-		return unhidra.Errorf(protocol.ErrForbidden, "Only devices send heartbeats.")
-	}
-	hb, err := parseHeartbeat(id.ID, e)
-	if errors.Is(err, errWrongDevice) {
-		return c.SendJSON(protocol.NewError(e.ID, protocol.ErrWrongDevice, unhidra.ErrorMessage(err)))
-	}
+// ReceiveHeartbeat validates and applies a heartbeat frame of the
+// connected device deviceID.
+func (s *Service) ReceiveHeartbeat(deviceID string, e *protocol.Envelope) error {
+	hb, err := parseHeartbeat(deviceID, e)
 	if err != nil {
 		return err
 	}
-	if !s.heartbeat(id.ID, hb) {
+	if !s.heartbeat(deviceID, hb) {
 		return unhidra.Errorf(protocol.ErrUnavailable, "The connection is not registered yet; retry.")
 	}
-	// The firmware sends no id and expects no answer; clients that want
-	// confirmation send one.
-	if e.ID != "" {
-		return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID})
-	}
 	return nil
-}
-
-type ackFrame struct {
-	Type    string           `json:"type"`
-	ID      string           `json:"id,omitempty"`
-	Command *unhidra.Command `json:"command,omitempty"`
 }
 
 // parseReadings validates a telemetry object (numbers, strings and
@@ -147,48 +130,25 @@ func parseReadings(raw json.RawMessage) (json.RawMessage, error) {
 	return out, nil
 }
 
-func (s *Service) handleTelemetry(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
-	id := c.Ident()
-	if id.Kind != gateway.KindDevice {
-		return unhidra.Errorf(protocol.ErrForbidden, "Only devices send telemetry.")
-	}
-	if e.DeviceID != "" && e.DeviceID != id.ID {
-		return c.SendJSON(protocol.NewError(e.ID, protocol.ErrWrongDevice, unhidra.ErrorMessage(errWrongDevice)))
+// ReceiveTelemetry validates and queues a telemetry frame of the
+// connected device deviceID.
+func (s *Service) ReceiveTelemetry(deviceID string, e *protocol.Envelope) error {
+	if e.DeviceID != "" && e.DeviceID != deviceID {
+		return errWrongDevice
 	}
 	readings, err := parseReadings(e.Readings)
 	if err != nil {
 		return err
 	}
-	if !s.telemetry(id.ID, readings) {
+	if !s.telemetry(deviceID, readings) {
 		return unhidra.Errorf(protocol.ErrUnavailable, "Telemetry is arriving faster than it can be stored; slow down.")
-	}
-	if e.ID != "" {
-		return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID})
 	}
 	return nil
 }
 
-// handleAck is a device's answer to a command: {"type":"ack","id":"cmd_…",
-// "ok"?,"result"?,"error"?,"truncated"?}. ok:false or an error marks it
-// failed. Acks are unmetered (Gateway.HandleUnmetered): one answering a
-// command this connection is waiting for is free; any other is charged to
-// the frame rate limit.
-func (s *Service) handleAck(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
-	id := c.Ident()
-	if id.Kind != gateway.KindDevice || !s.expecting(id.ID, c, e.ID) {
-		if !c.Meter() {
-			return nil
-		}
-	}
-	if id.Kind != gateway.KindDevice {
-		return unhidra.Errorf(protocol.ErrInvalid, "Only devices acknowledge commands.")
-	}
-	return s.ack(ctx, id.ID, e)
-}
-
-// expecting reports whether the device's connection c awaits an answer to
-// command id.
-func (s *Service) expecting(deviceID string, c conn, id string) bool {
+// Expecting reports whether the device's connection c awaits an answer to
+// command id (such acks are not charged to the frame rate limit).
+func (s *Service) Expecting(deviceID string, c Conn, id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.live[deviceID]
@@ -213,11 +173,12 @@ func (s *Service) answered(deviceID, id string) bool {
 	return ok
 }
 
-// ack records a device's answer to one of its commands and refills the
+// ReceiveAck records a device's answer to one of its commands,
+// {"type":"ack","id":"cmd_…","ok"?,"result"?,"error"?,"truncated"?}, and refills the
 // device's command window. Every answer ends the command: a result larger
 // than MaxResultBytes fails it (with the reason) instead of leaving it
 // delivered, and a long error text is cut to MaxAckErrorLen.
-func (s *Service) ack(ctx context.Context, deviceID string, e *protocol.Envelope) error {
+func (s *Service) ReceiveAck(ctx context.Context, deviceID string, e *protocol.Envelope) error {
 	if e.ID == "" {
 		return unhidra.Errorf(protocol.ErrInvalid, "id (the command id) is required.")
 	}
@@ -265,19 +226,4 @@ func compact(raw json.RawMessage) json.RawMessage {
 		return nil
 	}
 	return b.Bytes()
-}
-
-// handleCommandSend lets an owner send a command over WebSocket:
-// {"type":"command.send","id"?,"device","command","params"?}.
-func (s *Service) handleCommandSend(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
-	id := c.Ident()
-	if id.Kind == gateway.KindDevice {
-		return unhidra.Errorf(protocol.ErrForbidden, "Devices cannot send commands.")
-	}
-	req := CommandRequest{Command: e.Command, Params: e.Params, Type: e.CommandType, TTLSeconds: e.TTLSeconds}
-	cmd, err := s.SendCommand(ctx, Actor{ID: id.ID, Name: id.Name, Admin: id.Admin}, e.Device, req)
-	if err != nil {
-		return err
-	}
-	return c.SendJSON(ackFrame{Type: protocol.TypeAck, ID: e.ID, Command: cmd})
 }

@@ -20,9 +20,6 @@ type Store interface {
 	store.DeviceStore
 	store.AuditStore
 	UserByID(ctx context.Context, id string) (*unhidra.User, error)
-	// Membership tells whether someone is in a channel (to let a channel
-	// follow a device).
-	Membership(ctx context.Context, conversationID, member string) (*unhidra.Membership, error)
 }
 
 // Limits on registration input.
@@ -185,3 +182,18 @@ func (r *Registry) audit(ctx context.Context, actor *unhidra.User, action, targe
 		r.Log.Error("device audit event lost", "action", action, "device", target, "err", err)
 	}
 }
+
+// LookupIdentity returns a device's name and owner and whether it was
+// revoked, or an error with code protocol.ErrNotFound for an ID that names
+// no device (other services, e.g. messaging, resolve members through it).
+func (s *Service) LookupIdentity(ctx context.Context, id string) (name, owner string, revoked bool, err error) {
+	d, err := s.store.DeviceByID(ctx, id)
+	if err != nil {
+		return "", "", false, err
+	}
+	return d.Name, d.OwnerID, d.Revoked(), nil
+}
+
+// Manages reports whether id is a device ID (by its form, without a
+// lookup): messaging keeps devices out of presence with it.
+func (s *Service) Manages(id string) bool { return strings.HasPrefix(id, unhidra.PrefixDevice+"_") }

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra"
-	"github.com/unhidra/unhidra/internal/gateway"
+	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/protocol"
 )
@@ -113,15 +113,16 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// conn is a device's connection as the service uses it (*gateway.Client).
-type conn interface {
+// Conn is a device's connection as the service uses it (the transport's
+// connection, *gateway.Client, in the server).
+type Conn interface {
 	SendJSON(v any) error
 	Close(code int)
 }
 
 // liveDevice is the in-memory state of a connected device.
 type liveDevice struct {
-	conn        conn
+	conn        Conn
 	owner, name string
 	connectedAt time.Time
 	lastBeat    time.Time // last heartbeat, or the connect time before the first
@@ -160,8 +161,8 @@ type Service struct {
 	log   *slog.Logger
 
 	// Static after Attach.
-	gw     *gateway.Gateway
-	notify func(owner, deviceID string, frame any)
+	closeIdentity func(identity string, code int)
+	notify        func(owner, deviceID string, frame any)
 
 	mu   sync.Mutex
 	live map[string]*liveDevice // guarded by mu; connected devices by ID
@@ -179,6 +180,7 @@ type Service struct {
 	droppedTelemetry atomic.Uint64
 	flushFailures    atomic.Uint64
 
+	convs    Conversations  // static after Attach; nil: no channel follows devices
 	analysis *analysisState // nil without ML; static after SetInferrer
 	follow   followerCache
 }
@@ -199,25 +201,39 @@ func NewService(st Store, cfg Config, log *slog.Logger) *Service {
 // Registry returns the service's registry.
 func (s *Service) Registry() *Registry { return s.reg }
 
-// Authenticate is the gateway's key Authenticator: a device connects as
-// identity kind "device" with its device ID; OwnerID is its owner.
-func (s *Service) Authenticate(ctx context.Context, key string) (gateway.Identity, error) {
-	d, err := s.reg.Authenticate(ctx, key)
-	if err != nil {
-		return gateway.Identity{}, err
-	}
-	return gateway.Identity{Kind: gateway.KindDevice, ID: d.ID, Name: d.Name, OwnerID: d.OwnerID}, nil
+// Conversations is what the service needs of messaging (*chat.Service):
+// channels follow devices, so their members hear the device's state
+// changes and alerts.
+type Conversations interface {
+	// PostEvent sends an event frame to a conversation's live connections
+	// on every node.
+	PostEvent(ctx context.Context, conversationID string, frame []byte) error
+	// RequireMember returns nil when member belongs to the conversation,
+	// and an error with code protocol.ErrNotFound when it does not.
+	RequireMember(ctx context.Context, conversationID, member string) error
 }
 
-// Attach registers the device frames and connection hooks on gw and sends
-// owners' live frames through its hub. ctx bounds the work connection
-// hooks do (loading a device, delivering its queue). Call before serving.
-func (s *Service) Attach(ctx context.Context, gw *gateway.Gateway) {
-	s.gw = gw
-	// Through the router, so an owner connected to another node hears too.
-	r := gw.Router()
-	// Frames of the final disconnects are sent after ctx ends, until the
-	// bus closes.
+// Links are how the service reaches connections and conversations; the
+// server's composition root provides them (see devicews.Attach).
+type Links struct {
+	// Router carries frames to owners and device topics on every node.
+	Router *hub.Router
+	// CloseIdentity closes a device's connections on every node; nil
+	// closes the connection this node knows.
+	CloseIdentity func(identity string, code int)
+	// Conversations delivers to following channels; nil: no channel
+	// follows devices.
+	Conversations Conversations
+}
+
+// Attach connects the service to the cluster: owners' live frames go
+// through l.Router, following channels' through l.Conversations. ctx bounds
+// the work; frames of the final disconnects are sent after it ends, until
+// the bus closes. Call before serving.
+func (s *Service) Attach(ctx context.Context, l Links) {
+	s.closeIdentity = l.CloseIdentity
+	s.convs = l.Conversations
+	r := l.Router
 	nctx := context.WithoutCancel(ctx)
 	s.notify = func(owner, deviceID string, frame any) {
 		data := protocol.Marshal(frame)
@@ -227,42 +243,31 @@ func (s *Service) Attach(ctx context.Context, gw *gateway.Gateway) {
 		if err := r.Publish(nctx, Topic(deviceID), data); err != nil {
 			s.log.Warn("device frame to topic lost", "device", deviceID, "err", err)
 		}
+		if s.convs == nil {
+			return
+		}
 		// Channels following the device get its state changes and alerts.
 		for _, ch := range s.followers(nctx, deviceID) {
 			if cf, ok := channelFrame(frame, ch); ok {
-				if err := r.Publish(nctx, "conv:"+ch, cf); err != nil {
+				if err := s.convs.PostEvent(nctx, ch, cf); err != nil {
 					s.log.Warn("device frame to channel lost", "device", deviceID, "channel", ch, "err", err)
 				}
 			}
 		}
 	}
-	gw.Handle(protocol.TypeHeartbeat, s.handleHeartbeat)
-	gw.Handle(protocol.TypeTelemetry, s.handleTelemetry)
-	// Acks are answers to commands the server sent (at most CommandWindow
-	// at a time): they are not charged to the frame rate limit, so a
-	// device answering a burst of commands is never cut off for it.
-	gw.HandleUnmetered(protocol.TypeAck, s.handleAck)
-	gw.OnWelcome(func(c *gateway.Client, w *protocol.Welcome) {
-		if c.Ident().Kind == gateway.KindDevice {
-			w.Limits.CommandWindow = s.cfg.CommandWindow
-			w.Limits.MaxResultBytes = MaxResultBytes
-			w.Limits.MaxErrorBytes = MaxAckErrorLen
-		}
-	})
-	gw.Handle(protocol.TypeCommandSend, s.handleCommandSend)
-	gw.OnConnect(func(c *gateway.Client) {
-		if id := c.Ident(); id.Kind == gateway.KindDevice {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			s.connected(cctx, c, id.ID, id.OwnerID, id.Name, c.RemoteIP())
-		}
-	})
-	gw.OnDisconnect(func(c *gateway.Client) {
-		if id := c.Ident(); id.Kind == gateway.KindDevice {
-			s.disconnected(c, id.ID)
-		}
-	})
 }
+
+// CommandWindow is how many commands a device may have unanswered; the
+// welcome frame tells devices.
+func (s *Service) CommandWindow() int { return s.cfg.CommandWindow }
+
+// Connect records a new connection of a device (see connected).
+func (s *Service) Connect(ctx context.Context, c Conn, id, owner, name, ip string) {
+	s.connected(ctx, c, id, owner, name, ip)
+}
+
+// Disconnect records that a device's connection went away.
+func (s *Service) Disconnect(c Conn, id string) { s.disconnected(c, id) }
 
 // Topic is the hub topic carrying a device's state and command frames
 // (besides its owner's connections, which always receive them).
@@ -435,8 +440,8 @@ func (s *Service) Sweep(ctx context.Context) error {
 
 // closeDevice closes every live connection of the device with code.
 func (s *Service) closeDevice(id string, code int) {
-	if s.gw != nil {
-		s.gw.CloseIdentity(id, code)
+	if s.closeIdentity != nil {
+		s.closeIdentity(id, code)
 		return
 	}
 	s.mu.Lock()
@@ -481,7 +486,7 @@ func (s *Service) setState(id string, d *liveDevice, state, reason string, now t
 
 // connected records a new connection of a device and delivers its queued
 // commands. An older connection of the same device is replaced.
-func (s *Service) connected(ctx context.Context, c conn, id, owner, name, ip string) {
+func (s *Service) connected(ctx context.Context, c Conn, id, owner, name, ip string) {
 	now := s.cfg.Now()
 	d := &liveDevice{conn: c, owner: owner, name: name, connectedAt: now, lastBeat: now, state: StateOffline,
 		outstanding: map[string]struct{}{}}
@@ -520,7 +525,7 @@ func (s *Service) connected(ctx context.Context, c conn, id, owner, name, ip str
 
 // disconnected records that a connection went away. A connection that was
 // already replaced changes nothing.
-func (s *Service) disconnected(c conn, id string) {
+func (s *Service) disconnected(c Conn, id string) {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	d := s.live[id]

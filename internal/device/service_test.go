@@ -294,16 +294,16 @@ func TestService_CommandQueueDeliveryAckExpiry(t *testing.T) {
 	}
 	// Acks: ok → acked with result; ok:false → failed.
 	ok := true
-	if err := f.svc.ack(ctx, f.dev.ID, &protocol.Envelope{Type: "ack", ID: c1.ID, OK: &ok, Result: json.RawMessage(`{ "relay": 1 }`)}); err != nil {
+	if err := f.svc.ReceiveAck(ctx, f.dev.ID, &protocol.Envelope{Type: "ack", ID: c1.ID, OK: &ok, Result: json.RawMessage(`{ "relay": 1 }`)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.svc.ack(ctx, f.dev.ID, &protocol.Envelope{Type: "ack", ID: c1.ID}); unhidra.ErrorCode(err) != protocol.ErrConflict {
+	if err := f.svc.ReceiveAck(ctx, f.dev.ID, &protocol.Envelope{Type: "ack", ID: c1.ID}); unhidra.ErrorCode(err) != protocol.ErrConflict {
 		t.Fatalf("second ack: %v", err)
 	}
-	if err := f.svc.ack(ctx, "dev_other", &protocol.Envelope{Type: "ack", ID: c2.ID}); unhidra.ErrorCode(err) != protocol.ErrNotFound {
+	if err := f.svc.ReceiveAck(ctx, "dev_other", &protocol.Envelope{Type: "ack", ID: c2.ID}); unhidra.ErrorCode(err) != protocol.ErrNotFound {
 		t.Fatalf("another device acking: %v", err)
 	}
-	if err := f.svc.ack(ctx, f.dev.ID, &protocol.Envelope{Type: "ack", ID: c2.ID, Error: "flash busy"}); err != nil {
+	if err := f.svc.ReceiveAck(ctx, f.dev.ID, &protocol.Envelope{Type: "ack", ID: c2.ID, Error: "flash busy"}); err != nil {
 		t.Fatal(err)
 	}
 	got1, _ := f.db.CommandByID(ctx, f.dev.ID, c1.ID)

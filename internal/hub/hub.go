@@ -254,3 +254,11 @@ func (h *Hub) deliverSerial(targets []Client, m *ws.PreparedMessage) int {
 
 // Overflows returns how many slow consumers the hub has disconnected.
 func (h *Hub) Overflows() uint64 { return h.overflows.Load() }
+
+// Frame is a server frame encoded once for a fan-out: a WebSocket message
+// prepared by the transport. Services publish Frames without importing the
+// transport.
+type Frame = ws.PreparedMessage
+
+// NewFrame prepares a text frame for a fan-out.
+func NewFrame(data []byte) *Frame { return ws.NewPreparedMessage(true, data) }

@@ -1,4 +1,7 @@
-package chat
+// Package chathttp is the messaging service's REST adapter: the
+// /api/v1/channels and /api/v1/dms routes, decoded and authenticated the
+// API's way and answered by calls of chat.Service.
+package chathttp
 
 import (
 	"context"
@@ -9,31 +12,36 @@ import (
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/protocol"
 )
 
-// Mount adds the messaging REST routes. Every route requires a signed-in
+// Mount returns the function that adds the messaging REST routes. Every route requires a signed-in
 // user; the caller's identity comes from its token only.
-func (s *Service) Mount(mux *http.ServeMux, h api.Helpers) {
+func Mount(s *chat.Service) func(mux *http.ServeMux, h api.Helpers) {
+	return func(mux *http.ServeMux, h api.Helpers) { mount(s, mux, h) }
+}
+
+func mount(s *chat.Service, mux *http.ServeMux, h api.Helpers) {
 	user := h.RequireUser
-	route := func(pattern string, fn func(w http.ResponseWriter, r *http.Request, actor Actor) error) {
+	route := func(pattern string, fn func(w http.ResponseWriter, r *http.Request, actor chat.Actor) error) {
 		mux.Handle(pattern, user(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			u := auth.UserFromContext(r.Context())
-			if err := fn(w, r, Actor{ID: u.ID, Name: u.Name, Admin: u.IsAdmin()}); err != nil {
+			if err := fn(w, r, chat.Actor{ID: u.ID, Name: u.Name, Admin: u.IsAdmin()}); err != nil {
 				h.Error(w, r, err)
 			}
 		})))
 	}
 	ok := func(w http.ResponseWriter, status int, v any) error { h.JSON(w, status, v); return nil }
 
-	route("GET /api/v1/channels", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("GET /api/v1/channels", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		channels, _, err := s.List(r.Context(), a)
 		if err != nil {
 			return err
 		}
 		return ok(w, http.StatusOK, map[string]any{"channels": channels})
 	})
-	route("POST /api/v1/channels", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("POST /api/v1/channels", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		in, err := api.DecodeValid[createChannelRequest](w, r)
 		if err != nil {
 			return err
@@ -44,14 +52,14 @@ func (s *Service) Mount(mux *http.ServeMux, h api.Helpers) {
 		}
 		return ok(w, http.StatusCreated, c)
 	})
-	route("GET /api/v1/channels/{id}", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("GET /api/v1/channels/{id}", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		c, m, err := s.Channel(r.Context(), a, r.PathValue("id"))
 		if err != nil {
 			return err
 		}
 		return ok(w, http.StatusOK, map[string]any{"channel": c, "membership": m})
 	})
-	route("PATCH /api/v1/channels/{id}", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("PATCH /api/v1/channels/{id}", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		in, err := api.DecodeValid[renameRequest](w, r)
 		if err != nil {
 			return err
@@ -62,35 +70,35 @@ func (s *Service) Mount(mux *http.ServeMux, h api.Helpers) {
 		}
 		return ok(w, http.StatusOK, c)
 	})
-	route("POST /api/v1/channels/{id}/archive", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("POST /api/v1/channels/{id}/archive", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		c, err := s.Archive(r.Context(), a, r.PathValue("id"))
 		if err != nil {
 			return err
 		}
 		return ok(w, http.StatusOK, c)
 	})
-	route("POST /api/v1/channels/{id}/join", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("POST /api/v1/channels/{id}/join", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		if err := s.Join(r.Context(), a, r.PathValue("id")); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	})
-	route("POST /api/v1/channels/{id}/leave", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("POST /api/v1/channels/{id}/leave", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		if err := s.Leave(r.Context(), a, r.PathValue("id")); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	})
-	route("GET /api/v1/channels/{id}/members", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("GET /api/v1/channels/{id}/members", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		ms, err := s.Members(r.Context(), a, r.PathValue("id"))
 		if err != nil {
 			return err
 		}
 		return ok(w, http.StatusOK, map[string]any{"members": ms})
 	})
-	route("POST /api/v1/channels/{id}/members", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("POST /api/v1/channels/{id}/members", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		in, err := api.DecodeValid[inviteRequest](w, r)
 		if err != nil {
 			return err
@@ -101,14 +109,14 @@ func (s *Service) Mount(mux *http.ServeMux, h api.Helpers) {
 		}
 		return ok(w, http.StatusCreated, m)
 	})
-	route("DELETE /api/v1/channels/{id}/members/{member}", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("DELETE /api/v1/channels/{id}/members/{member}", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		if err := s.Kick(r.Context(), a, r.PathValue("id"), r.PathValue("member")); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	})
-	route("GET /api/v1/channels/{id}/messages", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("GET /api/v1/channels/{id}/messages", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		q := r.URL.Query()
 		before, err1 := queryInt(q, "before")
 		after, err2 := queryInt(q, "after")
@@ -126,12 +134,12 @@ func (s *Service) Mount(mux *http.ServeMux, h api.Helpers) {
 		}
 		return ok(w, http.StatusOK, page)
 	})
-	route("POST /api/v1/channels/{id}/messages", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("POST /api/v1/channels/{id}/messages", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		in, err := api.Decode[sendRequest](w, r)
 		if err != nil {
 			return err
 		}
-		m, dup, err := s.Send(r.Context(), a, SendInput{Channel: r.PathValue("id"), Body: in.Body, ClientID: in.ID}, nil)
+		m, dup, err := s.Send(r.Context(), a, chat.SendInput{Channel: r.PathValue("id"), Body: in.Body, ClientID: in.ID}, nil)
 		if err != nil {
 			return err
 		}
@@ -139,9 +147,9 @@ func (s *Service) Mount(mux *http.ServeMux, h api.Helpers) {
 		if dup {
 			status = http.StatusOK
 		}
-		return ok(w, status, s.messageFrame(r.Context(), m))
+		return ok(w, status, s.MessageFrame(r.Context(), m))
 	})
-	route("PATCH /api/v1/channels/{id}/messages/{message}", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("PATCH /api/v1/channels/{id}/messages/{message}", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		in, err := api.Decode[sendRequest](w, r)
 		if err != nil {
 			return err
@@ -150,16 +158,16 @@ func (s *Service) Mount(mux *http.ServeMux, h api.Helpers) {
 		if err != nil {
 			return err
 		}
-		return ok(w, http.StatusOK, s.messageFrame(r.Context(), m))
+		return ok(w, http.StatusOK, s.MessageFrame(r.Context(), m))
 	})
-	route("DELETE /api/v1/channels/{id}/messages/{message}", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("DELETE /api/v1/channels/{id}/messages/{message}", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		if _, err := s.Delete(r.Context(), a, r.PathValue("id"), r.PathValue("message")); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	})
-	route("POST /api/v1/channels/{id}/read", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("POST /api/v1/channels/{id}/read", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		in, err := api.Decode[readRequest](w, r)
 		if err != nil {
 			return err
@@ -170,14 +178,14 @@ func (s *Service) Mount(mux *http.ServeMux, h api.Helpers) {
 		}
 		return ok(w, http.StatusOK, map[string]int64{"last_read_seq": seq})
 	})
-	route("GET /api/v1/dms", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("GET /api/v1/dms", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		_, dms, err := s.List(r.Context(), a)
 		if err != nil {
 			return err
 		}
 		return ok(w, http.StatusOK, map[string]any{"dms": dms})
 	})
-	route("POST /api/v1/dms", func(w http.ResponseWriter, r *http.Request, a Actor) error {
+	route("POST /api/v1/dms", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		in, err := api.DecodeValid[openDMRequest](w, r)
 		if err != nil {
 			return err
@@ -207,13 +215,13 @@ type createChannelRequest struct {
 	Private bool   `json:"private"`
 }
 
-func (r createChannelRequest) Valid(context.Context) error { return validChannelName(r.Name) }
+func (r createChannelRequest) Valid(context.Context) error { return chat.ValidChannelName(r.Name) }
 
 type renameRequest struct {
 	Name string `json:"name"`
 }
 
-func (r renameRequest) Valid(context.Context) error { return validChannelName(r.Name) }
+func (r renameRequest) Valid(context.Context) error { return chat.ValidChannelName(r.Name) }
 
 type inviteRequest struct {
 	Member string `json:"member"` // a user ID or name
