@@ -35,6 +35,7 @@ import (
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/device/devicehttp"
 	"github.com/unhidra/unhidra/internal/device/devicews"
+	"github.com/unhidra/unhidra/internal/mlbridge"
 	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/sdnotify"
 	"github.com/unhidra/unhidra/internal/store"
@@ -404,7 +405,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		Mount:          []func(*http.ServeMux, api.Helpers){gw.Mount, chathttp.Mount(messaging), devicehttp.Mount(devices), app.Mount},
 	}
 	if ml != nil {
-		deps.ML = ml
+		deps.ML = mlbridge.AppView{S: ml}
 	}
 	handler := api.NewServer(deps)
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/httpx"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/protocol"
 )
@@ -21,7 +22,7 @@ func handleAdminUsers(d Deps) http.Handler {
 		if v := q.Get("limit"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 1000 {
-				writeError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "limit must be 1 to 1000."))
+				httpx.WriteError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "limit must be 1 to 1000."))
 				return
 			}
 			f.Limit = n
@@ -29,7 +30,7 @@ func handleAdminUsers(d Deps) http.Handler {
 		if v := q.Get("role"); v != "" {
 			role := unhidra.Role(v)
 			if !role.Valid() {
-				writeError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "Unknown role."))
+				httpx.WriteError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "Unknown role."))
 				return
 			}
 			f.Role = &role
@@ -37,20 +38,20 @@ func handleAdminUsers(d Deps) http.Handler {
 		if v := q.Get("disabled"); v != "" {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
-				writeError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "disabled must be true or false."))
+				httpx.WriteError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "disabled must be true or false."))
 				return
 			}
 			f.Disabled = &b
 		}
 		users, err := d.Store.Users(r.Context(), f)
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
 		if users == nil {
 			users = []*unhidra.User{}
 		}
-		encode(w, http.StatusOK, map[string]any{"users": users})
+		httpx.JSON(w, http.StatusOK, map[string]any{"users": users})
 	})
 }
 
@@ -71,7 +72,7 @@ func handleAdminCreateUser(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in, err := decodeValid[createUserRequest](w, r)
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
 		if in.Role == "" {
@@ -79,10 +80,10 @@ func handleAdminCreateUser(d Deps) http.Handler {
 		}
 		u, err := d.Accounts.CreateUser(r.Context(), auth.UserFromContext(r.Context()), in.Name, in.Password, in.Role, d.request(r))
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
-		encode(w, http.StatusCreated, map[string]any{"user": u})
+		httpx.JSON(w, http.StatusCreated, map[string]any{"user": u})
 	})
 }
 
@@ -90,10 +91,10 @@ func handleAdminSetDisabled(d Deps, disabled bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, err := d.Accounts.SetDisabled(r.Context(), auth.UserFromContext(r.Context()), r.PathValue("id"), disabled, d.request(r))
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
-		encode(w, http.StatusOK, map[string]any{"user": u})
+		httpx.JSON(w, http.StatusOK, map[string]any{"user": u})
 	})
 }
 
@@ -112,11 +113,11 @@ func handleAdminResetPassword(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in, err := decodeValid[resetPasswordRequest](w, r)
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
 		if err := d.Accounts.ResetPassword(r.Context(), auth.UserFromContext(r.Context()), r.PathValue("id"), in.Password, d.request(r)); err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -141,44 +142,44 @@ func handleAdminAudit(d Deps) http.Handler {
 		f := store.AuditFilter{Action: q.Get("action"), ActorID: q.Get("actor"), Target: q.Get("target")}
 		for _, s := range []string{f.Action, f.ActorID, f.Target} {
 			if len(s) > 128 {
-				writeError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "Filter values are at most 128 bytes."))
+				httpx.WriteError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "Filter values are at most 128 bytes."))
 				return
 			}
 		}
 		var err error
 		if v := q.Get("since"); v != "" {
 			if f.Since, err = parseTime(v); err != nil {
-				writeError(w, r, d.Log, err)
+				httpx.WriteError(w, r, d.Log, err)
 				return
 			}
 		}
 		if v := q.Get("until"); v != "" {
 			if f.Until, err = parseTime(v); err != nil {
-				writeError(w, r, d.Log, err)
+				httpx.WriteError(w, r, d.Log, err)
 				return
 			}
 		}
 		if v := q.Get("before"); v != "" {
 			if f.Before, err = strconv.ParseInt(v, 10, 64); err != nil || f.Before < 0 {
-				writeError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "before must be an event id."))
+				httpx.WriteError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "before must be an event id."))
 				return
 			}
 		}
 		if v := q.Get("limit"); v != "" {
 			if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 1 || f.Limit > 1000 {
-				writeError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "limit must be 1 to 1000."))
+				httpx.WriteError(w, r, d.Log, unhidra.Errorf(protocol.ErrInvalid, "limit must be 1 to 1000."))
 				return
 			}
 		}
 		events, err := d.Store.AuditEvents(r.Context(), f)
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
 		if events == nil {
 			events = []*unhidra.AuditEvent{}
 		}
-		encode(w, http.StatusOK, map[string]any{"events": events})
+		httpx.JSON(w, http.StatusOK, map[string]any{"events": events})
 	})
 }
 
@@ -187,10 +188,10 @@ func handleAdminRotateKeys(d Deps) http.Handler {
 		actor := auth.UserFromContext(r.Context())
 		kid, err := d.Accounts.RotateSigningKey(r.Context(), actor, d.request(r))
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
-		encode(w, http.StatusOK, map[string]string{"active_kid": kid})
+		httpx.JSON(w, http.StatusOK, map[string]string{"active_kid": kid})
 	})
 }
 
@@ -203,7 +204,7 @@ func handleFreeMemory() http.Handler {
 		debug.FreeOSMemory()
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
-		encode(w, http.StatusOK, map[string]uint64{
+		httpx.JSON(w, http.StatusOK, map[string]uint64{
 			"heap_inuse": m.HeapInuse, "heap_released": m.HeapReleased, "stack_inuse": m.StackInuse,
 			"sys": m.Sys, "goroutines": uint64(runtime.NumGoroutine()),
 		})

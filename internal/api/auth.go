@@ -6,6 +6,7 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/httpx"
 	"github.com/unhidra/unhidra/protocol"
 )
 
@@ -33,15 +34,15 @@ func handleRegister(d Deps) http.Handler {
 			err = unhidra.Errorf(protocol.ErrInvalid, "Unknown field \"code\".")
 		}
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
 		s, err := d.Accounts.Register(r.Context(), in.Name, in.Password, in.DisplayName, d.request(r))
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
-		encode(w, http.StatusCreated, s)
+		httpx.JSON(w, http.StatusCreated, s)
 	})
 }
 
@@ -50,16 +51,16 @@ func handleLogin(d Deps) http.Handler {
 		in, err := decodeValid[credentials](w, r)
 		if err != nil {
 			d.metrics.login(err)
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
 		s, err := d.Accounts.Login(r.Context(), in.Name, in.Password, d.request(r))
 		d.metrics.login(err)
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
-		encode(w, http.StatusOK, s)
+		httpx.JSON(w, http.StatusOK, s)
 	})
 }
 
@@ -78,15 +79,15 @@ func handleRefresh(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in, err := decodeValid[refreshRequest](w, r)
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
 		s, err := d.Accounts.Refresh(r.Context(), in.RefreshToken, d.request(r))
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
-		encode(w, http.StatusOK, s)
+		httpx.JSON(w, http.StatusOK, s)
 	})
 }
 
@@ -94,11 +95,11 @@ func handleLogout(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in, err := decodeValid[refreshRequest](w, r)
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
 		if err := d.Accounts.Logout(r.Context(), auth.UserFromContext(r.Context()), in.RefreshToken, d.request(r)); err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -107,7 +108,7 @@ func handleLogout(d Deps) http.Handler {
 
 func handleBootstrapStatus(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		encode(w, http.StatusOK, map[string]bool{"pending": d.Accounts.BootstrapPending()})
+		httpx.JSON(w, http.StatusOK, map[string]bool{"pending": d.Accounts.BootstrapPending()})
 	})
 }
 
@@ -115,21 +116,21 @@ func handleBootstrap(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in, err := decodeValid[credentials](w, r)
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
 		s, err := d.Accounts.Bootstrap(r.Context(), in.Code, in.Name, in.Password, d.request(r))
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
-		encode(w, http.StatusCreated, s)
+		httpx.JSON(w, http.StatusCreated, s)
 	})
 }
 
 func handleMe() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		encode(w, http.StatusOK, map[string]any{"user": auth.UserFromContext(r.Context())})
+		httpx.JSON(w, http.StatusOK, map[string]any{"user": auth.UserFromContext(r.Context())})
 	})
 }
 
@@ -149,14 +150,14 @@ func handleChangePassword(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in, err := decodeValid[passwordChange](w, r)
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
 		s, err := d.Accounts.ChangePassword(r.Context(), auth.UserFromContext(r.Context()), in.CurrentPassword, in.NewPassword, d.request(r))
 		if err != nil {
-			writeError(w, r, d.Log, err)
+			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
-		encode(w, http.StatusOK, s)
+		httpx.JSON(w, http.StatusOK, s)
 	})
 }

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
-	"strconv"
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/protocol"
@@ -21,44 +19,6 @@ const MaxBodyBytes = 64 << 10
 type Validator interface {
 	// Valid returns a client-safe description of what is wrong, or nil.
 	Valid(ctx context.Context) error
-}
-
-// errorBody is the JSON shape of every error response.
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-// encode writes v as JSON with the status. Headers are set before
-// WriteHeader, or they would be lost.
-func encode(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	if err := json.NewEncoder(w).Encode(v); err != nil {
-		slog.Debug("write response", "err", err)
-	}
-}
-
-// writeError writes err as a JSON error. Internal errors are logged with
-// their cause and shown to the client only as "Internal error.".
-func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	code := unhidra.ErrorCode(err)
-	status := protocol.HTTPStatus(code)
-	if status >= 500 && code != protocol.ErrUnavailable && code != protocol.ErrTimeout && code != protocol.ErrUpstream {
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err, "request_id", RequestID(r.Context()))
-	}
-	if retry := unhidra.RetryAfter(err); retry > 0 {
-		w.Header().Set("Retry-After", strconv.FormatInt(retry, 10))
-	} else if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", "1")
-	}
-	var body errorBody
-	body.Error.Code = code
-	body.Error.Message = unhidra.ErrorMessage(err)
-	encode(w, status, body)
 }
 
 // decode reads a JSON request body into a T: the content type must be

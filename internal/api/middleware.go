@@ -9,11 +9,12 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/httpx"
 	"github.com/unhidra/unhidra/protocol"
 )
 
 // Middleware wraps a handler.
-type Middleware func(http.Handler) http.Handler
+type Middleware = httpx.Middleware
 
 // statusRecorder remembers the status for the access log.
 type statusRecorder struct {
@@ -51,13 +52,13 @@ func logRequests(log *slog.Logger, trusted []netip.Prefix) Middleware {
 					if p == http.ErrAbortHandler {
 						panic(p)
 					}
-					log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p, "request_id", RequestID(r.Context()))
+					log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p, "request_id", httpx.RequestID(r.Context()))
 					if rec.status == 0 {
-						writeError(rec, r, log, unhidra.Errorf(protocol.ErrInternal, "Internal error."))
+						httpx.WriteError(rec, r, log, unhidra.Errorf(protocol.ErrInternal, "Internal error."))
 					}
 				}
 				log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-					"duration", time.Since(start), "ip", ClientIP(r, trusted), "request_id", RequestID(r.Context()))
+					"duration", time.Since(start), "ip", ClientIP(r, trusted), "request_id", httpx.RequestID(r.Context()))
 			}()
 			next.ServeHTTP(rec, r)
 		})
@@ -90,38 +91,25 @@ func bearerToken(r *http.Request) (string, bool) {
 	return strings.TrimSpace(h[len(prefix):]), true
 }
 
-// TokenInQuery reports whether the URL carries something that looks like a
-// credential. Such requests are refused outright, so tokens never end up
-// in URLs, proxies' logs or browser history.
-func TokenInQuery(r *http.Request) bool {
-	q := r.URL.Query()
-	for _, k := range []string{"token", "access_token", "jwt", "api_key", "apikey", "key", "auth", "bearer"} {
-		if q.Has(k) {
-			return true
-		}
-	}
-	return false
-}
-
 // requireUser authenticates the bearer token and puts the user in the
 // request context.
 func requireUser(log *slog.Logger, accounts *auth.Service) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if TokenInQuery(r) {
-				writeError(w, r, log, unhidra.Errorf(protocol.ErrInvalid, "Credentials are not accepted in the URL; use the Authorization header."))
+			if httpx.TokenInQuery(r) {
+				httpx.WriteError(w, r, log, unhidra.Errorf(protocol.ErrInvalid, "Credentials are not accepted in the URL; use the Authorization header."))
 				return
 			}
 			tok, ok := bearerToken(r)
 			if !ok {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="unhidra"`)
-				writeError(w, r, log, unhidra.Errorf(protocol.ErrUnauthorized, "Authentication required."))
+				httpx.WriteError(w, r, log, unhidra.Errorf(protocol.ErrUnauthorized, "Authentication required."))
 				return
 			}
 			u, err := accounts.Authenticate(r.Context(), tok)
 			if err != nil {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="unhidra", error="invalid_token"`)
-				writeError(w, r, log, err)
+				httpx.WriteError(w, r, log, err)
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(auth.NewContext(r.Context(), u)))
@@ -134,7 +122,7 @@ func requireAdmin(log *slog.Logger) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !auth.UserFromContext(r.Context()).IsAdmin() {
-				writeError(w, r, log, unhidra.Errorf(protocol.ErrForbidden, "Administrators only."))
+				httpx.WriteError(w, r, log, unhidra.Errorf(protocol.ErrForbidden, "Administrators only."))
 				return
 			}
 			next.ServeHTTP(w, r)

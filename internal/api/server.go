@@ -10,6 +10,7 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/httpx"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/protocol"
 )
@@ -41,22 +42,8 @@ type Deps struct {
 	metrics *metrics
 }
 
-// Helpers give mounted route sets the API's conventions, so every endpoint
-// authenticates, decodes and reports errors the same way.
-type Helpers struct {
-	Log          *slog.Logger
-	RequireUser  Middleware
-	RequireAdmin Middleware
-	ClientIP     func(*http.Request) string
-}
-
-// Error writes err as the API's JSON error response.
-func (h Helpers) Error(w http.ResponseWriter, r *http.Request, err error) {
-	writeError(w, r, h.Log, err)
-}
-
-// JSON writes v with the status.
-func (h Helpers) JSON(w http.ResponseWriter, status int, v any) { encode(w, status, v) }
+// Helpers give mounted route sets the API's conventions (see httpx).
+type Helpers = httpx.Helpers
 
 // Decode reads a strict JSON body into a T (see decode).
 func Decode[T any](w http.ResponseWriter, r *http.Request) (T, error) { return decode[T](w, r) }
@@ -77,7 +64,7 @@ func NewServer(d Deps) http.Handler {
 	}
 	mux := http.NewServeMux()
 	addRoutes(mux, d)
-	return chain(mux, requestIDs(), logRequests(d.Log, d.TrustedProxies), securityHeaders(d.TLS))
+	return chain(mux, httpx.RequestIDs(), logRequests(d.Log, d.TrustedProxies), securityHeaders(d.TLS))
 }
 
 func (d Deps) helpers() Helpers {
@@ -95,24 +82,24 @@ func (d Deps) request(r *http.Request) auth.Request {
 
 func handleHealthz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		encode(w, http.StatusOK, map[string]string{"status": "ok"})
+		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 }
 
 func handleReadyz(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if d.Ready != nil && !d.Ready() {
-			writeError(w, r, d.Log, unhidra.Errorf(protocol.ErrUnavailable, "Draining."))
+			httpx.WriteError(w, r, d.Log, unhidra.Errorf(protocol.ErrUnavailable, "Draining."))
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2e9)
 		defer cancel()
 		if err := d.Store.Ping(ctx); err != nil {
 			d.Log.Warn("readiness: store unreachable", "err", err)
-			writeError(w, r, d.Log, unhidra.Errorf(protocol.ErrUnavailable, "Store unavailable."))
+			httpx.WriteError(w, r, d.Log, unhidra.Errorf(protocol.ErrUnavailable, "Store unavailable."))
 			return
 		}
-		encode(w, http.StatusOK, map[string]string{"status": "ready"})
+		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 }
 

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra"
-	"github.com/unhidra/unhidra/internal/api"
 	"github.com/unhidra/unhidra/internal/bus"
+	"github.com/unhidra/unhidra/internal/httpx"
 	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/ws"
@@ -203,7 +203,7 @@ func (g *Gateway) Draining() bool { return g.draining.Load() }
 
 // Mount adds the gateway's routes: the WebSocket endpoint and the
 // administrators' view of live connections.
-func (g *Gateway) Mount(mux *http.ServeMux, h api.Helpers) {
+func (g *Gateway) Mount(mux *http.ServeMux, h httpx.Helpers) {
 	mux.Handle("GET /ws", g.handleUpgrade(h))
 	mux.Handle("GET /api/v1/admin/connections", h.RequireAdmin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conns := g.Connections()
@@ -224,7 +224,7 @@ func (g *Gateway) Mount(mux *http.ServeMux, h api.Helpers) {
 // handleUpgrade is GET /ws: every check that can refuse a client happens
 // before the upgrade, so refusals are ordinary HTTP errors with a status,
 // a JSON body and Retry-After where waiting helps.
-func (g *Gateway) handleUpgrade(h api.Helpers) http.Handler {
+func (g *Gateway) handleUpgrade(h httpx.Helpers) http.Handler {
 	clientIP := h.ClientIP
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -242,7 +242,7 @@ func (g *Gateway) handleUpgrade(h api.Helpers) http.Handler {
 			refuse(&refusal{"draining", 503, "The server is shutting down; reconnect shortly.", 2 * time.Second})
 			return
 		}
-		if api.TokenInQuery(r) {
+		if httpx.TokenInQuery(r) {
 			// The query is never logged anywhere (the API's request log
 			// records the path only).
 			refuse(&refusal{"query_credentials", 400, "Credentials are not accepted in the URL; send them in Sec-WebSocket-Protocol.", 0})

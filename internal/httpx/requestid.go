@@ -1,4 +1,4 @@
-package api
+package httpx
 
 import (
 	"context"
@@ -39,10 +39,10 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// requestIDs gives every request an id: the client's X-Request-Id when it
+// RequestIDs gives every request an id: the client's X-Request-Id when it
 // is acceptable (so a proxy's id follows the request), else a new one. It
 // is echoed in the response and logged with the request.
-func requestIDs() Middleware {
+func RequestIDs() Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			id := r.Header.Get(RequestIDHeader)
