@@ -75,7 +75,7 @@ func TestAdmin_BackupWhileServingAndRestore(t *testing.T) {
 	}
 
 	// Into a new directory: a server there has the data and the keys.
-	restored := t.TempDir()
+	restored := filepath.Join(t.TempDir(), "restored") // created 0700 by restore
 	if out, errOut, err := runCLI(t, nil, "", "admin", "--data-dir", restored, "restore", "--from", archive); err != nil {
 		t.Fatalf("restore: %v\n%s%s", err, out, errOut)
 	}

@@ -88,6 +88,9 @@ func Open(url, prefix string, log *slog.Logger, extra ...nats.Option) (*Bus, err
 			Help: "Bus messages lost: publishes NATS refused (publish_refused) and deliveries NATS dropped for a slow subscriber (slow_consumer)."},
 			[]string{"reason"}),
 	}
+	for _, reason := range []string{"publish_refused", "slow_consumer"} {
+		b.m.dropped.WithLabelValues(reason) // exported at 0, for dashboards and alerts
+	}
 	b.downSince.Store(time.Now().UnixNano())
 	opts := append([]nats.Option{
 		nats.Name("unhidra"),
