@@ -35,6 +35,7 @@ import (
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/device/devicehttp"
 	"github.com/unhidra/unhidra/internal/device/devicews"
+	"github.com/unhidra/unhidra/internal/memtrim"
 	"github.com/unhidra/unhidra/internal/mlbridge"
 	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/sdnotify"
@@ -453,6 +454,11 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		}
 		defer stopPprof()
 	}
+	// Give back what a connection storm allocated once it is over.
+	trimCtx, stopTrim := context.WithCancel(ctx)
+	trimDone := make(chan struct{})
+	go func() { defer close(trimDone); (&memtrim.Trimmer{Count: gw.Len}).Run(trimCtx) }()
+	defer func() { stopTrim(); <-trimDone }()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	fmt.Fprintf(e.stdout, "listening on %s\n", baseURL)
