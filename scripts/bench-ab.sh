@@ -181,7 +181,7 @@ cleanup() {
 }
 trap cleanup EXIT
 COMMON=(--listen "127.0.0.1:$PORT" --log-level warn --system-bot=false --drain-window 1s
-	--max-conns-per-ip 20000 --conn-rate-per-ip 100000 --conn-burst-per-ip 100000)
+	--max-conns-per-ip 20000 --max-tcp-per-ip 20000 --conn-rate-per-ip 100000 --conn-burst-per-ip 100000)
 start_server() { # bin datadir log [flags]
 	local bin=$1 dir=$2 log=$3
 	shift 3

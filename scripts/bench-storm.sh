@@ -18,7 +18,7 @@ data="$work/data"
 start_server() {
 	"$work/unhidra" serve --data-dir "$data" --listen 127.0.0.1:$port --log-level warn \
 		--ml-workers 0 --system-bot=false --drain-window 2s \
-		--max-conns-per-ip 20000 --conn-rate-per-ip 100000 --conn-burst-per-ip 100000 \
+		--max-conns-per-ip 20000 --max-tcp-per-ip 20000 --conn-rate-per-ip 100000 --conn-burst-per-ip 100000 \
 		>"$work/serve.out" 2>&1 &
 	server=$!
 	for _ in $(seq 600); do grep -q "listening on" "$work/serve.out" 2>/dev/null && return; sleep 0.05; done

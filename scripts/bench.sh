@@ -25,7 +25,7 @@ run() { # $1 = plain|tls
 	rm -rf "$work/data"
 	"$work/unhidra" serve --data-dir "$work/data" --listen 127.0.0.1:$port --log-level warn "${flags[@]}" \
 		--ml-workers 0 --system-bot=false --drain-window 1s \
-		--max-conns-per-identity 20000 --max-conns-per-ip 20000 --conn-rate-per-identity 100000 \
+		--max-conns-per-identity 20000 --max-conns-per-ip 20000 --max-tcp-per-ip 20000 --conn-rate-per-identity 100000 \
 		--conn-burst-per-identity 100000 --conn-rate-per-ip 100000 --conn-burst-per-ip 100000 \
 		--message-rate 100000 --message-burst 100000 --send-rate 100000 --send-burst 100000 \
 		>"$work/serve.out" 2>&1 &

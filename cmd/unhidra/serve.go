@@ -37,6 +37,7 @@ import (
 	"github.com/unhidra/unhidra/internal/device/devicews"
 	"github.com/unhidra/unhidra/internal/memtrim"
 	"github.com/unhidra/unhidra/internal/mlbridge"
+	"github.com/unhidra/unhidra/internal/netlimit"
 	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/sdnotify"
 	"github.com/unhidra/unhidra/internal/store"
@@ -83,6 +84,8 @@ type serveConfig struct {
 	writeTimeout    time.Duration
 	maxConns        int
 	maxConnsPerIP   int
+	maxTCPPerIP     int
+	keepAlive       time.Duration
 	maxConnsPerUser int
 	messageRate     int
 	messageBurst    int
@@ -146,6 +149,8 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.writeTimeout, "write-timeout", 10*time.Second, "deadline of every socket write")
 	fs.IntVar(&c.maxConns, "max-conns", 0, "WebSocket connections on this node (0: the open-file limit less a reserve)")
 	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 4096, "concurrent WebSocket connections from one address")
+	fs.IntVar(&c.maxTCPPerIP, "max-tcp-per-ip", 0, "concurrent TCP connections from one address, checked at accept before TLS (0: a sixteenth of the open-file limit; trusted proxies are exempt)")
+	fs.DurationVar(&c.keepAlive, "keepalive-timeout", 30*time.Second, "how long an idle HTTP keep-alive connection is kept")
 	fs.IntVar(&c.maxConnsPerUser, "max-conns-per-identity", 64, "concurrent WebSocket connections of one user, bot or device")
 	fs.IntVar(&c.messageRate, "message-rate", 20, "client frames per second per connection (sustained)")
 	fs.IntVar(&c.messageBurst, "message-burst", 40, "client frames per connection allowed in a burst")
@@ -211,6 +216,8 @@ func (c *serveConfig) validate() error {
 		durationRange("write-timeout", c.writeTimeout, 100*time.Millisecond, time.Minute),
 		intRange("max-conns", c.maxConns, 0, 10_000_000),
 		intRange("max-conns-per-ip", c.maxConnsPerIP, 1, 10_000_000),
+		intRange("max-tcp-per-ip", c.maxTCPPerIP, 0, 10_000_000),
+		durationRange("keepalive-timeout", c.keepAlive, time.Second, 10*time.Minute),
 		intRange("max-conns-per-identity", c.maxConnsPerUser, 1, 100_000),
 		intRange("message-rate", c.messageRate, 1, 100_000),
 		intRange("message-burst", c.messageBurst, 1, 100_000),
@@ -414,9 +421,15 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	perAddr, totalTCP := defaultTCPLimits()
+	if cfg.maxTCPPerIP > 0 {
+		perAddr = cfg.maxTCPPerIP
+	}
+	limited := netlimit.Wrap(tcp, perAddr, totalTCP, cfg.proxies, log)
+	reg.MustRegister(limited.Collectors()...)
 	// The wrapper lets the WebSocket transport read upgraded connections
 	// without a goroutine each, TLS included.
-	ln := ws.WrapListener(tcp)
+	ln := ws.WrapListener(limited)
 	scheme := "http"
 	var serverCert *tls.Certificate
 	if !cfg.noTLS {
@@ -441,7 +454,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		ReadHeaderTimeout: cfg.handshakeTime,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		IdleTimeout:       cfg.keepAlive,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },

@@ -250,6 +250,9 @@ func (c *Conn) classify(canPoll bool) error {
 		}
 	case *pollConn:
 		c.writeTo = nc.Conn // a *net.TCPConn does writev; the wrapper would not
+		if u, ok := nc.Conn.(interface{ NetConn() net.Conn }); ok {
+			c.writeTo = u.NetConn() // under a connection-counting wrapper
+		}
 		if canPoll {
 			c.pc, c.rc, c.mode = nc, nc.rc, readRawFD
 		}
