@@ -12,6 +12,9 @@ const (
 	AuditUserDisabled     = "user.disabled"
 	AuditUserEnabled      = "user.enabled"
 	AuditUserBootstrapped = "user.bootstrapped"
+	AuditUserRoleChanged  = "user.role_changed"
+	AuditDevicesSuspended = "user.devices_suspended" // owner disabled: devices closed and refused
+	AuditDevicesResumed   = "user.devices_resumed"
 	AuditLoginSuccess     = "login.success"
 	AuditLoginFailure     = "login.failure"
 	AuditLoginLocked      = "login.locked"

@@ -35,6 +35,9 @@ type Device struct {
 	KeyCreatedAt time.Time       `json:"key_created_at"`
 	CreatedAt    time.Time       `json:"created_at"`
 	RevokedAt    time.Time       `json:"revoked_at,omitzero"`
+	// MayDMPeople is the owner's permission for the device to send direct
+	// messages to people; off by default.
+	MayDMPeople bool `json:"may_dm_people"`
 
 	// Health as last written by the server (see DeviceHealth).
 	LastSeen       time.Time `json:"last_seen,omitzero"`

@@ -17,8 +17,9 @@ const (
 // Valid reports whether r is one of the known roles.
 func (r Role) Valid() bool { return r == RoleAdmin || r == RoleMember || r == RoleBot }
 
-// User is an account. Name is the login name as the user typed it (NFC
-// normalised); uniqueness is on its case-folded form.
+// User is an account. Name is the login name as the user typed it (PRECIS
+// enforced); uniqueness is on its confusable skeleton (see package names),
+// shared with device names.
 type User struct {
 	ID           string    `json:"id"`
 	Name         string    `json:"name"`
@@ -28,6 +29,10 @@ type User struct {
 	PasswordHash string    `json:"-"`
 	FailedLogins int       `json:"-"`
 	LockedUntil  time.Time `json:"-"`
+	// SessionEpoch is carried by every access token issued to the user; a
+	// token of an older epoch is invalid. Bumped by every change that must
+	// end sessions (password, disable, role, "sign out everywhere").
+	SessionEpoch int64     `json:"-"`
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
 }

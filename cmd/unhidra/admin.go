@@ -164,9 +164,11 @@ func (a *adminCmd) userCreate(ctx context.Context, args []string) error {
 	if *isAdmin {
 		*role = string(unhidra.RoleAdmin)
 	}
-	pw, err := a.readPassword(*stdin)
-	if err != nil {
-		return err
+	var pw string
+	if unhidra.Role(*role) != unhidra.RoleBot { // bots have no password
+		if pw, err = a.readPassword(*stdin); err != nil {
+			return err
+		}
 	}
 	accounts, err := a.accounts()
 	if err != nil {
@@ -267,7 +269,7 @@ func (a *adminCmd) userResetPassword(ctx context.Context, args []string) error {
 	if err := accounts.ResetPassword(ctx, nil, u.ID, pw, cliRequest); err != nil {
 		return cliError(err)
 	}
-	fmt.Fprintf(a.env.stdout, "password of %s reset; their sessions are signed out\n", u.Name)
+	fmt.Fprintf(a.env.stdout, "password of %s reset; their sessions end on every node within a second\n", u.Name)
 	return nil
 }
 

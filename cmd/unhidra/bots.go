@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net"
@@ -31,10 +29,8 @@ func startSystemBot(ctx context.Context, accounts *auth.Service, st store.Store,
 	u, err := st.UserByName(ctx, systemBotName)
 	switch {
 	case unhidra.ErrorCode(err) == protocol.ErrNotFound:
-		// A random password nobody knows: the server mints the bot's tokens.
-		pw := make([]byte, 32)
-		rand.Read(pw)
-		u, err = accounts.CreateUser(ctx, nil, systemBotName, base64.RawURLEncoding.EncodeToString(pw), unhidra.RoleBot, auth.Request{IP: "local"})
+		// No password: the server mints the bot's tokens.
+		u, err = accounts.CreateUser(ctx, nil, systemBotName, "", unhidra.RoleBot, auth.Request{IP: "local"})
 		if err != nil {
 			return nil, fmt.Errorf("create the system bot's account: %w", err)
 		}
@@ -54,7 +50,14 @@ func startSystemBot(ctx context.Context, accounts *auth.Service, st store.Store,
 	}
 	c, err := client.New(client.Config{
 		BaseURL: scheme + "://" + net.JoinHostPort(host, port), TLS: tlsCfg, Log: log.With("component", "system-bot"),
-		TokenSource: func(context.Context) (string, time.Time, error) { return tokens.Issue(u) },
+		// Read afresh each time: the token must carry the current epoch.
+		TokenSource: func(ctx context.Context) (string, time.Time, error) {
+			cur, err := st.UserByID(ctx, u.ID)
+			if err != nil {
+				return "", time.Time{}, err
+			}
+			return tokens.Issue(cur)
+		},
 	})
 	if err != nil {
 		return nil, err

@@ -94,7 +94,7 @@ func (s *server) request(t *testing.T, method, path, token string, body any) (in
 
 func register(t *testing.T, s *server, name string) (id, token string) {
 	t.Helper()
-	st, body := s.post(t, "/api/v1/auth/register", "", map[string]string{"name": name, "password": "a long enough password " + name})
+	st, body := s.post(t, "/api/v1/auth/register", "", map[string]string{"name": name, "password": "correct horse battery"})
 	if st != 201 {
 		t.Fatalf("register %s: %d %v", name, st, body)
 	}
@@ -104,7 +104,7 @@ func register(t *testing.T, s *server, name string) (id, token string) {
 // TestChat_EndToEnd drives the messaging REST API and WebSocket protocol
 // of a real server over TLS.
 func TestChat_EndToEnd(t *testing.T) {
-	s := startServer(t, t.TempDir(), map[string]string{"UNHIDRA_ADMIN_PASSWORD": "admin password here"})
+	s := startServer(t, t.TempDir(), map[string]string{"UNHIDRA_ADMIN_PASSWORD": "harbor lights at dusk"})
 	annID, ann := register(t, s, "ann")
 	bobID, bob := register(t, s, "bob")
 	_, eve := register(t, s, "eve")

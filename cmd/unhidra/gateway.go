@@ -52,9 +52,60 @@ func newGateway(cfg *serveConfig, accounts *auth.Service, b bus.Bus, keyAuth gat
 	if err != nil {
 		return nil, err
 	}
-	gw.SetAuthenticators(tokenAuthenticator(accounts), keyAuth)
-	accounts.OnRevoke = func(userID string) { gw.CloseIdentity(userID, protocol.CloseRevoked) }
+	gw.SetAuthenticators(tokenAuthenticator(accounts), ownerActive(accounts, keyAuth))
+	gw.SetIdentityCheck(func(ctx context.Context, id gateway.Identity) bool {
+		if id.Kind == gateway.KindDevice {
+			ok, err := accounts.UserActive(ctx, id.OwnerID)
+			return ok || err != nil // a store hiccup does not cut devices off
+		}
+		u, err := accounts.UserState(ctx, id.ID)
+		return err != nil || (u.Active && u.Epoch == id.Epoch)
+	})
+	// Identity changes (password, disable, role, sign out everywhere) close
+	// what they invalidate on every node: announced over the bus by the
+	// node that made them, and found in the database by every node's
+	// watcher (that is how `unhidra admin` reaches a running server).
+	accounts.OnIdentityChange = func(st auth.IdentityState) { gw.ApplyIdentityState(st.ID, st.Epoch, st.Active) }
+	accounts.PublishChange = func(id string) {
+		if err := b.Publish(context.Background(), identitySubject, []byte(id)); err != nil {
+			log.Warn("publish identity change; the database watcher will carry it", "err", err)
+			accounts.IdentityChanged(context.Background(), id)
+		}
+	}
+	if _, err := b.Subscribe(identitySubject, func(data []byte) {
+		if len(data) == 0 || len(data) > 128 {
+			return
+		}
+		accounts.IdentityChanged(context.Background(), string(data))
+	}); err != nil {
+		gw.Close()
+		return nil, err
+	}
 	return gw, nil
+}
+
+// identitySubject carries "this identity changed" between nodes.
+const identitySubject = "ctl.identity"
+
+// ownerActive refuses a device whose owner is disabled or gone.
+func ownerActive(accounts *auth.Service, keyAuth gateway.Authenticator) gateway.Authenticator {
+	if keyAuth == nil {
+		return nil
+	}
+	return func(ctx context.Context, key string) (gateway.Identity, error) {
+		id, err := keyAuth(ctx, key)
+		if err != nil {
+			return id, err
+		}
+		ok, err := accounts.UserActive(ctx, id.OwnerID)
+		if err != nil {
+			return gateway.Identity{}, err
+		}
+		if !ok {
+			return gateway.Identity{}, unhidra.Errorf(protocol.ErrUnauthorized, "Invalid credentials.")
+		}
+		return id, nil
+	}
 }
 
 // perSecond turns "rate per second, burst" into a token-bucket limit.
@@ -72,6 +123,6 @@ func tokenAuthenticator(accounts *auth.Service) gateway.Authenticator {
 		if u.Role == unhidra.RoleBot {
 			kind = gateway.KindBot
 		}
-		return gateway.Identity{Kind: kind, ID: u.ID, Name: u.Name, Admin: u.IsAdmin(), ExpiresAt: claims.ExpiresAt.Time}, nil
+		return gateway.Identity{Kind: kind, ID: u.ID, Name: u.Name, Admin: u.IsAdmin(), Epoch: claims.Epoch, ExpiresAt: claims.ExpiresAt.Time}, nil
 	}
 }

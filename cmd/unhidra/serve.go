@@ -75,6 +75,7 @@ type serveConfig struct {
 	shutdownTime   time.Duration
 	hashWorkers    int
 	hashQueue      int
+	identityPoll   time.Duration
 
 	// Gateway.
 	allowedOrigins  string
@@ -141,6 +142,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.shutdownTime, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take in all")
 	fs.IntVar(&c.hashWorkers, "hash-concurrency", 0, "password hashes computed at once (0: one per core)")
 	fs.IntVar(&c.hashQueue, "hash-queue", 32, "logins waiting for a hashing slot before 503")
+	fs.DurationVar(&c.identityPoll, "identity-poll", 250*time.Millisecond, "how often the database is checked for identity changes made elsewhere (e.g. by unhidra admin)")
 
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed on /ws (default: the server's own)")
 	fs.IntVar(&c.maxFrameBytes, "max-frame-bytes", 64<<10, "largest WebSocket message accepted (bigger: close 1009)")
@@ -210,6 +212,7 @@ func (c *serveConfig) validate() error {
 		durationRange("shutdown-timeout", c.shutdownTime, time.Second, 10*time.Minute),
 		intRange("hash-concurrency", c.hashWorkers, 0, 64),
 		intRange("hash-queue", c.hashQueue, 0, 10_000),
+		durationRange("identity-poll", c.identityPoll, 10*time.Millisecond, 10*time.Second),
 		intRange("max-frame-bytes", c.maxFrameBytes, 1024, 16<<20),
 		durationRange("ping-interval", c.pingInterval, time.Second, 10*time.Minute),
 		durationRange("idle-timeout", c.idleTimeout, 2*time.Second, time.Hour),
@@ -387,6 +390,17 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	reg.MustRegister(messaging.Collectors()...)
 	defer messaging.Close()                      // runs before st.Close: a batch being committed finishes
 	devicews.Attach(ctx, gw, devices, messaging) // channels follow devices through messaging
+	// Identity changes written to the database by other processes (the
+	// command line, nodes whose bus message was lost) reach this node.
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); accounts.WatchIdentityEvents(watchCtx, cfg.identityPoll) }()
+	defer func() { stopWatch(); <-watchDone }()
+	if n, err := st.BackfillSkeletons(ctx); err != nil {
+		log.Warn("name skeletons", "err", err)
+	} else if n > 0 {
+		log.Info("recorded name skeletons of existing accounts and devices", "count", n)
+	}
 	// The device service batches writes; it stops after the gateway so
 	// that the disconnects of the drain are flushed too.
 	devCtx, cancelDevices := context.WithCancel(context.WithoutCancel(ctx))

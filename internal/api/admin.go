@@ -62,8 +62,8 @@ type createUserRequest struct {
 }
 
 func (c createUserRequest) Valid(context.Context) error {
-	if c.Name == "" || c.Password == "" {
-		return unhidra.Errorf(protocol.ErrInvalid, "name and password are required.")
+	if c.Name == "" || (c.Password == "" && c.Role != unhidra.RoleBot) {
+		return unhidra.Errorf(protocol.ErrInvalid, "name and password are required (bots have no password).")
 	}
 	return nil
 }

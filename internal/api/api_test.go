@@ -255,7 +255,7 @@ func TestAdmin(t *testing.T) {
 	if r := ts.do(t, "GET", "/api/v1/admin/users?limit=0", admin, "", ""); r.status != 400 {
 		t.Fatalf("bad limit: %d", r.status)
 	}
-	r = ts.json(t, "POST", "/api/v1/admin/users", admin, map[string]string{"name": "bot1", "password": "correct horse battery", "role": "bot"})
+	r = ts.json(t, "POST", "/api/v1/admin/users", admin, map[string]string{"name": "bot1", "role": "bot"})
 	if r.status != 201 || r.body["user"].(map[string]any)["role"] != "bot" {
 		t.Fatalf("create user: %d %v", r.status, r.body)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,7 +57,8 @@ type PasswordHasherConfig struct {
 // PasswordHasher hashes and verifies passwords with Argon2id under a
 // concurrency bound, so that a burst of logins cannot exhaust memory or CPU:
 // at most MaxConcurrent hashes run at once, at most MaxQueue callers wait, in
-// arrival order, for at most MaxWait, and everyone else gets a *store.Error
+// turn (FIFO per source, round-robin between sources; see WithSource), for
+// at most MaxWait, and everyone else gets a *store.Error
 // with code protocol.ErrUnavailable and a RetryAfter hint, at once.
 //
 // Memory held by hashing is thus at most MaxConcurrent × MaxVerifyMemoryKiB
@@ -78,7 +80,17 @@ type PasswordHasher struct {
 	dummy         PHC        // current params, random salt and hash; never matches
 	derive        deriveFunc // argon2.IDKey; tests substitute it
 
-	slots chan struct{} // a token per running hash; capacity maxConcurrent
+	mu      sync.Mutex // guards the scheduler below
+	running int        // slots in use
+	waiting int        // callers queued
+	queues  map[string]*sourceQueue
+	order   []*sourceQueue // sources with waiters, in order of arrival
+	// Per source with a hash running or waiting: grants so far (the
+	// sequence number of its latest) and hashes running. The waiting source
+	// served least recently goes next.
+	grants    uint64
+	lastGrant map[string]uint64
+	runningBy map[string]int
 
 	inFlight  atomic.Int64
 	queued    atomic.Int64
@@ -135,7 +147,9 @@ func NewPasswordHasher(cfg PasswordHasherConfig) (*PasswordHasher, error) {
 		maxVerifyMem:  cfg.MaxVerifyMemoryKiB,
 		dummy:         dummy,
 		derive:        argon2.IDKey,
-		slots:         make(chan struct{}, cfg.MaxConcurrent),
+		queues:        make(map[string]*sourceQueue),
+		lastGrant:     make(map[string]uint64),
+		runningBy:     make(map[string]int),
 	}, nil
 }
 
@@ -218,47 +232,204 @@ func (h *PasswordHasher) run(ctx context.Context, f func()) error {
 	if err := h.acquire(ctx); err != nil {
 		return err
 	}
-	defer h.release()
+	defer h.release(sourceOf(ctx))
 	start := time.Now()
 	f()
 	h.observe(time.Since(start))
 	return nil
 }
 
+type sourceKey struct{}
+
+// WithSource returns a context whose hashing work is queued under source
+// (the client's address): the hasher's queue is fair between sources, so a
+// flood from some addresses cannot crowd out the others.
+func WithSource(ctx context.Context, source string) context.Context {
+	return context.WithValue(ctx, sourceKey{}, source)
+}
+
+func sourceOf(ctx context.Context) string {
+	s, _ := ctx.Value(sourceKey{}).(string)
+	return s
+}
+
+// waiter is one caller queued for a slot.
+type waiter struct {
+	ready    chan struct{} // closed once granted or evicted
+	granted  bool          // guarded by PasswordHasher.mu
+	rejected bool          // evicted to make room for another source
+}
+
+// sourceQueue holds the waiters of one source, oldest first.
+type sourceQueue struct {
+	source  string
+	waiters []*waiter
+}
+
+// acquire takes a slot, queueing fairly: each source (see WithSource) has
+// its own FIFO queue and freed slots go round-robin over the sources that
+// have waiters, the one served least recently first. When the queue is full, a newcomer takes the place of the
+// newest waiter of the longest queue if that queue is longer than the
+// newcomer's would be; otherwise the newcomer is refused. So a source with
+// nobody waiting is refused only when MaxQueue distinct sources each have
+// one waiter, and once queued it is served after at most one hash per other
+// waiting source: within ceil(sources/MaxConcurrent) hash durations.
 func (h *PasswordHasher) acquire(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("auth: password hasher: %w", err)
 	}
-	select {
-	case h.slots <- struct{}{}:
+	src := sourceOf(ctx)
+	h.mu.Lock()
+	if h.running < h.maxConcurrent && h.waiting == 0 {
+		h.grantLocked(src)
+		h.mu.Unlock()
 		h.enter()
 		return nil
-	default:
 	}
-	// Count ourselves in before checking, so that concurrent arrivals cannot
-	// all see room for one more.
-	if h.queued.Add(1) > int64(h.maxQueue) {
-		h.queued.Add(-1)
+	if h.maxQueue == 0 {
+		h.mu.Unlock()
 		return h.reject(errHasherQueueFull)
 	}
+	q := h.queues[src]
+	if h.waiting >= h.maxQueue {
+		mine := 0
+		if q != nil {
+			mine = len(q.waiters)
+		}
+		var big *sourceQueue
+		for _, o := range h.order {
+			if big == nil || len(o.waiters) > len(big.waiters) {
+				big = o
+			}
+		}
+		if big == nil || len(big.waiters) <= mine+1 {
+			h.mu.Unlock()
+			return h.reject(errHasherQueueFull)
+		}
+		last := big.waiters[len(big.waiters)-1]
+		big.waiters = big.waiters[:len(big.waiters)-1]
+		last.rejected = true
+		close(last.ready)
+		h.waiting--
+	}
+	if q == nil {
+		q = &sourceQueue{source: src}
+		h.queues[src] = q
+		h.order = append(h.order, q)
+	}
+	w := &waiter{ready: make(chan struct{})}
+	q.waiters = append(q.waiters, w)
+	h.waiting++
+	h.queued.Store(int64(h.waiting))
+	h.mu.Unlock()
+
 	t := time.NewTimer(h.maxWait)
 	defer t.Stop()
-	// Go's runtime hands a freed buffer slot to the longest-blocked sender,
-	// so the queue is FIFO and a newcomer's non-blocking send above cannot
-	// overtake it. The spec does not promise this; TestPasswordHasher_FIFO
-	// checks it.
+	var cause error
 	select {
-	case h.slots <- struct{}{}:
-		h.queued.Add(-1)
+	case <-w.ready:
+	case <-t.C:
+		cause = errHasherWaitLong
+	case <-ctx.Done():
+		cause = ctx.Err()
+	}
+	h.mu.Lock()
+	switch {
+	case w.granted && cause == nil:
+		h.mu.Unlock()
 		h.enter()
 		return nil
-	case <-t.C:
-		h.queued.Add(-1)
-		return h.reject(errHasherWaitLong)
-	case <-ctx.Done():
-		h.queued.Add(-1)
-		return fmt.Errorf("auth: waiting for password hasher: %w", ctx.Err())
+	case w.granted:
+		// Granted just as we gave up: pass the slot on.
+		h.releaseLocked(src)
+	case w.rejected:
+		cause = errHasherQueueFull
+	default:
+		h.removeLocked(src, w)
 	}
+	h.queued.Store(int64(h.waiting))
+	h.mu.Unlock()
+	if cause == ctx.Err() && cause != nil {
+		return fmt.Errorf("auth: waiting for password hasher: %w", cause)
+	}
+	return h.reject(cause)
+}
+
+// removeLocked takes a waiter that gave up out of its source's queue.
+func (h *PasswordHasher) removeLocked(src string, w *waiter) {
+	q := h.queues[src]
+	if q == nil {
+		return
+	}
+	for i, o := range q.waiters {
+		if o == w {
+			q.waiters = append(q.waiters[:i], q.waiters[i+1:]...)
+			h.waiting--
+			break
+		}
+	}
+	if len(q.waiters) == 0 {
+		h.dropQueueLocked(q)
+	}
+}
+
+func (h *PasswordHasher) dropQueueLocked(q *sourceQueue) {
+	delete(h.queues, q.source)
+	for i, o := range h.order {
+		if o == q {
+			h.order = append(h.order[:i], h.order[i+1:]...)
+			break
+		}
+	}
+	h.forgetLocked(q.source)
+}
+
+// forgetLocked drops a source's accounting once it has nothing running or
+// waiting, so the maps stay as small as the queue.
+func (h *PasswordHasher) forgetLocked(src string) {
+	if h.runningBy[src] == 0 && h.queues[src] == nil {
+		delete(h.runningBy, src)
+		delete(h.lastGrant, src)
+	}
+}
+
+func (h *PasswordHasher) grantLocked(src string) {
+	h.running++
+	h.runningBy[src]++
+	h.grants++
+	h.lastGrant[src] = h.grants
+}
+
+func (h *PasswordHasher) releaseLocked(src string) {
+	h.running--
+	if h.runningBy[src]--; h.runningBy[src] <= 0 {
+		h.runningBy[src] = 0
+		h.forgetLocked(src)
+	}
+	h.dispatchLocked()
+}
+
+// dispatchLocked hands free slots to waiters: each to the waiting source
+// served least recently (sources never served first, in arrival order).
+func (h *PasswordHasher) dispatchLocked() {
+	for h.running < h.maxConcurrent && h.waiting > 0 && len(h.order) > 0 {
+		q := h.order[0]
+		for _, o := range h.order[1:] {
+			if h.lastGrant[o.source] < h.lastGrant[q.source] {
+				q = o
+			}
+		}
+		w := q.waiters[0]
+		q.waiters = q.waiters[1:]
+		h.waiting--
+		h.grantLocked(q.source)
+		w.granted = true
+		close(w.ready)
+		if len(q.waiters) == 0 {
+			h.dropQueueLocked(q)
+		}
+	}
+	h.queued.Store(int64(h.waiting))
 }
 
 func (h *PasswordHasher) enter() {
@@ -271,11 +442,13 @@ func (h *PasswordHasher) enter() {
 	}
 }
 
-func (h *PasswordHasher) release() {
+func (h *PasswordHasher) release(src string) {
 	// Decrement before freeing the slot, so that InFlight never exceeds
 	// MaxConcurrent even momentarily.
 	h.inFlight.Add(-1)
-	<-h.slots
+	h.mu.Lock()
+	h.releaseLocked(src)
+	h.mu.Unlock()
 }
 
 // observe folds one hash's duration into the moving average (weight 1/8).

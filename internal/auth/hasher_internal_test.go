@@ -312,3 +312,79 @@ func TestPasswordHasher_RetryAfter(t *testing.T) {
 		t.Errorf("huge backlog: %d, want the 60 s cap", got)
 	}
 }
+
+// TestPasswordHasher_FairPerSource: a flood from one source fills the queue;
+// a caller from another source is still admitted (the flood's newest waiter
+// makes room) and is served next, ahead of the flood's backlog.
+func TestPasswordHasher_FairPerSource(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, g := newGatedHasher(t, PasswordHasherConfig{MaxConcurrent: 1, MaxQueue: 8, MaxWait: time.Hour})
+		flood := WithSource(context.Background(), "10.0.0.1")
+		var wg sync.WaitGroup
+		var floodRefused atomic.Int64
+		for i := range 12 {
+			wg.Go(func() {
+				if _, err := h.Hash(flood, "flood"+string(rune('a'+i))); err != nil {
+					floodRefused.Add(1)
+				}
+			})
+			synctest.Wait()
+		}
+		// 1 running + 8 queued; 3 refused at once.
+		if n := floodRefused.Load(); n != 3 {
+			t.Fatalf("flood refused %d, want 3", n)
+		}
+		var victimErr error
+		wg.Go(func() { _, victimErr = h.Hash(WithSource(context.Background(), "10.0.0.9"), "victim") })
+		synctest.Wait()
+		if n := floodRefused.Load(); n != 4 {
+			t.Fatalf("flood refused %d after the victim arrived, want 4 (its newest waiter evicted)", n)
+		}
+		// Let the running flood hash finish: the victim goes next.
+		g.gate <- struct{}{}
+		synctest.Wait()
+		if got := g.snapshot(); len(got) != 2 || got[1] != "victim" {
+			t.Fatalf("derive order %q, want the victim second", got)
+		}
+		close(g.gate)
+		wg.Wait()
+		if victimErr != nil {
+			t.Fatalf("victim: %v", victimErr)
+		}
+		if h.Queued() != 0 || h.InFlight() != 0 {
+			t.Fatalf("after drain: queued %d, in flight %d", h.Queued(), h.InFlight())
+		}
+	})
+}
+
+// TestPasswordHasher_RoundRobin: with several sources waiting, slots go to
+// each source in turn, not in arrival order.
+func TestPasswordHasher_RoundRobin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, g := newGatedHasher(t, PasswordHasherConfig{MaxConcurrent: 1, MaxQueue: 16, MaxWait: time.Hour})
+		var wg sync.WaitGroup
+		hash := func(src, pw string) {
+			wg.Go(func() {
+				if _, err := h.Hash(WithSource(context.Background(), src), pw); err != nil {
+					t.Error(err)
+				}
+			})
+			synctest.Wait()
+		}
+		hash("a", "a0") // runs
+		hash("a", "a1")
+		hash("a", "a2")
+		hash("a", "a3")
+		hash("b", "b1")
+		hash("c", "c1")
+		close(g.gate)
+		wg.Wait()
+		got := g.snapshot()
+		want := []string{"a0", "b1", "c1", "a1", "a2", "a3"}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("derive order %q, want %q", got, want)
+			}
+		}
+	})
+}

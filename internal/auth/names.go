@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"errors"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -8,13 +9,15 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/names"
 	"github.com/unhidra/unhidra/protocol"
 )
 
-// Name rules: 2–32 characters of letters, digits, '.', '_' and '-' (any
-// script), NFC-normalised, starting with a letter or digit. Names appear in
+// Name rules: 2–32 characters after PRECIS enforcement (see package
+// names): letters, digits, '.', '_' and '-' (any script), starting with a
+// letter or digit, no invisible or formatting characters. Names appear in
 // mentions, DMs and logs, so they are kept free of spaces, controls and
-// markup.
+// markup; uniqueness is on the confusable skeleton (the store checks it).
 const (
 	minNameRunes = 2
 	maxNameRunes = 32
@@ -25,19 +28,18 @@ func ValidateName(name string) (string, error) {
 	if len(name) > unhidra.MaxNameLen*4 || !utf8.ValidString(name) {
 		return "", unhidra.Errorf(protocol.ErrInvalid, "Name must be valid UTF-8 of at most %d characters.", maxNameRunes)
 	}
-	name = norm.NFC.String(name)
-	n := utf8.RuneCountInString(name)
-	if n < minNameRunes || n > maxNameRunes || len(name) > unhidra.MaxNameLen {
+	n, err := names.User(name)
+	if err != nil {
+		if errors.Is(err, names.ErrNotIdentifer) && strings.TrimSpace(name) == "" {
+			return "", unhidra.Errorf(protocol.ErrInvalid, "Name must be %d to %d characters long.", minNameRunes, maxNameRunes)
+		}
+		return "", unhidra.Errorf(protocol.ErrInvalid, "%s", err.Error())
+	}
+	r := utf8.RuneCountInString(n)
+	if r < minNameRunes || r > maxNameRunes || len(n) > unhidra.MaxNameLen {
 		return "", unhidra.Errorf(protocol.ErrInvalid, "Name must be %d to %d characters long.", minNameRunes, maxNameRunes)
 	}
-	for i, r := range name {
-		ok := unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r) ||
-			(i > 0 && (r == '.' || r == '_' || r == '-'))
-		if !ok {
-			return "", unhidra.Errorf(protocol.ErrInvalid, "Name may contain only letters, digits, '.', '_' and '-', and must start with a letter or digit.")
-		}
-	}
-	return name, nil
+	return n, nil
 }
 
 // ValidateDisplayName checks and normalises a display name: any printable

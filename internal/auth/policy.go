@@ -29,6 +29,10 @@ type PasswordPolicy struct {
 	// Zero means 1024; values above 4096 mean 4096, the limit that
 	// HashPassword and VerifyPassword enforce.
 	MaxBytes int
+	// MinScore is the lowest zxcvbn strength score (0–4) accepted. Zero
+	// means 3: at least 10^8 estimated guesses. Negative disables the
+	// estimator (the common-password list and the name rule still apply).
+	MinScore int
 }
 
 // DefaultPasswordPolicy returns the policy with every default filled in:
@@ -46,6 +50,9 @@ func (p PasswordPolicy) withDefaults() PasswordPolicy {
 	}
 	if p.MaxBytes <= 0 {
 		p.MaxBytes = 1024
+	}
+	if p.MinScore == 0 {
+		p.MinScore = 3
 	}
 	p.MaxBytes = min(p.MaxBytes, passwordHardMaxBytes)
 	return p
@@ -69,11 +76,17 @@ func ValidatePassword(pw, username string) (normalised string, err error) {
 // The password must be valid UTF-8, contain no control characters (Unicode
 // category Cc: NUL, tab, newline, DEL, C1 controls), and be MinRunes to
 // MaxRunes characters and at most MaxBytes bytes long, counted after
-// normalisation. Any other Unicode is allowed (emoji, CJK, right-to-left
-// scripts, joiners and direction marks). If username is not empty, the
-// password must not be based on it: case-insensitively it must not equal the
-// username, and with every occurrence of a username of three or more
-// characters removed, it must still have MinRunes characters.
+// normalisation. Following NIST SP 800-63B (5.1.1.2) there are no
+// composition rules; instead the password must not be on the list of
+// common passwords that zxcvbn embeds (about 30,000, from breaches), and
+// its zxcvbn strength score (dictionaries of common passwords, names,
+// English words and TV and film vocabulary, with keyboard patterns,
+// repeats, sequences, dates and l33t substitutions; the username counts as
+// a dictionary word) must reach MinScore. Any other Unicode is allowed
+// (emoji, CJK, right-to-left scripts, joiners and direction marks). If
+// username is not empty, the password must not be based on it:
+// case-insensitively it must not equal the username nor contain a username
+// of three or more characters.
 //
 // Validate returns the normalised password, which HashPassword would produce
 // itself anyway, or a *store.Error with code protocol.ErrInvalid and a message that can
@@ -97,13 +110,22 @@ func (p PasswordPolicy) Validate(pw, username string) (normalised string, err er
 		return "", unhidra.Errorf(protocol.ErrInvalid, "Password must be at most %d characters long.", p.MaxRunes)
 	}
 	if basedOnUsername(n, username, p.MinRunes) {
-		return "", unhidra.Errorf(protocol.ErrInvalid, "Password must not be based on the username.")
+		return "", unhidra.Errorf(protocol.ErrInvalid, "Password must not contain your name.")
+	}
+	if commonPassword(n) {
+		return "", unhidra.Errorf(protocol.ErrInvalid, "This password is on a list of commonly used passwords; choose another.")
+	}
+	if p.MinScore > 0 {
+		if score, why := estimateStrength(n, username); score < p.MinScore {
+			return "", unhidra.Errorf(protocol.ErrInvalid, "Password too easy to guess: %s. Try a few unrelated words.", why)
+		}
 	}
 	return n, nil
 }
 
 // basedOnUsername reports whether the normalised password pw is username
-// (ignoring case) or is too short once the username is taken out of it.
+// (ignoring case), contains a username of three or more characters, or is
+// too short once the username is taken out of it.
 func basedOnUsername(pw, username string, minRunes int) bool {
 	u := strings.ToLower(norm.NFC.String(strings.TrimSpace(username)))
 	if u == "" {
@@ -114,9 +136,9 @@ func basedOnUsername(pw, username string, minRunes int) bool {
 		return true
 	}
 	if utf8.RuneCountInString(u) < 3 {
-		return false // removing one or two letters says nothing
+		return false // one or two letters say nothing
 	}
-	return utf8.RuneCountInString(strings.ReplaceAll(lp, u, "")) < minRunes
+	return strings.Contains(lp, u) || utf8.RuneCountInString(strings.ReplaceAll(lp, u, "")) < minRunes
 }
 
 // normalizePassword maps non-ASCII spaces to U+0020 and applies NFC (see

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/unhidra/unhidra"
@@ -38,26 +39,36 @@ type AccountStore interface {
 // Limits are the abuse limits of the account service. Zero fields get the
 // defaults of DefaultLimits.
 type Limits struct {
-	LoginPerIP      ratelimit.Limit // attempts per client address
-	LoginPerAccount ratelimit.Limit // attempts per account name, known or not
+	LoginPerIP ratelimit.Limit // sign-in attempts per client address, any name
+	// LoginPerAccount bounds failed sign-ins of one account name (known or
+	// not) from all addresses together. Past it, only addresses where the
+	// account signed in successfully within TrustedFor may try: a
+	// distributed guesser is slowed, the owner is not locked out.
+	LoginPerAccount ratelimit.Limit
 	RegisterPerIP   ratelimit.Limit
-	// LockoutThreshold consecutive failures lock the account for
-	// LockoutBase, doubling with each further failure up to LockoutMax.
+	// LockoutThreshold consecutive failures of one account name from one
+	// address make that address wait LockoutBase before its next try for
+	// that name, doubling with each further failure up to LockoutMax.
+	// Other addresses are not affected.
 	LockoutThreshold int
 	LockoutBase      time.Duration
 	LockoutMax       time.Duration
-	MaxTrackedKeys   int // per limiter; idle keys are evicted past it
+	// TrustedFor is how long a successful sign-in exempts its address from
+	// LoginPerAccount for that account. Default 30 days.
+	TrustedFor     time.Duration
+	MaxTrackedKeys int // per limiter; idle keys are evicted past it
 }
 
 // DefaultLimits are the limits used for zero fields.
 func DefaultLimits() Limits {
 	return Limits{
 		LoginPerIP:       ratelimit.Limit{Burst: 20, Every: 3 * time.Second},
-		LoginPerAccount:  ratelimit.Limit{Burst: 10, Every: 30 * time.Second},
+		LoginPerAccount:  ratelimit.Limit{Burst: 20, Every: 30 * time.Second},
 		RegisterPerIP:    ratelimit.Limit{Burst: 5, Every: 2 * time.Minute},
 		LockoutThreshold: 5,
 		LockoutBase:      time.Minute,
 		LockoutMax:       time.Hour,
+		TrustedFor:       30 * 24 * time.Hour,
 		MaxTrackedKeys:   100_000,
 	}
 }
@@ -79,11 +90,25 @@ type Service struct {
 	RefreshTTL time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-	// OnRevoke, if set, is called when every session of a user ends
-	// (disabled, password reset), so live connections can be closed.
-	OnRevoke func(userID string)
+	// PublishChange, if set, broadcasts that an identity changed to every
+	// node, this one included, which then call IdentityChanged (the bus).
+	// Unset, the change is handled on this node only.
+	PublishChange func(identity string)
+	// OnIdentityChange, if set, is called on every node for every changed
+	// identity with its current state, so that live connections whose
+	// tokens are no longer valid (and devices of a disabled owner) close.
+	OnIdentityChange func(IdentityState)
+	// CacheTTL bounds how long an identity's cached state is trusted
+	// without a change notice; default 1 minute.
+	CacheTTL time.Duration
 
-	ipLogins, nameLogins, registrations *ratelimit.Keyed
+	ipLogins, accountFails, registrations *ratelimit.Keyed
+	pairFails                             *pairFailures
+	trusted                               *expiringSet
+
+	cacheMu sync.RWMutex
+	cache   map[string]cachedUser
+	gen     atomic.Uint64 // bumped by every invalidation
 
 	mu        sync.Mutex // guards bootstrap
 	bootstrap struct {
@@ -108,6 +133,7 @@ func NewService(st AccountStore, passwords Hasher, tokens *Tokens, limits Limits
 	limits.LockoutBase = cmpOr(limits.LockoutBase, def.LockoutBase)
 	limits.LockoutMax = cmpOr(limits.LockoutMax, def.LockoutMax)
 	limits.MaxTrackedKeys = cmpOr(limits.MaxTrackedKeys, def.MaxTrackedKeys)
+	limits.TrustedFor = cmpOr(limits.TrustedFor, def.TrustedFor)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -115,7 +141,10 @@ func NewService(st AccountStore, passwords Hasher, tokens *Tokens, limits Limits
 		store: st, passwords: passwords, tokens: tokens, log: log, limits: limits,
 		OpenRegistration: true,
 		ipLogins:         ratelimit.NewKeyed(limits.LoginPerIP, limits.MaxTrackedKeys),
-		nameLogins:       ratelimit.NewKeyed(limits.LoginPerAccount, limits.MaxTrackedKeys),
+		accountFails:     ratelimit.NewKeyed(limits.LoginPerAccount, limits.MaxTrackedKeys),
+		pairFails:        newPairFailures(limits.LockoutThreshold, limits.LockoutBase, limits.LockoutMax, limits.MaxTrackedKeys),
+		trusted:          newExpiringSet(limits.MaxTrackedKeys),
+		cache:            make(map[string]cachedUser),
 		registrations:    ratelimit.NewKeyed(limits.RegisterPerIP, limits.MaxTrackedKeys),
 	}
 }
@@ -234,7 +263,13 @@ func (s *Service) CreateUser(ctx context.Context, actor *unhidra.User, name, pas
 	if !role.Valid() {
 		return nil, unhidra.Errorf(protocol.ErrInvalid, "Role must be admin, member or bot.")
 	}
-	u, err := s.createUser(ctx, name, password, "", role)
+	var u *unhidra.User
+	var err error
+	if role == unhidra.RoleBot {
+		u, err = s.createServiceAccount(ctx, name, password)
+	} else {
+		u, err = s.createUser(ctx, name, password, "", role)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -270,6 +305,23 @@ func (s *Service) createUser(ctx context.Context, name, password, displayName st
 	return s.storeAccount(ctx, in, role)
 }
 
+// createServiceAccount creates a bot: it has no password (the server mints
+// its tokens) and so can never sign in with one.
+func (s *Service) createServiceAccount(ctx context.Context, name, password string) (*unhidra.User, error) {
+	if password != "" {
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "Bots have no password; leave it out.")
+	}
+	n, err := ValidateName(name)
+	if err != nil {
+		return nil, err
+	}
+	u := &unhidra.User{Name: n, Role: unhidra.RoleBot}
+	if err := s.store.CreateUser(ctx, u); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
 func (s *Service) storeAccount(ctx context.Context, in account, role unhidra.Role) (*unhidra.User, error) {
 	hash, err := s.passwords.Hash(ctx, in.password)
 	if err != nil {
@@ -282,10 +334,17 @@ func (s *Service) storeAccount(ctx context.Context, in account, role unhidra.Rol
 	return u, nil
 }
 
-// Login checks a name and password and returns a session. Unknown names
-// cost a full password verification and fail exactly like wrong passwords.
-// Attempts are throttled per address and per name, and repeated failures
-// lock the account with exponential backoff.
+// Login checks a name and password and returns a session.
+//
+// Every failure looks the same (401 "Invalid name or password."): unknown
+// name, wrong password, disabled account, service account; the reason goes
+// to the audit log. Unknown names cost a full (dummy) verification.
+// Throttling is keyed by the name as typed and the address, whether or not
+// the account exists (see throttle.go), so the status sequence never tells
+// known names from unknown ones: per address, LoginPerIP; per (name,
+// address), a backoff after LockoutThreshold failures; per name,
+// LoginPerAccount failures from everywhere, which addresses with a recent
+// successful sign-in of the account bypass.
 func (s *Service) Login(ctx context.Context, name, password string, req Request) (*Session, error) {
 	now := s.now()
 	if len(name) > 4*unhidra.MaxNameLen || len(password) > maxPasswordBytes {
@@ -294,14 +353,25 @@ func (s *Service) Login(ctx context.Context, name, password string, req Request)
 	if ok, retry := s.ipLogins.Allow(req.IP, now); !ok {
 		return nil, rateLimited(retry)
 	}
-	key := strings.ToLower(name)
-	if ok, retry := s.nameLogins.Allow(key, now); !ok {
-		return nil, rateLimited(retry)
-	}
 	// The same normalisation as at registration, or a decomposed "é" would
 	// not find its account.
 	normName, nameErr := ValidateName(name)
+	acct := strings.ToLower(normName)
+	if nameErr != nil {
+		acct = strings.ToLower(truncate(name, 4*unhidra.MaxNameLen))
+	}
+	pair := acct + "\x00" + req.IP
+	if wait := s.pairFails.locked(pair, now); wait > 0 {
+		return nil, rateLimited(wait)
+	}
+	trusted := s.trusted.has(pair, now)
+	if !trusted {
+		if ok, retry := s.accountFails.Peek(acct, now); !ok {
+			return nil, rateLimited(retry)
+		}
+	}
 	pw, pwErr := normalizeForLogin(password)
+	ctx = WithSource(ctx, req.IP)
 
 	var u *unhidra.User
 	if nameErr == nil {
@@ -315,25 +385,24 @@ func (s *Service) Login(ctx context.Context, name, password string, req Request)
 		if err := s.passwords.VerifyDummy(ctx, password); err != nil {
 			return nil, err
 		}
-		s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditLoginFailure, ActorName: truncate(name, 64), IP: req.IP},
-			map[string]any{"reason": "unknown_account"})
-		return nil, errBadCredentials
-	}
-	if now.Before(u.LockedUntil) {
-		return nil, rateLimited(u.LockedUntil.Sub(now))
+		reason := "unknown_account"
+		if u != nil {
+			reason = "no_password"
+		}
+		return nil, s.loginFailed(ctx, u, name, pair, acct, reason, req)
 	}
 	ok, rehash, err := s.passwords.Verify(ctx, pw, u.PasswordHash)
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
-		s.recordFailure(ctx, u, req)
-		return nil, errBadCredentials
-	}
-	if u.Disabled {
-		s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditLoginFailure, ActorID: u.ID, ActorName: u.Name, IP: req.IP},
-			map[string]any{"reason": "disabled"})
-		return nil, unhidra.Errorf(protocol.ErrForbidden, "This account is disabled.")
+	switch {
+	case !ok:
+		return nil, s.loginFailed(ctx, u, name, pair, acct, "bad_password", req)
+	case u.Disabled:
+		// The right password of a disabled account must not be confirmed.
+		return nil, s.loginFailed(ctx, u, name, pair, acct, "disabled", req)
+	case u.Role == unhidra.RoleBot:
+		return nil, s.loginFailed(ctx, u, name, pair, acct, "service_account", req)
 	}
 	upd := store.UserUpdate{}
 	if u.FailedLogins != 0 || !u.LockedUntil.IsZero() {
@@ -349,40 +418,35 @@ func (s *Service) Login(ctx context.Context, name, password string, req Request)
 			s.log.Warn("rehash on login failed", "user", u.ID, "err", err)
 		}
 	}
-	if upd != (store.UserUpdate{}) {
+	if !upd.IsZero() {
 		if u, err = s.store.UpdateUser(ctx, u.ID, upd); err != nil {
 			return nil, err
 		}
 	}
-	s.nameLogins.Reset(key)
+	s.pairFails.reset(pair)
+	s.trusted.add(pair, now.Add(s.limits.TrustedFor), now)
 	s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditLoginSuccess, ActorID: u.ID, ActorName: u.Name, IP: req.IP},
 		map[string]any{"user_agent": truncate(req.UserAgent, 200), "rehashed": rehash})
 	return s.newSession(ctx, u)
 }
 
-// recordFailure counts a wrong password and locks the account once the
-// failures reach the threshold: base, 2×base, 4×base … up to the maximum.
-func (s *Service) recordFailure(ctx context.Context, u *unhidra.User, req Request) {
-	fails := u.FailedLogins + 1
-	upd := store.UserUpdate{FailedLogins: &fails}
-	var lockedFor time.Duration
-	if over := fails - s.limits.LockoutThreshold; over >= 0 {
-		lockedFor = s.limits.LockoutBase << min(over, 30)
-		if lockedFor > s.limits.LockoutMax || lockedFor <= 0 {
-			lockedFor = s.limits.LockoutMax
-		}
-		until := s.now().Add(lockedFor)
-		upd.LockedUntil = &until
+// loginFailed counts a failed sign-in against the (name, address) pair and
+// the name, audits it with its reason, and returns the one error every
+// failure gives.
+func (s *Service) loginFailed(ctx context.Context, u *unhidra.User, name, pair, acct, reason string, req Request) error {
+	now := s.now()
+	lockedFor, fails := s.pairFails.fail(pair, now)
+	s.accountFails.Allow(acct, now)
+	e := unhidra.AuditEvent{Action: unhidra.AuditLoginFailure, ActorName: truncate(name, 64), IP: req.IP}
+	if u != nil {
+		e.ActorID, e.ActorName = u.ID, u.Name
 	}
-	if _, err := s.store.UpdateUser(ctx, u.ID, upd); err != nil {
-		s.log.Error("record login failure", "user", u.ID, "err", err)
-	}
-	s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditLoginFailure, ActorID: u.ID, ActorName: u.Name, IP: req.IP},
-		map[string]any{"reason": "bad_password", "failures": fails})
+	s.audit(ctx, e, map[string]any{"reason": reason, "failures": fails})
 	if lockedFor > 0 {
-		s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditLoginLocked, ActorID: u.ID, ActorName: u.Name, Target: u.ID, IP: req.IP},
-			map[string]any{"seconds": int(lockedFor / time.Second), "failures": fails})
+		e.Action, e.Target = unhidra.AuditLoginLocked, e.ActorID
+		s.audit(ctx, e, map[string]any{"seconds": int(lockedFor / time.Second), "failures": fails, "scope": "address"})
 	}
+	return errBadCredentials
 }
 
 func truncate(s string, n int) string {
@@ -421,9 +485,9 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string, req Request)
 	if err != nil {
 		return nil, err
 	}
-	if u.Disabled {
+	if u.Disabled || u.Role == unhidra.RoleBot {
 		s.store.RevokeUserTokens(ctx, u.ID)
-		return nil, unhidra.Errorf(protocol.ErrForbidden, "This account is disabled.")
+		return nil, unhidra.Errorf(protocol.ErrUnauthorized, "Invalid refresh token.")
 	}
 	return s.sessionWith(u, next)
 }
@@ -464,14 +528,16 @@ func (s *Service) AuthenticateClaims(ctx context.Context, accessToken string) (*
 }
 
 func (s *Service) userFor(ctx context.Context, claims *Claims) (*unhidra.User, error) {
-	u, err := s.store.UserByID(ctx, claims.Subject)
+	u, err := s.cachedUser(ctx, claims.Subject)
 	if unhidra.ErrorCode(err) == protocol.ErrNotFound {
 		return nil, unhidra.Errorf(protocol.ErrUnauthorized, "Invalid or expired token.")
 	} else if err != nil {
 		return nil, err
 	}
-	if u.Disabled {
-		return nil, unhidra.Errorf(protocol.ErrUnauthorized, "This account is disabled.")
+	// A token from before the latest password change, disable, role change
+	// or "sign out everywhere" is dead, even if the account is enabled again.
+	if u.Disabled || claims.Epoch != u.SessionEpoch {
+		return nil, unhidra.Errorf(protocol.ErrUnauthorized, "Invalid or expired token.")
 	}
 	return u, nil
 }
@@ -482,25 +548,32 @@ func (s *Service) ChangePassword(ctx context.Context, u *unhidra.User, current, 
 	if len(current) > maxPasswordBytes {
 		return nil, errBadCredentials
 	}
-	if ok, retry := s.nameLogins.Allow(strings.ToLower(u.Name), s.now()); !ok {
-		return nil, rateLimited(retry)
+	if u.Role == unhidra.RoleBot || u.PasswordHash == "" {
+		return nil, errServiceAccount
+	}
+	pair := strings.ToLower(u.Name) + "\x00" + req.IP
+	if wait := s.pairFails.locked(pair, s.now()); wait > 0 {
+		return nil, rateLimited(wait)
 	}
 	cur, err := normalizeForLogin(current)
 	if err != nil {
 		return nil, unhidra.Errorf(protocol.ErrUnauthorized, "Current password is wrong.")
 	}
-	ok, _, err := s.passwords.Verify(ctx, cur, u.PasswordHash)
+	ok, _, err := s.passwords.Verify(WithSource(ctx, req.IP), cur, u.PasswordHash)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
+		s.pairFails.fail(pair, s.now())
 		return nil, unhidra.Errorf(protocol.ErrUnauthorized, "Current password is wrong.")
 	}
-	if err := s.setPassword(ctx, u, next); err != nil {
+	nu, err := s.setPassword(WithSource(ctx, req.IP), u, next)
+	if err != nil {
 		return nil, err
 	}
 	s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditPasswordChanged, ActorID: u.ID, ActorName: u.Name, Target: u.ID, IP: req.IP}, nil)
-	return s.newSession(ctx, u)
+	s.changed(ctx, u.ID)
+	return s.newSession(ctx, nu)
 }
 
 // ResetPassword sets a user's password on an administrator's behalf (actor
@@ -510,7 +583,10 @@ func (s *Service) ResetPassword(ctx context.Context, actor *unhidra.User, userID
 	if err != nil {
 		return err
 	}
-	if err := s.setPassword(ctx, u, password); err != nil {
+	if u.Role == unhidra.RoleBot {
+		return errServiceAccount
+	}
+	if _, err := s.setPassword(ctx, u, password); err != nil {
 		return err
 	}
 	e := unhidra.AuditEvent{Action: unhidra.AuditPasswordReset, Target: u.ID, IP: req.IP}
@@ -518,27 +594,85 @@ func (s *Service) ResetPassword(ctx context.Context, actor *unhidra.User, userID
 		e.ActorID, e.ActorName = actor.ID, actor.Name
 	}
 	s.audit(ctx, e, nil)
+	s.changed(ctx, u.ID)
 	return nil
 }
 
-func (s *Service) setPassword(ctx context.Context, u *unhidra.User, password string) error {
+// setPassword validates and stores a new password and ends every session
+// of the user (new epoch, refresh tokens revoked). The caller announces the
+// change (s.changed) after auditing it.
+func (s *Service) setPassword(ctx context.Context, u *unhidra.User, password string) (*unhidra.User, error) {
 	pw, err := ValidatePassword(password, u.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hash, err := s.passwords.Hash(ctx, pw)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	zero, never := 0, time.Time{}
-	if _, err := s.store.UpdateUser(ctx, u.ID, store.UserUpdate{PasswordHash: &hash, FailedLogins: &zero, LockedUntil: &never}); err != nil {
+	nu, err := s.store.UpdateUser(ctx, u.ID, store.UserUpdate{PasswordHash: &hash, FailedLogins: &zero, LockedUntil: &never, BumpEpoch: true})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.store.RevokeUserTokens(ctx, u.ID); err != nil {
+		return nil, fmt.Errorf("revoke sessions: %w", err)
+	}
+	return nu, nil
+}
+
+// errServiceAccount refuses password operations on bots: they have no
+// password and never sign in with one.
+var errServiceAccount = unhidra.Errorf(protocol.ErrInvalid, "Service accounts have no password; they cannot sign in with one.")
+
+// SignOutEverywhere ends every session of u: every access token issued so
+// far stops working on every node, live connections close and refresh
+// tokens are revoked.
+func (s *Service) SignOutEverywhere(ctx context.Context, u *unhidra.User, req Request) error {
+	if _, err := s.store.UpdateUser(ctx, u.ID, store.UserUpdate{BumpEpoch: true}); err != nil {
 		return err
 	}
-	u.PasswordHash = hash
-	if _, err := s.store.RevokeUserTokens(ctx, u.ID); err != nil {
+	n, err := s.store.RevokeUserTokens(ctx, u.ID)
+	if err != nil {
 		return fmt.Errorf("revoke sessions: %w", err)
 	}
+	s.audit(ctx, unhidra.AuditEvent{Action: unhidra.AuditTokenRevoked, ActorID: u.ID, ActorName: u.Name, Target: u.ID, IP: req.IP},
+		map[string]any{"reason": "sign_out_everywhere", "revoked": n})
+	s.changed(ctx, u.ID)
 	return nil
+}
+
+// SetRole changes a user's role (admin or member) and ends their sessions,
+// so no token carries the old role. Bots stay bots and people do not become
+// bots. Administrators cannot change their own role.
+func (s *Service) SetRole(ctx context.Context, actor *unhidra.User, userID string, role unhidra.Role, req Request) (*unhidra.User, error) {
+	if role != unhidra.RoleAdmin && role != unhidra.RoleMember {
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "Role must be admin or member.")
+	}
+	if actor != nil && actor.ID == userID {
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "You cannot change your own role.")
+	}
+	cur, err := s.store.UserByID(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	if cur.Role == unhidra.RoleBot {
+		return nil, unhidra.Errorf(protocol.ErrInvalid, "Service accounts keep their role.")
+	}
+	u, err := s.store.UpdateUser(ctx, userID, store.UserUpdate{Role: &role, BumpEpoch: true})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.store.RevokeUserTokens(ctx, u.ID); err != nil {
+		return nil, fmt.Errorf("revoke sessions: %w", err)
+	}
+	e := unhidra.AuditEvent{Action: unhidra.AuditUserRoleChanged, Target: u.ID, IP: req.IP}
+	if actor != nil {
+		e.ActorID, e.ActorName = actor.ID, actor.Name
+	}
+	s.audit(ctx, e, map[string]any{"from": cur.Role, "to": role})
+	s.changed(ctx, u.ID)
+	return u, nil
 }
 
 // SetDisabled disables or re-enables an account. Disabling signs the user
@@ -548,7 +682,8 @@ func (s *Service) SetDisabled(ctx context.Context, actor *unhidra.User, userID s
 	if actor != nil && actor.ID == userID && disabled {
 		return nil, unhidra.Errorf(protocol.ErrInvalid, "You cannot disable your own account.")
 	}
-	u, err := s.store.UpdateUser(ctx, userID, store.UserUpdate{Disabled: &disabled})
+	// Disabling bumps the epoch, so re-enabling does not revive old tokens.
+	u, err := s.store.UpdateUser(ctx, userID, store.UserUpdate{Disabled: &disabled, BumpEpoch: disabled})
 	if err != nil {
 		return nil, err
 	}
@@ -558,15 +693,19 @@ func (s *Service) SetDisabled(ctx context.Context, actor *unhidra.User, userID s
 		if _, err := s.store.RevokeUserTokens(ctx, u.ID); err != nil {
 			return nil, fmt.Errorf("revoke sessions: %w", err)
 		}
-		if s.OnRevoke != nil {
-			s.OnRevoke(u.ID)
-		}
 	}
 	e := unhidra.AuditEvent{Action: action, Target: u.ID, IP: req.IP}
 	if actor != nil {
 		e.ActorID, e.ActorName = actor.ID, actor.Name
 	}
 	s.audit(ctx, e, nil)
+	// Devices follow their owner: closed and refused while disabled.
+	e.Action = unhidra.AuditDevicesSuspended
+	if !disabled {
+		e.Action = unhidra.AuditDevicesResumed
+	}
+	s.audit(ctx, e, nil)
+	s.changed(ctx, u.ID)
 	return u, nil
 }
 

@@ -189,7 +189,7 @@ func TestService_LockoutWithBackoff(t *testing.T) {
 		t.Fatalf("second lockout retry = %d, want 120 (doubling)", unhidra.RetryAfter(err))
 	}
 	for range 5 { // far past the cap
-		h.clock.t = h.clock.t.Add(time.Hour)
+		h.clock.t = h.clock.t.Add(11 * time.Minute)
 		fail()
 	}
 	_, err = h.svc.Login(ctx, "erin", "correct horse battery", req)
@@ -200,9 +200,11 @@ func TestService_LockoutWithBackoff(t *testing.T) {
 	if _, err := h.svc.Login(ctx, "erin", "correct horse battery", req); err != nil {
 		t.Fatalf("after lockout: %v", err)
 	}
-	u, _ := h.db.UserByName(ctx, "erin")
-	if u.FailedLogins != 0 || !u.LockedUntil.IsZero() {
-		t.Fatalf("success did not reset the counter: %+v", u)
+	// The success reset the counter: two failures do not lock.
+	fail()
+	fail()
+	if _, err := h.svc.Login(ctx, "erin", "correct horse battery", req); err != nil {
+		t.Fatalf("success did not reset the counter: %v", err)
 	}
 	if h.auditCount(t, unhidra.AuditLoginLocked) < 3 {
 		t.Fatal("lockouts not audited")
@@ -329,11 +331,25 @@ func TestService_DisableUser(t *testing.T) {
 	if _, err := h.svc.Refresh(ctx, s.RefreshToken, req); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
 		t.Fatalf("disabled user's refresh = %v", err)
 	}
-	if _, err := h.svc.Login(ctx, "gina", "correct horse battery", req); unhidra.ErrorCode(err) != protocol.ErrForbidden {
-		t.Fatalf("disabled login = %v", err)
+	// The right password of a disabled account answers exactly like a
+	// wrong one.
+	_, right := h.svc.Login(ctx, "gina", "correct horse battery", req)
+	_, wrong := h.svc.Login(ctx, "gina", "not the password at all", req)
+	if right == nil || wrong == nil || right.Error() != wrong.Error() || unhidra.ErrorCode(right) != protocol.ErrUnauthorized {
+		t.Fatalf("disabled login with the right password = %v, with a wrong one = %v; want the same 401", right, wrong)
 	}
 	if h.auditCount(t, unhidra.AuditUserDisabled) != 1 {
 		t.Fatal("disable not audited")
+	}
+	// Re-enabling does not revive the old tokens.
+	if _, err := h.svc.SetDisabled(ctx, admin, s.User.ID, false, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.svc.Authenticate(ctx, s.AccessToken); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
+		t.Fatalf("old access token after re-enable = %v, want 401", err)
+	}
+	if _, err := h.svc.Login(ctx, "gina", "correct horse battery", auth.Request{IP: "192.0.2.77"}); err != nil {
+		t.Fatalf("login after re-enable: %v", err)
 	}
 }
 

@@ -21,6 +21,9 @@ type Claims struct {
 	jwt.RegisteredClaims
 	Name string       `json:"name"`
 	Role unhidra.Role `json:"role"`
+	// Epoch is the user's session epoch when the token was issued; the
+	// token is valid only while it is still the user's epoch.
+	Epoch int64 `json:"sep,omitempty"`
 }
 
 // Tokens issues and verifies access tokens. Zero fields get the documented
@@ -73,8 +76,9 @@ func (t *Tokens) Issue(u *unhidra.User) (token string, expires time.Time, err er
 			ExpiresAt: jwt.NewNumericDate(expires),
 			ID:        base64.RawURLEncoding.EncodeToString(jti),
 		},
-		Name: u.Name,
-		Role: u.Role,
+		Name:  u.Name,
+		Role:  u.Role,
+		Epoch: u.SessionEpoch,
 	}
 	key := t.Keys.Active()
 	var signed string

@@ -61,6 +61,7 @@ type wireClaims struct {
 	ID        string          `json:"jti"`
 	Name      string          `json:"name"`
 	Role      unhidra.Role    `json:"role"`
+	Epoch     int64           `json:"sep"`
 }
 
 // numericDate converts seconds as jwt.NumericDate's decoder does.
@@ -146,7 +147,7 @@ func (t *Tokens) verifyFast(token string) (claims *Claims, key *SigningKey, hand
 			Issuer: w.Issuer, Subject: w.Subject, Audience: aud, ID: w.ID,
 			ExpiresAt: numericDate(w.ExpiresAt), NotBefore: numericDate(w.NotBefore), IssuedAt: numericDate(w.IssuedAt),
 		},
-		Name: w.Name, Role: w.Role,
+		Name: w.Name, Role: w.Role, Epoch: w.Epoch,
 	}
 	if err := t.validator().Validate(claims); err != nil {
 		return nil, key, true, err

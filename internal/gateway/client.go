@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/unhidra/unhidra"
@@ -28,6 +29,8 @@ type Client struct {
 	// Owned by the connection's reader (frames are handled one at a time).
 	limiter ratelimit.Bucket
 	abuse   ratelimit.Bucket
+
+	epoch atomic.Int64 // the token's session epoch; a refresh moves it
 
 	mu      sync.Mutex
 	expires time.Time   // guarded by mu; when the credential expires
@@ -155,6 +158,12 @@ func (h connHandler) OnOpen(wc *ws.Conn) {
 	// Only now can anything be routed to the connection: the welcome is
 	// always its first frame.
 	g.router.Add(c)
+	// A revocation that raced the handshake (checked before this
+	// connection could be found) is caught here.
+	if g.identCheck != nil && !g.identCheck(g.ctx, c.ident) {
+		c.Close(protocol.CloseRevoked)
+		return
+	}
 	for _, f := range g.onConnect {
 		f(c)
 	}
@@ -280,6 +289,7 @@ func (g *Gateway) handleRefresh(ctx context.Context, c *Client, e *protocol.Enve
 	if ident.ID != c.ident.ID {
 		return unhidra.Errorf(protocol.ErrForbidden, "The token belongs to someone else.")
 	}
+	c.epoch.Store(ident.Epoch)
 	c.setExpiry(ident.ExpiresAt)
 	return c.SendJSON(struct {
 		Type      string    `json:"type"`

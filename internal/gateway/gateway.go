@@ -29,6 +29,9 @@ type Identity struct {
 	Name    string
 	Admin   bool
 	OwnerID string // devices: the owning user
+	// Epoch is the session epoch of the token (people and bots); the
+	// connection closes when the identity's epoch moves past it.
+	Epoch int64
 	// ExpiresAt is when the credential expires; the connection must send a
 	// fresh token before then or be closed with CloseTokenExpired. Zero
 	// means never (device keys).
@@ -77,6 +80,7 @@ type Gateway struct {
 
 	// Static after Start.
 	tokenAuth, keyAuth Authenticator
+	identCheck         func(ctx context.Context, id Identity) bool
 	closeSub           bus.Subscription
 	handlers           map[string]FrameHandler
 	unmetered          map[string]bool // frame types not charged to the rate limit before their handler
@@ -155,6 +159,37 @@ func (g *Gateway) onClusterClose(data []byte) {
 // SetAuthenticators installs the credential checks: tokens for people and
 // bots, keys for devices (nil refuses devices). Call before serving.
 func (g *Gateway) SetAuthenticators(token, key Authenticator) { g.tokenAuth, g.keyAuth = token, key }
+
+// SetIdentityCheck installs a check run once a connection is registered:
+// false closes it with CloseRevoked (a revocation that raced the
+// handshake). Call before serving.
+func (g *Gateway) SetIdentityCheck(f func(ctx context.Context, id Identity) bool) { g.identCheck = f }
+
+// ApplyIdentityState closes, on this node, the connections an identity
+// change invalidated, with CloseRevoked: those of identity whose token
+// epoch is older than epoch, all of them when !active, and then also the
+// devices the identity owns. It returns how many it closed. Each node gets
+// the change itself (see auth.Service.IdentityChanged).
+func (g *Gateway) ApplyIdentityState(identity string, epoch int64, active bool) int {
+	n := 0
+	g.engine.Range(func(wc *ws.Conn) bool {
+		c, ok := wc.Value().(*Client)
+		if !ok {
+			return true
+		}
+		stale := c.ident.ID == identity && c.ident.Kind != KindDevice && (!active || c.epoch.Load() < epoch)
+		orphan := !active && c.ident.Kind == KindDevice && (c.ident.OwnerID == identity || c.ident.ID == identity)
+		if stale || orphan {
+			wc.CloseWith(protocol.CloseRevoked, protocol.CloseReason(protocol.CloseRevoked))
+			n++
+		}
+		return true
+	})
+	if n > 0 {
+		g.log.Info("closed connections after an identity change", "identity", identity, "closed", n, "active", active)
+	}
+	return n
+}
 
 // Handle registers the handler of a frame type. Call before serving.
 func (g *Gateway) Handle(typ string, h FrameHandler) { g.handlers[typ] = h }
@@ -308,6 +343,7 @@ func (g *Gateway) handleUpgrade(h httpx.Helpers) http.Handler {
 			limiter: ratelimit.NewBucket(g.cfg.MessageRate, now),
 			abuse:   ratelimit.NewBucket(ratelimit.Limit{Burst: g.cfg.AbuseTolerance, Every: time.Second}, now),
 		}
+		c.epoch.Store(ident.Epoch)
 		if _, err := g.engine.Serve(netConn, buffered, connHandler{g}, c); err != nil {
 			g.admit.release(ip, ident.ID)
 			netConn.Close()

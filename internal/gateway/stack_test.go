@@ -74,7 +74,7 @@ func newStack(t testing.TB, cfg gateway.Config) *stack {
 			if err != nil {
 				return gateway.Identity{}, err
 			}
-			return gateway.Identity{Kind: gateway.KindPerson, ID: u.ID, Name: u.Name, ExpiresAt: c.ExpiresAt.Time}, nil
+			return gateway.Identity{Kind: gateway.KindPerson, ID: u.ID, Name: u.Name, Epoch: c.Epoch, ExpiresAt: c.ExpiresAt.Time}, nil
 		},
 		// A key authenticator standing in for the device registry: the
 		// gateway's job here is routing the key to it, verbatim.
@@ -84,7 +84,7 @@ func newStack(t testing.TB, cfg gateway.Config) *stack {
 			}
 			return gateway.Identity{Kind: gateway.KindDevice, ID: "dev_test", Name: "sensor"}, nil
 		})
-	s.accounts.OnRevoke = func(id string) { s.gw.CloseIdentity(id, protocol.CloseRevoked) }
+	s.accounts.OnIdentityChange = func(st auth.IdentityState) { s.gw.ApplyIdentityState(st.ID, st.Epoch, st.Active) }
 	s.gw.Handle("test.subscribe", func(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
 		s.gw.Hub().Subscribe(e.Channel, c)
 		return c.SendJSON(map[string]string{"type": "ack", "id": e.ID})

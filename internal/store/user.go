@@ -25,6 +25,22 @@ type UserUpdate struct {
 	PasswordHash *string
 	FailedLogins *int
 	LockedUntil  *time.Time
+	// BumpEpoch increments SessionEpoch. An update that bumps the epoch or
+	// changes Disabled or Role also records an IdentityEvent in the same
+	// transaction.
+	BumpEpoch bool
+}
+
+// IsZero reports whether upd changes nothing.
+func (upd UserUpdate) IsZero() bool { return upd == UserUpdate{} }
+
+// IdentityEvent says that an identity's sessions or standing changed: every
+// node drops what it cached about it and closes connections that are no
+// longer valid.
+type IdentityEvent struct {
+	Seq      int64
+	Identity string
+	At       time.Time
 }
 
 // UserStore keeps accounts.
@@ -48,4 +64,14 @@ type UserStore interface {
 
 	// UpdateUser applies upd and returns the updated user, or protocol.ErrNotFound.
 	UpdateUser(ctx context.Context, id string, upd UserUpdate) (*unhidra.User, error)
+
+	// AppendIdentityEvent records that identity changed.
+	AppendIdentityEvent(ctx context.Context, identity string) error
+	// IdentityEvents returns events with Seq > after, oldest first, at most
+	// limit of them.
+	IdentityEvents(ctx context.Context, after int64, limit int) ([]IdentityEvent, error)
+	// LastIdentityEvent returns the highest Seq (0 when there is none).
+	LastIdentityEvent(ctx context.Context) (int64, error)
+	// PruneIdentityEvents deletes events older than t.
+	PruneIdentityEvents(ctx context.Context, t time.Time) (int, error)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/names"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/protocol"
 )
@@ -16,14 +17,14 @@ import (
 var _ store.DeviceStore = (*DB)(nil)
 
 const deviceColumns = `id, owner_id, name, type, capabilities, key_id, key_hash, key_created_at, created_at, revoked_at,
-	last_seen, connected_since, reboots, free_heap, uptime`
+	last_seen, connected_since, reboots, free_heap, uptime, may_dm_people`
 
 func scanDevice(row interface{ Scan(...any) error }) (*unhidra.Device, error) {
 	var d unhidra.Device
 	var caps string
 	var keyCreated, created, revoked, seen, since int64
 	if err := row.Scan(&d.ID, &d.OwnerID, &d.Name, &d.Type, &caps, &d.KeyID, &d.KeyHash, &keyCreated, &created, &revoked,
-		&seen, &since, &d.Reboots, &d.FreeHeap, &d.Uptime); err != nil {
+		&seen, &since, &d.Reboots, &d.FreeHeap, &d.Uptime, &d.MayDMPeople); err != nil {
 		return nil, err
 	}
 	d.Capabilities = json.RawMessage(caps)
@@ -43,13 +44,26 @@ func (db *DB) CreateDevice(ctx context.Context, d *unhidra.Device) error {
 	if len(d.Capabilities) == 0 {
 		d.Capabilities = json.RawMessage(`{}`)
 	}
-	_, err := db.write.ExecContext(ctx, db.q(`INSERT INTO devices (id, owner_id, name, type, capabilities, key_id, key_hash,
-		key_created_at, created_at, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		d.ID, d.OwnerID, d.Name, d.Type, string(d.Capabilities), d.KeyID, d.KeyHash, now.UnixMilli(), now.UnixMilli(), now.UnixMilli())
-	if err != nil {
-		return fmt.Errorf("insert device: %w", db.formatError(err, "Duplicate device."))
-	}
-	return nil
+	sk := names.Skeleton(d.Name)
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		// A device must not pass for a person: its name may not look like
+		// any user's.
+		var n int
+		if err := tx.QueryRowContext(ctx, db.q(`SELECT COUNT(*) FROM name_skeletons WHERE skeleton = ?`), sk).Scan(&n); err != nil {
+			return fmt.Errorf("check device name: %w", err)
+		}
+		if n > 0 {
+			return unhidra.Errorf(protocol.ErrConflict, "That name looks too much like a user's name.")
+		}
+		_, err := tx.ExecContext(ctx, db.q(`INSERT INTO devices (id, owner_id, name, type, capabilities, key_id, key_hash,
+		key_created_at, created_at, changed_at, name_skeleton, may_dm_people) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			d.ID, d.OwnerID, d.Name, d.Type, string(d.Capabilities), d.KeyID, d.KeyHash, now.UnixMilli(), now.UnixMilli(), now.UnixMilli(),
+			sk, d.MayDMPeople)
+		if err != nil {
+			return fmt.Errorf("insert device: %w", db.formatError(err, "Duplicate device."))
+		}
+		return nil
+	})
 }
 
 // DeviceByID returns the device (revoked ones too), or protocol.ErrNotFound.

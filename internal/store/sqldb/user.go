@@ -5,15 +5,18 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/names"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/protocol"
 )
 
-const userColumns = `id, name, display_name, role, disabled, password_hash, failed_logins, locked_until, created_at, updated_at`
+const userColumns = `id, name, display_name, role, disabled, password_hash, failed_logins, locked_until, created_at, updated_at, session_epoch`
 
-// NameKey is the form of a name that uniqueness is checked on.
+// NameKey is the form of a name that sign-in looks it up by. Uniqueness is
+// also checked on the stricter confusable skeleton (name_skeletons).
 func NameKey(name string) string { return strings.ToLower(name) }
 
 func scanUser(row interface{ Scan(...any) error }) (*unhidra.User, error) {
@@ -21,7 +24,7 @@ func scanUser(row interface{ Scan(...any) error }) (*unhidra.User, error) {
 	var role string
 	var locked, created, updated int64
 	if err := row.Scan(&u.ID, &u.Name, &u.DisplayName, &role, &u.Disabled, &u.PasswordHash,
-		&u.FailedLogins, &locked, &created, &updated); err != nil {
+		&u.FailedLogins, &locked, &created, &updated, &u.SessionEpoch); err != nil {
 		return nil, err
 	}
 	u.Role = unhidra.Role(role)
@@ -46,6 +49,9 @@ func (db *DB) CreateUser(ctx context.Context, u *unhidra.User) error {
 			u.FailedLogins, store.UnixMilli(u.LockedUntil), now.UnixMilli(), now.UnixMilli())
 		if err != nil {
 			return fmt.Errorf("create user: %w", db.formatError(err, "That name is taken."))
+		}
+		if err := db.reserveSkeleton(ctx, tx, u.ID, u.Name); err != nil {
+			return err
 		}
 		// Every account joins the default channel (when it exists).
 		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO conversation_members (conversation_id, member_id, role, joined_at)
@@ -146,6 +152,9 @@ func (db *DB) UpdateUser(ctx context.Context, id string, upd store.UserUpdate) (
 	if upd.LockedUntil != nil {
 		set, args = append(set, "locked_until = ?"), append(args, store.UnixMilli(*upd.LockedUntil))
 	}
+	if upd.BumpEpoch {
+		set = append(set, "session_epoch = session_epoch + 1")
+	}
 	args = append(args, id)
 	var u *unhidra.User
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
@@ -156,8 +165,139 @@ func (db *DB) UpdateUser(ctx context.Context, id string, upd store.UserUpdate) (
 		if n, _ := res.RowsAffected(); n == 0 {
 			return unhidra.Errorf(protocol.ErrNotFound, "No such user.")
 		}
+		if upd.BumpEpoch || upd.Disabled != nil || upd.Role != nil {
+			if err := db.appendIdentityEvent(ctx, tx, id); err != nil {
+				return err
+			}
+		}
 		u, err = scanUser(tx.QueryRowContext(ctx, db.q(`SELECT `+userColumns+` FROM users WHERE id = ?`), id))
 		return err
 	})
 	return u, err
+}
+
+// errLookalike is the conflict of a name whose skeleton is taken.
+const errLookalike = "That name is taken or looks too much like an existing user or device name."
+
+// reserveSkeleton records the skeleton of a user's name, refusing one that
+// a user or a live device already has.
+func (db *DB) reserveSkeleton(ctx context.Context, tx *sql.Tx, id, name string) error {
+	sk := names.Skeleton(name)
+	var n int
+	if err := tx.QueryRowContext(ctx, db.q(`SELECT COUNT(*) FROM devices WHERE name_skeleton = ? AND revoked_at = 0`), sk).Scan(&n); err != nil {
+		return fmt.Errorf("check name skeleton: %w", err)
+	}
+	if n > 0 {
+		return unhidra.Errorf(protocol.ErrConflict, errLookalike)
+	}
+	if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO name_skeletons (skeleton, identity) VALUES (?, ?)`), sk, id); err != nil {
+		return fmt.Errorf("reserve name: %w", db.formatError(err, errLookalike))
+	}
+	return nil
+}
+
+// BackfillSkeletons reserves the skeletons of users and devices created
+// before skeletons were kept (an upgraded database). Names that already
+// collide keep working; only new names are checked. It returns how many
+// were added.
+func (db *DB) BackfillSkeletons(ctx context.Context) (int, error) {
+	added := 0
+	rows, err := db.read.QueryContext(ctx, `SELECT id, name FROM users WHERE id NOT IN (SELECT identity FROM name_skeletons)`)
+	if err != nil {
+		return 0, fmt.Errorf("list users without skeletons: %w", err)
+	}
+	type idName struct{ id, name string }
+	var todo []idName
+	for rows.Next() {
+		var x idName
+		if err := rows.Scan(&x.id, &x.name); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		todo = append(todo, x)
+	}
+	rows.Close()
+	for _, x := range todo {
+		res, err := db.write.ExecContext(ctx, db.q(`INSERT INTO name_skeletons (skeleton, identity) VALUES (?, ?) ON CONFLICT DO NOTHING`),
+			names.Skeleton(x.name), x.id)
+		if err != nil {
+			return added, fmt.Errorf("backfill skeleton: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			added++
+		}
+	}
+	rows, err = db.read.QueryContext(ctx, `SELECT id, name FROM devices WHERE name_skeleton = ''`)
+	if err != nil {
+		return added, fmt.Errorf("list devices without skeletons: %w", err)
+	}
+	todo = todo[:0]
+	for rows.Next() {
+		var x idName
+		if err := rows.Scan(&x.id, &x.name); err != nil {
+			rows.Close()
+			return added, err
+		}
+		todo = append(todo, x)
+	}
+	rows.Close()
+	for _, x := range todo {
+		if _, err := db.write.ExecContext(ctx, db.q(`UPDATE devices SET name_skeleton = ? WHERE id = ?`), names.Skeleton(x.name), x.id); err != nil {
+			return added, fmt.Errorf("backfill device skeleton: %w", err)
+		}
+		added++
+	}
+	return added, nil
+}
+
+func (db *DB) appendIdentityEvent(ctx context.Context, tx *sql.Tx, identity string) error {
+	if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO identity_events (identity, at) VALUES (?, ?)`), identity, db.now().UnixMilli()); err != nil {
+		return fmt.Errorf("record identity event: %w", err)
+	}
+	return nil
+}
+
+// AppendIdentityEvent records that identity changed.
+func (db *DB) AppendIdentityEvent(ctx context.Context, identity string) error {
+	return db.inTx(ctx, func(tx *sql.Tx) error { return db.appendIdentityEvent(ctx, tx, identity) })
+}
+
+// IdentityEvents returns events with Seq > after, oldest first.
+func (db *DB) IdentityEvents(ctx context.Context, after int64, limit int) ([]store.IdentityEvent, error) {
+	rows, err := db.read.QueryContext(ctx, db.q(`SELECT seq, identity, at FROM identity_events WHERE seq > ? ORDER BY seq LIMIT ?`),
+		after, store.Clamp(limit, 100, 1000))
+	if err != nil {
+		return nil, fmt.Errorf("list identity events: %w", err)
+	}
+	defer rows.Close()
+	var out []store.IdentityEvent
+	for rows.Next() {
+		var e store.IdentityEvent
+		var at int64
+		if err := rows.Scan(&e.Seq, &e.Identity, &at); err != nil {
+			return nil, fmt.Errorf("scan identity event: %w", err)
+		}
+		e.At = store.FromUnixMilli(at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// LastIdentityEvent returns the highest Seq (0 when there is none).
+func (db *DB) LastIdentityEvent(ctx context.Context) (int64, error) {
+	var n sql.NullInt64
+	if err := db.read.QueryRowContext(ctx, `SELECT MAX(seq) FROM identity_events`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("last identity event: %w", err)
+	}
+	return n.Int64, nil
+}
+
+// PruneIdentityEvents deletes events older than t.
+func (db *DB) PruneIdentityEvents(ctx context.Context, t time.Time) (int, error) {
+	res, err := db.write.ExecContext(ctx, db.q(`DELETE FROM identity_events WHERE at < ?`), t.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("prune identity events: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
 }

@@ -117,8 +117,8 @@ test('ML workers are listed and the administrator changes their own password', a
 
   await admin.getByRole('link', { name: 'root' }).click();
   await admin.getByLabel('Current password').fill(PASSWORD);
-  await admin.getByLabel(/^New password/).fill('root has a new one 9');
-  await admin.getByLabel('Repeat the new password').fill('root has a new one 9');
+  await admin.getByLabel(/^New password/).fill('admin has a new one 9');
+  await admin.getByLabel('Repeat the new password').fill('admin has a new one 9');
   await admin.getByRole('button', { name: 'Change password' }).click();
   await admin.getByText('Password changed.').waitFor();
   // The session goes on with the new tokens: the connection stays up.
@@ -126,7 +126,7 @@ test('ML workers are listed and the administrator changes their own password', a
   await admin.getByTestId('sign-out').click();
   await admin.getByRole('heading', { name: 'Sign in' }).waitFor();
   await admin.getByLabel('Name').fill('root');
-  await admin.getByLabel('Password', { exact: true }).fill('root has a new one 9');
+  await admin.getByLabel('Password', { exact: true }).fill('admin has a new one 9');
   await admin.getByRole('button', { name: 'Sign in' }).click();
   await connected(admin);
   // 401s from the failed sign-in attempts are logged by the browser.

@@ -17,8 +17,8 @@ import { api, launchBrowser, newContext, screenshot, startFleet, startServer, wa
 // Timeouts below are failure guards only, never assertions about speed.
 const GUARD = { timeout: 90_000 };
 
-const ADMIN = { name: 'admin', password: 'admin-password-1' };
-const ALICE = { name: 'alice', password: 'alice-password-1' };
+const ADMIN = { name: 'admin', password: 'tidal copper lantern 1' };
+const ALICE = { name: 'alice', password: 'quiet maple harbor 1' };
 
 let dataDir;
 let server;
@@ -71,7 +71,7 @@ test('a server on an empty data dir prints a bootstrap code; admin and users can
   // The code is single-use: a second bootstrap is refused, and api()
   // reports the server's error.
   await assert.rejects(
-    api(server, 'POST', '/api/v1/auth/bootstrap', { code: server.bootstrapCode, name: 'mallory', password: 'mallory-password' }),
+    api(server, 'POST', '/api/v1/auth/bootstrap', { code: server.bootstrapCode, name: 'mallory', password: 'velvet shovel orbit' }),
     (err) => err.status >= 400 && err.status < 500 && typeof err.code === 'string',
   );
 
