@@ -25,7 +25,9 @@ rm -rf "$ctx"
 mkdir -p "$ctx/bin" "$ctx/etc/ssl/certs" "$ctx/data"
 cp deploy/container/etc/passwd deploy/container/etc/group "$ctx/etc/"
 cp "$CA" "$ctx/etc/ssl/certs/ca-certificates.crt"
-ldflags="-s -w -X main.version=$VERSION"
+# The VCS stamp of go build is the source of commit and date; the -X values
+# stand in where go build cannot read the checkout (a git worktree).
+ldflags="-s -w -X main.version=$VERSION -X main.commit=$REVISION -X main.buildDate=$(git log -1 --format=%cI 2>/dev/null || echo unknown)"
 
 build() { # name package
 	CGO_ENABLED=0 GOOS=linux GOARCH="$ARCH" go build -trimpath -buildvcs=true -ldflags "$ldflags" -o "$ctx/bin/$1" "$2"

@@ -17,6 +17,12 @@ import (
 // it is read from the module build info.
 var version = ""
 
+// commit and buildDate are the fallbacks for the VCS stamp of the build
+// info, which go build leaves out where it cannot read the checkout (e.g.
+// a git worktree, or -buildvcs=false); scripts/image.sh and make release
+// set them with -ldflags "-X main.commit=… -X main.buildDate=…".
+var commit, buildDate = "", ""
+
 // env bundles what a subcommand receives from the process, so tests can run
 // the whole program in-process with their own environment and streams.
 type env struct {
@@ -126,6 +132,12 @@ type buildInfo struct {
 func readBuildInfo() buildInfo {
 	info := buildInfo{version: buildVersion(), commit: "unknown", date: "unknown", goVersion: runtime.Version(),
 		platform: runtime.GOOS + "/" + runtime.GOARCH}
+	if commit != "" {
+		info.commit = commit
+	}
+	if buildDate != "" {
+		info.date = buildDate
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return info
