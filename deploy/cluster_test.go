@@ -147,7 +147,7 @@ func TestClusterScript_MessageCrossesThreeNodes(t *testing.T) {
 	node := func(n int) string { return fmt.Sprintf("127.0.0.1:%d", port+n) }
 	pw, _ := os.ReadFile(filepath.Join(dir, "admin-password"))
 	var session struct {
-		AccessToken string `json:"access_token"`
+		AccessToken string              `json:"access_token"`
 		User        struct{ ID string } `json:"user"`
 	}
 	if st := postJSON(t, lb+"/api/v1/auth/login", "", map[string]string{"name": "admin", "password": string(pw)}, &session); st != 200 {
