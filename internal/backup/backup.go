@@ -1,7 +1,7 @@
 // Package backup copies a node's state into one archive and back: the
 // SQLite database (a consistent online copy made with VACUUM INTO, so the
-// server keeps serving), the JWT signing keys and the TLS certificate the
-// node generated. Archives are tar files created 0600; restoring refuses a
+// server keeps serving), the JWT signing keys, the cluster keys and the TLS
+// certificate the node generated. Archives are tar files created 0600; restoring refuses a
 // data directory whose server is running (it holds the data-directory
 // lock) and an existing database unless forced.
 //
@@ -32,6 +32,7 @@ const (
 	keysName     = "signing-keys.json"
 	certName     = "tls-cert.pem"
 	keyName      = "tls-key.pem"
+	clusterName  = "cluster-keys.json"
 	lockName     = "unhidra.lock"
 )
 
@@ -42,6 +43,7 @@ var limits = map[string]int64{
 	keysName:     1 << 20,
 	certName:     1 << 20,
 	keyName:      1 << 20,
+	clusterName:  1 << 20,
 }
 
 // Manifest describes an archive.
@@ -107,7 +109,7 @@ func Create(ctx context.Context, dbPath, dataDir, out, version string) (*Manifes
 	}()
 	m := &Manifest{Format: format, Version: version, CreatedAt: time.Now().UTC().Truncate(time.Second)}
 	files := []struct{ name, path string }{{dbName, snapshot}, {keysName, keys}}
-	for _, opt := range []string{certName, keyName} {
+	for _, opt := range []string{certName, keyName, clusterName} {
 		if _, err := os.Stat(filepath.Join(dataDir, opt)); err == nil {
 			files = append(files, struct{ name, path string }{opt, filepath.Join(dataDir, opt)})
 		}
@@ -279,7 +281,7 @@ func Restore(ctx context.Context, archive, dataDir, dbPath string, force bool) (
 			return nil, fmt.Errorf("remove stale %s: %w", suffix, err)
 		}
 	}
-	for _, name := range []string{keysName, certName, keyName} {
+	for _, name := range []string{keysName, certName, keyName, clusterName} {
 		if seen[name] {
 			if err := os.Rename(filepath.Join(stage, name), filepath.Join(dataDir, name)); err != nil {
 				return nil, fmt.Errorf("restore %s: %w", name, err)
