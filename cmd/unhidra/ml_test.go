@@ -81,6 +81,11 @@ func TestServe_ForeignWorker(t *testing.T) {
 	if st != 200 {
 		t.Fatalf("protocol-only worker: %d %v", st, body)
 	}
+	// It cannot list models: the list is empty, not an error.
+	st, body = s.get(t, "/api/v1/ml/models", token)
+	if models, ok := body["models"].([]any); st != 200 || !ok || len(models) != 0 {
+		t.Fatalf("models with a protocol-only worker: %d %v", st, body)
+	}
 }
 
 func TestSplitCommand(t *testing.T) {

@@ -104,6 +104,7 @@ type serveConfig struct {
 	mlModules string
 	mlPath    string
 	mlTimeout time.Duration
+	mlPerUser int
 	systemBot bool
 
 	maxDevicesPerOwner int
@@ -167,6 +168,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.mlModules, "ml-modules", "", "comma-separated Python modules or .py files with your own @model definitions")
 	fs.StringVar(&c.mlPath, "ml-python-path", "", "colon-separated directories to import your models' modules and dependencies from")
 	fs.DurationVar(&c.mlTimeout, "ml-timeout", 30*time.Second, "longest an inference call may take")
+	fs.IntVar(&c.mlPerUser, "ml-per-user", 2, "inference calls of one user in flight (more wait in that user's queue)")
 	fs.BoolVar(&c.systemBot, "system-bot", true, "run the built-in bot (in a cluster, on one node only)")
 	fs.IntVar(&c.maxDevicesPerOwner, "max-devices-per-owner", 1000, "live devices one account may register")
 	fs.DurationVar(&c.handshakeTime, "handshake-timeout", 10*time.Second, "time allowed for the TLS handshake and the request headers (slowloris)")
@@ -233,6 +235,7 @@ func (c *serveConfig) validate() error {
 		intRange("ml-workers", c.mlWorkers, 0, 64),
 		intRange("max-devices-per-owner", c.maxDevicesPerOwner, 1, 10_000_000),
 		durationRange("ml-timeout", c.mlTimeout, 100*time.Millisecond, 10*time.Minute),
+		intRange("ml-per-user", c.mlPerUser, 1, 1000),
 		intRange("send-rate", c.sendRate, 1, 1_000_000),
 		intRange("send-burst", c.sendBurst, 1, 1_000_000),
 		c.validateStore())
@@ -428,6 +431,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	}
 	if ml != nil {
 		deps.ML = mlbridge.AppView{S: ml}
+		deps.MLPerUser = cfg.mlPerUser
 	}
 	handler := api.NewServer(deps)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/unhidra/unhidra"
@@ -42,9 +43,68 @@ func (q inferRequest) Valid(context.Context) error {
 	return nil
 }
 
-// handleInfer runs a model for a signed-in user, rate-limited per user.
+// inputChecker is implemented by an ML that declares its models' input
+// limits (mlbridge.AppView).
+type inputChecker interface {
+	CheckInput(model string, input json.RawMessage) error
+}
+
+// userSlots bounds each user's calls in flight; the others of that user
+// wait (at most queue of them) in arrival order.
+type userSlots struct {
+	per, queue int
+	mu         sync.Mutex
+	users      map[string]*userSlot // guarded by mu
+}
+
+type userSlot struct {
+	sem  chan struct{}
+	refs int // holders and waiters; guarded by userSlots.mu
+}
+
+// acquire takes one of the user's slots, waiting for it; release must
+// follow a nil error.
+func (s *userSlots) acquire(ctx context.Context, user string) (release func(), err error) {
+	s.mu.Lock()
+	u := s.users[user]
+	if u == nil {
+		u = &userSlot{sem: make(chan struct{}, s.per)}
+		s.users[user] = u
+	}
+	if u.refs >= s.per+s.queue {
+		s.mu.Unlock()
+		e := unhidra.Errorf(protocol.ErrRateLimited, "Too many of your inference calls are running or waiting.")
+		e.RetryAfter = 1
+		return nil, e
+	}
+	u.refs++
+	s.mu.Unlock()
+	done := func() {
+		s.mu.Lock()
+		if u.refs--; u.refs == 0 {
+			delete(s.users, user)
+		}
+		s.mu.Unlock()
+	}
+	select {
+	case u.sem <- struct{}{}:
+		return func() { <-u.sem; done() }, nil
+	case <-ctx.Done():
+		done()
+		return nil, unhidra.Errorf(protocol.ErrTimeout, "Gave up waiting for an inference slot.")
+	}
+}
+
+// handleInfer runs a model for a signed-in user, rate-limited per user,
+// with at most MLPerUser of the user's calls in flight, after checking the
+// model's declared input limits.
 func handleInfer(d Deps) http.Handler {
 	perUser := ratelimit.NewKeyed(ratelimit.Limit{Burst: 20, Every: 200 * time.Millisecond}, 0)
+	per := d.MLPerUser
+	if per <= 0 {
+		per = 2
+	}
+	slots := &userSlots{per: per, queue: 2 * per, users: map[string]*userSlot{}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u := auth.UserFromContext(r.Context())
 		if ok, retry := perUser.Allow(u.ID, time.Now()); !ok {
@@ -57,10 +117,19 @@ func handleInfer(d Deps) http.Handler {
 		if err == nil {
 			err = in.Valid(r.Context())
 		}
+		if ic, ok := d.ML.(inputChecker); ok && err == nil {
+			err = ic.CheckInput(in.Model, in.Input)
+		}
 		if err != nil {
 			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
+		release, err := slots.acquire(r.Context(), u.ID)
+		if err != nil {
+			httpx.WriteError(w, r, d.Log, err)
+			return
+		}
+		defer release()
 		start := time.Now()
 		out, err := d.ML.Infer(r.Context(), in.Model, in.Input)
 		if err != nil {

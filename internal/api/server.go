@@ -33,6 +33,10 @@ type Deps struct {
 	TLS bool
 	// ML serves inference (optional).
 	ML ML
+	// MLPerUser bounds one user's inference calls in flight (default 2);
+	// more wait in that user's own queue, so one user cannot hold every
+	// worker while others wait.
+	MLPerUser int
 	// Mount lets other parts of the server add their routes to the mux
 	// (gateway, messaging, devices, ML, web UI).
 	Mount []func(mux *http.ServeMux, h Helpers)

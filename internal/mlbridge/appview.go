@@ -19,9 +19,18 @@ func (v AppView) Infer(ctx context.Context, model string, input json.RawMessage)
 	return out, AppError(err)
 }
 
-// Models lists the workers' models.
+// CheckInput applies the model's declared input limits before dispatch.
+func (v AppView) CheckInput(model string, input json.RawMessage) error {
+	return CheckInput(model, input)
+}
+
+// Models lists the workers' models; workers that speak only the protocol
+// (no model listing) have none to list.
 func (v AppView) Models(ctx context.Context) (any, error) {
 	models, err := v.S.Models(ctx)
+	if errors.Is(err, ErrUnsupported) {
+		return []ModelInfo{}, nil
+	}
 	if err != nil {
 		return nil, AppError(err)
 	}
