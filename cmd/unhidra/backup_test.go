@@ -21,7 +21,7 @@ import (
 // signed before the backup.
 func TestAdmin_BackupWhileServingAndRestore(t *testing.T) {
 	dir := t.TempDir()
-	s := startServer(t, dir, map[string]string{"UNHIDRA_ADMIN_PASSWORD": "admin password here"})
+	s := startServer(t, dir, map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"})
 	_, ann := register(t, s, "ann")
 	st, ch := s.post(t, "/api/v1/channels", ann, map[string]any{"name": "ops"})
 	if st != 201 {
