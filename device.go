@@ -20,6 +20,7 @@ const (
 	AuditDeviceRebooted     = "device.rebooted"
 	AuditDeviceKeyRotated   = "device.key_rotated"
 	AuditDeviceRevoked      = "device.revoked"
+	AuditDeviceSettings     = "device.settings_changed"
 )
 
 // Device is a registered device. Only the digest of its API key is kept;

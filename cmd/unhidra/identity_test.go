@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -205,5 +206,76 @@ func TestCluster_EpochOnEveryNode(t *testing.T) {
 		if st := dialStatus(t, s, key); st != 401 {
 			t.Fatalf("device of a disabled owner: %d, want 401", st)
 		}
+	}
+}
+
+// readFrame reads frames until one satisfies ok, within 10 s.
+func readFrame(t *testing.T, c *websocket.Conn, ok func(map[string]any) bool) map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		var m map[string]any
+		if json.Unmarshal(data, &m) == nil && ok(m) {
+			return m
+		}
+	}
+}
+
+// TestDevices_DMNeedsOwnerPermission: a device may DM a person only after
+// its owner allowed it; its messages carry from_kind "device"; a device
+// cannot take a name that looks like a person's.
+func TestDevices_DMNeedsOwnerPermission(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir, map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"})
+	_, owner := register(t, s, "sam")
+	_, tessTok := register(t, s, "tess")
+	tess := dialAs(t, s, protocol.Subprotocol, "bearer."+tessTok)
+	if st, body := s.post(t, "/api/v1/devices", owner, map[string]any{"name": "t\u0435ss", "type": "esp32"}); st != 409 {
+		t.Fatalf("device named like a person (Cyrillic e): %d %v", st, body)
+	}
+	if st, body := s.post(t, "/api/v1/devices", owner, map[string]any{"name": "probe\u200d", "type": "esp32"}); st != 400 {
+		t.Fatalf("device name with an invisible joiner: %d %v", st, body)
+	}
+	id, key := registerDevice(t, s, owner, "probe")
+	dev := dialAs(t, s, key)
+	send := func(msgID string) map[string]any {
+		t.Helper()
+		b, _ := json.Marshal(map[string]any{"type": "send", "id": msgID, "to": "tess", "body": "soil is dry"})
+		if err := dev.Write(context.Background(), websocket.MessageText, b); err != nil {
+			t.Fatal(err)
+		}
+		return readFrame(t, dev, func(m map[string]any) bool { return m["id"] == msgID })
+	}
+	if f := send("m1"); f["type"] != "error" || f["code"] != "forbidden" {
+		t.Fatalf("device DM without permission: %v", f)
+	}
+	st, body := s.request(t, "PATCH", "/api/v1/devices/"+id, owner, map[string]any{"may_dm_people": true})
+	if st != 200 || body["device"].(map[string]any)["may_dm_people"] != true {
+		t.Fatalf("allow DMs: %d %v", st, body)
+	}
+	if f := send("m2"); f["type"] != "ack" {
+		t.Fatalf("device DM with permission: %v", f)
+	}
+	m := readFrame(t, tess, func(m map[string]any) bool { return m["type"] == "message" && m["body"] == "soil is dry" })
+	if m["from_kind"] != "device" || m["from_name"] != "probe" {
+		t.Fatalf("message from a device: %v", m)
+	}
+	// Withdrawn: the open DM is closed to the device too.
+	if st, _ := s.request(t, "PATCH", "/api/v1/devices/"+id, owner, map[string]any{"may_dm_people": false}); st != 200 {
+		t.Fatal(st)
+	}
+	b, _ := json.Marshal(map[string]any{"type": "send", "id": "m3", "channel": m["channel"], "body": "still dry"})
+	dev.Write(context.Background(), websocket.MessageText, b)
+	if f := readFrame(t, dev, func(m map[string]any) bool { return m["id"] == "m3" }); f["type"] != "error" || f["code"] != "forbidden" {
+		t.Fatalf("device writing to the DM after permission was withdrawn: %v", f)
+	}
+	// Someone else cannot change the setting.
+	if st, _ := s.request(t, "PATCH", "/api/v1/devices/"+id, tessTok, map[string]any{"may_dm_people": true}); st != 404 {
+		t.Fatalf("another user changing the device's setting: %d", st)
 	}
 }

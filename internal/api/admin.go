@@ -124,6 +124,34 @@ func handleAdminResetPassword(d Deps) http.Handler {
 	})
 }
 
+type setRoleRequest struct {
+	Role unhidra.Role `json:"role"`
+}
+
+func (p setRoleRequest) Valid(context.Context) error {
+	if p.Role != unhidra.RoleAdmin && p.Role != unhidra.RoleMember {
+		return unhidra.Errorf(protocol.ErrInvalid, "role must be admin or member.")
+	}
+	return nil
+}
+
+// handleAdminSetRole changes a person's role; their sessions end.
+func handleAdminSetRole(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in, err := decodeValid[setRoleRequest](w, r)
+		if err != nil {
+			httpx.WriteError(w, r, d.Log, err)
+			return
+		}
+		u, err := d.Accounts.SetRole(r.Context(), auth.UserFromContext(r.Context()), r.PathValue("id"), in.Role, d.request(r))
+		if err != nil {
+			httpx.WriteError(w, r, d.Log, err)
+			return
+		}
+		httpx.JSON(w, http.StatusOK, map[string]any{"user": u})
+	})
+}
+
 // parseTime accepts RFC 3339 or Unix seconds.
 func parseTime(v string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, v); err == nil {

@@ -106,6 +106,18 @@ func handleLogout(d Deps) http.Handler {
 	})
 }
 
+// handleLogoutEverywhere ends every session of the caller on every node:
+// access tokens, refresh tokens and live connections.
+func handleLogoutEverywhere(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := d.Accounts.SignOutEverywhere(r.Context(), auth.UserFromContext(r.Context()), d.request(r)); err != nil {
+			httpx.WriteError(w, r, d.Log, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
 func handleBootstrapStatus(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		httpx.JSON(w, http.StatusOK, map[string]bool{"pending": d.Accounts.BootstrapPending()})

@@ -163,3 +163,49 @@ func TestLogin_FloodFairness(t *testing.T) {
 		t.Fatalf("the flood was never shed (%v): the test did not load the hasher", counts)
 	}
 }
+
+// TestSessions_EndOverHTTP: sign out everywhere, a role change, a reset of
+// a service account's password, and re-enabling, as the API sees them.
+func TestSessions_EndOverHTTP(t *testing.T) {
+	ts := newTestServer(t, auth.PasswordHasherConfig{})
+	admin := ts.admin(t)
+	tok, _, uid := ts.register(t, "wendy")
+	r := ts.json(t, "POST", "/api/v1/auth/login", "", map[string]string{"name": "wendy", "password": "correct horse battery"})
+	tok2 := r.body["access_token"].(string)
+	if r := ts.do(t, "POST", "/api/v1/auth/logout-everywhere", tok, "", ""); r.status != 204 {
+		t.Fatalf("logout-everywhere: %d %v", r.status, r.body)
+	}
+	for _, tk := range []string{tok, tok2} {
+		if r := ts.do(t, "GET", "/api/v1/me", tk, "", ""); r.status != 401 {
+			t.Fatalf("token after logout-everywhere: %d", r.status)
+		}
+	}
+	r = ts.json(t, "POST", "/api/v1/auth/login", "", map[string]string{"name": "wendy", "password": "correct horse battery"})
+	tok = r.body["access_token"].(string)
+	if r := ts.json(t, "PUT", "/api/v1/admin/users/"+uid+"/role", admin, map[string]string{"role": "admin"}); r.status != 200 || r.body["user"].(map[string]any)["role"] != "admin" {
+		t.Fatalf("role change: %d %v", r.status, r.body)
+	}
+	if r := ts.do(t, "GET", "/api/v1/me", tok, "", ""); r.status != 401 {
+		t.Fatalf("token after a role change: %d", r.status)
+	}
+	if r := ts.json(t, "PUT", "/api/v1/admin/users/"+uid+"/role", admin, map[string]string{"role": "bot"}); r.status != 400 {
+		t.Fatalf("role bot: %d", r.status)
+	}
+	r = ts.json(t, "POST", "/api/v1/admin/users", admin, map[string]string{"name": "helperbot", "role": "bot"})
+	botID := r.body["user"].(map[string]any)["id"].(string)
+	if r := ts.json(t, "PUT", "/api/v1/admin/users/"+botID+"/password", admin, map[string]string{"password": "correct horse battery"}); r.status != 400 {
+		t.Fatalf("reset a bot's password: %d %v", r.status, r.body)
+	}
+	if r := ts.json(t, "POST", "/api/v1/auth/login", "", map[string]string{"name": "helperbot", "password": "correct horse battery"}); r.status != 401 {
+		t.Fatalf("bot login: %d", r.status)
+	}
+	// Weak passwords are refused with the reason.
+	r = ts.json(t, "POST", "/api/v1/auth/register", "", map[string]string{"name": "xavier", "password": "password"})
+	if r.status != 400 || !strings.Contains(fmt.Sprint(r.body), "commonly used") {
+		t.Fatalf("weak password: %d %v", r.status, r.body)
+	}
+	r = ts.json(t, "POST", "/api/v1/auth/register", "", map[string]string{"name": "r\u043e\u043et", "password": "correct horse battery"})
+	if r.status != 400 && r.status != 409 {
+		t.Fatalf("Cyrillic root beside root: %d %v", r.status, r.body)
+	}
+}

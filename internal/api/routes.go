@@ -20,6 +20,7 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("POST /api/v1/auth/login", handleLogin(d))
 	mux.Handle("POST /api/v1/auth/refresh", handleRefresh(d))
 	mux.Handle("POST /api/v1/auth/logout", user(handleLogout(d)))
+	mux.Handle("POST /api/v1/auth/logout-everywhere", user(handleLogoutEverywhere(d)))
 	mux.Handle("GET /api/v1/auth/bootstrap", handleBootstrapStatus(d))
 	mux.Handle("POST /api/v1/auth/bootstrap", handleBootstrap(d))
 
@@ -31,6 +32,7 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("POST /api/v1/admin/users/{id}/disable", admin(handleAdminSetDisabled(d, true)))
 	mux.Handle("POST /api/v1/admin/users/{id}/enable", admin(handleAdminSetDisabled(d, false)))
 	mux.Handle("PUT /api/v1/admin/users/{id}/password", admin(handleAdminResetPassword(d)))
+	mux.Handle("PUT /api/v1/admin/users/{id}/role", admin(handleAdminSetRole(d)))
 	mux.Handle("GET /api/v1/admin/audit", admin(handleAdminAudit(d)))
 	mux.Handle("POST /api/v1/admin/signing-keys/rotate", admin(handleAdminRotateKeys(d)))
 	mux.Handle("POST /api/v1/admin/debug/free-memory", admin(handleFreeMemory()))

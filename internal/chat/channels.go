@@ -286,6 +286,9 @@ func (s *Service) OpenDM(ctx context.Context, actor Actor, with []string) (*unhi
 	if len(with) == 0 || len(with) >= unhidra.MaxDMMembers {
 		return nil, unhidra.Errorf(protocol.ErrInvalid, "A direct conversation has 2 to %d members.", unhidra.MaxDMMembers)
 	}
+	if err := s.mayDM(ctx, actor.ID); err != nil {
+		return nil, err
+	}
 	members := []string{actor.ID}
 	for _, w := range with {
 		u, err := s.resolveUser(ctx, w)
@@ -416,3 +419,31 @@ func (s *Service) applyMembership(data []byte) {
 		}
 	}
 }
+
+// DMPermitter is implemented by an Identities that lets some of its
+// identities (devices) message people directly only with permission.
+type DMPermitter interface {
+	MayDMPeople(ctx context.Context, id string) (bool, error)
+}
+
+// mayDM refuses direct messages from a managed identity (a device) unless
+// its owner allowed them; people and bots may always.
+func (s *Service) mayDM(ctx context.Context, id string) error {
+	if !s.quiet(id) {
+		return nil
+	}
+	p, ok := s.cfg.Identities.(DMPermitter)
+	if !ok {
+		return errDeviceDM
+	}
+	allowed, err := p.MayDMPeople(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !allowed {
+		return errDeviceDM
+	}
+	return nil
+}
+
+var errDeviceDM = unhidra.Errorf(protocol.ErrForbidden, "This device may not send direct messages to people; its owner can allow it.")

@@ -21,6 +21,7 @@ type MessageFrame struct {
 	MessageID string    `json:"message_id"`
 	From      string    `json:"from"`
 	FromName  string    `json:"from_name,omitempty"`
+	FromKind  string    `json:"from_kind,omitempty"` // user, bot or device
 	Body      string    `json:"body"`
 	TS        time.Time `json:"ts"`
 	EditedAt  time.Time `json:"edited_at,omitzero"`
@@ -30,8 +31,9 @@ type MessageFrame struct {
 // MessageFrame is a stored message as clients see it, with the sender's
 // name so that no client needs a directory of identities.
 func (s *Service) MessageFrame(ctx context.Context, m *unhidra.Message) MessageFrame {
+	w := s.names.who(ctx, m.SenderID)
 	return MessageFrame{Type: protocol.TypeMessage, Channel: m.ConversationID, Seq: m.Seq, MessageID: m.ID,
-		From: m.SenderID, FromName: s.names.name(ctx, m.SenderID), Body: m.Body, TS: m.CreatedAt,
+		From: m.SenderID, FromName: w.name, FromKind: w.kind, Body: m.Body, TS: m.CreatedAt,
 		EditedAt: m.EditedAt, Deleted: !m.DeletedAt.IsZero()}
 }
 
@@ -72,6 +74,7 @@ type typingFrame struct {
 	Channel  string `json:"channel"`
 	From     string `json:"from"`
 	FromName string `json:"from_name,omitempty"`
+	FromKind string `json:"from_kind,omitempty"`
 }
 
 type resumedFrame struct {
@@ -101,7 +104,7 @@ func (s *Service) Typing(c hub.Client, conv string) error {
 	if ok, _ := s.typing.Allow(c.Identity()+"\x00"+conv, s.cfg.Now()); !ok {
 		return nil
 	}
-	s.publish(conv, typingFrame{Type: protocol.TypeTyping, Channel: conv, From: c.Identity(), FromName: s.names.name(s.ctx, c.Identity())})
+	s.publish(conv, typingFrame{Type: protocol.TypeTyping, Channel: conv, From: c.Identity(), FromName: s.names.name(s.ctx, c.Identity()), FromKind: s.names.kind(s.ctx, c.Identity())})
 	return nil
 }
 

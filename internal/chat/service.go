@@ -349,6 +349,11 @@ func (s *Service) Send(ctx context.Context, actor Actor, in SendInput, onStored 
 		conv = c.ID
 	case len(conv) > unhidra.MaxMemberIDLen:
 		return nil, false, unhidra.Errorf(protocol.ErrNotFound, "No such conversation, or you are not a member.")
+	case strings.HasPrefix(conv, unhidra.PrefixDM+"_"):
+		// The owner may have withdrawn the permission since the DM opened.
+		if err := s.mayDM(ctx, actor.ID); err != nil {
+			return nil, false, err
+		}
 	}
 	job := &sendJob{
 		req:      store.AppendRequest{ConversationID: conv, SenderID: actor.ID, ClientID: in.ClientID, Body: in.Body},
@@ -519,7 +524,7 @@ func (s *Service) commit(batch []*sendJob) {
 		// have happened (the node that stored it died first). Receivers
 		// drop what they delivered already.
 		f := MessageFrame{Type: protocol.TypeMessage, Channel: r.Message.ConversationID, Seq: r.Message.Seq,
-			MessageID: r.Message.ID, From: r.Message.SenderID, FromName: j.fromName, Body: r.Message.Body,
+			MessageID: r.Message.ID, From: r.Message.SenderID, FromName: j.fromName, FromKind: s.names.kind(s.ctx, r.Message.SenderID), Body: r.Message.Body,
 			TS: r.Message.CreatedAt, EditedAt: r.Message.EditedAt, Deleted: !r.Message.DeletedAt.IsZero()}
 		if r.Duplicate || f.FromName == "" {
 			f = s.MessageFrame(s.ctx, r.Message) // as stored now (edited, deleted)

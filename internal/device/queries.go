@@ -46,6 +46,31 @@ func (s *Service) Revoke(ctx context.Context, u *unhidra.User, id string) error 
 	return nil
 }
 
+// SetMayDMPeople is the owner's (or an administrator's) switch for the
+// device sending direct messages to people; off by default.
+func (s *Service) SetMayDMPeople(ctx context.Context, u *unhidra.User, id string, allow bool) (*unhidra.Device, error) {
+	d, err := s.Device(ctx, ActorOf(u), id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.SetDeviceMayDMPeople(ctx, id, allow); err != nil {
+		return nil, err
+	}
+	d.MayDMPeople = allow
+	s.reg.audit(ctx, u, unhidra.AuditDeviceSettings, id, map[string]any{"may_dm_people": allow})
+	return d, nil
+}
+
+// MayDMPeople reports whether the device may send direct messages to
+// people (messaging asks before a device opens or writes to a DM).
+func (s *Service) MayDMPeople(ctx context.Context, id string) (bool, error) {
+	d, err := s.store.DeviceByID(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	return d.MayDMPeople && !d.Revoked(), nil
+}
+
 // RotateKey gives a device the user may see a new key and returns it.
 // Connections made with the old key end (CloseBadCredentials); the device
 // must be given the new key.

@@ -94,6 +94,10 @@ type DeviceStore interface {
 	// device. Returns protocol.ErrNotFound if it does not exist or is already revoked.
 	RevokeDevice(ctx context.Context, id string) (*unhidra.Device, error)
 
+	// SetDeviceMayDMPeople sets whether the device may send direct
+	// messages to people, or returns ENOTFOUND.
+	SetDeviceMayDMPeople(ctx context.Context, id string, allow bool) error
+
 	// WriteDeviceBatch writes health, heap buckets, telemetry and audit
 	// events in one transaction.
 	WriteDeviceBatch(ctx context.Context, b *DeviceBatch) error

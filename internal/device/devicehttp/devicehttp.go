@@ -32,6 +32,7 @@ func Mount(s *device.Service) func(mux *http.ServeMux, h api.Helpers) {
 			return s.Revoke(r.Context(), auth.UserFromContext(r.Context()), r.PathValue("id"))
 		})))
 		mux.Handle("POST /api/v1/devices/{id}/rotate-key", user(a.rotate()))
+		mux.Handle("PATCH /api/v1/devices/{id}", user(a.settings()))
 		mux.Handle("GET /api/v1/devices/{id}/heap", user(a.view(a.heap)))
 		mux.Handle("GET /api/v1/devices/{id}/analysis", user(a.view(func(r *http.Request, d *unhidra.Device) (any, error) {
 			an, err := s.AnalyzeFor(r.Context(), actorOf(r), d)
@@ -217,6 +218,35 @@ func (a adapter) commandCreate() http.Handler {
 			return
 		}
 		a.h.JSON(w, http.StatusCreated, map[string]any{"command": cmd})
+	})
+}
+
+// settingsRequest changes what the owner controls about a device.
+type settingsRequest struct {
+	MayDMPeople *bool `json:"may_dm_people"`
+}
+
+func (q *settingsRequest) Valid(context.Context) error {
+	if q.MayDMPeople == nil {
+		return unhidra.Errorf(protocol.ErrInvalid, "may_dm_people is required.")
+	}
+	return nil
+}
+
+// settings is PATCH /api/v1/devices/{id}: the owner allows (or stops) the
+// device sending direct messages to people.
+func (a adapter) settings() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in, err := api.DecodeValid[*settingsRequest](w, r)
+		var d *unhidra.Device
+		if err == nil {
+			d, err = a.s.SetMayDMPeople(r.Context(), auth.UserFromContext(r.Context()), r.PathValue("id"), *in.MayDMPeople)
+		}
+		if err != nil {
+			a.h.Error(w, r, err)
+			return
+		}
+		a.h.JSON(w, http.StatusOK, map[string]any{"device": a.s.View(d)})
 	})
 }
 

@@ -493,3 +493,15 @@ func (db *DB) DeviceFollowers(ctx context.Context, deviceID string) ([]string, e
 	}
 	return out, rows.Err()
 }
+
+// SetDeviceMayDMPeople sets whether the device may message people directly.
+func (db *DB) SetDeviceMayDMPeople(ctx context.Context, id string, allow bool) error {
+	res, err := db.write.ExecContext(ctx, db.q(`UPDATE devices SET may_dm_people = ? WHERE id = ?`), allow, id)
+	if err != nil {
+		return fmt.Errorf("set device permission: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return unhidra.Errorf(protocol.ErrNotFound, "No such device.")
+	}
+	return nil
+}
