@@ -41,11 +41,11 @@ type Registration struct {
 // Valid implements api.Validator.
 func (r *Registration) Valid(context.Context) error {
 	r.Name = strings.TrimSpace(r.Name)
-	if n, err := names.Device(r.Name); err != nil {
+	n, err := names.Device(r.Name)
+	if err != nil {
 		return unhidra.Errorf(protocol.ErrInvalid, "%s", err.Error())
-	} else {
-		r.Name = n
 	}
+	r.Name = n
 	switch {
 	case r.Name == "" || len(r.Name) > unhidra.MaxNameLen:
 		return unhidra.Errorf(protocol.ErrInvalid, "name must be 1 to %d bytes.", unhidra.MaxNameLen)
