@@ -11,8 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/unhidra/unhidra"
-	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/internal/names"
+	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/protocol"
 )
 
