@@ -37,10 +37,16 @@ var urlRE = regexp.MustCompile(`listening on (https://[0-9.:]+)`)
 
 func startProcess(t *testing.T, bin, dataDir string, extra ...string) *process {
 	t.Helper()
+	return startProcessEnv(t, bin, dataDir, nil, extra...)
+}
+
+// startProcessEnv is startProcess with extra environment variables.
+func startProcessEnv(t *testing.T, bin, dataDir string, env []string, extra ...string) *process {
+	t.Helper()
 	os.Chmod(dataDir, 0o700) // t.TempDir makes 0755 directories; the server refuses those
 	args := append([]string{"serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "warn", "--message-rate", "10000", "--message-burst", "10000", "--send-rate", "100000", "--send-burst", "100000"}, extra...)
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "UNHIDRA_ADMIN_PASSWORD=crash test password", "UNHIDRA_ADMIN_NAME=ops")
+	cmd.Env = append(append(os.Environ(), "UNHIDRA_ADMIN_PASSWORD=crash test password", "UNHIDRA_ADMIN_NAME=ops"), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -59,11 +59,34 @@ func (c *Client) Session() string { return c.session }
 // RemoteIP returns the client's address.
 func (c *Client) RemoteIP() string { return c.ip }
 
-// Send implements hub.Client.
-func (c *Client) Send(m *ws.PreparedMessage) error { return c.conn.SendPrepared(m) }
+// Send implements hub.Client. It is the one way a frame reaches the
+// connection (fan-out, direct sends, acks, presence, errors alike): it
+// queues m without blocking, and a frame that does not fit is never dropped
+// quietly: the drop is counted by reason and the connection closed as a
+// slow consumer (4001), so the client reconnects and resumes.
+func (c *Client) Send(m *ws.PreparedMessage) error {
+	err := c.conn.SendPrepared(m)
+	if err == nil {
+		return nil
+	}
+	var reason string
+	switch {
+	case errors.Is(err, ws.ErrQueueFull):
+		reason = "queue_full"
+	case errors.Is(err, ws.ErrMessageTooLarge):
+		reason = "too_large"
+	default:
+		return err // closing already: what it still had queued goes with it
+	}
+	c.gw.metrics.drops.WithLabelValues(reason).Inc()
+	c.Close(protocol.CloseSlowConsumer)
+	return err
+}
 
-// SendJSON encodes v and queues it for this connection only.
-func (c *Client) SendJSON(v any) error { return c.conn.SendText(protocol.Marshal(v)) }
+// SendJSON encodes v and sends it to this connection only (through Send).
+func (c *Client) SendJSON(v any) error {
+	return c.Send(ws.NewPreparedMessage(true, protocol.Marshal(v)))
+}
 
 // Close implements hub.Client: it starts closing with code and its
 // standard reason, without blocking.
@@ -260,6 +283,7 @@ func (h connHandler) OnClose(wc *ws.Conn, err error) {
 	if errors.As(err, &ce) && errors.Is(ce.Err, ws.ErrIdleTimeout) {
 		g.metrics.pingTimeouts.Inc()
 	}
+	g.metrics.closes.WithLabelValues(closeCause(err)).Inc()
 	st := wc.Stats()
 	g.metrics.bytesIn.Add(float64(st.BytesIn))
 	g.metrics.bytesOut.Add(float64(st.BytesOut))
@@ -296,4 +320,45 @@ func (g *Gateway) handleRefresh(ctx context.Context, c *Client, e *protocol.Enve
 		ID        string    `json:"id,omitempty"`
 		ExpiresAt time.Time `json:"token_expires_at"`
 	}{protocol.TypeAck, e.ID, ident.ExpiresAt})
+}
+
+// closeCause names why a connection ended, for closes_total{reason}.
+func closeCause(err error) string {
+	var ce *ws.CloseError
+	if !errors.As(err, &ce) {
+		return "other"
+	}
+	switch {
+	case errors.Is(ce.Err, ws.ErrLocalClose):
+		switch ce.Code {
+		case protocol.CloseShutdown:
+			return "shutdown"
+		case protocol.CloseSlowConsumer:
+			return "slow_consumer"
+		case protocol.CloseRateLimited:
+			return "rate_limited"
+		case protocol.CloseTokenExpired:
+			return "token_expired"
+		case protocol.CloseReplaced:
+			return "replaced"
+		case protocol.CloseRevoked:
+			return "revoked"
+		case protocol.CloseKicked:
+			return "kicked"
+		}
+		return "server_other"
+	case errors.Is(ce.Err, ws.ErrPeerClosed):
+		return "client"
+	case errors.Is(ce.Err, ws.ErrIdleTimeout):
+		return "idle_timeout"
+	case errors.Is(ce.Err, ws.ErrReadTimeout):
+		return "read_timeout"
+	case errors.Is(ce.Err, ws.ErrWrite):
+		return "write_error"
+	case errors.Is(ce.Err, ws.ErrProtocol):
+		return "protocol_error"
+	case errors.Is(ce.Err, ws.ErrEngineClosed):
+		return "engine_closed"
+	}
+	return "other"
 }

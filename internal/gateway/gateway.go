@@ -124,7 +124,6 @@ func New(cfg Config, r *hub.Router, log *slog.Logger) (*Gateway, error) {
 		metrics: newMetrics(), handlers: make(map[string]FrameHandler), unmetered: make(map[string]bool), ctx: ctx, cancel: cancel,
 	}
 	g.metrics.connsFunc = g.countByKind
-	h.OnOverflow = func(hub.Client) { g.metrics.overflows.Inc() }
 	g.Handle(protocol.TypePing, handlePing)
 	g.Handle(protocol.TypeRefresh, g.handleRefresh)
 	sub, err := r.Bus().Subscribe(closeSubject, g.onClusterClose)

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/gateway"
@@ -509,4 +511,71 @@ func TestFrames_PingFloodIsClosed(t *testing.T) {
 		t.Fatalf("ping flood: close %d after %v, want %d within 2s", code, elapsed, protocol.CloseRateLimited)
 	}
 	t.Logf("ping flood closed with %d after %v", code, elapsed)
+}
+
+// metricValue gathers the gateway's metrics and returns the value of name
+// with the given reason label (0 if absent).
+func metricValue(t *testing.T, s *stack, name, reason string) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.gw.Metrics())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// TestDirectSendOverflowClosesWith4001: a frame sent directly to one
+// connection (not a fan-out) that does not fit its queue is not dropped
+// quietly: the connection is closed with 4001 and the drop is counted.
+func TestDirectSendOverflowClosesWith4001(t *testing.T) {
+	s := newStack(t, gateway.Config{Transport: ws.Config{MaxQueueBytes: 64 << 10, PingInterval: 10 * time.Minute, IdleTimeout: 20 * time.Minute, WriteTimeout: 10 * time.Minute}})
+	var results []error
+	var mu sync.Mutex
+	s.gw.Handle("test.flood", func(ctx context.Context, c *gateway.Client, e *protocol.Envelope) error {
+		big := strings.Repeat("x", 8000)
+		for i := range 400 { // 3.2 MB: far past the queue and the socket buffers
+			err := c.SendJSON(map[string]any{"type": "test.flood", "i": i, "body": big})
+			mu.Lock()
+			results = append(results, err)
+			mu.Unlock()
+			if err != nil {
+				break
+			}
+		}
+		return nil
+	})
+	token, _ := s.newUser(t)
+	slow := s.dialSmallBuffer(t, token)
+	other := s.mustDial(t, token)
+	writeJSON(t, slow, map[string]string{"type": "test.flood", "id": "f"})
+	if code := closeCode(t, slow, 30*time.Second); code != protocol.CloseSlowConsumer {
+		t.Fatalf("closed with %d, want %d", code, protocol.CloseSlowConsumer)
+	}
+	mu.Lock()
+	last := results[len(results)-1]
+	mu.Unlock()
+	if !errors.Is(last, ws.ErrQueueFull) {
+		t.Fatalf("the flood ended with %v, want the queue-full error", last)
+	}
+	waitFor(t, func() bool { return metricValue(t, s, "unhidra_gateway_drops_total", "queue_full") == 1 })
+	waitFor(t, func() bool { return metricValue(t, s, "unhidra_gateway_closes_total", "slow_consumer") == 1 })
+	// The other connection of the same identity is untouched.
+	writeJSON(t, other.conn, map[string]string{"type": "ping", "id": "p"})
+	if f, err := readFrame(t, other.conn, 5*time.Second); err != nil || f["type"] != "pong" {
+		t.Fatalf("other connection: %v %v", f, err)
+	}
 }

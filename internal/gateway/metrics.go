@@ -15,7 +15,8 @@ type Metrics struct {
 	bytesOut     prometheus.Counter
 	badFrames    prometheus.Counter
 	rateLimited  prometheus.Counter
-	overflows    prometheus.Counter
+	drops        *prometheus.CounterVec
+	closes       *prometheus.CounterVec
 	pingTimeouts prometheus.Counter
 }
 
@@ -31,13 +32,18 @@ func newMetrics() *Metrics {
 		handshake: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "unhidra", Subsystem: "gateway",
 			Name: "handshake_seconds", Help: "Time from request to upgraded connection.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}}),
-		framesIn:     c("frames_received_total", "Data frames received from clients."),
-		framesOut:    c("frames_sent_total", "Data frames written to clients (counted when connections close)."),
-		bytesIn:      c("received_bytes_total", "WebSocket bytes received (counted when connections close)."),
-		bytesOut:     c("sent_bytes_total", "WebSocket bytes sent (counted when connections close)."),
-		badFrames:    c("bad_frames_total", "Frames that were not valid protocol envelopes."),
-		rateLimited:  c("rate_limited_frames_total", "Frames refused by the per-connection rate limit."),
-		overflows:    c("queue_overflows_total", "Slow consumers disconnected because their queue overflowed."),
+		framesIn:    c("frames_received_total", "Data frames received from clients."),
+		framesOut:   c("frames_sent_total", "Data frames written to clients (counted when connections close)."),
+		bytesIn:     c("received_bytes_total", "WebSocket bytes received (counted when connections close)."),
+		bytesOut:    c("sent_bytes_total", "WebSocket bytes sent (counted when connections close)."),
+		badFrames:   c("bad_frames_total", "Frames that were not valid protocol envelopes."),
+		rateLimited: c("rate_limited_frames_total", "Frames refused by the per-connection rate limit."),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "unhidra", Subsystem: "gateway",
+			Name: "drops_total", Help: "Frames that could not be queued for a connection (which was then closed with 4001), by reason: queue_full, too_large."},
+			[]string{"reason"}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "unhidra", Subsystem: "gateway",
+			Name: "closes_total", Help: "Connections ended, by cause (slow_consumer, client, idle_timeout, write_error, shutdown, …)."},
+			[]string{"reason"}),
 		pingTimeouts: c("ping_timeouts_total", "Connections closed for silence past the idle timeout."),
 	}
 }
@@ -64,5 +70,5 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.upgrades, m.refusals, m.handshake, m.framesIn, m.framesOut, m.bytesIn,
-		m.bytesOut, m.badFrames, m.rateLimited, m.overflows, m.pingTimeouts}
+		m.bytesOut, m.badFrames, m.rateLimited, m.drops, m.closes, m.pingTimeouts}
 }
