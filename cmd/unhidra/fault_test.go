@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/testenv"
 )
 
@@ -54,12 +55,15 @@ func startFaultCluster(t *testing.T, bin string, env [3][]string) *faultCluster 
 		"--conn-rate-per-identity", "1000", "--conn-burst-per-identity", "1000"}
 	for i := range fc.dirs {
 		fc.dirs[i] = t.TempDir()
-		if i > 0 {
-			keys, err := os.ReadFile(filepath.Join(fc.dirs[0], "signing-keys.json"))
+		for _, f := range []string{"signing-keys.json", bus.ClusterKeyFile} {
+			if i == 0 {
+				break
+			}
+			keys, err := os.ReadFile(filepath.Join(fc.dirs[0], f))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(fc.dirs[i], "signing-keys.json"), keys, 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(fc.dirs[i], f), keys, 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}

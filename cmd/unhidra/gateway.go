@@ -37,6 +37,8 @@ func newGateway(cfg *serveConfig, accounts *auth.Service, b bus.Bus, keyAuth gat
 			PingInterval:   cfg.pingInterval,
 			IdleTimeout:    cfg.idleTimeout,
 			WriteTimeout:   cfg.writeTimeout,
+			SendBuffer:     cfg.sendBuffer,
+			StallTimeout:   cfg.stallTimeout,
 		},
 		Admission: gateway.AdmissionLimits{
 			MaxConns:         maxConns,

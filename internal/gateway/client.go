@@ -347,6 +347,8 @@ func closeCause(err error) string {
 			return "kicked"
 		}
 		return "server_other"
+	case errors.Is(ce.Err, ws.ErrStalled):
+		return "slow_consumer"
 	case errors.Is(ce.Err, ws.ErrPeerClosed):
 		return "client"
 	case errors.Is(ce.Err, ws.ErrIdleTimeout):

@@ -113,6 +113,9 @@ func New(cfg Config, r *hub.Router, log *slog.Logger) (*Gateway, error) {
 	if cfg.DrainWindow <= 0 {
 		cfg.DrainWindow = 10 * time.Second
 	}
+	if cfg.Transport.StallCode == 0 {
+		cfg.Transport.StallCode = protocol.CloseSlowConsumer // a peer that stopped reading
+	}
 	eng, err := ws.NewEngine(cfg.Transport, log)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)

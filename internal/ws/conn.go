@@ -114,6 +114,10 @@ type Conn struct {
 	lastFrameAt  atomic.Int64  // unix ns of the last complete frame received
 	partialSince atomic.Int64  // unix ns when the unfinished message/frame began; 0 if none
 	closeSentAt  atomic.Int64  // unix ns our close frame was written; 0 before
+	writeSince   atomic.Int64  // unix ns the writer's current socket write began; 0 when not writing
+	probeAt      atomic.Int64  // unix ns a stall probe (ping) was queued; 0 when none is outstanding
+	probeBase    atomic.Uint64 // bytesOut when the last probe was answered
+	stalled      atomic.Bool   // closing as a stalled peer: its close reply is not waited for long
 	bytesIn      atomic.Uint64
 	bytesOut     atomic.Uint64
 	msgsIn       atomic.Uint64
@@ -241,6 +245,10 @@ func (c *Conn) initiateClose(ce *CloseError) bool {
 	c.mu.Unlock()
 	if start {
 		go c.writeLoop()
+	} else if c.writeSince.Load() != 0 {
+		// A write is in progress, perhaps blocked on a peer that stopped
+		// reading: the close frame must not wait WriteTimeout behind it.
+		_ = c.conn.SetWriteDeadline(time.Now().Add(c.engine.cfg.closeGrace()))
 	}
 	return true
 }
@@ -338,4 +346,13 @@ func (c *Conn) finalize() {
 	c.buffered = nil
 	c.engine.unregister(c)
 	c.handler.OnClose(c, reason)
+}
+
+// stall closes a connection whose writer is stuck on a peer that stopped
+// reading: it queues a close frame (StallCode), and initiateClose moves the
+// blocked write's deadline to CloseTimeout from now, so that the close frame
+// goes out if the socket drains a little and the socket is closed if not.
+func (c *Conn) stall() {
+	c.stalled.Store(true)
+	c.initiateClose(&CloseError{Code: c.engine.cfg.StallCode, Reason: "slow consumer", Err: ErrStalled})
 }

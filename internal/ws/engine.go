@@ -50,8 +50,26 @@ type Config struct {
 	ReadTimeout time.Duration
 	// CloseTimeout is how long to wait, after our close frame was
 	// written, for the peer's close frame or EOF before closing the socket
-	// anyway. Zero means 3 s.
+	// anyway. It also bounds the write of the close frame. Zero means 3 s.
 	CloseTimeout time.Duration
+	// SendBuffer sets each socket's kernel send buffer (SO_SNDBUF; Linux
+	// doubles it for bookkeeping). A small one makes a peer that stopped
+	// reading block the writer soon, so that it is noticed (StallTimeout)
+	// instead of the kernel soaking up megabytes first. Zero means 64 KiB;
+	// negative keeps the kernel's auto-tuning.
+	SendBuffer int
+	// StallTimeout closes a peer that stopped reading: once SendBuffer
+	// bytes (64 KiB if unset) were written since the peer last answered a
+	// ping, a ping probes it, and a probe unanswered (or a socket write
+	// blocked) this long is a stall. A close frame with StallCode is
+	// queued and a blocked write cut short, so the close frame goes out
+	// if the socket takes it; the socket is closed right after it (or
+	// within CloseTimeout if it does not go out). OnClose gets
+	// ErrStalled. Zero means 2 s; negative disables it (WriteTimeout
+	// still applies).
+	StallTimeout time.Duration
+	// StallCode is the close code sent to a stalled peer. Zero means 1008.
+	StallCode int
 
 	// blockingReads makes every connection use the portable reader
 	// goroutine (tests run both paths on Linux).
@@ -82,14 +100,38 @@ func (c Config) withDefaults() Config {
 	if c.CloseTimeout <= 0 {
 		c.CloseTimeout = 3 * time.Second
 	}
+	if c.SendBuffer == 0 {
+		c.SendBuffer = 64 << 10
+	}
+	def(&c.StallTimeout, 2*time.Second)
+	if c.StallCode == 0 {
+		c.StallCode = ClosePolicyViolation
+	}
 	return c
+}
+
+// closeGrace is how long a write in progress may still take once a close
+// has begun: long enough for a slow but live peer, short for a dead one.
+func (c Config) closeGrace() time.Duration {
+	if c.StallTimeout > 0 {
+		return min(c.CloseTimeout, max(c.StallTimeout/2, 100*time.Millisecond))
+	}
+	return c.CloseTimeout
+}
+
+// probeBytes is how much is written to a connection between stall probes.
+func (c Config) probeBytes() int {
+	if c.SendBuffer > 0 {
+		return c.SendBuffer
+	}
+	return 64 << 10
 }
 
 // sweepTick returns how often the sweeper runs: a quarter of the shortest
 // timer, between 1 ms and 1 s.
 func (c Config) sweepTick() time.Duration {
 	tick := time.Second
-	for _, d := range []time.Duration{c.PingInterval, c.IdleTimeout, c.ReadTimeout, c.CloseTimeout} {
+	for _, d := range []time.Duration{c.PingInterval, c.IdleTimeout, c.ReadTimeout, c.CloseTimeout, c.StallTimeout} {
 		if d > 0 && d/4 < tick {
 			tick = d / 4
 		}
@@ -195,6 +237,11 @@ func (e *Engine) Serve(netConn net.Conn, buffered []byte, h Handler, value any) 
 		netConn.Close()
 		return nil, err
 	}
+	if e.cfg.SendBuffer > 0 {
+		if tcp, ok := tcpOf(c.sock); ok {
+			_ = tcp.SetWriteBuffer(e.cfg.SendBuffer) // best effort: the kernel may clamp it
+		}
+	}
 	// A past read deadline would stop raw reads; net/http may leave one.
 	if err := c.sock.SetReadDeadline(time.Time{}); err != nil {
 		netConn.Close()
@@ -231,6 +278,15 @@ func (e *Engine) Serve(netConn net.Conn, buffered []byte, h Handler, value any) 
 		go c.serveReads()
 	}
 	return c, nil
+}
+
+// tcpOf finds the TCP socket under sock, if there is one.
+func tcpOf(sock net.Conn) (*net.TCPConn, bool) {
+	if pc, ok := sock.(*pollConn); ok {
+		sock = pc.Conn
+	}
+	tcp, ok := sock.(*net.TCPConn)
+	return tcp, ok
 }
 
 // classify picks the read mode for the connection and finds the socket
@@ -364,7 +420,11 @@ func (e *Engine) check(c *Conn, now int64) {
 		return
 	}
 	if sent := c.closeSentAt.Load(); sent != 0 {
-		if now-sent > int64(cfg.CloseTimeout) {
+		wait := cfg.CloseTimeout
+		if c.stalled.Load() { // it is not reading: its close reply will not come
+			wait = cfg.closeGrace()
+		}
+		if now-sent > int64(wait) {
 			c.requestFinalize(nil) // the reason was recorded when the close began
 		}
 		return
@@ -372,6 +432,26 @@ func (e *Engine) check(c *Conn, now int64) {
 	if cfg.IdleTimeout > 0 && now-c.lastFrameAt.Load() > int64(cfg.IdleTimeout) {
 		c.requestFinalize(&CloseError{Code: CloseAbnormal, Err: ErrIdleTimeout})
 		return
+	}
+	if cfg.StallTimeout > 0 && !c.closing.Load() {
+		// A peer that stopped reading: its kernel may soak up megabytes
+		// before our writes block, so the writer being blocked is not
+		// enough. Once a send buffer's worth has been written since the
+		// peer last answered, a ping probes it; a probe (or a write)
+		// pending past StallTimeout is a stall.
+		if since := c.writeSince.Load(); since != 0 && now-since > int64(cfg.StallTimeout) {
+			c.stall()
+			return
+		}
+		if at := c.probeAt.Load(); at != 0 {
+			if now-at > int64(cfg.StallTimeout) {
+				c.stall()
+				return
+			}
+		} else if c.bytesOut.Load()-c.probeBase.Load() > uint64(cfg.probeBytes()) {
+			c.probeAt.Store(now)
+			c.queuePing()
+		}
 	}
 	if since := c.partialSince.Load(); cfg.ReadTimeout > 0 && since != 0 && now-since > int64(cfg.ReadTimeout) && !c.closing.Load() {
 		c.initiateClose(&CloseError{Code: ClosePolicyViolation, Reason: "read timeout", Err: ErrReadTimeout})

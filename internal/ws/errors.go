@@ -35,6 +35,10 @@ var (
 	// is wrapped too, so errors.Is(err, os.ErrDeadlineExceeded) tells a
 	// timeout.
 	ErrWrite = errors.New("ws: write failed")
+	// ErrStalled: the writer was blocked on the socket past
+	// Config.StallTimeout (a peer that stopped reading); the connection
+	// was closed with Config.StallCode.
+	ErrStalled = errors.New("ws: peer stopped reading")
 	// ErrProtocol: the peer broke RFC 6455; CloseError.Code is the code
 	// sent (1002, 1007 or 1009) and Reason says what was wrong.
 	ErrProtocol = errors.New("ws: protocol error")

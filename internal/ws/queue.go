@@ -133,7 +133,9 @@ func (c *Conn) writeLoop() {
 		for _, f := range batch[control : control+dataMsgs] {
 			dataBytes += int64(len(f))
 		}
-		err := c.writeBatch(batch)
+		c.writeSince.Store(time.Now().UnixNano())
+		err := c.writeBatch(batch, closing)
+		c.writeSince.Store(0)
 		clear(batch[:cap(batch)])
 		c.queuedBytes.Add(-dataBytes)
 		c.queuedMsgs.Add(-int64(dataMsgs))
@@ -161,8 +163,17 @@ func (c *Conn) stopWriting() {
 // writeBatch writes frames with one deadline for the batch: writev for a
 // plain socket, one buffer per TLS record's worth of frames under TLS (a
 // tls.Conn would make a record, and a syscall, of every Write).
-func (c *Conn) writeBatch(batch net.Buffers) error {
-	if err := c.armWriteDeadline(time.Now()); err != nil {
+func (c *Conn) writeBatch(batch net.Buffers, closing bool) error {
+	now := time.Now()
+	if closing || c.closing.Load() {
+		// A close frame (or what precedes it) waits no longer than the
+		// close handshake would.
+		d := now.Add(min(c.engine.cfg.WriteTimeout, c.engine.cfg.CloseTimeout))
+		if err := c.conn.SetWriteDeadline(d); err != nil {
+			return err
+		}
+		c.writeDeadline = d
+	} else if err := c.armWriteDeadline(now); err != nil {
 		return err
 	}
 	if c.tlsConn == nil {

@@ -218,7 +218,13 @@ func (c *Conn) onPing(payload []byte) {
 }
 
 // onPong implements parserSink; receiving it already counts as activity.
-func (c *Conn) onPong([]byte) { c.control(OpPong) }
+// It also answers an outstanding stall probe: the peer has read everything
+// written before our latest ping.
+func (c *Conn) onPong([]byte) {
+	c.probeBase.Store(c.bytesOut.Load())
+	c.probeAt.Store(0)
+	c.control(OpPong)
+}
 
 // control shows a ping or pong to the handler, if it wants to see them,
 // and reports whether the connection is closing (the frame is ignored).
