@@ -5,7 +5,7 @@ GO ?= go
 export UNHIDRA_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export UNHIDRA_TEST_NATS ?= nats://127.0.0.1:4222
 
-.PHONY: test e2e setup check build serve fuzz bench bench-ab
+.PHONY: test e2e setup check build serve fuzz bench bench-ab bench-heap
 
 test: setup
 	$(GO) test -race -count=1 -timeout 45m ./...
@@ -21,6 +21,11 @@ setup:
 check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# The heap-trend model on the full synthetic fleets (docs/benchmarks.md);
+# make test runs a short form of the same test.
+bench-heap:
+	cd python && UNHIDRA_HEAP_FLEET=full python3 -B -m unittest -v tests.test_fleet
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/unhidra ./cmd/unhidra

@@ -36,7 +36,7 @@ func TestServe_ML(t *testing.T) {
 	for h := 0; h < 48; h++ {
 		series = append(series, [2]float64{float64(1_700_000_000 + h*3600), float64(200_000 - h*2048)})
 	}
-	st, body = s.post(t, "/api/v1/ml/infer", token, map[string]any{"model": "heap-trend", "input": map[string]any{"series": series}})
+	st, body = s.post(t, "/api/v1/ml/infer", token, map[string]any{"model": "heap-trend", "input": map[string]any{"series": series, "min_points": 24}})
 	if st != 200 {
 		t.Fatalf("heap-trend: %d %v", st, body)
 	}

@@ -108,6 +108,8 @@ type serveConfig struct {
 	systemBot bool
 
 	maxDevicesPerOwner int
+	deviceAnalysis     time.Duration
+	commandWindow      int
 
 	// Messaging.
 	sendRate     int
@@ -175,6 +177,8 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.mlPerUser, "ml-per-user", 2, "inference calls of one user in flight (more wait in that user's queue)")
 	fs.BoolVar(&c.systemBot, "system-bot", true, "run the built-in bot (in a cluster, on one node only)")
 	fs.IntVar(&c.maxDevicesPerOwner, "max-devices-per-owner", 1000, "live devices one account may register")
+	fs.DurationVar(&c.deviceAnalysis, "device-analysis-interval", 15*time.Minute, "how often connected devices' free-heap trends are analysed for leaks (with ML workers)")
+	fs.IntVar(&c.commandWindow, "device-command-window", 8, "commands sent to a device before it answers some (told in its welcome)")
 	fs.DurationVar(&c.handshakeTime, "handshake-timeout", 10*time.Second, "time allowed for the TLS handshake and the request headers (slowloris)")
 	fs.IntVar(&c.sendRate, "send-rate", 10, "chat messages per second per sender across its connections (sustained)")
 	fs.IntVar(&c.sendBurst, "send-burst", 30, "chat messages per sender allowed in a burst")
@@ -238,6 +242,8 @@ func (c *serveConfig) validate() error {
 		durationRange("handshake-timeout", c.handshakeTime, 100*time.Millisecond, 5*time.Minute),
 		intRange("ml-workers", c.mlWorkers, 0, 64),
 		intRange("max-devices-per-owner", c.maxDevicesPerOwner, 1, 10_000_000),
+		durationRange("device-analysis-interval", c.deviceAnalysis, time.Second, 24*time.Hour),
+		intRange("device-command-window", c.commandWindow, 1, 1000),
 		durationRange("ml-timeout", c.mlTimeout, 100*time.Millisecond, 10*time.Minute),
 		intRange("ml-per-user", c.mlPerUser, 1, 1000),
 		intRange("send-rate", c.sendRate, 1, 1_000_000),
@@ -377,7 +383,8 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		defer ml.Close(context.WithoutCancel(ctx))
 		reg.MustRegister(ml.Collectors()...)
 	}
-	devices := device.NewService(st, device.Config{MaxPerOwner: cfg.maxDevicesPerOwner}, log)
+	devices := device.NewService(st, device.Config{MaxPerOwner: cfg.maxDevicesPerOwner,
+		AnalyzeInterval: cfg.deviceAnalysis, CommandWindow: cfg.commandWindow}, log)
 	if ml != nil {
 		devices.SetInferrer(ml) // heap trends, telemetry anomalies, leak alerts
 	}

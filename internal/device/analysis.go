@@ -31,28 +31,39 @@ type Analysis struct {
 	Telemetry  json.RawMessage `json:"telemetry"`            // the telemetry-anomaly result, or null
 }
 
-// AlertFrame tells an owner that a device's memory is running out.
+// AlertFrame tells an owner (and the channels following the device) that
+// a device's memory is running out, or, with State "cleared", that the
+// trend ended. One alert is raised per trend: no repeat while it lasts.
 type AlertFrame struct {
 	Type              string    `json:"type"` // "device_alert"
 	Device            string    `json:"device"`
 	Name              string    `json:"name"`
-	Kind              string    `json:"kind"` // "memory_leak"
+	Kind              string    `json:"kind"`  // "memory_leak"
+	State             string    `json:"state"` // "raised" or "cleared"
 	SlopeBytesPerHour float64   `json:"slope_bytes_per_hour"`
-	HoursToExhaustion float64   `json:"hours_to_exhaustion"`
+	HoursToExhaustion *float64  `json:"hours_to_exhaustion,omitempty"`
+	Confidence        float64   `json:"confidence"` // percent
+	Reason            string    `json:"reason"`     // in plain words
 	At                time.Time `json:"at"`
 }
+
+// Alert states.
+const (
+	AlertRaised  = "raised"
+	AlertCleared = "cleared"
+)
 
 // analysisState is the service's ML state.
 type analysisState struct {
 	ml        Inferrer
 	perUser   *ratelimit.Keyed
 	mu        sync.Mutex
-	lastAlert map[string]time.Time // device → last leak alert; guarded by mu
+	alerting  map[string]bool // devices with a raised leak alert; guarded by mu
 }
 
 // SetInferrer enables analysis and leak alerts. Call before Run.
 func (s *Service) SetInferrer(ml Inferrer) {
-	s.analysis = &analysisState{ml: ml, lastAlert: map[string]time.Time{},
+	s.analysis = &analysisState{ml: ml, alerting: map[string]bool{},
 		perUser: ratelimit.NewKeyed(ratelimit.Limit{Burst: 10, Every: time.Second}, 0)}
 }
 
@@ -135,9 +146,11 @@ func numericTelemetry(ctx context.Context, s *Service, deviceID string) map[stri
 }
 
 // CheckLeaks analyses every connected device's heap and alerts its owner
-// (a device_alert frame and a device.alert audit event) when a leak is
-// suspected that would exhaust memory within AlertHorizon; at most once a
-// day per device. Run calls it every AnalyzeInterval.
+// and the channels following it (a device_alert frame and a device.alert
+// audit event) when a leak is found that would exhaust memory within
+// AlertHorizon: once per trend, and again (state "cleared") when a later
+// analysis with enough evidence finds no such leak. Run calls it every
+// AnalyzeInterval.
 func (s *Service) CheckLeaks(ctx context.Context) {
 	if s.analysis == nil {
 		return
@@ -163,26 +176,42 @@ func (s *Service) CheckLeaks(ctx context.Context) {
 		}
 		var trend struct {
 			Leak              bool     `json:"leak"`
+			Evidence          string   `json:"evidence"`
 			Slope             float64  `json:"slope_bytes_per_hour"`
 			HoursToExhaustion *float64 `json:"hours_to_exhaustion"`
+			Confidence        float64  `json:"confidence"`
+			Reason            string   `json:"reason"`
 		}
-		if json.Unmarshal(a.Heap, &trend) != nil || !trend.Leak || trend.HoursToExhaustion == nil ||
-			*trend.HoursToExhaustion > s.cfg.AlertHorizon.Hours() {
+		if json.Unmarshal(a.Heap, &trend) != nil {
+			continue
+		}
+		alarming := trend.Leak && trend.HoursToExhaustion != nil && *trend.HoursToExhaustion <= s.cfg.AlertHorizon.Hours()
+		s.analysis.mu.Lock()
+		active := s.analysis.alerting[t.id]
+		state := ""
+		switch {
+		case alarming && !active:
+			state = AlertRaised
+			s.analysis.alerting[t.id] = true
+		case active && !alarming && trend.Evidence == "enough":
+			// The trend ended (or slowed past the horizon). Without enough
+			// evidence (a reboot just cut the series) the alert stands.
+			state = AlertCleared
+			delete(s.analysis.alerting, t.id)
+		}
+		s.analysis.mu.Unlock()
+		if state == "" {
 			continue
 		}
 		now := s.cfg.Now()
-		s.analysis.mu.Lock()
-		recent := now.Sub(s.analysis.lastAlert[t.id]) < 24*time.Hour
-		if !recent {
-			s.analysis.lastAlert[t.id] = now
+		f := AlertFrame{Type: "device_alert", Device: t.id, Name: t.name, Kind: "memory_leak", State: state,
+			SlopeBytesPerHour: trend.Slope, Confidence: trend.Confidence, Reason: trend.Reason, At: now.UTC()}
+		if state == AlertRaised {
+			f.HoursToExhaustion = trend.HoursToExhaustion
 		}
-		s.analysis.mu.Unlock()
-		if recent {
-			continue
-		}
-		s.notify(t.owner, t.id, AlertFrame{Type: "device_alert", Device: t.id, Name: t.name, Kind: "memory_leak",
-			SlopeBytesPerHour: trend.Slope, HoursToExhaustion: *trend.HoursToExhaustion, At: now.UTC()})
-		detail, _ := json.Marshal(map[string]any{"kind": "memory_leak", "slope_bytes_per_hour": trend.Slope, "hours_to_exhaustion": *trend.HoursToExhaustion})
+		s.notify(t.owner, t.id, f)
+		detail, _ := json.Marshal(map[string]any{"kind": "memory_leak", "state": state, "slope_bytes_per_hour": trend.Slope,
+			"hours_to_exhaustion": f.HoursToExhaustion, "confidence": trend.Confidence, "reason": trend.Reason})
 		s.store.AppendAudit(ctx, &unhidra.AuditEvent{At: now, Action: AuditDeviceAlert, Target: t.id, Detail: string(detail)})
 	}
 }

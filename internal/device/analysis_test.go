@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,6 +98,25 @@ func TestAnalysis_LeakAlertAndAnomalies(t *testing.T) {
 	ev, _ := f.db.AuditEvents(ctx, store.AuditFilter{Action: AuditDeviceAlert, Target: f.dev.ID})
 	if len(ev) != 1 {
 		t.Fatalf("%d alert audit events", len(ev))
+	}
+	raised := f.note.alerts()
+	if len(raised) != 1 || raised[0].State != AlertRaised || raised[0].Confidence < 99 || raised[0].Confidence > 99.9 ||
+		!strings.Contains(raised[0].Reason, "fell steadily") {
+		t.Fatalf("raised alert = %+v", raised)
+	}
+
+	// The leak stops (say, a fix was deployed without a reboot): two flat
+	// hours later the alert is cleared, once.
+	for m := range 120 {
+		f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: float64(60 * (121 + m)), FreeHeap: int64(81_000 + 200*((m*7)%5))})
+		f.clock.Add(time.Minute)
+	}
+	f.flush(t)
+	f.svc.CheckLeaks(ctx)
+	f.svc.CheckLeaks(ctx)
+	all := f.note.alerts()
+	if len(all) != 2 || all[1].State != AlertCleared || all[1].HoursToExhaustion != nil || all[1].Reason == "" {
+		t.Fatalf("alerts after the trend ended = %+v", all)
 	}
 }
 

@@ -170,3 +170,16 @@ func (n *notified) all() []any {
 	defer n.mu.Unlock()
 	return append([]any(nil), n.frames...)
 }
+
+// alerts returns the device_alert frames, in order.
+func (n *notified) alerts() []AlertFrame {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []AlertFrame
+	for _, f := range n.frames {
+		if a, ok := f.(AlertFrame); ok {
+			out = append(out, a)
+		}
+	}
+	return out
+}

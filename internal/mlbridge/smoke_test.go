@@ -10,7 +10,7 @@ import (
 
 func TestSupervisor_RoundTrip(t *testing.T) {
 	s := mustStart(t, mlbridge.Config{Workers: 1})
-	series := `{"series":[[0,1000],[3600,900],[7200,800],[10800,700],[14400,600],[18000,500],[21600,400],[25200,300]]}`
+	series := `{"series":[[0,1000],[3600,900],[7200,800],[10800,700],[14400,600],[18000,500],[21600,400],[25200,300]],"min_points":8}`
 	out, err := s.Infer(ctxTimeout(t, 20*time.Second), "heap-trend", json.RawMessage(series))
 	if err != nil {
 		t.Fatal(err)

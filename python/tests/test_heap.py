@@ -13,79 +13,99 @@ def noisy_leak(n, start, per_hour, step=60, noise=40):
 
 class HeapTrendTest(unittest.TestCase):
     def test_known_answer_linear_leak(self):
-        series = [[h * 3600, 1000 - 100 * h] for h in range(8)]
+        # 2 h of minute points falling exactly 1,000 B/h from 100 kB (1 %/h).
+        series = [[i * 60, 100_000 - 1000 * i / 60] for i in range(121)]
         r = heap.analyse({"series": series})
         self.assertTrue(r["leak"])
-        self.assertEqual(r["slope_bytes_per_hour"], -100.0)
-        self.assertEqual(r["hours_to_exhaustion"], 3.0)  # 300 bytes left at 100 B/h
-        self.assertEqual(r["points_used"], 8)
-        # S = -28, Var = 8*7*21/18, z = (-28+1)/sqrt(Var)
-        self.assertAlmostEqual(r["z"], -27 / math.sqrt(8 * 7 * 21 / 18))
-        self.assertAlmostEqual(r["p_value"], 0.000836627, places=8)
-        self.assertEqual(r["tau"], -1.0)
+        self.assertEqual(r["evidence"], "enough")
+        self.assertAlmostEqual(r["slope_bytes_per_hour"], -1000.0, places=6)
+        self.assertAlmostEqual(r["slope_pct_per_hour"], -1000 / 99_000 * 100, places=6)
+        # 98 kB left at 1 kB/h.
+        self.assertAlmostEqual(r["hours_to_exhaustion"], 98.0, places=6)
+        self.assertEqual(r["confidence"], 99.9)
+        self.assertIn("fell steadily by 1.01 % per hour over the last 2.0 h (121 points)", r["reason"])
 
     def test_noisy_leak_is_found(self):
-        r = heap.analyse({"series": noisy_leak(600, 200_000, -100)})
+        r = heap.analyse({"series": noisy_leak(600, 200_000, -2000)})
         self.assertTrue(r["leak"])
-        self.assertAlmostEqual(r["slope_bytes_per_hour"], -100, delta=3)
-        self.assertLess(r["p_value"], 1e-6)
-        level = r["current_free_bytes"]
-        self.assertAlmostEqual(r["hours_to_exhaustion"], level / -r["slope_bytes_per_hour"])
+        self.assertAlmostEqual(r["slope_bytes_per_hour"], -2000, delta=150)  # within 7.5 %
+        self.assertGreater(r["confidence"], 99)
+        self.assertAlmostEqual(r["hours_to_exhaustion"], r["current_free_bytes"] / -r["slope_bytes_per_hour"])
 
     def test_flat_noise_is_not_a_leak(self):
         r = heap.analyse({"series": noisy_leak(600, 200_000, 0)})
         self.assertFalse(r["leak"])
         self.assertIsNone(r["hours_to_exhaustion"])
+        self.assertIsInstance(r["confidence"], float)
+        self.assertLessEqual(r["confidence"], 99.9)
 
-    def test_tiny_significant_slope_below_practical_threshold(self):
-        # 5 B/h over a 200 kB heap is significant but below max(1, 0.01% of level)=20 B/h.
-        series = [[i * 60, 200_000 - 5 * i / 60] for i in range(600)]
+    def test_not_enough_evidence(self):
+        # 7 one-minute points of a steep fall: not judged (the old model
+        # called this a leak).
+        series = [[i * 60, 200_000 - 3000 * i] for i in range(7)]
         r = heap.analyse({"series": series})
-        self.assertLess(r["p_value"], 0.05)
         self.assertFalse(r["leak"])
-        r = heap.analyse({"series": series, "min_slope_bytes_per_hour": 1})
+        self.assertEqual(r["evidence"], "insufficient")
+        self.assertEqual(r["confidence"], 0.0)
+        self.assertEqual(r["reason"], "Not enough data to judge: 6 min and 7 points; "
+                                      "a leak is judged after 60 min and 30 points.")
+        # The thresholds are inputs.
+        long_enough = [[i * 60, 200_000 - 3000 * i] for i in range(31)]
+        self.assertEqual(heap.analyse({"series": long_enough})["evidence"], "insufficient")
+        r = heap.analyse({"series": long_enough, "min_span_minutes": 30, "min_points": 20})
+        self.assertEqual(r["evidence"], "enough")
         self.assertTrue(r["leak"])
 
+    def test_slope_below_practical_threshold(self):
+        # 0.1 %/h is steady but below the 0.5 %/h judged a leak.
+        series = [[i * 60, 200_000 - 200 * i / 60] for i in range(600)]
+        r = heap.analyse({"series": series})
+        self.assertFalse(r["leak"])
+        self.assertIn("below the 0.50 % per hour judged a leak", r["reason"])
+        r = heap.analyse({"series": series, "min_slope_pct_per_hour": 0.05})
+        self.assertTrue(r["leak"])
+
+    def test_one_step_down_is_not_a_leak(self):
+        # Flat, then a process takes 5 % for good: a step, not a trend.
+        series = [[i * 60, (200_000 if i < 60 else 190_000) + ((i * 7919) % 17 - 8) * 50] for i in range(121)]
+        r = heap.analyse({"series": series})
+        self.assertFalse(r["leak"], r["reason"])
+
     def test_reboot_resets_latest_segment(self):
-        before = noisy_leak(300, 200_000, -400)
+        before = noisy_leak(300, 200_000, -4000)
         t0 = before[-1][0] + 60
         after = [[t0 + i * 60, 200_000 + ((i * 31) % 7 - 3) * 10] for i in range(300)]
         r = heap.analyse({"series": before + after, "reboots": [t0]})
         self.assertFalse(r["leak"])
         self.assertEqual(r["segment_count"], 2)
-        self.assertEqual(r["method"], "latest_segment")
-        self.assertLess(r["segments"][0]["slope_bytes_per_hour"], -390)
+        self.assertLess(r["segments"][0]["slope_bytes_per_hour"], -3900)
+        # A segment too short since the reboot is not judged.
+        r = heap.analyse({"series": before + after[:20], "reboots": [t0]})
+        self.assertEqual(r["evidence"], "insufficient")
+        self.assertIn("since the last reboot", r["reason"])
 
     def test_jump_detected_as_reboot_when_reboots_absent(self):
         before = noisy_leak(300, 150_000, -4000)
         t0 = before[-1][0] + 60
-        after = noisy_leak(300, 150_000, -4000)
-        after = [[t0 + t, v] for t, v in after]
+        after = [[t0 + t, v] for t, v in noisy_leak(300, 150_000, -4000)]
         r = heap.analyse({"series": before + after})
         self.assertEqual(r["reboots_detected"], [t0])
         self.assertTrue(r["leak"])
-        self.assertAlmostEqual(r["slope_bytes_per_hour"], -4000, delta=20)
-        # Without the split the saw-tooth would look roughly flat.
+        self.assertAlmostEqual(r["slope_bytes_per_hour"], -4000, delta=200)  # within 5 %
         self.assertEqual(r["segment_count"], 2)
-
-    def test_short_latest_segment_uses_pooled_estimate(self):
-        a = [[h * 3600, 1000 - 100 * h] for h in range(8)]
-        b = [[(10 + h) * 3600, 1000 - 100 * h] for h in range(3)]
-        r = heap.analyse({"series": a + b, "reboots": [10 * 3600]})
-        self.assertEqual(r["method"], "pooled_segments")
-        self.assertEqual(r["slope_bytes_per_hour"], -100.0)
-        self.assertTrue(r["leak"])
-        # Latest level 800 bytes at 100 B/h.
-        self.assertAlmostEqual(r["hours_to_exhaustion"], 8.0)
+        # A one-point dip and its recovery is no reboot.
+        spiky = noisy_leak(120, 150_000, 0)
+        spiky[50][1] -= 20_000
+        self.assertEqual(heap.analyse({"series": spiky})["reboots_detected"], [])
 
     def test_unsorted_input_is_sorted(self):
-        series = [[h * 3600, 1000 - 100 * h] for h in range(8)][::-1]
-        self.assertEqual(heap.analyse({"series": series})["slope_bytes_per_hour"], -100.0)
+        series = [[i * 60, 100_000 - 1000 * i / 60] for i in range(121)]
+        self.assertAlmostEqual(heap.analyse({"series": series[::-1]})["slope_bytes_per_hour"], -1000.0, places=6)
 
-    def test_long_series_is_subsampled(self):
-        r = heap.analyse({"series": noisy_leak(5000, 200_000, -50)})
-        self.assertEqual(r["points_used"], heap.MAX_ANALYSED)
+    def test_long_series(self):
+        r = heap.analyse({"series": noisy_leak(2880, 200_000, -2000)})
         self.assertTrue(r["leak"])
+        self.assertEqual(r["points_used"], 2880)
 
     def test_hostile_inputs(self):
         bad = [
@@ -96,12 +116,17 @@ class HeapTrendTest(unittest.TestCase):
             {"series": [[0, 1], [1, 1]], "reboots": "x"},
             {"series": [[0, 1], [1, 1]], "reboots": [0] * (heap.MAX_REBOOTS + 1)},
             {"series": [[0, 1], [1, 1], [2, 1]], "alpha": 2},
-            {"series": [[0, 1], [0, 2], [0, 3]]},  # no distinct times
+            {"series": [[0, 1], [1, 1], [2, 1]], "min_points": 0},
+            {"series": [[0, 1], [1, 1], [2, 1]], "z_min": "3"},
+            {"series": [[0, 1], [1, 1], [2, 1]], "min_span_minutes": float("nan")},
         ]
         for inp in bad:
             with self.subTest(inp=str(inp)[:60]):
                 with self.assertRaises(ModelError):
                     heap.analyse(inp)
+        # No distinct times: an answer, not a claim.
+        r = heap.analyse({"series": [[0, 1], [0, 2], [0, 3]], "min_span_minutes": 1})
+        self.assertFalse(r["leak"])
 
 
 if __name__ == "__main__":

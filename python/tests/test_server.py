@@ -85,7 +85,7 @@ class WorkerProcessTest(unittest.TestCase):
         names = [m["name"] for m in json.loads(r["result"])["models"]]
         self.assertEqual(names, ["heap-trend", "summarize", "telemetry-anomaly"])
         series = [[h * 3600, 1000 - 100 * h] for h in range(8)]
-        r = self.call(s, {"data": json.dumps({"series": series}), "request_id": "m1", "model_id": "heap-trend"})
+        r = self.call(s, {"data": json.dumps({"series": series, "min_points": 8}), "request_id": "m1", "model_id": "heap-trend"})
         self.assertNotIn("error", r)
         self.assertEqual(json.loads(r["result"])["slope_bytes_per_hour"], -100.0)
         self.assertIsInstance(r["processing_time_ms"], int)

@@ -13,7 +13,8 @@ export function startDevices() {
   socket.on('device_state', (f) => { live.set(f.device, f); notify(f); });
   socket.on('command_status', notify);
   socket.on('device_alert', (f) => {
-    toast(`${f.name}: memory leak suspected, about ${Math.round(f.hours_to_exhaustion)} h until free heap runs out.`, 'error');
+    if (f.state === 'cleared') toast(`${f.name}: the memory leak alert is cleared. ${f.reason || ''}`, 'info');
+    else toast(`${f.name}: memory leak suspected (${Number(f.confidence).toFixed(1)} % confidence), about ${Math.round(f.hours_to_exhaustion)} h until free heap runs out. ${f.reason || ''}`, 'error');
     notify(f);
   });
 }
@@ -302,12 +303,14 @@ function analysisView(a) {
   else if (!heap) out.push(h('p', { class: 'muted' }, `Not enough heap data yet (${a.heap_points || 0} points).`));
   else {
     const leak = heap.leak;
-    out.push(h('p', { class: leak ? 'finding bad' : 'finding good', 'data-testid': 'leak' },
-      leak ? 'Memory leak suspected' : 'No memory leak detected'));
+    const judged = heap.evidence !== 'insufficient';
+    out.push(h('p', { class: leak ? 'finding bad' : (judged ? 'finding good' : 'muted'), 'data-testid': 'leak' },
+      leak ? 'Memory leak suspected' : (judged ? 'No memory leak detected' : 'Too early to judge')));
+    if (heap.reason) out.push(h('p', { class: 'small', 'data-testid': 'leak-reason' }, heap.reason));
     out.push(h('dl', { class: 'facts small' },
       fact('Trend', heap.slope_bytes_per_hour != null ? `${bytes(Math.round(heap.slope_bytes_per_hour))} per hour` : '—'),
       fact('Time to exhaustion', heap.hours_to_exhaustion != null && isFinite(heap.hours_to_exhaustion) ? `${heap.hours_to_exhaustion.toFixed(1)} h` : '—'),
-      fact('Confidence', heap.confidence != null ? String(heap.confidence) : '—'),
+      fact('Confidence', judged && heap.confidence != null ? `${Number(heap.confidence).toFixed(1)} %` : '—'),
       fact('Points used', heap.points_used ?? a.heap_points)));
   }
   const anomalies = collectAnomalies(a.telemetry);
