@@ -55,10 +55,10 @@ const (
 
 // analysisState is the service's ML state.
 type analysisState struct {
-	ml        Inferrer
-	perUser   *ratelimit.Keyed
-	mu        sync.Mutex
-	alerting  map[string]bool // devices with a raised leak alert; guarded by mu
+	ml       Inferrer
+	perUser  *ratelimit.Keyed
+	mu       sync.Mutex
+	alerting map[string]bool // devices with a raised leak alert; guarded by mu
 }
 
 // SetInferrer enables analysis and leak alerts. Call before Run.
