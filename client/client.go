@@ -52,6 +52,7 @@ type Message struct {
 	MessageID string    `json:"message_id"`
 	From      string    `json:"from"`
 	FromName  string    `json:"from_name,omitempty"`
+	FromKind  string    `json:"from_kind,omitempty"` // "user", "bot" or "device"
 	Body      string    `json:"body"`
 	TS        time.Time `json:"ts"`
 	Edited    bool      `json:"edited,omitempty"`

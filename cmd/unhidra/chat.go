@@ -225,10 +225,7 @@ func (t *terminal) printf(format string, args ...any) {
 }
 
 func (t *terminal) printMessage(m *client.Message) {
-	from := m.FromName
-	if from == "" {
-		from = m.From
-	}
+	from := senderLabel(m)
 	body := m.Body
 	if m.Deleted {
 		body = "(deleted)"
@@ -242,6 +239,23 @@ func (t *terminal) printMessage(m *client.Message) {
 		return r
 	}, body)
 	t.printf("[%s] %s %s: %s\n", t.label(m.Channel), m.TS.Local().Format("15:04"), from, body)
+}
+
+// senderLabel is how a sender is shown: devices and bots are marked, so
+// that neither passes for a person whatever its name. Control characters
+// in names cannot reach the terminal (names refuse them).
+func senderLabel(m *client.Message) string {
+	from := m.FromName
+	if from == "" {
+		from = m.From
+	}
+	switch m.FromKind {
+	case "device":
+		return from + " [device]"
+	case "bot":
+		return from + " [bot]"
+	}
+	return from
 }
 
 func (t *terminal) printEvents(ctx context.Context) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/unhidra/unhidra/client"
 	"github.com/unhidra/unhidra/protocol"
 )
 
@@ -277,5 +278,13 @@ func TestDevices_DMNeedsOwnerPermission(t *testing.T) {
 	// Someone else cannot change the setting.
 	if st, _ := s.request(t, "PATCH", "/api/v1/devices/"+id, tessTok, map[string]any{"may_dm_people": true}); st != 404 {
 		t.Fatalf("another user changing the device's setting: %d", st)
+	}
+}
+
+func TestSenderLabel(t *testing.T) {
+	for _, c := range []struct{ kind, want string }{{"user", "root"}, {"device", "root [device]"}, {"bot", "root [bot]"}, {"", "root"}} {
+		if got := senderLabel(&client.Message{FromName: "root", FromKind: c.kind}); got != c.want {
+			t.Errorf("kind %q: %q, want %q", c.kind, got, c.want)
+		}
 	}
 }

@@ -1,7 +1,7 @@
 // Administration: users, live connections, the audit log, ML workers.
 
 import { h, replace, toast, errorText, ago, when, bytes, confirmDialog, formDialog, loading, failure } from './dom.js';
-import { api } from './session.js';
+import { api, current } from './session.js';
 
 const TABS = [['users', 'Users'], ['connections', 'Connections'], ['audit', 'Audit log'], ['ml', 'ML workers']];
 
@@ -59,10 +59,19 @@ function users(root) {
       h('td', {}, u.role),
       h('td', {}, u.disabled ? h('span', { class: 'tag warn' }, 'disabled') : 'active'),
       h('td', { title: when(u.created_at) }, ago(u.created_at)),
-      h('td', { class: 'row-actions' },
-        h('button', { type: 'button', class: 'small', onclick: () => toggle(u) }, u.disabled ? 'Enable' : 'Disable'),
-        h('button', { type: 'button', class: 'small', onclick: () => reset(u) }, 'Reset password'))))),
+      h('td', { class: 'row-actions' }, actions(u))))),
     more && h('button', { type: 'button', onclick: () => load(false) }, 'Load more'));
+  }
+
+  // actions offers only what can apply: nothing on one's own row (the
+  // account page changes one's own password; nobody disables themselves),
+  // no password for a service account (bots never sign in with one).
+  function actions(u) {
+    if (u.id === current()?.user?.id) return h('span', { class: 'muted' }, 'you');
+    return [
+      h('button', { type: 'button', class: 'small', onclick: () => toggle(u) }, u.disabled ? 'Enable' : 'Disable'),
+      u.role !== 'bot' && h('button', { type: 'button', class: 'small', onclick: () => reset(u) }, 'Reset password'),
+    ];
   }
 
   async function toggle(u) {

@@ -360,12 +360,21 @@ function messageItem(c, m) {
   return h('li', { class: mine ? 'msg mine' : 'msg', dataset: { seq: m.seq, id: m.message_id, state: 'stored' }, 'data-testid': 'message' },
     h('div', { class: 'msg-head' },
       h('span', { class: 'author' }, m.from_name || names.get(m.from) || m.from),
+      senderBadge(m.from_kind),
       h('time', { datetime: m.ts, title: when(m.ts) }, clock(m.ts)),
       m.edited_at && !m.deleted && h('span', { class: 'muted' }, '(edited)')),
     body,
     mine && !m.deleted && h('div', { class: 'msg-actions' },
       h('button', { type: 'button', class: 'small', onclick: (e) => editMessage(c, m, e.target.closest('li')) }, 'Edit'),
       h('button', { type: 'button', class: 'small', onclick: () => deleteMessage(c, m) }, 'Delete')));
+}
+
+// senderBadge marks messages from devices and bots, so that neither can
+// pass for a person whatever its name.
+function senderBadge(kind) {
+  if (kind !== 'device' && kind !== 'bot') return null;
+  return h('span', { class: `badge badge-${kind}`, title: kind === 'device' ? 'Sent by a device' : 'Sent by a bot', 'data-testid': 'sender-kind' },
+    kind === 'device' ? 'device' : 'bot');
 }
 
 function appendMessage(c, m) {

@@ -78,6 +78,8 @@ export function reconnectNow() {
   open();
 }
 
+let openedWith = ''; // the access token of the current socket
+
 async function open() {
   if (opening || ws) return;
   opening = true;
@@ -98,6 +100,7 @@ async function open() {
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
   const sock = new WebSocket(url, ['unhidra.v1', `bearer.${token}`]);
   ws = sock;
+  openedWith = token;
   welcomed = false;
   sock.onmessage = (ev) => {
     let frame;
@@ -130,10 +133,22 @@ async function open() {
     pending.clear();
     if (!wanted) return;
     switch (ev.code) {
-      case 4500: case 4501:
-        endLocally();
-        setStatus({ state: 'ended', reason: 'Your session has ended. Sign in again.' });
+      case 4500: case 4501: {
+        // Our own password change ends every session, this socket's too,
+        // and answers with a new one: reconnect with it. Otherwise (or if
+        // none comes within 2 s) the session is over.
+        const was = openedWith;
+        const started = Date.now();
+        const check = () => {
+          const s = current();
+          if (s && s.access_token && s.access_token !== was) { attempt = 0; open(); return; }
+          if (Date.now() - started < 2000) { setTimeout(check, 100); return; }
+          endLocally();
+          setStatus({ state: 'ended', reason: 'Your session has ended. Sign in again.' });
+        };
+        check();
         return;
+      }
       case 4502:
         wanted = false;
         setStatus({ state: 'ended', reason: 'An administrator ended this session.' });
