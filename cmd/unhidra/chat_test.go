@@ -56,6 +56,7 @@ func (c *wsClient) read(timeout time.Duration) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	checkFrame(c.t, data)
 	var f map[string]any
 	return f, json.Unmarshal(data, &f)
 }

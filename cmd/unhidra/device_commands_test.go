@@ -245,6 +245,7 @@ func TestCommands_FullQueueBurstAcks(t *testing.T) {
 		if err != nil {
 			t.Fatalf("after %d commands: %v (close %d)", len(got), err, websocket.CloseStatus(err))
 		}
+		checkFrame(t, data)
 		var m map[string]any
 		json.Unmarshal(data, &m)
 		switch m["type"] {

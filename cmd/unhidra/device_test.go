@@ -112,6 +112,7 @@ func readType(t *testing.T, c *websocket.Conn, typ string) map[string]any {
 		if err != nil {
 			t.Fatalf("waiting for %q: %v", typ, err)
 		}
+		checkFrame(t, data)
 		var m map[string]any
 		if err := json.Unmarshal(data, &m); err != nil {
 			t.Fatalf("server sent non-JSON %q", data)
