@@ -300,13 +300,29 @@ type Channel struct {
 	Unread int    `json:"unread,omitempty"`
 }
 
-// Channels lists the caller's conversations and the public channels.
+// Channels lists the caller's conversations and the public channels,
+// following the list's pages.
 func (c *Client) Channels(ctx context.Context) ([]Channel, error) {
-	var out struct {
-		Channels []Channel `json:"channels"`
+	var all []Channel
+	after := ""
+	for {
+		var out struct {
+			Channels   []Channel `json:"channels"`
+			NextCursor string    `json:"next_cursor"`
+		}
+		q := url.Values{"limit": {"500"}}
+		if after != "" {
+			q.Set("after", after)
+		}
+		if err := c.Get(ctx, "/api/v1/channels?"+q.Encode(), &out); err != nil {
+			return all, err
+		}
+		all = append(all, out.Channels...)
+		if out.NextCursor == "" || out.NextCursor == after {
+			return all, nil
+		}
+		after = out.NextCursor
 	}
-	err := c.Get(ctx, "/api/v1/channels", &out)
-	return out.Channels, err
 }
 
 // HistoryAfter returns up to limit messages with seq > after, oldest

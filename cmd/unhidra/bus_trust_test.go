@@ -22,7 +22,7 @@ import (
 // for another user. The server drops all three and counts them.
 func TestBus_ForgedMessagesIgnored(t *testing.T) {
 	natsURL, prefix := testenv.NATSURL(t), testenv.UniqueName("forge")
-	s := startServer(t, t.TempDir(), map[string]string{"UNHIDRA_ADMIN_PASSWORD": "admin password here"},
+	s := startServer(t, t.TempDir(), map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"},
 		"--bus", natsURL, "--bus-prefix", prefix)
 	_, ann := register(t, s, "ann")
 	malloryID, mallory := register(t, s, "mallory")

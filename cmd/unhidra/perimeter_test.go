@@ -15,7 +15,7 @@ import (
 // and the fix.
 func TestServe_RefusesReadableFiles(t *testing.T) {
 	dir := t.TempDir()
-	s := startServer(t, dir, map[string]string{"UNHIDRA_ADMIN_PASSWORD": "admin password here"})
+	s := startServer(t, dir, map[string]string{"UNHIDRA_ADMIN_PASSWORD": "correct horse battery"})
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -112,11 +112,12 @@ type serveConfig struct {
 	commandWindow      int
 
 	// Messaging.
-	sendRate     int
-	sendBurst    int
-	sendTimeout  time.Duration
-	sendBuffer   int
-	stallTimeout time.Duration
+	sendRate        int
+	sendBurst       int
+	sendTimeout     time.Duration
+	sendBuffer      int
+	stallTimeout    time.Duration
+	channelsPerHour int
 
 	proxies []netip.Prefix // parsed trustedProxies
 }
@@ -182,6 +183,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.handshakeTime, "handshake-timeout", 10*time.Second, "time allowed for the TLS handshake and the request headers (slowloris)")
 	fs.IntVar(&c.sendRate, "send-rate", 10, "chat messages per second per sender across its connections (sustained)")
 	fs.IntVar(&c.sendBurst, "send-burst", 30, "chat messages per sender allowed in a burst")
+	fs.IntVar(&c.channelsPerHour, "channels-per-hour", 20, "channels a member (not an administrator) may create per hour, at most that many at once")
 	fs.DurationVar(&c.sendTimeout, "send-timeout", 5*time.Second, "a chat send the database has not committed within this fails with unavailable (and a retry hint)")
 	fs.StringVar(&c.pprofListen, "pprof-listen", "", "serve Go runtime profiles (/debug/pprof/) on this loopback HOST:PORT (off by default; for benchmarks)")
 }
@@ -248,6 +250,7 @@ func (c *serveConfig) validate() error {
 		intRange("ml-per-user", c.mlPerUser, 1, 1000),
 		intRange("send-rate", c.sendRate, 1, 1_000_000),
 		intRange("send-burst", c.sendBurst, 1, 1_000_000),
+		intRange("channels-per-hour", c.channelsPerHour, 1, 100_000),
 		c.validateStore())
 	if c.busURL != "" && !strings.HasPrefix(c.busURL, "nats://") && !strings.HasPrefix(c.busURL, "tls://") {
 		errs = append(errs, usagef("--bus must be empty or nats://…"))
@@ -397,6 +400,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	messaging := chat.New(st, gw.Router(), chat.Config{
 		Identities:  devices, // devices can be members of channels
 		SendRate:    ratelimit.Limit{Burst: cfg.sendBurst, Every: time.Second / time.Duration(cfg.sendRate)},
+		ChannelRate: ratelimit.Limit{Burst: cfg.channelsPerHour, Every: time.Hour / time.Duration(cfg.channelsPerHour)},
 		Writers:     chatWriters(st.Dialect()),
 		SendTimeout: cfg.sendTimeout,
 		AfterCommit: crashHook(e.getenv),

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -67,6 +68,13 @@ func ValidChannelName(name string) error {
 func (s *Service) CreateChannel(ctx context.Context, actor Actor, name string, private bool) (*unhidra.Conversation, error) {
 	if err := ValidChannelName(name); err != nil {
 		return nil, err
+	}
+	if !actor.Admin {
+		if ok, retry := s.creates.Allow(actor.ID, time.Now()); !ok {
+			e := unhidra.Errorf(protocol.ErrRateLimited, "You have created many channels recently; wait before creating another.")
+			e.RetryAfter = int64(retry/time.Second) + 1
+			return nil, e
+		}
 	}
 	c := &unhidra.Conversation{Name: name, Kind: unhidra.KindPublic}
 	if private {

@@ -65,6 +65,9 @@ type Config struct {
 	// SendRate bounds messages per sender across all its connections, on
 	// top of the gateway's per-connection frame rate. Default 10/s, burst 30.
 	SendRate ratelimit.Limit
+	// ChannelRate bounds the channels one member (not an administrator)
+	// creates. Default 20 at once, then one per 3 minutes.
+	ChannelRate ratelimit.Limit
 	// TypingRate bounds typing notices per sender and conversation.
 	// Default one per 2 s, burst 2.
 	TypingRate ratelimit.Limit
@@ -117,6 +120,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TypingRate == (ratelimit.Limit{}) {
 		c.TypingRate = ratelimit.Limit{Burst: 2, Every: 2 * time.Second}
+	}
+	if c.ChannelRate == (ratelimit.Limit{}) {
+		c.ChannelRate = ratelimit.Limit{Burst: 20, Every: 3 * time.Minute}
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 512
@@ -172,8 +178,9 @@ type Service struct {
 	log           *slog.Logger
 	sends         *ratelimit.Keyed
 	typing        *ratelimit.Keyed
-	queues        []chan *sendJob // one per writer; never closed, writers stop on ctx
-	seed          maphash.Seed    // spreads conversations over writers
+	creates       *ratelimit.Keyed // channel creations per member
+	queues        []chan *sendJob  // one per writer; never closed, writers stop on ctx
+	seed          maphash.Seed     // spreads conversations over writers
 
 	// delivery sequences each conversation's message frames on this node.
 	delivery *delivery
@@ -217,6 +224,7 @@ func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 		cfg: cfg, st: st, router: r, hub: r.Hub(), log: log,
 		sends:   ratelimit.NewKeyed(cfg.SendRate, 0),
 		typing:  ratelimit.NewKeyed(cfg.TypingRate, 0),
+		creates: ratelimit.NewKeyed(cfg.ChannelRate, 0),
 		seed:    maphash.MakeSeed(),
 		conns:   make(map[uint64]*connState),
 		changes: make(map[string]uint64),

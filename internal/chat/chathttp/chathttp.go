@@ -7,7 +7,9 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/api"
@@ -39,7 +41,11 @@ func mount(s *chat.Service, mux *http.ServeMux, h api.Helpers) {
 		if err != nil {
 			return err
 		}
-		return ok(w, http.StatusOK, map[string]any{"channels": channels})
+		page, next, err := paginate(r.URL.Query(), channels)
+		if err != nil {
+			return err
+		}
+		return ok(w, http.StatusOK, withCursor(map[string]any{"channels": page}, next))
 	})
 	route("POST /api/v1/channels", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		in, err := api.DecodeValid[createChannelRequest](w, r)
@@ -183,7 +189,11 @@ func mount(s *chat.Service, mux *http.ServeMux, h api.Helpers) {
 		if err != nil {
 			return err
 		}
-		return ok(w, http.StatusOK, map[string]any{"dms": dms})
+		page, next, err := paginate(r.URL.Query(), dms)
+		if err != nil {
+			return err
+		}
+		return ok(w, http.StatusOK, withCursor(map[string]any{"dms": page}, next))
 	})
 	route("POST /api/v1/dms", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
 		in, err := api.DecodeValid[openDMRequest](w, r)
@@ -252,4 +262,50 @@ func (r openDMRequest) Valid(context.Context) error {
 		return unhidra.Errorf(protocol.ErrInvalid, "members must name 1 to %d users.", unhidra.MaxDMMembers-1)
 	}
 	return nil
+}
+
+// List pages: ?limit=N (1..MaxPage, default DefaultPage) and ?after=ID
+// (the next_cursor of the previous page). Lists are in ID order.
+const (
+	DefaultPage = 100
+	MaxPage     = 500
+)
+
+// paginate returns the page of views after the cursor, and the cursor of
+// the next page ("" on the last).
+func paginate(q url.Values, views []chat.ChannelView) (page []chat.ChannelView, next string, err error) {
+	limit := DefaultPage
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || n < 1 || n > MaxPage {
+			return nil, "", unhidra.Errorf(protocol.ErrInvalid, "limit must be an integer from 1 to %d.", MaxPage)
+		}
+		limit = n
+	}
+	after := q.Get("after")
+	if len(after) > unhidra.MaxMemberIDLen {
+		return nil, "", unhidra.Errorf(protocol.ErrInvalid, "after is not a cursor of this list.")
+	}
+	slices.SortStableFunc(views, func(a, b chat.ChannelView) int { return strings.Compare(a.ID, b.ID) })
+	i := 0
+	if after != "" {
+		for i < len(views) && views[i].ID <= after {
+			i++
+		}
+	}
+	page = views[i:min(len(views), i+limit)]
+	if i+limit < len(views) {
+		next = page[len(page)-1].ID
+	}
+	if page == nil {
+		page = []chat.ChannelView{}
+	}
+	return page, next, nil
+}
+
+func withCursor(body map[string]any, next string) map[string]any {
+	if next != "" {
+		body["next_cursor"] = next
+	}
+	return body
 }

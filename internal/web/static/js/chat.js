@@ -91,10 +91,21 @@ function upsert(entry) {
   return c;
 }
 
+// listAll follows a list's pages (next_cursor) to the end.
+async function listAll(path, key) {
+  const all = [];
+  for (let after = '';;) {
+    const page = await api('GET', `${path}?limit=500${after ? `&after=${encodeURIComponent(after)}` : ''}`);
+    all.push(...page[key]);
+    if (!page.next_cursor || page.next_cursor === after) return all;
+    after = page.next_cursor;
+  }
+}
+
 async function loadLists() {
-  const [ch, dm] = await Promise.all([api('GET', '/api/v1/channels'), api('GET', '/api/v1/dms')]);
+  const [channels, dms] = await Promise.all([listAll('/api/v1/channels', 'channels'), listAll('/api/v1/dms', 'dms')]);
   const seen = new Set();
-  for (const e of [...ch.channels, ...dm.dms]) { upsert(e); seen.add(e.id); }
+  for (const e of [...channels, ...dms]) { upsert(e); seen.add(e.id); }
   for (const id of [...convs.keys()]) if (!seen.has(id)) convs.delete(id);
   renderSidebar();
   return true;
