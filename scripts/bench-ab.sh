@@ -13,6 +13,8 @@
 #   paced   wsload -mode fanout -n N_FAN, 10 pub/s (20,000 deliveries/s at 2,000): latency
 #   devices `unhidra bench fleet -n DEV_N` over TLS: server KiB per idle device, then a server
 #           restart (reconnect storm): seconds until all are back, server CPU seconds in the storm
+#   floor   the same fanout and paced runs against internal/ws/wsfloor, a minimal broadcaster on the
+#           server's WebSocket engine (no auth, no storage): the machine's floor (not part of the ratio)
 #   ml      `unhidra bench ml`: paced API round trips to a trivial model (scripts/bench/ml_echo_model.py)
 #           and, once per round, the same to a bare Unix-socket echo (scripts/bench/unix_echo.py)
 # The first three run through the shared load tool's side-by-side script (WSLOAD_DIR, default
@@ -106,6 +108,13 @@ for sc, figs in F.items():
     if sc == "ml":
         bare_rs = [load(p) or {} for p in sorted(glob.glob(os.path.join(out, "ml-bare-r*.json")))]
         lines.append(f"| | bare Unix-socket echo ms p50 (per round) | {' / '.join(fmt(j.get('p50_ms')) for j in bare_rs)} | | |")
+    if sc in ("fanout", "paced"):
+        fl = [(load(p) or {}) for p in sorted(glob.glob(os.path.join(out, f"floor-{sc}-r*.json")))]
+        if fl:
+            for title, key, _ in figs[:4]:
+                lines.append(f"| | floor (wsfloor): {title} | | {' / '.join(fmt(val(j, key)) for j in fl)} | |")
+            fm = [(load(p) or {}) for p in sorted(glob.glob(os.path.join(out, f"floor-{sc}-r*.meta.json")))]
+            lines.append(f"| | floor: load average before each run | | {' / '.join(str(m.get('load1_before','?')) for m in fm)} | |")
     la = lambda rs: " / ".join(str(m.get("load1_before", "?")) for _, m in rs)
     lines.append(f"| | load average (1 min) before each run | {la(b)} | {la(n)} | |")
     for tg, rs in (("ub", b), ("uh", n)):
@@ -129,7 +138,7 @@ BASE=${1:?usage: scripts/bench.sh ab <commit> [OUTDIR]}
 OUT=${2:-$ROOT/.bench-ab/$(date -u +%Y%m%dT%H%M%SZ)}
 OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)
 WSLOAD_DIR=${WSLOAD_DIR:-$ROOT/../shared/bench/wsload}
-SCENARIOS=${SCENARIOS:-idle fanout paced devices ml}
+SCENARIOS=${SCENARIOS:-idle fanout paced devices ml floor}
 REPS=${REPS:-2}
 export N_IDLE=${N_IDLE:-5000} HOLD=${HOLD:-3s} N_FAN=${N_FAN:-2000} DURATION=${DURATION:-8s} WARMUP=${WARMUP:-2s}
 DEV_N=${DEV_N:-5000}
@@ -149,16 +158,37 @@ if [ -z "${SKIP_BUILD:-}" ]; then # SKIP_BUILD=1 reuses OUTDIR/bin from an earli
 	rm -rf "$OUT/base-src"
 	(cd "$ROOT" && CGO_ENABLED=0 go build -o "$BIN/unhidra-new" ./cmd/unhidra)
 	(cd "$WSLOAD_DIR" && go build -o "$BIN/wsload" .)
+	(cd "$ROOT" && CGO_ENABLED=0 go build -o "$BIN/wsfloor" ./internal/ws/wsfloor)
 fi
 new_rev="$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- . ':!.bench-ab' || echo +dirty)"
-printf '{"base":"%s","new":"%s","date":"%s","reps":%s,"host":"%s cpus, %s"}\n' "$base_rev" "$new_rev" \
-	"$(date -u +%FT%TZ)" "$REPS" "$(nproc)" "$(uname -r)" >"$OUT/info.json"
+[ -n "${SKIP_BUILD:-}" ] && [ -f "$OUT/info.json" ] || # keep the record of the builds measured
+	printf '{"base":"%s","new":"%s","date":"%s","reps":%s,"host":"%s cpus, %s"}\n' "$base_rev" "$new_rev" \
+		"$(date -u +%FT%TZ)" "$REPS" "$(nproc)" "$(uname -r)" >"$OUT/info.json"
 ulimit -n "$(ulimit -Hn)"
 bin_of() { case $1 in ub) echo "$BIN/unhidra-base" ;; uh) echo "$BIN/unhidra-new" ;; esac; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
 # --- idle, fanout, paced: the shared load tool's side-by-side script, targets ub and uh ---
 ws=()
+run_floor() { # round
+	local r=$1 fport=$((PORT + 1)) pid sc
+	for sc in fanout paced; do
+		"$BIN/wsfloor" -listen "127.0.0.1:$fport" >"$OUT/floor.out" 2>&1 &
+		pid=$!
+		for _ in $(seq 100); do curl -s -m 1 -o /dev/null "http://127.0.0.1:$fport/health" && break; sleep 0.1; done
+		local l0 extra=(-pub-workers 16)
+		[ "$sc" = paced ] && extra=(-pub-workers 4 -rate 10)
+		l0=$(load1)
+		"$BIN/wsload" -target centrifugo -addr "127.0.0.1:$fport" -channel bench:fanout -pid "$pid" -time-limit 40s \
+			-mode fanout -n "$N_FAN" -duration "$DURATION" -warmup "$WARMUP" "${extra[@]}" -json "$OUT/floor-$sc-r$r.json" \
+			>"$OUT/floor-$sc-r$r.out" 2>&1 || true
+		printf '{"load1_before":%s,"load1_after":%s}\n' "$l0" "$(load1)" >"$OUT/floor-$sc-r$r.meta.json"
+		kill -TERM "$pid"
+		wait "$pid" 2>/dev/null || true
+		echo "floor-$sc-r$r done" >&2
+	done
+}
+
 for sc in $SCENARIOS; do case $sc in idle | fanout | paced) ws+=("$sc") ;; esac; done
 if [ ${#ws[@]} -gt 0 ]; then
 	SCENARIOS="${ws[*]}" TARGETS="ub uh" REPS=$REPS NICE=$NICE IDLE_WAIT_TRIES=${IDLE_WAIT_TRIES:-1} \
@@ -304,6 +334,9 @@ for sc in $SCENARIOS; do
 	devices)
 		dev_template ub && dev_template uh
 		for r in $(seq "$REPS"); do for tg in ub uh; do run_devices "$tg" "$r" || echo "$sc-$tg-r$r failed" >&2; done; done
+		;;
+	floor)
+		for r in $(seq "$REPS"); do run_floor "$r"; done
 		;;
 	ml)
 		ml_template ub && ml_template uh
