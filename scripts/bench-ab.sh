@@ -109,7 +109,7 @@ for sc, figs in F.items():
         bare_rs = [load(p) or {} for p in sorted(glob.glob(os.path.join(out, "ml-bare-r*.json")))]
         lines.append(f"| | bare Unix-socket echo ms p50 (per round) | {' / '.join(fmt(j.get('p50_ms')) for j in bare_rs)} | | |")
     if sc in ("fanout", "paced"):
-        fl = [(load(p) or {}) for p in sorted(glob.glob(os.path.join(out, f"floor-{sc}-r*.json")))]
+        fl = [(load(p) or {}) for p in sorted(glob.glob(os.path.join(out, f"floor-{sc}-r*.json"))) if not p.endswith(".meta.json")]
         if fl:
             for title, key, _ in figs[:4]:
                 lines.append(f"| | floor (wsfloor): {title} | | {' / '.join(fmt(val(j, key)) for j in fl)} | |")
