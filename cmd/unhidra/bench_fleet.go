@@ -27,6 +27,9 @@ func runBenchFleet(ctx context.Context, e env, args []string) error {
 	caFile := fs.String("ca-file", "", "PEM CA certificates to trust")
 	pin := fs.String("pin-sha256", "", "SHA-256 fingerprint of the server certificate")
 	fullJitter := fs.Bool("full-jitter", false, "full-jitter reconnect backoff")
+	bInit := fs.Duration("backoff-initial", 5*time.Second, "first reconnect delay (the firmware's 5 s)")
+	bMax := fs.Duration("backoff-max", 60*time.Second, "reconnect delay cap (the firmware's 60 s)")
+	fault := fs.String("fault", "", "simulate a broken firmware (for `device check`): wrong-handshake, late-heartbeats, no-backoff or reconnect-after-4501")
 	fs.String("config", "", "config file")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
@@ -36,6 +39,15 @@ func runBenchFleet(ctx context.Context, e env, args []string) error {
 	}
 	if *url == "" || *keysFile == "" {
 		return usagef("--url and --keys-file are required")
+	}
+	if !fleet.ValidFault(*fault) {
+		return usagef("--fault: unknown fault %q", *fault)
+	}
+	if err := durationRange("backoff-initial", *bInit, 10*time.Millisecond, 10*time.Minute); err != nil {
+		return err
+	}
+	if err := durationRange("backoff-max", *bMax, *bInit, time.Hour); err != nil {
+		return err
 	}
 	if err := intRange("n", *n, 1, fleet.MaxDevices); err != nil {
 		return err
@@ -50,7 +62,7 @@ func runBenchFleet(ctx context.Context, e env, args []string) error {
 	opts := fleet.Options{
 		URL: *url, Keys: keys, Devices: *n, Duration: *duration,
 		HeartbeatInterval: *heartbeat, PingInterval: *ping, Ramp: *ramp, MaxDialing: *maxDialing,
-		ReportEvery: *report, Backoff: agent.Backoff{FullJitter: *fullJitter}, Out: e.stdout,
+		ReportEvery: *report, Backoff: agent.Backoff{FullJitter: *fullJitter, Initial: *bInit, Max: *bMax}, Fault: *fault, Out: e.stdout,
 	}
 	if *sources != "" {
 		for _, s := range strings.Split(*sources, ",") {

@@ -46,6 +46,7 @@ func commands() []command {
 		{"agent", "run the device agent (as cmd/unhidra-agent)", runAgent},
 		{"chat", "a terminal chat client", runChat},
 		{"bench", "the project's load tools (connections, fan-out, fleets)", runBench},
+		{"device", "device tools: `device check`, the conformance check of a firmware", runDevice},
 		{"version", "print the version", runVersion},
 	}
 }

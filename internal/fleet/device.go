@@ -45,7 +45,7 @@ func (d *device) run(ctx context.Context) {
 		if err != nil {
 			d.f.recordError(d.key, err)
 		}
-		if terminal {
+		if terminal && d.f.opts.Fault != FaultReconnectAfterTerminal {
 			d.f.terminal.Add(1)
 			return
 		}
@@ -53,6 +53,9 @@ func (d *device) run(ctx context.Context) {
 			attempt = 0
 		}
 		delay := max(d.f.opts.Backoff.Delay(attempt, rand.Float64), min(retryAfter, 15*time.Minute))
+		if d.f.opts.Fault == FaultNoBackoff {
+			delay = 0
+		}
 		attempt = min(attempt+1, 64)
 		t := time.NewTimer(delay)
 		select {
@@ -76,7 +79,11 @@ func (d *device) session(ctx context.Context, reconnect bool) (lasted, retryAfte
 	hctx, cancel := context.WithTimeout(ctx, o.HandshakeTimeout)
 	defer cancel()
 	start := time.Now()
-	conn, resp, err := websocket.Dial(hctx, o.URL, &websocket.DialOptions{HTTPClient: d.client, Subprotocols: []string{d.key}})
+	protocols := []string{d.key}
+	if o.Fault == FaultHandshake {
+		protocols = []string{"unhidra.v1", d.key}
+	}
+	conn, resp, err := websocket.Dial(hctx, o.URL, &websocket.DialOptions{HTTPClient: d.client, Subprotocols: protocols})
 	<-f.dialing
 	if err != nil {
 		if resp != nil {
@@ -121,7 +128,7 @@ func (d *device) session(ctx context.Context, reconnect bool) (lasted, retryAfte
 	rctx, rcancel := context.WithCancel(context.Background())
 	defer rcancel()
 	s.heartbeat()
-	s.hb = time.AfterFunc(o.HeartbeatInterval, func() { s.guard(s.heartbeatTick) })
+	s.hb = time.AfterFunc(s.heartbeatEvery(), func() { s.guard(s.heartbeatTick) })
 	s.ping = time.AfterFunc(o.PingInterval, func() { s.guard(s.pingTick) })
 	stopClose := context.AfterFunc(ctx, func() { s.guard(func() { conn.Close(websocket.StatusGoingAway, "simulation over") }) })
 	defer s.end(stopClose)
@@ -185,7 +192,16 @@ func (s *session) end(stopClose func() bool) {
 
 func (s *session) heartbeatTick() {
 	s.heartbeat()
-	s.hb.Reset(s.d.f.opts.HeartbeatInterval)
+	s.hb.Reset(s.heartbeatEvery())
+}
+
+// heartbeatEvery is the firmware's heartbeat period (30 % late with
+// FaultLateHeartbeats).
+func (s *session) heartbeatEvery() time.Duration {
+	if s.d.f.opts.Fault == FaultLateHeartbeats {
+		return s.d.f.opts.HeartbeatInterval * 13 / 10
+	}
+	return s.d.f.opts.HeartbeatInterval
 }
 
 // heartbeat sends the firmware's heartbeat: ts is seconds since (fake)

@@ -59,9 +59,32 @@ type Options struct {
 	RootCAs   *x509.CertPool // nil: system roots
 	PinSHA256 []byte         // with RootCAs nil, the pin alone is trusted
 
+	// Fault makes every device break one rule of the protocol, so that
+	// `unhidra device check` can be shown to catch it: FaultHandshake,
+	// FaultLateHeartbeats, FaultNoBackoff or FaultReconnectAfterTerminal.
+	// Empty: the seed firmware's behaviour.
+	Fault string
+
 	Out io.Writer // progress and the final report; nil: discarded
 	// Progress, when set, receives each periodic report too.
 	Progress func(Report)
+}
+
+// Faults a simulated firmware can have (Options.Fault).
+const (
+	FaultHandshake              = "wrong-handshake"      // "unhidra.v1,<key>": the key, in the wrong form
+	FaultLateHeartbeats         = "late-heartbeats"      // heartbeats 30 % late
+	FaultNoBackoff              = "no-backoff"           // reconnects at once, every time
+	FaultReconnectAfterTerminal = "reconnect-after-4501" // treats a terminal close as any other
+)
+
+// ValidFault reports whether f is empty or a known fault.
+func ValidFault(f string) bool {
+	switch f {
+	case "", FaultHandshake, FaultLateHeartbeats, FaultNoBackoff, FaultReconnectAfterTerminal:
+		return true
+	}
+	return false
 }
 
 // MaxDevices bounds one process: the open-file limit on these machines is
