@@ -55,6 +55,10 @@ type Config struct {
 	// UnhealthyAfter is the number of consecutive failed health checks
 	// after which a worker is restarted. Zero means 3.
 	UnhealthyAfter int
+	// TimeoutsUnhealthy is the number of consecutive calls timing out on
+	// a worker (in flight, not queued) after which it is recycled: a
+	// wedged process must not keep receiving calls. Zero means 2.
+	TimeoutsUnhealthy int
 	// StartTimeout bounds a worker's start until it answers a health check.
 	// Zero means 30s.
 	StartTimeout time.Duration
@@ -133,6 +137,9 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.MaxRestartBackoff, 30*time.Second)
 	if c.MaxRestartBackoff < c.RestartBackoff {
 		c.MaxRestartBackoff = c.RestartBackoff
+	}
+	if c.TimeoutsUnhealthy <= 0 {
+		c.TimeoutsUnhealthy = 2
 	}
 	if c.UnhealthyAfter == 0 {
 		c.UnhealthyAfter = 3

@@ -78,6 +78,8 @@ type worker struct {
 	errs      uint64
 	lat       latencies
 	lastError string
+	timeouts  int           // consecutive in-flight call timeouts
+	recycle   chan struct{} // buffered(1): too many timeouts, restart the process
 }
 
 // lease is the right to run one request on worker w's process generation gen.
@@ -154,7 +156,7 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 		s.idempotent[m] = true
 	}
 	for i := range cfg.Workers {
-		s.workers = append(s.workers, &worker{idx: i, state: StateStarting, active: map[*conn]struct{}{}})
+		s.workers = append(s.workers, &worker{idx: i, state: StateStarting, active: map[*conn]struct{}{}, recycle: make(chan struct{}, 1)})
 	}
 	s.metrics = newMetrics(s)
 	return s, nil
@@ -373,11 +375,17 @@ func (s *Supervisor) runWorker(ctx context.Context, w *worker, first chan<- erro
 func (s *Supervisor) watch(ctx context.Context, w *worker, inst instance) (reason string, crashed bool) {
 	t := time.NewTicker(s.cfg.HealthInterval)
 	defer t.Stop()
+	select { // a signal about the previous process
+	case <-w.recycle:
+	default:
+	}
 	fails := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return "shutdown", false
+		case <-w.recycle:
+			return fmt.Sprintf("unhealthy: %d consecutive calls timed out", s.cfg.TimeoutsUnhealthy), true
 		case <-inst.done():
 			return fmt.Sprintf("exited: %v", inst.exitErr()), true
 		case <-t.C:
@@ -599,6 +607,18 @@ func (s *Supervisor) release(l lease, c *conn, took time.Duration, counted bool,
 			if !errors.As(callErr[0], &me) {
 				w.errs++
 			}
+		}
+		switch {
+		case len(callErr) > 0 && errors.Is(callErr[0], ErrTimeout) && w.gen == l.gen:
+			if w.timeouts++; w.timeouts >= s.cfg.TimeoutsUnhealthy {
+				w.timeouts = 0
+				select {
+				case w.recycle <- struct{}{}:
+				default:
+				}
+			}
+		case len(callErr) == 0 || callErr[0] == nil || errors.As(callErr[0], new(*ModelError)):
+			w.timeouts = 0
 		}
 	}
 	if s.life == lifeRunning {

@@ -561,3 +561,27 @@ func TestConfig_HostileValues(t *testing.T) {
 		t.Errorf("failed Start left %d entries", n)
 	}
 }
+
+// TestSupervisor_TimeoutsRecycleWorker: two consecutive calls timing out
+// on a wedged worker mark it unhealthy; it is restarted (a new process)
+// and answers again.
+func TestSupervisor_TimeoutsRecycleWorker(t *testing.T) {
+	cfg := sdkWithTestModels(t)
+	cfg.Workers, cfg.ConnsPerWorker = 1, 4
+	s := mustStart(t, cfg)
+	pid := s.Status()[0].PID
+	for range 2 {
+		dir := shortDir(t)
+		_, err := s.Infer(ctxTimeout(t, 500*time.Millisecond), "hold", mustJSON(t, map[string]any{"dir": dir, "reply": "A"}))
+		if !errors.Is(err, mlbridge.ErrTimeout) {
+			t.Fatalf("held call: %v, want ErrTimeout", err)
+		}
+	}
+	eventually(t, "the wedged worker to be replaced", func() bool {
+		st := s.Status()[0]
+		return st.State == mlbridge.StateReady && st.PID != 0 && st.PID != pid
+	})
+	if out, err := s.Infer(ctxTimeout(t, 10*time.Second), "echo", json.RawMessage(`{"reply":"ok"}`)); err != nil || string(out) != `{"reply":"ok"}` {
+		t.Fatalf("after recycling: %s %v", out, err)
+	}
+}
