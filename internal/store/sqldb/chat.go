@@ -153,10 +153,20 @@ func (db *DB) updateChannel(ctx context.Context, id, set string, args ...any) (*
 // Conversations returns member's conversations, plus the public channels
 // it is not in when withPublic.
 func (db *DB) Conversations(ctx context.Context, member string, withPublic bool) ([]*unhidra.ConversationView, error) {
-	rows, err := db.read.QueryContext(ctx, db.q(`SELECT `+convColumns+`, m.role, m.last_read_seq
+	// Without the public channels, start from the member's rows (an index
+	// lookup) rather than from every conversation: this runs on every
+	// WebSocket connect.
+	query, args := `SELECT `+convColumns+`, m.role, m.last_read_seq
+		FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id
+		WHERE m.member_id = ?
+		ORDER BY c.id`, []any{member}
+	if withPublic {
+		query, args = `SELECT `+convColumns+`, m.role, m.last_read_seq
 		FROM conversations c LEFT JOIN conversation_members m ON m.conversation_id = c.id AND m.member_id = ?
 		WHERE m.member_id IS NOT NULL OR (c.kind = 'public' AND ?)
-		ORDER BY c.id`), member, withPublic)
+		ORDER BY c.id`, []any{member, withPublic}
+	}
+	rows, err := db.read.QueryContext(ctx, db.q(query), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list conversations: %w", err)
 	}
