@@ -72,6 +72,10 @@ test('an administrator creates a user, sees their connection, disables them and 
   await screenshot(admin, 'admin-connections');
 
   await admin.getByRole('link', { name: 'Users' }).click();
+  // Actions that cannot apply are not offered: none on one's own row.
+  const own = admin.locator('tbody tr', { hasText: 'root' }).first();
+  await own.getByText('you').waitFor();
+  assert.equal(await own.getByRole('button').count(), 0);
   await row.getByRole('button', { name: 'Disable' }).click();
   await admin.getByRole('dialog').getByRole('button', { name: 'Disable' }).click();
   await row.getByText('disabled').waitFor();
