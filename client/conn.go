@@ -198,7 +198,11 @@ func (c *Client) handleFrame(ctx context.Context, data []byte) {
 			}
 			pos := c.pos[a.Channel]
 			c.mu.Unlock()
+			// The application hears of the conversation before any of
+			// its messages, whichever goroutine runs first.
+			c.emit(ctx, Event{Type: head.Type, Raw: append(json.RawMessage(nil), data...)})
 			c.spawn(func() { c.catchUp(ctx, map[string]int64{a.Channel: pos}) })
+			return
 		}
 	case protocol.TypeResumed:
 		var r struct {
