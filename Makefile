@@ -5,7 +5,7 @@ GO ?= go
 export UNHIDRA_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export UNHIDRA_TEST_NATS ?= nats://127.0.0.1:4222
 
-.PHONY: test e2e setup check build serve fuzz bench bench-ab bench-heap
+.PHONY: test e2e setup check build serve fuzz bench release image cluster-up cluster-down bench-ab bench-heap
 
 test: setup
 	$(GO) test -race -count=1 -timeout 45m ./...
@@ -29,6 +29,21 @@ bench-heap:
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/unhidra ./cmd/unhidra
+
+# Static server and agent for linux amd64/arm64/armv7, SHA256SUMS and a
+# CycloneDX SBOM in dist/VERSION (scripts/release.sh).
+release:
+	./scripts/release.sh
+
+# Container images of the server and the agent with podman (scripts/image.sh).
+image:
+	./scripts/image.sh all
+
+# The reference cluster on loopback (scripts/cluster.sh).
+cluster-up:
+	./scripts/cluster.sh up
+cluster-down:
+	./scripts/cluster.sh down
 
 serve:
 	$(GO) run ./cmd/unhidra serve
