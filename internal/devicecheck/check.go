@@ -391,7 +391,8 @@ func (p *Probe) run(ctx context.Context, k *checker) {
 		base := min(time.Duration(float64(cfg.BackoffInitial)*math.Pow(2, float64(i))), cfg.BackoffMax)
 		closedAt := time.Now()
 		c.ws.Close(websocket.StatusServiceRestart, "device check: reconnect, please")
-		lo := time.Duration(0.7*float64(base)) - 250*time.Millisecond
+		// Handshakes only add to a delay: little slack below, more above.
+		lo := time.Duration(0.7*float64(base)) - min(250*time.Millisecond, base/20)
 		hi := time.Duration(1.3*float64(base)) + 250*time.Millisecond + time.Duration(0.05*float64(base))
 		p.logf("forced close %d/%d; expecting a reconnect in %v–%v", i+1, cfg.Disconnects, max(lo, 0).Round(time.Millisecond), hi.Round(time.Millisecond))
 		next := p.next(ctx, hi+cfg.BackoffMax)
