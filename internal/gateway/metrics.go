@@ -24,7 +24,7 @@ func newMetrics() *Metrics {
 	c := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "unhidra", Subsystem: "gateway", Name: name, Help: help})
 	}
-	return &Metrics{
+	m := &Metrics{
 		connsDesc: prometheus.NewDesc("unhidra_gateway_connections", "Live WebSocket connections by identity kind.", []string{"kind"}, nil),
 		upgrades:  c("upgrades_total", "Handshakes accepted and upgraded."),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "unhidra", Subsystem: "gateway",
@@ -46,6 +46,13 @@ func newMetrics() *Metrics {
 			[]string{"reason"}),
 		pingTimeouts: c("ping_timeouts_total", "Connections closed for silence past the idle timeout."),
 	}
+	for _, reason := range []string{"queue_full", "too_large"} {
+		m.drops.WithLabelValues(reason) // exported at 0, for dashboards and alerts
+	}
+	for _, reason := range []string{"slow_consumer", "client", "idle_timeout"} {
+		m.closes.WithLabelValues(reason)
+	}
+	return m
 }
 
 // Describe implements prometheus.Collector.
