@@ -7,6 +7,10 @@ package protocol
 // 4000–4499 tell the client to reconnect (with backoff and jitter): the
 // condition is temporary or on the server's side. 4500–4999 tell it not to
 // reconnect with the same credentials: something must change first.
+//
+// Every code below is sent by the server somewhere (the ws engine sends the
+// RFC 6455 ones itself); a client meeting another code in a range follows
+// the range's rule.
 const (
 	CloseNormal        = 1000
 	CloseGoingAway     = 1001
@@ -17,7 +21,6 @@ const (
 
 	CloseShutdown       = 4000 // the server is draining or restarting
 	CloseSlowConsumer   = 4001 // the client did not read fast enough; its queue overflowed
-	CloseOverloaded     = 4002 // the server sheds load
 	CloseIdleTimeout    = 4003 // no frame (not even a pong) within the idle timeout
 	CloseRateLimited    = 4004 // persistent flooding after rate-limit errors
 	CloseTokenExpired   = 4005 // the access token expired without a refresh: refresh, then reconnect
@@ -25,7 +28,6 @@ const (
 	CloseBadCredentials = 4500 // the credentials are not valid any more
 	CloseRevoked        = 4501 // the device key was revoked or the account disabled
 	CloseKicked         = 4502 // an administrator ended the session
-	CloseUnsupported    = 4503 // the client speaks a protocol version we do not
 )
 
 // Reconnectable reports whether a client should reconnect after code.
@@ -46,8 +48,6 @@ func CloseReason(code int) string {
 		return "server shutting down"
 	case CloseSlowConsumer:
 		return "slow consumer"
-	case CloseOverloaded:
-		return "overloaded"
 	case CloseIdleTimeout:
 		return "idle timeout"
 	case CloseRateLimited:
@@ -62,8 +62,6 @@ func CloseReason(code int) string {
 		return "revoked"
 	case CloseKicked:
 		return "kicked"
-	case CloseUnsupported:
-		return "unsupported protocol"
 	}
 	return ""
 }

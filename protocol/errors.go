@@ -33,14 +33,14 @@ var codeTable = []codeInfo{
 	{ErrNotFound, 404, 0},
 	{ErrConflict, 409, 0},
 	{ErrTooLarge, 413, CloseTooBig},
-	{ErrUnsupported, 415, CloseUnsupported},
+	{ErrUnsupported, 415, 0},
 	{ErrUnprocessable, 422, 0},
 	{ErrRateLimited, 429, CloseRateLimited},
 	{ErrAccountLocked, 429, CloseBadCredentials},
 	{ErrInternal, 500, CloseInternalError},
 	{ErrNotImplemented, 501, 0},
 	{ErrUpstream, 502, 0},
-	{ErrUnavailable, 503, CloseOverloaded},
+	{ErrUnavailable, 503, 0},
 	{ErrTimeout, 504, 0},
 }
 

@@ -197,7 +197,6 @@ func (h connHandler) OnOpen(wc *ws.Conn) {
 // the same closing with 4004 once the tolerance is spent).
 func (h connHandler) OnControl(wc *ws.Conn, _ ws.Opcode) {
 	c := wc.Value().(*Client)
-	h.g.metrics.framesIn.Inc()
 	now := time.Now()
 	if ok, _ := c.limiter.Allow(now, 1); ok {
 		return
@@ -211,7 +210,6 @@ func (h connHandler) OnControl(wc *ws.Conn, _ ws.Opcode) {
 func (h connHandler) OnMessage(wc *ws.Conn, text bool, data []byte) {
 	g := h.g
 	c := wc.Value().(*Client)
-	g.metrics.framesIn.Inc()
 	now := time.Now()
 	e, err := protocol.Decode(data)
 	// Frames of unmetered types (command acks, bounded by the command
@@ -284,10 +282,7 @@ func (h connHandler) OnClose(wc *ws.Conn, err error) {
 		g.metrics.pingTimeouts.Inc()
 	}
 	g.metrics.closes.WithLabelValues(closeCause(err)).Inc()
-	st := wc.Stats()
-	g.metrics.bytesIn.Add(float64(st.BytesIn))
-	g.metrics.bytesOut.Add(float64(st.BytesOut))
-	g.metrics.framesOut.Add(float64(st.MessagesOut))
+	g.metrics.addClosed(wc.Stats())
 }
 
 func handlePing(ctx context.Context, c *Client, e *protocol.Envelope) error {

@@ -116,6 +116,9 @@ func New(cfg Config, r *hub.Router, log *slog.Logger) (*Gateway, error) {
 	if cfg.Transport.StallCode == 0 {
 		cfg.Transport.StallCode = protocol.CloseSlowConsumer // a peer that stopped reading
 	}
+	if cfg.Transport.IdleCloseCode == 0 {
+		cfg.Transport.IdleCloseCode = protocol.CloseIdleTimeout
+	}
 	eng, err := ws.NewEngine(cfg.Transport, log)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -127,6 +130,7 @@ func New(cfg Config, r *hub.Router, log *slog.Logger) (*Gateway, error) {
 		metrics: newMetrics(), handlers: make(map[string]FrameHandler), unmetered: make(map[string]bool), ctx: ctx, cancel: cancel,
 	}
 	g.metrics.connsFunc = g.countByKind
+	g.metrics.liveFunc = g.liveStats
 	g.Handle(protocol.TypePing, handlePing)
 	g.Handle(protocol.TypeRefresh, g.handleRefresh)
 	sub, err := r.Bus().Subscribe(closeSubject, g.onClusterClose)
@@ -458,4 +462,18 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// liveStats sums the traffic counters of the live connections.
+func (g *Gateway) liveStats() ws.Stats {
+	var sum ws.Stats
+	g.engine.Range(func(c *ws.Conn) bool {
+		st := c.Stats()
+		sum.MessagesIn += st.MessagesIn
+		sum.MessagesOut += st.MessagesOut
+		sum.BytesIn += st.BytesIn
+		sum.BytesOut += st.BytesOut
+		return true
+	})
+	return sum
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/gateway"
@@ -361,6 +362,7 @@ func TestKeepalive_SilentPeerIsClosed(t *testing.T) {
 	raw := s.rawConn(t, "unhidra.v1, bearer."+token)
 	// Never answer the server's pings: read and discard until the socket dies.
 	sawPing := false
+	var all []byte
 	buf := make([]byte, 4096)
 	raw.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
@@ -368,12 +370,19 @@ func TestKeepalive_SilentPeerIsClosed(t *testing.T) {
 		if err != nil {
 			break
 		}
+		all = append(all, buf[:n]...)
 		if bytes.Contains(buf[:n], []byte{0x89}) { // FIN + ping opcode
 			sawPing = true
 		}
 	}
 	if !sawPing {
 		t.Fatal("the server never pinged")
+	}
+	// The idle timeout is announced: a close frame with 4003 before the
+	// socket closes.
+	idleClose := append([]byte{0x88, byte(2 + len("idle timeout")), 4003 >> 8, 4003 & 0xff}, "idle timeout"...)
+	if !bytes.HasSuffix(all, idleClose) {
+		t.Fatalf("the stream does not end with a 4003 close frame: % x", all[max(0, len(all)-20):])
 	}
 	waitFor(t, func() bool { return s.gw.Len() == 0 })
 	if got := counterValue(t, s.gw.Metrics(), "unhidra_gateway_ping_timeouts_total"); got != 1 {
@@ -578,4 +587,66 @@ func TestDirectSendOverflowClosesWith4001(t *testing.T) {
 	if f, err := readFrame(t, other.conn, 5*time.Second); err != nil || f["type"] != "pong" {
 		t.Fatalf("other connection: %v %v", f, err)
 	}
+}
+
+// labeledCounter returns the value of a counter vector's child.
+func labeledCounter(t *testing.T, c prometheus.Collector, name, label, value string) float64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 256)
+	go func() { c.Collect(ch); close(ch) }()
+	total := 0.0
+	for m := range ch {
+		if !containsName(m.Desc().String(), name) {
+			continue
+		}
+		var pb dto.Metric
+		m.Write(&pb)
+		for _, lp := range pb.Label {
+			if lp.GetName() == label && lp.GetValue() == value && pb.Counter != nil {
+				total += pb.Counter.GetValue()
+			}
+		}
+	}
+	return total
+}
+
+// Traffic counters are live: a connection that is still open shows in
+// them at scrape time, in both directions; closes are counted by reason.
+func TestMetrics_LiveTrafficAndCloseReasons(t *testing.T) {
+	s := newStack(t, gateway.Config{})
+	token, _ := s.newUser(t)
+	c := s.mustDial(t, token)
+	for i := range 3 {
+		writeJSON(t, c.conn, map[string]any{"type": protocol.TypePing, "id": fmt.Sprint("p", i)})
+		if _, err := readFrame(t, c.conn, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := s.gw.Metrics()
+	waitFor(t, func() bool { return counterValue(t, m, "unhidra_gateway_frames_received_total") >= 3 })
+	in, out := counterValue(t, m, "unhidra_gateway_frames_received_total"), counterValue(t, m, "unhidra_gateway_frames_sent_total")
+	bin, bout := counterValue(t, m, "unhidra_gateway_received_bytes_total"), counterValue(t, m, "unhidra_gateway_sent_bytes_total")
+	if in != 3 || out < 4 || bin <= 0 || bout <= 0 { // welcome + 3 pongs
+		t.Fatalf("live traffic: frames in %v out %v, bytes in %v out %v", in, out, bin, bout)
+	}
+	if s.gw.Len() != 1 {
+		t.Fatal("the connection is not live any more")
+	}
+	// An administrator's kick is counted as "kicked", and the counters
+	// keep what the connection carried.
+	sess := s.gw.Connections()[0].Session
+	if !s.gw.CloseSession(sess, protocol.CloseKicked) {
+		t.Fatal("no such session")
+	}
+	if code := closeCode(t, c.conn, 10*time.Second); int(code) != protocol.CloseKicked {
+		t.Fatalf("closed with %d", code)
+	}
+	waitFor(t, func() bool { return labeledCounter(t, m, "unhidra_gateway_closes_total", "reason", "kicked") == 1 })
+	if got := counterValue(t, m, "unhidra_gateway_frames_received_total"); got < in {
+		t.Fatalf("frames received went back from %v to %v", in, got)
+	}
+	// A client's own close is "client".
+	c2 := s.mustDial(t, token)
+	c2.conn.Close(websocket.StatusNormalClosure, "bye")
+	waitFor(t, func() bool { return labeledCounter(t, m, "unhidra_gateway_closes_total", "reason", "client") == 1 })
 }

@@ -1,6 +1,13 @@
 package gateway
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/unhidra/unhidra/internal/ws"
+)
 
 // Metrics are the gateway's Prometheus collectors.
 type Metrics struct {
@@ -9,16 +16,28 @@ type Metrics struct {
 	upgrades     prometheus.Counter
 	refusals     *prometheus.CounterVec
 	handshake    prometheus.Histogram
-	framesIn     prometheus.Counter
-	framesOut    prometheus.Counter
-	bytesIn      prometheus.Counter
-	bytesOut     prometheus.Counter
 	badFrames    prometheus.Counter
 	rateLimited  prometheus.Counter
 	drops        *prometheus.CounterVec
 	closes       *prometheus.CounterVec
 	pingTimeouts prometheus.Counter
+
+	// Traffic per direction, live: the totals of closed connections plus
+	// the counters of the live ones (liveFunc), summed at scrape time.
+	liveFunc    func() ws.Stats
+	trafficDesc [4]*prometheus.Desc // frames in, frames out, bytes in, bytes out
+	closed      [4]atomic.Uint64
+	trafficMu   sync.Mutex
+	reported    [4]float64 // high-water marks: a counter never goes back
 }
+
+// Indexes of the traffic counters.
+const (
+	framesIn = iota
+	framesOut
+	bytesIn
+	bytesOut
+)
 
 func newMetrics() *Metrics {
 	c := func(name, help string) prometheus.Counter {
@@ -32,10 +51,12 @@ func newMetrics() *Metrics {
 		handshake: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "unhidra", Subsystem: "gateway",
 			Name: "handshake_seconds", Help: "Time from request to upgraded connection.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}}),
-		framesIn:    c("frames_received_total", "Data frames received from clients."),
-		framesOut:   c("frames_sent_total", "Data frames written to clients (counted when connections close)."),
-		bytesIn:     c("received_bytes_total", "WebSocket bytes received (counted when connections close)."),
-		bytesOut:    c("sent_bytes_total", "WebSocket bytes sent (counted when connections close)."),
+		trafficDesc: [4]*prometheus.Desc{
+			prometheus.NewDesc("unhidra_gateway_frames_received_total", "Data frames (messages) received from clients, live connections included.", nil, nil),
+			prometheus.NewDesc("unhidra_gateway_frames_sent_total", "Data frames (messages) written to clients, live connections included.", nil, nil),
+			prometheus.NewDesc("unhidra_gateway_received_bytes_total", "WebSocket bytes received, live connections included.", nil, nil),
+			prometheus.NewDesc("unhidra_gateway_sent_bytes_total", "WebSocket bytes sent, live connections included.", nil, nil),
+		},
 		badFrames:   c("bad_frames_total", "Frames that were not valid protocol envelopes."),
 		rateLimited: c("rate_limited_frames_total", "Frames refused by the per-connection rate limit."),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "unhidra", Subsystem: "gateway",
@@ -58,6 +79,9 @@ func newMetrics() *Metrics {
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.connsDesc
+	for _, d := range m.trafficDesc {
+		ch <- d
+	}
 	for _, c := range m.collectors() {
 		c.Describe(ch)
 	}
@@ -70,12 +94,46 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(m.connsDesc, prometheus.GaugeValue, float64(n), kind)
 		}
 	}
+	for i, v := range m.traffic() {
+		ch <- prometheus.MustNewConstMetric(m.trafficDesc[i], prometheus.CounterValue, v)
+	}
 	for _, c := range m.collectors() {
 		c.Collect(ch)
 	}
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.upgrades, m.refusals, m.handshake, m.framesIn, m.framesOut, m.bytesIn,
-		m.bytesOut, m.badFrames, m.rateLimited, m.drops, m.closes, m.pingTimeouts}
+	return []prometheus.Collector{m.upgrades, m.refusals, m.handshake, m.badFrames, m.rateLimited, m.drops,
+		m.closes, m.pingTimeouts}
+}
+
+// traffic returns the traffic counters now: closed connections' totals
+// plus the live connections' counters. A connection closing during the
+// scrape may be counted twice for a moment; the high-water marks keep the
+// counters from ever going back.
+func (m *Metrics) traffic() [4]float64 {
+	var live ws.Stats
+	if m.liveFunc != nil {
+		live = m.liveFunc()
+	}
+	now := [4]float64{
+		float64(m.closed[framesIn].Load() + live.MessagesIn),
+		float64(m.closed[framesOut].Load() + live.MessagesOut),
+		float64(m.closed[bytesIn].Load() + live.BytesIn),
+		float64(m.closed[bytesOut].Load() + live.BytesOut),
+	}
+	m.trafficMu.Lock()
+	defer m.trafficMu.Unlock()
+	for i := range now {
+		m.reported[i] = max(m.reported[i], now[i])
+	}
+	return m.reported
+}
+
+// addClosed adds a closed connection's traffic to the totals.
+func (m *Metrics) addClosed(st ws.Stats) {
+	m.closed[framesIn].Add(st.MessagesIn)
+	m.closed[framesOut].Add(st.MessagesOut)
+	m.closed[bytesIn].Add(st.BytesIn)
+	m.closed[bytesOut].Add(st.BytesOut)
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/unhidra/unhidra/internal/api"
 )
 
+//go:generate go run ./jsgen/cmd -protocol ../../protocol -o static/js/protocol.js
+
 //go:embed static
 var files embed.FS
 

@@ -38,11 +38,16 @@ type Config struct {
 	// its own phase, so pings are spread over the interval). Zero means
 	// 25 s; negative disables pings.
 	PingInterval time.Duration
-	// IdleTimeout closes a connection (ErrIdleTimeout, no close frame)
-	// when no frame of any kind, pongs included, arrived within it. It
-	// should exceed PingInterval plus a round trip. Zero means 60 s;
-	// negative disables it.
+	// IdleTimeout closes a connection (ErrIdleTimeout) when no frame of
+	// any kind, pongs included, arrived within it: a close frame with
+	// IdleCloseCode is sent, and the socket is closed after CloseTimeout
+	// (or at once if the close frame cannot even be written by the next
+	// check). It should exceed PingInterval plus a round trip. Zero means
+	// 60 s; negative disables it.
 	IdleTimeout time.Duration
+	// IdleCloseCode is the close code of an idle timeout. Zero means 1001
+	// (going away); the gateway uses the protocol's own code.
+	IdleCloseCode int
 	// ReadTimeout bounds how long a message (all its fragments) or a
 	// control frame may take to arrive once its first byte did; past it
 	// the connection is closed with 1008 (ErrReadTimeout). Zero means
@@ -96,6 +101,9 @@ func (c Config) withDefaults() Config {
 	}
 	def(&c.PingInterval, 25*time.Second)
 	def(&c.IdleTimeout, 60*time.Second)
+	if c.IdleCloseCode == 0 {
+		c.IdleCloseCode = CloseGoingAway
+	}
 	def(&c.ReadTimeout, 20*time.Second)
 	if c.CloseTimeout <= 0 {
 		c.CloseTimeout = 3 * time.Second
@@ -430,7 +438,12 @@ func (e *Engine) check(c *Conn, now int64) {
 		return
 	}
 	if cfg.IdleTimeout > 0 && now-c.lastFrameAt.Load() > int64(cfg.IdleTimeout) {
-		c.requestFinalize(&CloseError{Code: CloseAbnormal, Err: ErrIdleTimeout})
+		if c.closing.Load() {
+			// The close frame could not be written: the peer is gone.
+			c.requestFinalize(&CloseError{Code: CloseAbnormal, Err: ErrIdleTimeout})
+			return
+		}
+		c.initiateClose(&CloseError{Code: cfg.IdleCloseCode, Reason: "idle timeout", Err: ErrIdleTimeout})
 		return
 	}
 	if cfg.StallTimeout > 0 && !c.closing.Load() {

@@ -317,25 +317,34 @@ func TestEngine_PeerVanishes(t *testing.T) {
 	})
 }
 
-// TestEngine_IdleTimeout: a client that never answers pings is closed after
-// IdleTimeout, and sees the server's pings before that.
+// TestEngine_IdleTimeout: a client that never answers pings sees the
+// server's pings, then a close frame with IdleCloseCode after IdleTimeout,
+// and the socket closes (CloseTimeout) even though it never answers.
 func TestEngine_IdleTimeout(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
-		ts := startServer(t, tr, ws.Config{PingInterval: 20 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
+		ts := startServer(t, tr, ws.Config{PingInterval: 20 * time.Millisecond, IdleTimeout: 200 * time.Millisecond,
+			IdleCloseCode: 4003, CloseTimeout: 100 * time.Millisecond})
 		rc := ts.dialRaw(t, nil)
 		frames := rc.expectEOF()
-		pings := 0
+		pings, closes := 0, 0
 		for _, f := range frames {
-			if f.op != ws.OpPing {
+			switch {
+			case f.op == ws.OpPing && closes == 0:
+				pings++
+			case f.op == ws.OpClose:
+				closes++
+				if f.closeCode() != 4003 || string(f.payload[2:]) != "idle timeout" {
+					t.Fatalf("close frame payload %q", f.payload)
+				}
+			default:
 				t.Fatalf("unexpected frame %v", f.op)
 			}
-			pings++
 		}
-		if pings == 0 {
-			t.Fatal("no ping before the idle timeout")
+		if pings == 0 || closes != 1 {
+			t.Fatalf("%d pings, %d close frames before EOF", pings, closes)
 		}
 		ce := closeErr(t, ts.h.next(t, "close").err)
-		if !errors.Is(ce, ws.ErrIdleTimeout) || ce.Code != ws.CloseAbnormal {
+		if !errors.Is(ce, ws.ErrIdleTimeout) || ce.Code != 4003 {
 			t.Fatalf("OnClose: %+v", ce)
 		}
 	})

@@ -24,7 +24,7 @@ var (
 	ErrEngineClosed = errors.New("ws: engine closed")
 
 	// ErrIdleTimeout: no frame of any kind (pongs included) arrived within
-	// Config.IdleTimeout; the socket was closed without a close frame.
+	// Config.IdleTimeout; a close frame with Config.IdleCloseCode was sent.
 	ErrIdleTimeout = errors.New("ws: idle timeout (no pong)")
 	// ErrReadTimeout: a message or control frame was not fully received
 	// within Config.ReadTimeout of its first byte; a 1008 close frame was
