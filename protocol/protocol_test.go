@@ -60,10 +60,40 @@ func TestCloseCodes(t *testing.T) {
 			t.Errorf("%d must be terminal", c)
 		}
 	}
-	for c := 4000; c <= 4006; c++ {
+	for _, c := range []int{protocol.CloseShutdown, protocol.CloseSlowConsumer, protocol.CloseIdleTimeout,
+		protocol.CloseRateLimited, protocol.CloseTokenExpired, protocol.CloseReplaced, protocol.CloseBadCredentials,
+		protocol.CloseRevoked, protocol.CloseKicked} {
 		if protocol.CloseReason(c) == "" {
 			t.Errorf("code %d has no reason", c)
 		}
+	}
+}
+
+// The one mapping: every error code has an HTTP status, the statuses map
+// back to a code, and codes that end connections do so with a close code
+// of the right range.
+func TestErrorCodeMapping(t *testing.T) {
+	seen := map[string]bool{}
+	for _, code := range protocol.Codes() {
+		if seen[code] {
+			t.Errorf("code %q listed twice", code)
+		}
+		seen[code] = true
+		st := protocol.HTTPStatus(code)
+		if st < 400 || st > 599 {
+			t.Errorf("%s: HTTP status %d", code, st)
+		}
+		if got := protocol.CodeForStatus(st); protocol.HTTPStatus(got) != st {
+			t.Errorf("status %d maps back to %q (status %d)", st, got, protocol.HTTPStatus(got))
+		}
+	}
+	for code, want := range map[string]int{protocol.ErrUnauthorized: 4500, protocol.ErrRateLimited: 4004, protocol.ErrInvalid: 0} {
+		if got := protocol.CloseCodeOf(code); got != want {
+			t.Errorf("CloseCodeOf(%s) = %d, want %d", code, got, want)
+		}
+	}
+	if protocol.HTTPStatus("no_such_code") != 500 || protocol.CodeForStatus(426) != protocol.ErrInvalid || protocol.CodeForStatus(599) != protocol.ErrUnavailable {
+		t.Error("fallbacks")
 	}
 }
 

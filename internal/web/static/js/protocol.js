@@ -50,7 +50,6 @@ export const Close = Object.freeze({
   InternalError: 1011,
   Shutdown: 4000,
   SlowConsumer: 4001,
-  Overloaded: 4002,
   IdleTimeout: 4003,
   RateLimited: 4004,
   TokenExpired: 4005,
@@ -58,7 +57,6 @@ export const Close = Object.freeze({
   BadCredentials: 4500,
   Revoked: 4501,
   Kicked: 4502,
-  Unsupported: 4503,
 });
 
 /** Error codes of error frames and HTTP error bodies. */
