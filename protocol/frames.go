@@ -39,6 +39,7 @@ const (
 	TypePresenceSnapshot    = "presence_snapshot"    // on connect
 	TypeDeviceState         = "device_state"         // to a device's owner and followers
 	TypeCommandStatus       = "command_status"       // to a device's owner
+	TypeDeviceAlert         = "device_alert"         // an ML finding about a device, to its owner and followers
 
 	// Server to device (what the seed firmware listens for); a device's own
 	// acknowledgement of a command is an "ack" too.

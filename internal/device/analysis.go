@@ -204,7 +204,7 @@ func (s *Service) CheckLeaks(ctx context.Context) {
 			continue
 		}
 		now := s.cfg.Now()
-		f := AlertFrame{Type: "device_alert", Device: t.id, Name: t.name, Kind: "memory_leak", State: state,
+		f := AlertFrame{Type: protocol.TypeDeviceAlert, Device: t.id, Name: t.name, Kind: "memory_leak", State: state,
 			SlopeBytesPerHour: trend.Slope, Confidence: trend.Confidence, Reason: trend.Reason, At: now.UTC()}
 		if state == AlertRaised {
 			f.HoursToExhaustion = trend.HoursToExhaustion

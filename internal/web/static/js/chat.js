@@ -10,6 +10,7 @@
 import { h, replace, toast, errorText, clock, when, confirmDialog, formDialog, loading, failure } from './dom.js';
 import { api } from './session.js';
 import * as socket from './socket.js';
+import { Resume, Type } from './protocol.js';
 
 const PAGE = 50;
 const MAX_BODY = 4000; // code points
@@ -30,22 +31,22 @@ export function startChat(user) {
   me = user;
   names.set(me.id, me.name);
   offs = [
-    socket.on('welcome', () => connected().catch((e) => toast(errorText(e), 'error'))),
-    socket.on('message', onMessage),
-    socket.on('resumed', onResumed),
-    socket.on('message_edited', (f) => patchMessage(f, { body: f.body, edited_at: f.edited_at })),
-    socket.on('message_deleted', (f) => patchMessage(f, { body: '', deleted: true })),
-    socket.on('presence', (f) => { presence.set(f.user, f.status); renderPresence(); }),
-    socket.on('presence_snapshot', (f) => {
+    socket.on(Type.Welcome, () => connected().catch((e) => toast(errorText(e), 'error'))),
+    socket.on(Type.Message, onMessage),
+    socket.on(Type.Resumed, onResumed),
+    socket.on(Type.MessageEdited, (f) => patchMessage(f, { body: f.body, edited_at: f.edited_at })),
+    socket.on(Type.MessageDeleted, (f) => patchMessage(f, { body: '', deleted: true })),
+    socket.on(Type.Presence, (f) => { presence.set(f.user, f.status); renderPresence(); }),
+    socket.on(Type.PresenceSnapshot, (f) => {
       for (const u of f.users) presence.set(u.user, u.status);
       renderPresence();
     }),
-    socket.on('typing', onTyping),
-    socket.on('member_joined', (f) => memberChanged(f.channel)),
-    socket.on('member_left', (f) => memberChanged(f.channel)),
-    socket.on('conversation_added', (f) => { if (f.member === me.id) loadLists().catch(() => {}); }),
-    socket.on('conversation_removed', (f) => { if (f.member === me.id) removed(f.channel); }),
-    socket.on('channel_updated', (f) => {
+    socket.on(Type.Typing, onTyping),
+    socket.on(Type.MemberJoined, (f) => memberChanged(f.channel)),
+    socket.on(Type.MemberLeft, (f) => memberChanged(f.channel)),
+    socket.on(Type.ConversationAdded, (f) => { if (f.member === me.id) loadLists().catch(() => {}); }),
+    socket.on(Type.ConversationRemoved, (f) => { if (f.member === me.id) removed(f.channel); }),
+    socket.on(Type.ChannelUpdated, (f) => {
       const c = convs.get(f.channel);
       if (c) { c.name = f.name; c.archived = f.archived; renderSidebar(); renderHeader(); }
     }),
@@ -68,7 +69,7 @@ export function stopChat() {
 }
 
 function visibility() {
-  socket.send({ type: 'presence', id: 'vis', status: document.visibilityState === 'visible' ? 'online' : 'away' });
+  socket.send({ type: Type.Presence, id: 'vis', status: document.visibilityState === 'visible' ? 'online' : 'away' });
   if (document.visibilityState === 'visible' && view) markRead(convs.get(view.id));
 }
 
@@ -124,7 +125,7 @@ async function connected() {
   const positions = {};
   for (const c of convs.values()) if (c.loaded) positions[c.id] = c.lastApplied;
   if (Object.keys(positions).length) {
-    try { await socket.request({ type: 'resume', positions }, 30000); } catch { /* gaps are filled below */ }
+    try { await socket.request({ type: Type.Resume, positions }, 30000); } catch { /* gaps are filled below */ }
   }
   for (const c of convs.values()) {
     if (c.loaded) enqueue(c, () => (c.last_seq > c.lastApplied ? fill(c) : null));
@@ -177,7 +178,7 @@ function onResumed(f) {
   enqueue(c, async () => {
     if (f.recovered) {
       for (const m of f.messages) apply(c, m);
-    } else if (f.reason === 'not_member') {
+    } else if (f.reason === Resume.NotMember) {
       removed(c.id);
       return;
     }
@@ -235,7 +236,7 @@ function markRead(c) {
   clearTimeout(readTimer);
   readTimer = setTimeout(() => {
     const seq = c.last_read_seq;
-    if (!socket.send({ type: 'read', id: `read-${c.id}`, positions: { [c.id]: seq } })) {
+    if (!socket.send({ type: Type.Read, id: `read-${c.id}`, positions: { [c.id]: seq } })) {
       api('POST', `/api/v1/channels/${encodeURIComponent(c.id)}/read`, { seq }).catch(() => {});
     }
   }, 400);
@@ -274,7 +275,7 @@ function transmit(p) {
   p.state = 'pending';
   p.error = '';
   updatePending(p);
-  socket.request({ type: 'send', id: p.id, channel: p.channel, body: p.body }, 15000).then((ack) => {
+  socket.request({ type: Type.Send, id: p.id, channel: p.channel, body: p.body }, 15000).then((ack) => {
     p.state = 'acked';
     p.seq = ack.seq;
     p.message_id = ack.message_id;
@@ -526,7 +527,7 @@ function editMessage(c, m, li) {
     const body = area.value;
     if (body.trim() === '' || body === m.body) { li.replaceWith(messageItem(c, m)); return; }
     try {
-      await socket.request({ type: 'edit', channel: c.id, message_id: m.message_id, body });
+      await socket.request({ type: Type.Edit, channel: c.id, message_id: m.message_id, body });
     } catch (err) { toast(errorText(err), 'error'); }
   };
   area.addEventListener('keydown', (e) => {
@@ -544,7 +545,7 @@ function editMessage(c, m, li) {
 async function deleteMessage(c, m) {
   if (!await confirmDialog('Delete message', 'Delete this message for everyone?', 'Delete')) return;
   try {
-    await socket.request({ type: 'delete', channel: c.id, message_id: m.message_id });
+    await socket.request({ type: Type.Delete, channel: c.id, message_id: m.message_id });
   } catch (err) { toast(errorText(err), 'error'); }
 }
 
@@ -579,7 +580,7 @@ export function chatView(root, id) {
     input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
     if (Date.now() - lastTyping > 2500 && input.value.trim()) {
       lastTyping = Date.now();
-      socket.send({ type: 'typing', channel: view.id });
+      socket.send({ type: Type.Typing, channel: view.id });
     }
   });
   input.addEventListener('keydown', (e) => {

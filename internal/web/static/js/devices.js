@@ -4,15 +4,16 @@
 import { h, replace, toast, errorText, ago, when, bytes, confirmDialog, formDialog, secretDialog, loading, failure } from './dom.js';
 import { api } from './session.js';
 import * as socket from './socket.js';
+import { Type } from './protocol.js';
 
 const live = new Map(); // device id -> latest device_state frame
 const listeners = new Set(); // views wanting live frames
 
 // startDevices listens for the owner's live device frames.
 export function startDevices() {
-  socket.on('device_state', (f) => { live.set(f.device, f); notify(f); });
-  socket.on('command_status', notify);
-  socket.on('device_alert', (f) => {
+  socket.on(Type.DeviceState, (f) => { live.set(f.device, f); notify(f); });
+  socket.on(Type.CommandStatus, notify);
+  socket.on(Type.DeviceAlert, (f) => {
     if (f.state === 'cleared') toast(`${f.name}: the memory leak alert is cleared. ${f.reason || ''}`, 'info');
     else toast(`${f.name}: memory leak suspected (${Number(f.confidence).toFixed(1)} % confidence), about ${Math.round(f.hours_to_exhaustion)} h until free heap runs out. ${f.reason || ''}`, 'error');
     notify(f);
@@ -108,10 +109,10 @@ export function devicesView(root) {
   // which are not pushed, so the table also refreshes every 15 s.
   const poll = setInterval(load, 15000);
   const off = listen((f) => {
-    if (f.type !== 'device_state') return;
+    if (f.type !== Type.DeviceState) return;
     if (devices.some((d) => d.id === f.device)) render(); else load();
   });
-  const reconnected = socket.on('welcome', load);
+  const reconnected = socket.on(Type.Welcome, load);
   return () => { clearInterval(poll); off(); reconnected(); };
 }
 
@@ -225,7 +226,7 @@ export function deviceView(root, id) {
     const form = h('form', { class: 'stack' },
       h('div', { class: 'row' },
         h('label', { class: 'grow' }, 'Command', h('input', { name: 'command', required: true, maxlength: 64, pattern: '[A-Za-z0-9._:\\-]+', placeholder: 'reboot', 'data-testid': 'command-name' })),
-        h('label', {}, 'Type', h('select', { name: 'type' }, ['command', 'config', 'ota'].map((t) => h('option', { value: t }, t))))),
+        h('label', {}, 'Type', h('select', { name: 'type' }, [Type.Command, Type.Config, Type.OTA].map((t) => h('option', { value: t }, t))))),
       h('label', {}, 'Parameters (JSON, optional)', h('textarea', { name: 'params', rows: 2, placeholder: '{"delay": 5}' })),
       h('button', { type: 'submit', class: 'primary' }, 'Send command'));
     const err = h('p', { class: 'form-error', role: 'alert' });
@@ -277,9 +278,9 @@ export function deviceView(root, id) {
   loadDevice().then(() => { loadHeap(); loadAnalysis(); loadCommands(); loadEvents(); }, () => {});
   const off = listen((f) => {
     if (f.device !== id) return;
-    if (f.type === 'device_state' && device) { loadDevice(); loadEvents(); }
-    if (f.type === 'command_status') mergeCommand(f.command);
-    if (f.type === 'device_alert') loadAnalysis();
+    if (f.type === Type.DeviceState && device) { loadDevice(); loadEvents(); }
+    if (f.type === Type.CommandStatus) mergeCommand(f.command);
+    if (f.type === Type.DeviceAlert) loadAnalysis();
   });
   const poll = setInterval(() => { if (device) { loadDevice(); loadHeap(); } }, 30000);
   return () => { off(); clearInterval(poll); };

@@ -35,6 +35,7 @@ export const Type = Object.freeze({
   PresenceSnapshot: "presence_snapshot",
   DeviceState: "device_state",
   CommandStatus: "command_status",
+  DeviceAlert: "device_alert",
   Command: "command",
   Config: "config",
   OTA: "ota",

@@ -4,6 +4,7 @@
 // matched to their answers by id.
 
 import { accessToken, current, endLocally, onChange, refresh } from './session.js';
+import { BearerPrefix, Close, Subprotocol, Type } from './protocol.js';
 
 const handlers = new Map(); // frame type -> Set of functions
 const pending = new Map(); // frame id -> {resolve, reject, timer}
@@ -64,7 +65,7 @@ export function connect() {
 export function disconnect() {
   wanted = false;
   clearTimeout(retryTimer);
-  if (ws) ws.close(1000, 'bye');
+  if (ws) ws.close(Close.Normal, 'bye');
   ws = null;
   setStatus({ state: 'offline' });
 }
@@ -98,7 +99,7 @@ async function open() {
   opening = false;
   if (!wanted || ws) return;
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-  const sock = new WebSocket(url, ['unhidra.v1', `bearer.${token}`]);
+  const sock = new WebSocket(url, [Subprotocol, `${BearerPrefix}${token}`]);
   ws = sock;
   openedWith = token;
   welcomed = false;
@@ -106,7 +107,7 @@ async function open() {
     let frame;
     try { frame = JSON.parse(ev.data); } catch { return; }
     if (!frame || typeof frame.type !== 'string') return;
-    if (frame.type === 'welcome') {
+    if (frame.type === Type.Welcome) {
       welcomed = true;
       setStatus({ state: 'online', welcome: frame });
       // Reset the backoff only once the connection proves stable.
@@ -114,12 +115,12 @@ async function open() {
       stableTimer = setTimeout(() => { attempt = 0; }, 10000);
       startPings();
     }
-    if (frame.type === 'pong') lastPong = Date.now();
-    if (frame.id && pending.has(frame.id) && ['ack', 'error', 'history', 'pong'].includes(frame.type)) {
+    if (frame.type === Type.Pong) lastPong = Date.now();
+    if (frame.id && pending.has(frame.id) && [Type.Ack, Type.Error, Type.History, Type.Pong].includes(frame.type)) {
       const p = pending.get(frame.id);
       pending.delete(frame.id);
       clearTimeout(p.timer);
-      if (frame.type === 'error') p.reject(new WsError(frame)); else p.resolve(frame);
+      if (frame.type === Type.Error) p.reject(new WsError(frame)); else p.resolve(frame);
       return;
     }
     emit(frame);
@@ -133,7 +134,7 @@ async function open() {
     pending.clear();
     if (!wanted) return;
     switch (ev.code) {
-      case 4500: case 4501: {
+      case Close.BadCredentials: case Close.Revoked: {
         // Our own password change ends every session, this socket's too,
         // and answers with a new one: reconnect with it. Otherwise (or if
         // none comes within 2 s) the session is over.
@@ -149,15 +150,11 @@ async function open() {
         check();
         return;
       }
-      case 4502:
+      case Close.Kicked:
         wanted = false;
         setStatus({ state: 'ended', reason: 'An administrator ended this session.' });
         return;
-      case 4503:
-        wanted = false;
-        setStatus({ state: 'ended', reason: 'This server speaks another protocol version. Reload the page.' });
-        return;
-      case 4005:
+      case Close.TokenExpired:
         refresh(true).then(open, retry);
         return;
       default:
@@ -186,8 +183,8 @@ function startPings() {
   lastPong = Date.now();
   pingTimer = setInterval(() => {
     if (!ws) return;
-    if (Date.now() - lastPong > 45000) { ws.close(4000, 'no pong'); return; }
-    send({ type: 'ping', id: `p${nextId++}` });
+    if (Date.now() - lastPong > 45000) { ws.close(Close.Normal, 'no pong'); return; }
+    send({ type: Type.Ping, id: `p${nextId++}` });
   }, 20000);
 }
 
@@ -214,7 +211,7 @@ export function request(frame, timeout = 15000) {
 onChange((s, was) => {
   if (!s) { disconnect(); return; }
   if (was && s.user.id === was.user.id && s.access_token !== was.access_token) {
-    request({ type: 'refresh', token: s.access_token }).catch(() => {});
+    request({ type: Type.Refresh, token: s.access_token }).catch(() => {});
   }
 });
 
