@@ -58,7 +58,7 @@ func (c *Client) session(ctx context.Context) error {
 	}
 	wsURL := "ws" + strings.TrimPrefix(c.cfg.BaseURL, "http") + "/ws"
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	conn, res, err := websocket.Dial(dctx, wsURL, &websocket.DialOptions{HTTPClient: c.http, Subprotocols: []string{protocol.Subprotocol, "bearer." + tok}})
+	conn, res, err := websocket.Dial(dctx, wsURL, &websocket.DialOptions{HTTPClient: c.http, Subprotocols: []string{protocol.Subprotocol, protocol.BearerPrefix + tok}})
 	cancel()
 	if err != nil {
 		if res != nil && res.StatusCode == 401 {

@@ -12,6 +12,11 @@ import (
 // Subprotocol is the WebSocket subprotocol of this version.
 const Subprotocol = "unhidra.v1"
 
+// BearerPrefix starts the second subprotocol a browser offers to carry its
+// access token ("bearer.<token>"): browsers cannot set an Authorization
+// header on a WebSocket. Other clients use the header.
+const BearerPrefix = "bearer."
+
 // Limits on client frames, checked before any work is done with them.
 const (
 	MaxIDLen   = 64 // a client's request id

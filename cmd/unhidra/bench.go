@@ -159,7 +159,7 @@ func runBenchConns(ctx context.Context, e env, args []string) error {
 	}
 	defer sess.http.CloseIdleConnections()
 	res, err := loadtest.Conns(ctx, loadtest.ConnsOptions{
-		URL: sess.wsURL, Subprotocols: []string{protocol.Subprotocol, "bearer." + sess.token},
+		URL: sess.wsURL, Subprotocols: []string{protocol.Subprotocol, protocol.BearerPrefix + sess.token},
 		N: *n, SourceAddrs: *sources, TLS: sess.wsTLS, Rate: *rate, Hold: *hold,
 		MetricsURL: target.url + "/metrics", MetricsHTTP: sess.http, Progress: e.stderr,
 		Settle: func(ctx context.Context) error { return freeServerMemory(ctx, sess.http, target.url, sess.token) },
@@ -249,7 +249,7 @@ func runBenchFanout(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("create channel: %s", res.Status)
 	}
 	r, err := loadtest.Fanout(ctx, loadtest.FanoutOptions{
-		URL: sess.wsURL, Subprotocols: []string{protocol.Subprotocol, "bearer." + sess.token},
+		URL: sess.wsURL, Subprotocols: []string{protocol.Subprotocol, protocol.BearerPrefix + sess.token},
 		TLS: sess.wsTLS, Channel: ch.ID, Receivers: *receivers, Senders: *senders, Rate: *rate, Duration: *duration, SourceAddrs: *sources,
 	})
 	if err != nil {

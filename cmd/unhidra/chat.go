@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/unhidra/unhidra/client"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 const chatHelp = `Commands:
@@ -267,9 +268,9 @@ func (t *terminal) printEvents(ctx context.Context) {
 			switch {
 			case e.Message != nil:
 				t.printMessage(e.Message)
-			case e.Type == "conversation_added":
+			case e.Type == protocol.TypeConversationAdded:
 				t.refresh(ctx)
-			case e.Type == "message_edited", e.Type == "message_deleted", e.Type == "member_joined", e.Type == "member_left":
+			case e.Type == protocol.TypeMessageEdited, e.Type == protocol.TypeMessageDeleted, e.Type == protocol.TypeMemberJoined, e.Type == protocol.TypeMemberLeft:
 				var f map[string]any
 				json.Unmarshal(e.Raw, &f)
 				t.printf("* %s in %v\n", strings.ReplaceAll(e.Type, "_", " "), t.label(fmt.Sprint(f["channel"])))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/client"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Summarizer runs the summarize model (*mlbridge.Supervisor's Infer).
@@ -53,12 +54,12 @@ func (s *System) Run(ctx context.Context) error {
 			switch {
 			case e.Message != nil:
 				s.onMessage(ctx, e.Message, online)
-			case e.Type == "presence":
+			case e.Type == protocol.TypePresence:
 				var p struct{ User, Status string }
 				if json.Unmarshal(e.Raw, &p) == nil && p.User != "" {
 					online[p.User] = p.Status
 				}
-			case e.Type == "presence_snapshot":
+			case e.Type == protocol.TypePresenceSnapshot:
 				var p struct {
 					Users []struct{ User, Status string } `json:"users"`
 				}
@@ -66,11 +67,11 @@ func (s *System) Run(ctx context.Context) error {
 				for _, u := range p.Users {
 					online[u.User] = u.Status
 				}
-			case e.Type == "member_joined" || e.Type == "member_left":
+			case e.Type == protocol.TypeMemberJoined || e.Type == protocol.TypeMemberLeft:
 				var m struct{ Channel, Member string }
 				if json.Unmarshal(e.Raw, &m) == nil && m.Member != s.Client.User().ID {
 					verb := "joined"
-					if e.Type == "member_left" {
+					if e.Type == protocol.TypeMemberLeft {
 						verb = "left"
 					}
 					s.reply(ctx, m.Channel, fmt.Sprintf("%s %s the channel.", s.name(ctx, m.Member), verb))

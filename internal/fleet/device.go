@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/unhidra/unhidra/agent"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // device is one simulated firmware. Its state is owned by its goroutine
@@ -214,7 +215,7 @@ func (s *session) heartbeat() {
 	heap := s.d.heap
 	s.mu.Unlock()
 	ts := int64(time.Since(s.d.boot) / time.Second)
-	b := fmt.Appendf(nil, `{"type":"heartbeat","device_id":%s,"ts":%d,"free_heap":%d}`, strconv.Quote(s.devID), ts, heap)
+	b := fmt.Appendf(nil, `{"type":%q,"device_id":%s,"ts":%d,"free_heap":%d}`, protocol.TypeHeartbeat, strconv.Quote(s.devID), ts, heap)
 	if s.write(b) == nil {
 		s.d.f.heartbeats.Add(1)
 	}
@@ -262,7 +263,7 @@ func (s *session) handle(data []byte) {
 		return
 	}
 	switch m.Type {
-	case "command", "config", "ota":
+	case protocol.TypeCommand, protocol.TypeConfig, protocol.TypeOTA:
 	default:
 		return
 	}
@@ -273,7 +274,7 @@ func (s *session) handle(data []byte) {
 	if m.Command == "ping" {
 		result = "pong"
 	}
-	b, _ := json.Marshal(map[string]any{"type": "ack", "id": m.ID, "ok": true, "result": result})
+	b, _ := json.Marshal(map[string]any{"type": protocol.TypeAck, "id": m.ID, "ok": true, "result": result})
 	if s.write(b) == nil {
 		s.d.f.acks.Add(1)
 	}
@@ -287,7 +288,7 @@ func welcomeID(typ websocket.MessageType, data []byte) (string, error) {
 			ID string `json:"id"`
 		} `json:"identity"`
 	}
-	if typ != websocket.MessageText || json.Unmarshal(data, &w) != nil || w.Type != "welcome" {
+	if typ != websocket.MessageText || json.Unmarshal(data, &w) != nil || w.Type != protocol.TypeWelcome {
 		return "", errors.New("first frame is not a welcome")
 	}
 	if id := w.Identity.ID; id == "" || len(id) > 128 || strings.ContainsAny(id, "\"\\ \t\r\n") {

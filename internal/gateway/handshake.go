@@ -64,11 +64,11 @@ func parseSubprotocols(values []string) (c credentials, problem string) {
 			hasV1 = true
 		case p == "bearer":
 			hasBearer = true
-		case strings.HasPrefix(p, "bearer."):
+		case strings.HasPrefix(p, protocol.BearerPrefix):
 			if c.token != "" {
 				return c, "More than one token offered."
 			}
-			c.token = p[len("bearer."):]
+			c.token = p[len(protocol.BearerPrefix):]
 		default:
 			candidates = append(candidates, p)
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // FanoutOptions configures Fanout.
@@ -135,7 +136,7 @@ func Fanout(ctx context.Context, o FanoutOptions) (FanoutResult, error) {
 					continue
 				}
 				if t0, ok := pending.LoadAndDelete(f.ID); ok {
-					if f.Type == "ack" {
+					if f.Type == protocol.TypeAck {
 						acked.Add(1)
 						ackMu.Lock()
 						ackLat = append(ackLat, time.Since(t0.(time.Time)))
@@ -160,7 +161,7 @@ func Fanout(ctx context.Context, o FanoutOptions) (FanoutResult, error) {
 				now := time.Now()
 				id := "b" + strconv.Itoa(i) + "-" + strconv.Itoa(n)
 				body := "bench " + strconv.FormatInt(now.UnixNano(), 10)
-				frame, _ := json.Marshal(map[string]string{"type": "send", "id": id, "channel": o.Channel, "body": body})
+				frame, _ := json.Marshal(map[string]string{"type": protocol.TypeSend, "id": id, "channel": o.Channel, "body": body})
 				pending.Store(id, now)
 				wctx, cancel := context.WithTimeout(runCtx, 10*time.Second)
 				err := c.Write(wctx, websocket.MessageText, frame)
@@ -195,7 +196,7 @@ func Fanout(ctx context.Context, o FanoutOptions) (FanoutResult, error) {
 // benchStamp reads the send time out of a bench message frame.
 func benchStamp(data []byte, channel string) (time.Time, bool) {
 	var m struct{ Type, Channel, Body string }
-	if json.Unmarshal(data, &m) != nil || m.Type != "message" || m.Channel != channel || !strings.HasPrefix(m.Body, "bench ") {
+	if json.Unmarshal(data, &m) != nil || m.Type != protocol.TypeMessage || m.Channel != channel || !strings.HasPrefix(m.Body, "bench ") {
 		return time.Time{}, false
 	}
 	ns, err := strconv.ParseInt(strings.TrimPrefix(m.Body, "bench "), 10, 64)

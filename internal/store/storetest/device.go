@@ -158,7 +158,7 @@ func testDevices(t *testing.T, open Opener) {
 		alice := mustCreateUser(t, db, "alice")
 		d := mustCreateDevice(t, db, alice, "k1")
 		mk := func(ttl time.Duration) *unhidra.Command {
-			c := &unhidra.Command{ID: unhidra.NewID(unhidra.PrefixCommand), DeviceID: d.ID, Type: "command", Command: "reboot",
+			c := &unhidra.Command{ID: unhidra.NewID(unhidra.PrefixCommand), DeviceID: d.ID, Type: protocol.TypeCommand, Command: "reboot",
 				Params: json.RawMessage(`{"delay":1}`), Status: unhidra.CommandQueued, CreatedBy: alice.ID, ExpiresAt: clk.now().Add(ttl)}
 			if err := db.CreateCommand(ctx, c); err != nil {
 				t.Fatal(err)

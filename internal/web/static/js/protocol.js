@@ -4,6 +4,9 @@
 /** The WebSocket subprotocol of this version. */
 export const Subprotocol = "unhidra.v1";
 
+/** Starts the subprotocol that carries a browser's access token. */
+export const BearerPrefix = "bearer.";
+
 /** Frame types (the "type" of every frame). */
 export const Type = Object.freeze({
   Ping: "ping",
