@@ -127,4 +127,3 @@ func jsLiteral(lit *ast.BasicLit) (string, error) {
 	}
 	return "", fmt.Errorf("unsupported constant %s", lit.Value)
 }
-
