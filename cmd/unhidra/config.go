@@ -12,9 +12,6 @@ import (
 // optional config file, in that order, under one set of names: see
 // internal/cliconf.
 
-// envName returns the environment variable for a flag name.
-func envName(flagName string) string { return cliconf.EnvName(flagName) }
-
 // parseFlags parses args, then fills unset flags from the environment and
 // the config file. fs must define a "config" flag. serve takes no
 // positional arguments.

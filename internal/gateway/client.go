@@ -35,7 +35,6 @@ type Client struct {
 	mu      sync.Mutex
 	expires time.Time   // guarded by mu; when the credential expires
 	expiry  *time.Timer // guarded by mu; closes the connection at expires
-	values  map[string]any
 }
 
 func randomSuffix() string {
@@ -92,25 +91,7 @@ func (c *Client) SendJSON(v any) error {
 // standard reason, without blocking.
 func (c *Client) Close(code int) { c.conn.CloseWith(code, protocol.CloseReason(code)) }
 
-// SetValue stores per-connection state for other packages (e.g. the
-// conversations a chat connection follows). Safe for concurrent use.
-func (c *Client) SetValue(key string, v any) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.values == nil {
-		c.values = make(map[string]any, 1)
-	}
-	c.values[key] = v
-}
-
-// Value returns what SetValue stored under key, or nil.
-func (c *Client) Value(key string) any {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.values[key]
-}
-
-// Reply sends an error frame for err answering id. Application errors keep
+// replyError sends an error frame for err answering id. Application errors keep
 // their message; others are logged and reported as internal errors.
 func (c *Client) replyError(id string, err error) {
 	code := unhidra.ErrorCode(err)

@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -92,7 +91,6 @@ type Gateway struct {
 	cancel   context.CancelFunc
 	draining atomic.Bool
 	nextSess atomic.Uint64
-	started  sync.Once
 }
 
 // New returns a gateway routing through r (a hub joined to the cluster's

@@ -37,34 +37,6 @@ type ControlHandler interface {
 	OnControl(c *Conn, op Opcode)
 }
 
-// HandlerFuncs adapts functions to Handler; nil fields do nothing.
-type HandlerFuncs struct {
-	Open    func(c *Conn)
-	Message func(c *Conn, text bool, data []byte)
-	Close   func(c *Conn, err error)
-}
-
-// OnOpen calls h.Open if set.
-func (h HandlerFuncs) OnOpen(c *Conn) {
-	if h.Open != nil {
-		h.Open(c)
-	}
-}
-
-// OnMessage calls h.Message if set.
-func (h HandlerFuncs) OnMessage(c *Conn, text bool, data []byte) {
-	if h.Message != nil {
-		h.Message(c, text, data)
-	}
-}
-
-// OnClose calls h.Close if set.
-func (h HandlerFuncs) OnClose(c *Conn, err error) {
-	if h.Close != nil {
-		h.Close(c, err)
-	}
-}
-
 // readMode is how the Engine reads a connection.
 type readMode uint8
 
