@@ -57,15 +57,6 @@ func (ks *ClusterKeys) sealing(now time.Time) *ClusterKey {
 	return ks.Keys[0]
 }
 
-func (ks *ClusterKeys) key(id string) *ClusterKey {
-	for _, k := range ks.Keys {
-		if k.ID == id {
-			return k
-		}
-	}
-	return nil
-}
-
 // LoadClusterKeys reads the keyring at path. It refuses a file readable by
 // group or others and malformed keys.
 func LoadClusterKeys(path string) (*ClusterKeys, error) {

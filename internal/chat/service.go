@@ -186,8 +186,7 @@ type Service struct {
 	delivery *delivery
 	metrics  *metrics
 	// storeDown is set while the store fails (one log line per outage).
-	storeDown      atomic.Int64 // unix ns of the first failure; 0 while fine
-	storeLoggedOut atomic.Bool
+	storeDown atomic.Int64 // unix ns of the first failure; 0 while fine
 
 	// subsMu serialises changes of subscriptions (connect, disconnect,
 	// membership changes), so a connection never stays subscribed to a
