@@ -57,8 +57,9 @@ var importRules = []struct {
 		Forbid: join(domain, transport, adapters, []string{"net/http"})},
 	{Name: "the public agent stays slim (firmware-sized targets)", Packages: []string{"agent"},
 		Only: []string{"protocol", "github.com/coder/websocket/..."}},
-	{Name: "the public client depends on no server package", Packages: []string{"client"},
-		Only: []string{"protocol", "github.com/coder/websocket/..."}},
+	{Name: "the public client depends on no server package (only the shared backoff)", Packages: []string{"client"},
+		Only: []string{"protocol", "internal/backoff", "github.com/coder/websocket/..."}},
+	{Name: "shared backoff is a standard-library leaf", Packages: []string{"internal/backoff"}, Only: []string{}},
 }
 
 // full turns a rule path into an import path pattern.

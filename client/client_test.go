@@ -15,7 +15,7 @@ import (
 
 func TestBackoff_BoundsAndJitter(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	b := Backoff{Initial: 5 * time.Second, Max: 60 * time.Second, Factor: 2, Jitter: 0.3, rand: r.Float64}
+	b := Backoff{Initial: 5 * time.Second, Max: 60 * time.Second, Factor: 2, Jitter: 0.3, Rand: r.Float64}
 	bases := []float64{5, 10, 20, 40, 60, 60, 60}
 	for round := range 200 {
 		b.Reset()

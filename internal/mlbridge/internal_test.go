@@ -11,13 +11,15 @@ import (
 	"testing/synctest"
 	"time"
 	"unicode/utf8"
+
+	"github.com/unhidra/unhidra/internal/backoff"
 )
 
 func TestBackoff(t *testing.T) {
-	b := backoff{min: 250 * time.Millisecond, max: 2 * time.Second}
+	b := backoff.Backoff{Initial: 250 * time.Millisecond, Max: 2 * time.Second, Factor: 2}
 	var got []time.Duration
 	for range 6 {
-		got = append(got, b.next())
+		got = append(got, b.Next())
 	}
 	want := []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 2 * time.Second, 2 * time.Second}
 	for i := range want {
@@ -25,16 +27,16 @@ func TestBackoff(t *testing.T) {
 			t.Fatalf("delays %v, want %v", got, want)
 		}
 	}
-	b.reset()
-	if d := b.next(); d != 250*time.Millisecond {
+	b.Reset()
+	if d := b.Next(); d != 250*time.Millisecond {
 		t.Fatalf("after reset: %v", d)
 	}
-	j := backoff{min: time.Second, max: time.Minute, jitter: 0.2}
+	j := backoff.Backoff{Initial: time.Second, Max: time.Minute, Factor: 2, Jitter: 0.2}
 	for range 100 {
-		if d := j.next(); d < 800*time.Millisecond || d > 1200*time.Millisecond {
+		if d := j.Next(); d < 800*time.Millisecond || d > 1200*time.Millisecond {
 			t.Fatalf("jittered first delay %v outside ±20%%", d)
 		}
-		j.reset()
+		j.Reset()
 	}
 }
 

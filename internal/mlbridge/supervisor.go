@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unhidra/unhidra/internal/backoff"
 	"github.com/unhidra/unhidra/python"
 )
 
@@ -322,7 +323,7 @@ func (s *Supervisor) shutdown(ctx context.Context) error {
 // launch's outcome goes to first; if it failed, the loop ends there.
 func (s *Supervisor) runWorker(ctx context.Context, w *worker, first chan<- error) {
 	defer s.wg.Done()
-	bo := backoff{min: s.cfg.RestartBackoff, max: s.cfg.MaxRestartBackoff, jitter: s.cfg.jitter}
+	bo := backoff.Backoff{Initial: s.cfg.RestartBackoff, Max: s.cfg.MaxRestartBackoff, Factor: 2, Jitter: max(s.cfg.jitter, 0)}
 	for {
 		s.setState(w, StateStarting, "")
 		inst, err := s.launch(ctx, s, w.idx)
@@ -336,7 +337,7 @@ func (s *Supervisor) runWorker(ctx context.Context, w *worker, first chan<- erro
 			}
 			s.log.Warn("mlbridge: worker failed to start", "worker", w.idx, "err", err)
 			s.setState(w, StateBackoff, err.Error())
-			if !sleepCtx(ctx, bo.next()) {
+			if !sleepCtx(ctx, bo.Next()) {
 				return
 			}
 			continue
@@ -362,10 +363,10 @@ func (s *Supervisor) runWorker(ctx context.Context, w *worker, first chan<- erro
 		s.log.Warn("mlbridge: worker down; restarting", "worker", w.idx, "pid", inst.pid(), "reason", reason)
 		s.metrics.restarts.Inc()
 		if time.Since(upAt) >= stableAfter {
-			bo.reset()
+			bo.Reset()
 		}
 		s.setState(w, StateBackoff, reason)
-		if !sleepCtx(ctx, bo.next()) {
+		if !sleepCtx(ctx, bo.Next()) {
 			return
 		}
 	}
