@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -565,5 +566,75 @@ func TestService_HeapTimedByDeviceUptime(t *testing.T) {
 		if pts[i].Sum != want || !pts[i].Start.Equal(start.Truncate(time.Minute).Add(time.Duration(i)*time.Minute)) {
 			t.Errorf("bucket %d = %+v, want %d at minute %d", i, pts[i], want, i)
 		}
+	}
+}
+
+// TestService_CommandWindow: at most CommandWindow commands await an
+// answer; each answer or expiry lets the next one go, and every answer
+// ends its command (an oversized result fails it; a long error is cut).
+func TestService_CommandWindow(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	owner := ActorOf(f.owner)
+	var ids []string
+	for i := range 10 {
+		ttl := 3600
+		if i == 1 {
+			ttl = 60
+		}
+		c, err := f.svc.SendCommand(ctx, owner, f.dev.ID, CommandRequest{Command: "step", TTLSeconds: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+	}
+	conn := f.connect(t)
+	if n := len(conn.Frames()); n != 8 {
+		t.Fatalf("%d commands sent on connect, want the window of 8", n)
+	}
+	// An answer lets the 9th go; a huge result fails the command.
+	ok := true
+	if err := f.svc.ReceiveAck(ctx, f.dev.ID, &protocol.Envelope{Type: "ack", ID: ids[0], OK: &ok,
+		Result: json.RawMessage(`"` + strings.Repeat("x", MaxResultBytes) + `"`)}); err != nil {
+		t.Fatal(err)
+	}
+	if fr := conn.Frames(); len(fr) != 9 || fr[8]["id"] != ids[8] {
+		t.Fatalf("after one answer: %d frames", len(fr))
+	}
+	got, _ := f.db.CommandByID(ctx, f.dev.ID, ids[0])
+	if got.Status != unhidra.CommandFailed || !strings.Contains(got.Error, "result too large") {
+		t.Fatalf("oversized result: %+v", got)
+	}
+	// A long error is cut, not refused.
+	if err := f.svc.ReceiveAck(ctx, f.dev.ID, &protocol.Envelope{Type: "ack", ID: ids[2], Error: strings.Repeat("é", 1000)}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = f.db.CommandByID(ctx, f.dev.ID, ids[2])
+	if got.Status != unhidra.CommandFailed || len(got.Error) > MaxAckErrorLen || !utf8.ValidString(got.Error) {
+		t.Fatalf("long error: %d bytes", len(got.Error))
+	}
+	if fr := conn.Frames(); len(fr) != 10 || fr[9]["id"] != ids[9] {
+		t.Fatalf("after two answers: %d frames", len(fr))
+	}
+	// An expiry frees a slot too (nothing is left to send, though).
+	f.clock.Add(61 * time.Second)
+	f.sweep(t)
+	if got, _ := f.db.CommandByID(ctx, f.dev.ID, ids[1]); got.Status != unhidra.CommandExpired {
+		t.Fatalf("short-lived command: %s", got.Status)
+	}
+	if f.svc.Expecting(f.dev.ID, conn, ids[1]) || !f.svc.Expecting(f.dev.ID, conn, ids[3]) {
+		t.Fatal("window bookkeeping after an expiry")
+	}
+	// A new connection re-sends what was delivered and not answered,
+	// oldest first.
+	f.svc.disconnected(conn, f.dev.ID)
+	conn = f.connect(t)
+	var again []string
+	for _, fr := range conn.Frames() {
+		again = append(again, fr["id"].(string))
+	}
+	want := []string{ids[3], ids[4], ids[5], ids[6], ids[7], ids[8], ids[9]}
+	if strings.Join(again, ",") != strings.Join(want, ",") {
+		t.Fatalf("re-sent %v, want %v", again, want)
 	}
 }
