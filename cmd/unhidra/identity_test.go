@@ -193,6 +193,12 @@ func TestCluster_EpochOnEveryNode(t *testing.T) {
 		if st, _ := s.get(t, "/api/v1/me", fresh); st != 200 {
 			t.Fatalf("the new session's token: %d", st)
 		}
+		// A new WebSocket with the old token is refused, with the new
+		// one accepted.
+		if st := dialStatus(t, s, protocol.Subprotocol, "bearer."+token); st != 401 {
+			t.Fatalf("WebSocket handshake with the old token: %d, want 401", st)
+		}
+		dialAs(t, s, protocol.Subprotocol, "bearer."+fresh)
 	}
 
 	_, body = b.post(t, "/api/v1/auth/login", "", map[string]string{"name": "admin", "password": "correct horse battery"})
