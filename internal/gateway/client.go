@@ -173,9 +173,9 @@ func (h connHandler) OnOpen(wc *ws.Conn) {
 	}
 }
 
-// OnControl counts the peer's pings and pongs toward the frame rate: a
-// flood of them is refused like one of messages (no error frame to send,
-// the same closing with 4004 once the tolerance is spent).
+// OnControl counts the peer's pings toward the frame rate: a flood of
+// them is refused like one of messages (no error frame to send, the same
+// closing with 4004 once the tolerance is spent).
 func (h connHandler) OnControl(wc *ws.Conn, _ ws.Opcode) {
 	c := wc.Value().(*Client)
 	now := time.Now()

@@ -29,7 +29,7 @@ type Handler interface {
 }
 
 // ControlHandler is implemented by a Handler that wants to see the peer's
-// control frames (ping and pong), e.g. to count them toward a frame rate:
+// pings, e.g. to count them toward a frame rate (each one costs a reply):
 // a peer must not be able to flood with frames that never reach OnMessage.
 // OnControl runs on the reading goroutine before the frame is acted on; it
 // may close the connection.

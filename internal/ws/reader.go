@@ -226,7 +226,7 @@ func (c *Conn) onPong([]byte) {
 	c.control(OpPong)
 }
 
-// control shows a ping or pong to the handler, if it wants to see them,
+// control shows a ping to the handler, if it wants to see it,
 // and reports whether the connection is closing (the frame is ignored).
 func (c *Conn) control(op Opcode) (closing bool) {
 	if c.closing.Load() {
