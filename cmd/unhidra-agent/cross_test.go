@@ -40,6 +40,7 @@ func TestSlimDependencies(t *testing.T) {
 		"github.com/unhidra/unhidra/agent":             true,
 		"github.com/unhidra/unhidra/internal/agentcli": true,
 		"github.com/unhidra/unhidra/internal/cliconf":  true, // standard library only
+		"github.com/unhidra/unhidra/protocol":          true, // the wire vocabulary, standard library only
 	}
 	for _, p := range strings.Fields(string(out)) {
 		if !allowed[p] && !strings.HasPrefix(p, "github.com/coder/websocket") {

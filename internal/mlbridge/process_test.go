@@ -80,7 +80,7 @@ func TestSupervisor_NeverReady(t *testing.T) {
 			t.Parallel()
 			dir := shortDir(t)
 			cfg := hostile(t, tc.mode)
-			cfg.Workers, cfg.Dir, cfg.StartTimeout = 2, dir, time.Second
+			cfg.Workers, cfg.Dir, cfg.StartTimeout = 2, dir, 15*time.Second // Python alone took 2.5 s to start on a loaded 2-core CI machine
 			s, err := mlbridge.New(cfg, testLogger(t))
 			if err != nil {
 				t.Fatal(err)
