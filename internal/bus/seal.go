@@ -107,6 +107,15 @@ func (s *Sealed) OnReconnect(f func()) {
 	}
 }
 
+// Connected reports whether the inner bus is connected (always, for a bus
+// that cannot lose its connection).
+func (s *Sealed) Connected() bool {
+	if cb, ok := s.inner.(interface{ Connected() bool }); ok {
+		return cb.Connected()
+	}
+	return true
+}
+
 // Inner returns the wrapped bus.
 func (s *Sealed) Inner() Bus { return s.inner }
 

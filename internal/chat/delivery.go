@@ -261,6 +261,29 @@ func (d *delivery) resync() {
 	}
 }
 
+// outageSync is how often, while the bus is disconnected, every followed
+// conversation is filled from the store: listeners keep getting what other
+// nodes store, a little late, and the backlog at reconnect stays small.
+const outageSync = time.Second
+
+// runOutageSync re-syncs from the store every outageSync while connected
+// reports false, until ctx ends.
+func (d *delivery) runOutageSync(ctx context.Context, connected func() bool) {
+	defer d.s.wg.Done()
+	t := time.NewTicker(outageSync)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if !connected() {
+				d.resync()
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // runFiller fills conversations from the store until ctx ends. Several run,
 // so a conversation whose reads hang does not hold up the others.
 func (d *delivery) runFiller(ctx context.Context) {
@@ -316,8 +339,9 @@ func (d *delivery) fill(ctx context.Context, cs *convSeq) {
 			cs.mu.Unlock()
 		}
 	}
-	var frames [][]byte
-	var seqs []int64
+	// Page by page, each delivered before the next is read, so that a
+	// long gap reaches the connections' queues in slices, not at once.
+	n := 0
 	for after := from; after < to; {
 		page, _, err := d.s.st.History(ctx, store.HistoryQuery{ConversationID: cs.conv, After: after, Before: to + 1, Limit: 200, Forward: true})
 		if err != nil {
@@ -327,25 +351,30 @@ func (d *delivery) fill(ctx context.Context, cs *convSeq) {
 		if len(page) == 0 {
 			break
 		}
-		for _, m := range page {
-			frames = append(frames, protocol.Marshal(d.s.MessageFrame(ctx, m)))
-			seqs = append(seqs, m.Seq)
+		frames := make([][]byte, len(page))
+		for i, m := range page {
+			frames[i] = protocol.Marshal(d.s.MessageFrame(ctx, m))
 		}
 		after = page[len(page)-1].Seq
+		cs.mu.Lock()
+		if cs.gone {
+			cs.mu.Unlock()
+			return
+		}
+		for i, m := range page {
+			if m.Seq == cs.last+1 {
+				d.deliverLocked(cs, m.Seq, frames[i])
+				n++
+				d.drainLocked(cs)
+			}
+		}
+		cs.mu.Unlock()
 	}
 	d.s.storeOK()
-	n := 0
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if cs.gone {
 		return
-	}
-	for i, seq := range seqs {
-		if seq == cs.last+1 {
-			d.deliverLocked(cs, seq, frames[i])
-			n++
-			d.drainLocked(cs)
-		}
 	}
 	d.drainLocked(cs)
 	for seq := range cs.pending {

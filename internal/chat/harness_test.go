@@ -52,6 +52,13 @@ func newHarness(t testing.TB, cfg chat.Config) *harness {
 // newHarnessWith also configures the gateway (e.g. a higher frame rate).
 func newHarnessWith(t testing.TB, cfg chat.Config, gwCfg gateway.Config) *harness {
 	t.Helper()
+	return newHarnessStore(t, cfg, gwCfg, nil)
+}
+
+// newHarnessStore also lets the test put a wrapper around the store the
+// service uses (nil: the store itself).
+func newHarnessStore(t testing.TB, cfg chat.Config, gwCfg gateway.Config, wrap func(*sqldb.DB) chat.Store) *harness {
+	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "chat.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +75,11 @@ func newHarnessWith(t testing.TB, cfg chat.Config, gwCfg gateway.Config) *harnes
 		}
 		return gateway.Identity{Kind: gateway.KindPerson, ID: u.ID, Name: u.Name, Admin: u.IsAdmin()}, nil
 	}, nil)
-	svc := chat.New(db, router, cfg, nil)
+	var st chat.Store = db
+	if wrap != nil {
+		st = wrap(db)
+	}
+	svc := chat.New(st, router, cfg, nil)
 	chatws.Register(gw, svc)
 	mux := http.NewServeMux()
 	pass := func(next http.Handler) http.Handler { return next }

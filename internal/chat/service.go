@@ -242,6 +242,10 @@ func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 	if rb, ok := r.Bus().(interface{ OnReconnect(func()) }); ok {
 		rb.OnReconnect(s.delivery.resync)
 	}
+	if cb, ok := r.Bus().(interface{ Connected() bool }); ok {
+		s.wg.Add(1)
+		go s.delivery.runOutageSync(ctx, cb.Connected)
+	}
 	s.wg.Add(fillers)
 	for range fillers {
 		go s.delivery.runFiller(ctx)

@@ -290,7 +290,7 @@ func TestSlowConsumerIsolation(t *testing.T) {
 	// Write deadline and keepalive far away: on a loaded machine either
 	// could otherwise end the slow client first, and this test is about the
 	// queue bound.
-	s := newStack(t, gateway.Config{Transport: ws.Config{MaxQueueBytes: 64 << 10, PingInterval: 10 * time.Minute, IdleTimeout: 20 * time.Minute, WriteTimeout: 10 * time.Minute},
+	s := newStack(t, gateway.Config{Transport: ws.Config{MaxQueueBytes: 64 << 10, PingInterval: 10 * time.Minute, IdleTimeout: 20 * time.Minute, WriteTimeout: 10 * time.Minute, StallTimeout: -1},
 		Admission: gateway.AdmissionLimits{MaxConnsPerIdent: 200, ConnRatePerIdent: ratelimit.Limit{Burst: 200, Every: time.Millisecond}}})
 	token, _ := s.newUser(t)
 	subscribe := func(c *websocket.Conn) {

@@ -31,7 +31,7 @@ func TestSlowConsumer_StoppedReaderClosedWithinBound(t *testing.T) {
 	}
 	const (
 		rate    = 400
-		readers = 20
+		readers = 10
 		bound   = 5 * time.Second
 	)
 	s := newStack(t, gateway.Config{Transport: ws.Config{PingInterval: 10 * time.Minute, IdleTimeout: 20 * time.Minute},
