@@ -230,4 +230,3 @@ func TestSend_DuplicateRepublishes(t *testing.T) {
 		t.Fatalf("after the duplicate the listener got %v, want seq %d", n, m.num("seq")+1)
 	}
 }
-
