@@ -156,8 +156,15 @@ func TestLogin_FloodFairness(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("victim's sign-in during the flood: %d %v", r.status, r.body)
 	}
-	if took > 2*time.Second {
-		t.Fatalf("victim's sign-in took %v, want within 2 s", took)
+	// The bound is 2 s. Under the race detector (make test) every
+	// hash and every SQLite write costs several times more, so the bound
+	// is widened there; the victim must still succeed, never be shed.
+	bound := 2 * time.Second
+	if raceDetector {
+		bound = 8 * time.Second
+	}
+	if took > bound {
+		t.Fatalf("victim's sign-in took %v, want within %v", took, bound)
 	}
 	if counts[503] == 0 && counts[429] == 0 {
 		t.Fatalf("the flood was never shed (%v): the test did not load the hasher", counts)
