@@ -10,7 +10,7 @@
 // the SDK also watches its stdin pipe), and the private directories of dead
 // runs are removed at the next start.
 //
-// The protocol (ARCHITECTURE.md §4): a frame is a 4-byte big-endian length
+// The protocol (docs/ml.md, unchanged from the seed worker): a frame is a 4-byte big-endian length
 // then UTF-8 JSON. Requests are {"data", "request_id", "model_id"?},
 // responses {"result", "request_id", "processing_time_ms"?, "error"?}.
 // data == "health_check" is a health check (healthy when result contains

@@ -39,7 +39,7 @@ func startClient(args []string) *exec.Cmd {
 }
 
 // TestMeasureIdle runs the measurement at a small scale (the figures in
-// docs/benchmarks-ws.md come from wsmeasure at 10,000). The bounds are loose
+// docs/benchmarks.md come from wsmeasure at 10,000). The bounds are loose
 // regression guards, but the goroutine count is exact in kind: the Engine
 // must not hold a goroutine per idle connection, while the baseline does.
 func TestMeasureIdle(t *testing.T) {
