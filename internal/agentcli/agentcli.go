@@ -169,9 +169,6 @@ func Run(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(strin
 	return a.Run(ctx)
 }
 
-// EnvName returns the environment variable of a flag.
-func EnvName(flagName string) string { return cliconf.EnvName(flagName) }
-
 // ParseFlags parses args into fs, then fills the flags the command line
 // left unset from UNHIDRA_* variables and then from the config file.
 func ParseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
