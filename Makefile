@@ -5,7 +5,7 @@ GO ?= go
 export UNHIDRA_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export UNHIDRA_TEST_NATS ?= nats://127.0.0.1:4222
 
-.PHONY: test e2e setup check build serve fuzz bench release image cluster-up cluster-down bench-ab bench-heap
+.PHONY: test e2e setup check build serve fuzz bench release image cluster-up cluster-down bench-ab bench-heap fault-long
 
 test: setup
 	$(GO) test -race -count=1 -timeout 45m ./...
@@ -60,6 +60,11 @@ fuzz:
 
 bench:
 	$(GO) test -run=NONE -bench=. -benchmem ./...
+
+# The fault-injection suite's long form (make test runs the short one):
+# 30-40 s of sending per fault and ten random SIGKILLs of a node.
+fault-long: setup
+	UNHIDRA_FAULT_LONG=1 $(GO) test -count=1 -timeout 30m -run '^TestFault$$' -v ./cmd/unhidra/
 
 # A/B load benchmark of BASE (a commit) against the working tree, in alternation:
 # make bench-ab BASE=93c6bfd [OUT=dir] (knobs: see scripts/bench-ab.sh).
