@@ -4,6 +4,8 @@
 // cannot both exist.
 package names
 
+//lint:file-ignore ST1005 the error messages are shown to people as they are (full sentences)
+
 import (
 	"errors"
 	"strings"
