@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,8 +22,9 @@ import (
 // client credential — can no longer speak for this cluster.
 //
 // Each node seals with a random sender ID and a counter; a subscription
-// drops a message whose counter is not above the last one seen from that
-// sender (replays), and messages older than MaxAge (clock skew included).
+// drops a message whose counter it has seen from that sender before, or
+// that is more than ReplayWindow below the highest seen (replays), and
+// messages older than MaxAge (clock skew included).
 type Sealed struct {
 	inner Bus
 	keys  *ClusterKeys
@@ -32,8 +32,7 @@ type Sealed struct {
 	now   func() time.Time
 
 	sender [8]byte
-	mu     sync.Mutex // orders sequence numbers as the inner bus sends them
-	seq    uint64
+	seq    atomic.Uint64 // last sequence number given to a message
 
 	aeads   map[string]cipher.AEAD
 	dropped *prometheus.CounterVec
@@ -127,9 +126,12 @@ func (s *Sealed) Publish(ctx context.Context, subject string, data []byte) error
 	now := s.now()
 	k := s.keys.sealing(now)
 	aead := s.aeads[k.ID]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.seq++
+	// No lock is held while the inner bus sends: it delivers to this
+	// node's subscribers in this goroutine, and their handlers publish
+	// too (a lock here deadlocked two such handlers). Concurrent
+	// publishers may therefore hand their numbers to NATS slightly out of
+	// order; receivers accept that within ReplayWindow.
+	seq := s.seq.Add(1)
 	// header: version, kid length, kid, nonce; then the sealed
 	// (sender, seq, time, data).
 	hdr := 2 + len(k.ID) + aead.NonceSize()
@@ -142,7 +144,7 @@ func (s *Sealed) Publish(ctx context.Context, subject string, data []byte) error
 	}
 	plain := make([]byte, 24, 24+len(data))
 	copy(plain, s.sender[:])
-	binary.BigEndian.PutUint64(plain[8:], s.seq)
+	binary.BigEndian.PutUint64(plain[8:], seq)
 	binary.BigEndian.PutUint64(plain[16:], uint64(now.UnixNano()))
 	plain = append(plain, data...)
 	out = aead.Seal(out, nonce, plain, aad(subject, k.ID))
@@ -166,11 +168,16 @@ func (s *Sealed) Subscribe(subject string, h Handler) (Subscription, error) {
 	return s.inner.Subscribe(subject, func(msg []byte) {
 		now := s.now()
 		data, sender, seq, reason := s.open(subject, msg, now)
-		if reason == "" {
-			if st, ok := last[sender]; ok && seq <= st.seq {
-				reason = DropReplay
+		// This node's own messages reach it only through the inner bus's
+		// local delivery (NATS does not echo them back), in the order
+		// the publishing goroutines get there, not in number order.
+		if reason == "" && sender != s.sender {
+			st := last[sender]
+			if st.accept(seq) {
+				st.seen = now
+				last[sender] = st
 			} else {
-				last[sender] = senderState{seq: seq, seen: now}
+				reason = DropReplay
 			}
 		}
 		if reason != "" {
@@ -191,9 +198,59 @@ func (s *Sealed) Subscribe(subject string, h Handler) (Subscription, error) {
 	})
 }
 
+// ReplayWindow is how far behind the highest sequence number seen from a
+// sender a message may arrive and still be accepted (once): concurrent
+// publishers on one node send their numbers slightly out of order.
+const ReplayWindow = 1024
+
 type senderState struct {
-	seq  uint64
-	seen time.Time
+	max    uint64                    // highest sequence number accepted
+	window [ReplayWindow / 64]uint64 // bit i: max-i accepted
+	seen   time.Time                 // when the sender was last heard
+}
+
+// accept records seq and reports whether it is new: above the highest
+// seen, or within the window below it and not seen before.
+func (st *senderState) accept(seq uint64) bool {
+	if seq == 0 {
+		return false
+	}
+	if seq > st.max {
+		shift := seq - st.max
+		st.shiftWindow(shift)
+		st.max = seq
+		st.window[0] |= 1
+		return true
+	}
+	d := st.max - seq
+	if d >= ReplayWindow {
+		return false
+	}
+	w, bit := d/64, uint64(1)<<(d%64)
+	if st.window[w]&bit != 0 {
+		return false
+	}
+	st.window[w] |= bit
+	return true
+}
+
+// shiftWindow moves the window up by n positions (bit i becomes bit i+n).
+func (st *senderState) shiftWindow(n uint64) {
+	if n >= ReplayWindow {
+		st.window = [ReplayWindow / 64]uint64{}
+		return
+	}
+	words, bits := int(n/64), n%64
+	for i := len(st.window) - 1; i >= 0; i-- {
+		var v uint64
+		if j := i - words; j >= 0 {
+			v = st.window[j] << bits
+			if bits > 0 && j > 0 {
+				v |= st.window[j-1] >> (64 - bits)
+			}
+		}
+		st.window[i] = v
+	}
 }
 
 // open verifies a sealed message; reason is "" when it is authentic.

@@ -189,6 +189,14 @@ func (b *Bus) Publish(ctx context.Context, subject string, data []byte) error {
 	if err := bus.ValidSubject(subject); err != nil {
 		return err
 	}
+	// NATS first: the message leaves in the order callers arrive here,
+	// not delayed behind this node's handlers (a sealed bus numbers its
+	// messages just before this call).
+	var err error
+	if perr := b.nc.Publish(b.prefix+"."+subject, data); perr != nil {
+		b.m.dropped.WithLabelValues("publish_refused").Inc()
+		err = fmt.Errorf("bus publish %s: %w", subject, perr)
+	}
 	b.mu.RLock()
 	var targets []*subscription
 	for s := range b.local[subject] {
@@ -198,11 +206,7 @@ func (b *Bus) Publish(ctx context.Context, subject string, data []byte) error {
 	for _, s := range targets {
 		s.deliver(data)
 	}
-	if err := b.nc.Publish(b.prefix+"."+subject, data); err != nil {
-		b.m.dropped.WithLabelValues("publish_refused").Inc()
-		return fmt.Errorf("bus publish %s: %w", subject, err)
-	}
-	return nil
+	return err
 }
 
 func (s *subscription) deliver(data []byte) {
