@@ -22,6 +22,7 @@ func TestContainerImages(t *testing.T) {
 	binaries(t) // warms the build cache for image.sh's identical flags
 	name := strings.ToLower(testenv.UniqueName("unhidra-test-"))
 	version := "v0.0.0-test"
+	revision := strings.TrimSpace(run(t, repo, nil, "git", "rev-parse", "HEAD"))
 	out := run(t, repo, []string{"IMAGE=" + name, "VERSION=" + version, "OUT_DIR=" + t.TempDir()}, "scripts/image.sh", "all")
 	server, agent := name+":"+version, name+"-agent:"+version
 	if !strings.Contains(out, server) || !strings.Contains(out, agent) {
@@ -48,7 +49,6 @@ func TestContainerImages(t *testing.T) {
 	if err := json.Unmarshal([]byte(raw), &cfgs); err != nil || len(cfgs) != 2 {
 		t.Fatalf("inspect: %v\n%s", err, raw)
 	}
-	revision := strings.TrimSpace(run(t, repo, nil, "git", "rev-parse", "HEAD"))
 	for i, c := range cfgs {
 		cfg := c.Config
 		if cfg.User != "65532:65532" {
