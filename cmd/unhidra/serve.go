@@ -156,7 +156,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 60*time.Second, "close connections silent for this long (pongs count)")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", 10*time.Second, "deadline of every socket write")
 	fs.IntVar(&c.sendBuffer, "send-buffer", 64<<10, "kernel send buffer per WebSocket (SO_SNDBUF, bytes; -1: the kernel's auto-tuning)")
-	fs.DurationVar(&c.stallTimeout, "stall-timeout", 2*time.Second, "close a connection (4001) whose socket write has been blocked this long (a client that stopped reading)")
+	fs.DurationVar(&c.stallTimeout, "stall-timeout", 1500*time.Millisecond, "close a connection (4001) whose socket write has been blocked this long (a client that stopped reading)")
 	fs.IntVar(&c.maxConns, "max-conns", 0, "WebSocket connections on this node (0: the open-file limit less a reserve)")
 	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 4096, "concurrent WebSocket connections from one address")
 	fs.IntVar(&c.maxTCPPerIP, "max-tcp-per-ip", 0, "concurrent TCP connections from one address, checked at accept before TLS (0: a sixteenth of the open-file limit; trusted proxies are exempt)")

@@ -208,7 +208,9 @@ func TestSlowConsumer_StoppedReaderClosedWithinBound(t *testing.T) {
 	slices.Sort(withSlow)
 	mb, ms := max(base[1], time.Millisecond), withSlow[1]
 	t.Logf("median p99: %v without, %v with a slow reader", base[1], ms)
-	if ms > 2*mb {
+	if raceEnabled {
+		t.Log("race detector on: latencies are the detector's, not the server's; the 2x comparison is made without it")
+	} else if ms > 2*mb {
 		t.Errorf("a slow reader raised the others' median p99 from %v to %v (more than 2x)", base[1], ms)
 	}
 }

@@ -217,9 +217,10 @@ func (c *Conn) initiateClose(ce *CloseError) bool {
 	c.mu.Unlock()
 	if start {
 		go c.writeLoop()
-	} else if c.writeSince.Load() != 0 {
+	} else if c.engine.cfg.StallTimeout > 0 && c.writeSince.Load() != 0 {
 		// A write is in progress, perhaps blocked on a peer that stopped
-		// reading: the close frame must not wait WriteTimeout behind it.
+		// reading: the close frame must not wait WriteTimeout behind it
+		// (unless stall detection is off: then WriteTimeout rules).
 		_ = c.conn.SetWriteDeadline(time.Now().Add(c.engine.cfg.closeGrace()))
 	}
 	return true

@@ -63,14 +63,14 @@ type Config struct {
 	// instead of the kernel soaking up megabytes first. Zero means 64 KiB;
 	// negative keeps the kernel's auto-tuning.
 	SendBuffer int
-	// StallTimeout closes a peer that stopped reading: once SendBuffer
-	// bytes (64 KiB if unset) were written since the peer last answered a
+	// StallTimeout closes a peer that stopped reading: once half of
+	// SendBuffer (32 KiB if unset) was written since the peer last answered a
 	// ping, a ping probes it, and a probe unanswered (or a socket write
 	// blocked) this long is a stall. A close frame with StallCode is
 	// queued and a blocked write cut short, so the close frame goes out
 	// if the socket takes it; the socket is closed right after it (or
 	// within CloseTimeout if it does not go out). OnClose gets
-	// ErrStalled. Zero means 2 s; negative disables it (WriteTimeout
+	// ErrStalled. Zero means 1.5 s; negative disables it (WriteTimeout
 	// still applies).
 	StallTimeout time.Duration
 	// StallCode is the close code sent to a stalled peer. Zero means 1008.
@@ -111,7 +111,7 @@ func (c Config) withDefaults() Config {
 	if c.SendBuffer == 0 {
 		c.SendBuffer = 64 << 10
 	}
-	def(&c.StallTimeout, 2*time.Second)
+	def(&c.StallTimeout, 1500*time.Millisecond)
 	if c.StallCode == 0 {
 		c.StallCode = ClosePolicyViolation
 	}
@@ -130,9 +130,9 @@ func (c Config) closeGrace() time.Duration {
 // probeBytes is how much is written to a connection between stall probes.
 func (c Config) probeBytes() int {
 	if c.SendBuffer > 0 {
-		return c.SendBuffer
+		return c.SendBuffer / 2
 	}
-	return 64 << 10
+	return 32 << 10
 }
 
 // sweepTick returns how often the sweeper runs: a quarter of the shortest
