@@ -133,6 +133,15 @@ func TestCluster_PresenceAcrossNodes(t *testing.T) {
 	ctx := context.Background()
 	chans, _ := alphaOnB.Channels(ctx)
 	general := chans[0].ID
+	// Node A has heard that alpha is on node B once something node B
+	// published after alpha connected there reaches node A: one node's bus
+	// messages arrive in order. Without this, alpha may leave node A
+	// before the note of its arrival on B got there, and be announced
+	// offline (truly, as far as node A could know).
+	if _, err := alphaOnB.Send(ctx, general, "alpha is on B"); err != nil {
+		t.Fatal(err)
+	}
+	waitMessage(t, watcher, func(m *client.Message) bool { return m.Body == "alpha is on B" })
 
 	connsOn := func(s *server, identity string) int {
 		_, body := s.get(t, "/api/v1/admin/connections", adminTok)
