@@ -28,6 +28,7 @@ type conn struct {
 	buf      []byte // request encoding buffer, reused
 
 	broken  bool        // owned by the goroutine using the conn
+	sent    bool        // the current request was written in full
 	crashed atomic.Bool // set by the run loop before it closes a dead worker's conns
 }
 
@@ -42,8 +43,12 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // call sends req and reads the matching response, within ctx. It returns
 // the errors of this package (ErrTimeout, ErrWorkerCrashed, ErrProtocol) or
-// the context's cancellation; on any error c is broken.
-func (c *conn) call(ctx context.Context, req Request) (Response, error) {
+// the context's cancellation; on any error c is broken. When ctx ends while
+// the worker computes and cancelFrame is true (the model is advertised as
+// cancellable), a cancel frame for req is sent before the connection is
+// given up; the caller closes the broken connection, which every worker
+// sees, so the SDK stops the computation either way.
+func (c *conn) call(ctx context.Context, req Request, cancelFrame ...bool) (Response, error) {
 	if err := ctx.Err(); err != nil {
 		return Response{}, ctxErr(err, "before sending")
 	}
@@ -60,23 +65,46 @@ func (c *conn) call(ctx context.Context, req Request) (Response, error) {
 		return Response{}, c.classify(ctx, err)
 	}
 	// Cancellation without a deadline: wake the blocked read.
-	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		c.nc.SetDeadline(aLongTimeAgo)
+		close(fired)
+	})
 	resp, err := c.exchange(payload, req.RequestID)
 	if !stop() {
 		c.broken = true // the deadline may have been moved to the past
+		<-fired         // so that a cancel frame's deadline is not undone
 	}
 	if err != nil {
 		c.broken = true
+		if ctx.Err() != nil && c.sent && len(cancelFrame) > 0 && cancelFrame[0] {
+			c.sendCancel(req.RequestID)
+		}
 		return Response{}, c.classify(ctx, err)
 	}
 	return resp, nil
 }
 
+// cancelWriteTimeout bounds the best-effort write of a cancel frame.
+const cancelWriteTimeout = 100 * time.Millisecond
+
+// sendCancel tells the worker to stop request id. Best effort: the
+// connection is closed right after, which the SDK also takes as a cancel.
+func (c *conn) sendCancel(id string) {
+	payload, err := json.Marshal(cancelRequest{RequestID: id, Cancel: true})
+	if err != nil || c.nc.SetWriteDeadline(time.Now().Add(cancelWriteTimeout)) != nil {
+		return
+	}
+	_, _ = c.nc.Write(AppendFrame(nil, payload))
+}
+
 func (c *conn) exchange(payload []byte, id string) (Response, error) {
+	c.sent = false
 	c.buf = AppendFrame(c.buf[:0], payload)
 	if _, err := c.nc.Write(c.buf); err != nil {
 		return Response{}, err
 	}
+	c.sent = true
 	if cap(c.buf) > 64<<10 {
 		c.buf = nil // do not pin a large buffer on an idle connection
 	}
@@ -148,7 +176,10 @@ type ModelInfo struct {
 	Name string `json:"name"`
 	// Idempotent reports whether a call may safely run twice; such calls
 	// are retried once on another worker after a crash.
-	Idempotent  bool   `json:"idempotent"`
+	Idempotent bool `json:"idempotent"`
+	// Cancellable reports that the worker stops a call of this model when
+	// it receives a cancel frame; the supervisor sends one only then.
+	Cancellable bool   `json:"cancellable,omitempty"`
 	Description string `json:"description,omitempty"`
 }
 

@@ -32,6 +32,15 @@ type Request struct {
 	ModelID   string `json:"model_id,omitempty"`
 }
 
+// cancelRequest is the wire form of a cancel frame: the supervisor gave up
+// on request RequestID. Only workers that advertise cancellable models get
+// one (the SDK answers nothing and closes the connection); a protocol-only
+// worker never sees it.
+type cancelRequest struct {
+	RequestID string `json:"request_id"`
+	Cancel    bool   `json:"cancel"`
+}
+
 // Response is a decoded response frame.
 type Response struct {
 	Result    string `json:"result"`

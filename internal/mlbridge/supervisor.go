@@ -725,9 +725,20 @@ func (s *Supervisor) roundTrip(ctx context.Context, l lease, req Request) (Respo
 		return Response{}, err
 	}
 	start := time.Now()
-	resp, err := c.call(ctx, req)
+	resp, err := c.call(ctx, req, s.cancellable(req.ModelID))
 	s.release(l, c, time.Since(start), true, err)
 	return resp, err
+}
+
+// cancellable reports whether the workers advertised that they stop a call
+// of modelID on a cancel frame.
+func (s *Supervisor) cancellable(modelID string) bool {
+	if modelID == "" {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.models[modelID].Cancellable
 }
 
 func (s *Supervisor) retryable(data, modelID string) bool {

@@ -3,7 +3,9 @@
 A frame is a 4-byte big-endian length followed by that many bytes of UTF-8
 JSON. Requests are {"data": str, "request_id": str, "model_id"?: str};
 responses are {"result": str, "request_id": str, "processing_time_ms"?: int,
-"error"?: str}. Zero-length frames and frames above the limit are protocol
+"error"?: str}. A cancel frame {"request_id": str, "cancel": true} sent on
+the connection of a request in flight stops that request; the worker then
+sends no reply and closes the connection. Zero-length frames and frames above the limit are protocol
 faults: the connection is closed, because after them the stream can no longer
 be trusted to be in step.
 """
@@ -76,3 +78,14 @@ def parse_request(body: bytes):
     if model_id is not None and not isinstance(model_id, str):
         raise ValueError("model_id is not a string", rid)
     return rid, data, model_id or ""
+
+
+def is_cancel(body: bytes, rid) -> bool:
+    """Report whether body is a cancel frame for request rid."""
+    if rid is None or len(body) > 4096:
+        return False
+    try:
+        msg = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(msg, dict) and msg.get("cancel") is True and msg.get("request_id") == rid

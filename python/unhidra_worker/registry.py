@@ -32,6 +32,9 @@ class Model:
             "idempotent": self.idempotent,
             "executor": self.executor,
             "raw": self.raw,
+            # A cancel frame stops async models (the task is cancelled) and
+            # process models (the child is killed); a thread cannot be stopped.
+            "cancellable": self.executor in ("async", "process"),
             "description": self.description,
         }
 

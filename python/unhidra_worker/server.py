@@ -1,16 +1,15 @@
 """The asyncio Unix-socket server that answers the supervisor."""
 
 import asyncio
-import concurrent.futures
+import concurrent.futures.process
 import json
-import multiprocessing
 import os
 import signal
 import stat
 import time
 import traceback
 
-from . import log, protocol, registry
+from . import log, procpool, protocol, registry
 
 # Linux prctl option: signal to deliver when the parent dies.
 _PR_SET_PDEATHSIG = 1
@@ -48,6 +47,7 @@ class Worker:
         self._pool = None
         self._writers = set()
         self._busy = 0
+        self.cancelled = 0  # calls stopped because the supervisor gave up on them
         self._idle = None
         self._stop = None
         self._ppid = os.getppid()
@@ -100,7 +100,7 @@ class Worker:
             except FileNotFoundError:
                 pass
             if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool.shutdown()
             log.info("worker stopped")
 
     def _remove_stale_socket(self):
@@ -142,18 +142,26 @@ class Worker:
 
     async def _serve_conn(self, reader, writer):
         self._writers.add(writer)
+        nxt = None  # a task reading the frame after the one being handled
         try:
             while not self._stop.is_set():
                 try:
-                    body = await protocol.read_frame(reader, self.max_frame)
+                    body = await (nxt if nxt is not None else protocol.read_frame(reader, self.max_frame))
                 except protocol.FrameError as e:
                     log.warn("closing connection: bad frame", error=str(e))
                     return
+                finally:
+                    nxt = None
                 if body is None:
                     return
+                cur = {}
                 self._begin()
                 try:
-                    reply = await self._handle(body)
+                    call = asyncio.ensure_future(self._handle(body, cur))
+                    nxt = asyncio.ensure_future(protocol.read_frame(reader, self.max_frame))
+                    if await self._cancelled_by_peer(call, nxt, cur):
+                        return
+                    reply = call.result()
                 finally:
                     self._end()
                 if reply is None:
@@ -163,8 +171,43 @@ class Worker:
         except (ConnectionError, OSError):
             pass  # the supervisor dropped the connection (e.g. a timeout)
         finally:
+            if nxt is not None:
+                nxt.cancel()
             self._writers.discard(writer)
             writer.close()
+
+    async def _cancelled_by_peer(self, call, nxt, cur):
+        """Wait for call; cancel it if the peer gives up on it first.
+
+        The supervisor gives up on a request (its caller left or timed out) by
+        sending a cancel frame {"request_id": id, "cancel": true} or by closing
+        the connection. Either stops the computation: an async model is
+        cancelled, a process-pool model's child is killed. Returns True when
+        the call was cancelled and the connection must be closed.
+        """
+        while True:
+            done, _ = await asyncio.wait({call, nxt}, return_when=asyncio.FIRST_COMPLETED)
+            if call in done:
+                return False
+            try:
+                body = nxt.result()
+            except protocol.FrameError:
+                body = None
+            if body is not None and not protocol.is_cancel(body, cur.get("rid")):
+                # A pipelined request: keep it for later, wait for this call.
+                await asyncio.wait({call})
+                return False
+            call.cancel()
+            try:
+                await call
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                pass  # it finished with an error as it was cancelled: nobody listens
+            self.cancelled += 1
+            log.info("call cancelled by the supervisor", request_id=cur.get("rid", ""),
+                     model=cur.get("model", ""), cancelled_total=self.cancelled)
+            return True
 
     def _begin(self):
         self._busy += 1
@@ -175,11 +218,15 @@ class Worker:
         if self._busy == 0:
             self._idle.set()
 
-    async def _handle(self, body):
-        """Return the encoded reply, or None to close the connection."""
+    async def _handle(self, body, cur):
+        """Return the encoded reply, or None to close the connection.
+
+        cur receives the request id and model name once they are known.
+        """
         start = time.perf_counter()
         try:
             rid, data, model_id = protocol.parse_request(body)
+            cur["rid"], cur["model"] = rid, model_id
         except protocol.FrameError as e:
             log.warn("closing connection: bad request", error=str(e))
             return None
@@ -199,8 +246,7 @@ class Worker:
         except (registry.ModelError, ValueError, TypeError) as e:
             return self._reply(rid, "", str(e) or type(e).__name__, start)
         except concurrent.futures.process.BrokenProcessPool:
-            log.error("process pool broke; starting a new one", model=m.name)
-            self._pool = None
+            log.error("model process died; a new one starts for the next call", model=m.name)
             return self._reply(rid, "", "model process crashed", start)
         except Exception as e:  # a bug in the model: log it, tell the caller little
             log.error("model failed", model=m.name, error=repr(e), trace=traceback.format_exc())
@@ -222,7 +268,7 @@ class Worker:
         elif m.executor == "thread":
             out = await asyncio.get_running_loop().run_in_executor(None, m.fn, arg)
         else:
-            out = await asyncio.get_running_loop().run_in_executor(self._process_pool(), m.fn, arg)
+            out = await self._process_pool().run(m.fn, arg)
         if m.raw:
             if not isinstance(out, str):
                 raise TypeError(f"raw model {m.name} returned {type(out).__name__}, not str")
@@ -237,9 +283,7 @@ class Worker:
             # spawn, not fork: a forked child would inherit the listening
             # socket and every client connection, keeping them open after a
             # crash of this process.
-            ctx = multiprocessing.get_context("spawn")
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.processes, mp_context=ctx, initializer=_die_with_parent)
+            self._pool = procpool.CancellablePool(self.processes, initializer=_die_with_parent)
         return self._pool
 
     def _reply(self, rid, result, err, start):

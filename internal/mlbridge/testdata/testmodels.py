@@ -129,3 +129,16 @@ def pool_crash(inp):
 
 
 model("pool-crash", executor="process")(pool_crash)
+
+
+def spin(inp):
+    """Burn CPU in the process pool for `seconds`, after marking arrival (with the pid)."""
+    _enter(inp["dir"], "spin")
+    deadline = time.monotonic() + inp.get("seconds", 60)
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+    return {"pid": os.getpid(), "loops": n}
+
+
+model("spin", executor="process")(spin)
