@@ -65,7 +65,6 @@ func spinPID(t *testing.T, dir string) int {
 	return pid
 }
 
-
 // TestSupervisor_CancelStopsComputation: a long CPU-bound call that is
 // cancelled by its caller, or that times out, is stopped inside the real
 // Python worker: the process computing it is gone, the worker logs the
