@@ -5,11 +5,20 @@ GO ?= go
 export UNHIDRA_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export UNHIDRA_TEST_NATS ?= nats://127.0.0.1:4222
 
-.PHONY: test e2e setup check build serve fuzz bench release image cluster-up cluster-down bench-ab bench-heap fault-long
+.PHONY: test test-timing e2e setup check build serve fuzz bench release image cluster-up cluster-down bench-ab bench-heap fault-long
 
 test: setup
 	$(GO) test -race -count=1 -timeout 45m ./...
+	$(MAKE) test-timing
 	$(MAKE) e2e
+
+# Tests whose bounds are wall-clock figures set by the issues (a stalled
+# reader closed within 5 s while the others' p99 stays within 2x; a victim's
+# sign-in within 2 s during a login flood), once more without the race
+# detector, which multiplies CPU costs several times and so measures itself.
+test-timing:
+	$(GO) test -count=1 -run '^TestSlowConsumer_StoppedReaderClosedWithinBound$$' ./internal/gateway/
+	$(GO) test -count=1 -run '^TestLogin_FloodFairness$$' ./internal/api/
 
 e2e:
 	bash web/e2e/run.sh
