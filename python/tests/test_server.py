@@ -45,13 +45,16 @@ class WorkerProcessTest(unittest.TestCase):
         env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": PY_DIR, "PYTHONDONTWRITEBYTECODE": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "unhidra_worker", "--watch-stdin", "--max-frame", "4096",
-             "--processes", "1", self.sock],
+             "--processes", "1", *self.extra_args(), self.sock],
             stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=self.dir)
         deadline = time.monotonic() + 20
         while not os.path.exists(self.sock):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.fail("worker did not start: " + self.proc.stderr.read().decode())
             time.sleep(0.01)
+
+    def extra_args(self):
+        return []
 
     def tearDown(self):
         if self.proc.poll() is None:
@@ -137,3 +140,64 @@ class WorkerProcessTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+SPIN_MODULE = '''
+import os, time
+from unhidra_worker import model
+
+def spin(inp):
+    with open(inp["pidfile"], "w") as f:
+        f.write(str(os.getpid()))
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        pass
+    return {"done": True}
+
+model("spin", executor="process")(spin)
+'''
+
+
+class CancelFrameTest(unittest.TestCase):
+    """A cancel frame stops a process-pool call: its child dies, the slot frees."""
+
+    setUp = WorkerProcessTest.setUp
+    connect = WorkerProcessTest.connect
+    call = WorkerProcessTest.call
+
+    def extra_args(self):
+        path = os.path.join(self.dir, "spinmodel.py")
+        with open(path, "w") as f:
+            f.write(SPIN_MODULE)
+        return ["--module", path]
+
+    def tearDown(self):
+        p = os.path.join(self.dir, "__pycache__")
+        if os.path.isdir(p):
+            for g in os.listdir(p):
+                os.unlink(os.path.join(p, g))
+            os.rmdir(p)
+        WorkerProcessTest.tearDown(self)
+
+    def test_cancel_frame_stops_the_call(self):
+        pidfile = os.path.join(self.dir, "pid")
+        s = self.connect()
+        s.sendall(frame({"request_id": "long", "model_id": "spin", "data": json.dumps({"pidfile": pidfile})}))
+        deadline = time.monotonic() + 20
+        while not (os.path.exists(pidfile) and open(pidfile).read()):
+            self.assertLess(time.monotonic(), deadline, "the call never started")
+            time.sleep(0.01)
+        pid = int(open(pidfile).read())
+        s.sendall(frame({"request_id": "long", "cancel": True}))
+        self.assertIsNone(read_reply(s), "a cancelled call must get no reply, and the connection closes")
+        while os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split(")")[-1][:3]:
+            self.assertLess(time.monotonic(), deadline, "the computing child was not stopped")
+            time.sleep(0.01)
+        # The only pool slot is free: another call runs (and would spin again).
+        s2 = self.connect()
+        self.assertEqual(self.call(s2, {"request_id": "h", "data": "health_check"})["result"], "ok")
+        s2.sendall(frame({"request_id": "again", "model_id": "spin", "data": json.dumps({"pidfile": pidfile + "2"})}))
+        while not os.path.exists(pidfile + "2"):
+            self.assertLess(time.monotonic(), deadline + 20, "the pool slot was not freed")
+            time.sleep(0.01)
+        os.unlink(pidfile + "2")
