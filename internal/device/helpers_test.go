@@ -13,6 +13,8 @@ import (
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/store/sqldb"
 	"github.com/unhidra/unhidra/internal/store/sqlite"
+	"github.com/unhidra/unhidra/protocol"
+	"github.com/unhidra/unhidra/protocol/schema"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -61,15 +63,34 @@ func (c *fakeConn) Frames() []map[string]any {
 func (c *fakeConn) ClosedWith() int { c.mu.Lock(); defer c.mu.Unlock(); return c.closed }
 
 // notified is what owners would have received.
+// Every frame is encoded as it would go on the wire and validated against
+// its schema in protocol/schema; the fixture fails the test on a mismatch.
 type notified struct {
-	mu     sync.Mutex
-	frames []any
+	mu      sync.Mutex
+	frames  []any
+	invalid []string
 }
 
 func (n *notified) add(owner, device string, f any) {
+	err := schema.Validate(protocol.Marshal(f))
 	n.mu.Lock()
 	n.frames = append(n.frames, f)
+	if err != nil {
+		n.invalid = append(n.invalid, err.Error())
+	}
 	n.mu.Unlock()
+}
+
+// checked is the number of frames validated; it fails t for each frame
+// that did not match its schema.
+func (n *notified) checked(t testing.TB) int {
+	t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, e := range n.invalid {
+		t.Error(e)
+	}
+	return len(n.frames)
 }
 
 // states returns the device_state frames' states, in order.
@@ -124,6 +145,7 @@ func newFixture(t *testing.T) *fixture {
 	svc := NewService(db, Config{Now: clk.Now}, nil)
 	note := &notified{}
 	svc.notify = note.add
+	t.Cleanup(func() { note.checked(t) })
 	d, key, err := svc.Registry().Register(ctx, owner, Registration{Name: "boiler", Type: "esp32"})
 	if err != nil {
 		t.Fatal(err)
