@@ -59,7 +59,7 @@ func TestFrameSchemas_RejectWrongFrames(t *testing.T) {
 // TestFrameSchemas_ChatFramesObserved makes a real server send every chat
 // frame that the other protocol tests do not read (pong, typing,
 // message_edited, message_deleted, member_joined, channel_updated,
-// resumed), and reads each through wsClient.read, which validates it
+// resumed, history), and reads each through wsClient.read, which validates it
 // against its schema.
 func TestFrameSchemas_ChatFramesObserved(t *testing.T) {
 	s := startServer(t, t.TempDir(), map[string]string{"UNHIDRA_ADMIN_PASSWORD": "harbor lights at dusk"})
@@ -124,6 +124,10 @@ func TestFrameSchemas_ChatFramesObserved(t *testing.T) {
 	b.expect("ack", func(f map[string]any) bool { return f["id"] == "r1" })
 	must(b.send(map[string]any{"type": "read", "id": "m1", "positions": map[string]any{team: 2}}))
 	b.expect("ack", func(f map[string]any) bool { return f["id"] == "m1" })
+	must(b.send(map[string]any{"type": "history", "id": "h1", "channel": team, "limit": 1}))
+	if f := b.expect("history", nil); f["id"] != "h1" || f["has_more"] != true || len(f["messages"].([]any)) != 1 {
+		t.Fatalf("history = %v", f)
+	}
 
 	// channel_updated when the owner renames the channel.
 	if st, body := s.request(t, "PATCH", "/api/v1/channels/"+team, ann, map[string]any{"name": "crew"}); st != 200 {
@@ -145,6 +149,7 @@ func TestFrameSchemas_ObservedFramesMissingFieldFails(t *testing.T) {
 		{`{"type":"member_joined","channel":"c","member":"u"}`, "member"},
 		{`{"type":"channel_updated","channel":"c","name":"n","archived":false}`, "archived"},
 		{`{"type":"resumed","id":"r","channel":"c","recovered":true,"last_seq":0,"messages":[]}`, "last_seq"},
+		{`{"type":"history","id":"h","channel":"c","messages":[],"has_more":false}`, "has_more"},
 		{`{"type":"device_alert","device":"d","name":"n","kind":"memory_leak","state":"raised","slope_bytes_per_hour":-1,"confidence":99,"reason":"r","at":"2026-12-07T00:00:00Z"}`, "state"},
 	} {
 		if err := validateFrame([]byte(c.good)); err != nil {

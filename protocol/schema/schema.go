@@ -62,19 +62,6 @@ func load() {
 	}
 }
 
-// Types returns the frame types that have a schema.
-func Types() ([]string, error) {
-	once.Do(load)
-	if loadErr != nil {
-		return nil, loadErr
-	}
-	out := make([]string, 0, len(schemas))
-	for t := range schemas {
-		out = append(out, t)
-	}
-	return out, nil
-}
-
 // Validate checks one server frame (a JSON object with a "type") against
 // the schema of its type. A frame whose type has no schema is an error.
 func Validate(data []byte) error {
