@@ -22,6 +22,7 @@ type resumeFrame struct {
 	Channel   string `json:"channel"`
 	Seq       int64  `json:"seq"`
 	MessageID string `json:"message_id"`
+	FromName  string `json:"from_name"`
 	LastSeq   int64  `json:"last_seq"`
 	Recovered bool   `json:"recovered"`
 	Reason    string `json:"reason"`
@@ -161,7 +162,7 @@ func TestCluster_ResumeSplitsExactlyAcrossNodes(t *testing.T) {
 		}
 		applied[seq] = id
 	}
-	const liveWant = 30
+	const liveWant = 20
 
 	// Round 0: the listener connects to node B and takes the live stream.
 	rc := dialRaw(t, cl.b, tokL)
@@ -183,17 +184,17 @@ func TestCluster_ResumeSplitsExactlyAcrossNodes(t *testing.T) {
 	}
 	rc.close()
 
-	// Rounds 1..6: reconnect alternately to B and A and resume from pos
+	// Rounds 1..10: reconnect alternately to B and A and resume from pos
 	// while both senders keep sending.
-	order := []string{"B", "A", "B", "A", "B", "A"}
+	order := []string{"B", "A", "B", "A", "B", "A", "B", "A", "B", "A"}
 	early := 0
 	for i, name := range order {
 		round := i + 1
-		time.Sleep(100 * time.Millisecond) // messages go on while the listener is away
+		time.Sleep(60 * time.Millisecond) // messages go on while the listener is away
 		rc := dialRaw(t, nodes[name], tokL)
 		// Let some live frames arrive before resuming (a few ms up to
 		// the presence snapshot and beyond), as a real client would.
-		var before []int64
+		var before []resumeFrame
 		wait := time.After(time.Duration(round*7%25) * time.Millisecond)
 	prelude:
 		for {
@@ -203,7 +204,7 @@ func TestCluster_ResumeSplitsExactlyAcrossNodes(t *testing.T) {
 					t.Fatalf("round %d: connection ended", round)
 				}
 				if f.Type == "message" && f.Channel == general {
-					before = append(before, f.Seq)
+					before = append(before, f)
 				}
 			case <-wait:
 				break prelude
@@ -227,15 +228,15 @@ func TestCluster_ResumeSplitsExactlyAcrossNodes(t *testing.T) {
 				t.Fatalf("round %d: resume answered %s", round, f.Code)
 			}
 			if f.Type == "message" && f.Channel == general {
-				before = append(before, f.Seq)
+				before = append(before, f)
 			}
 		}
 		if !res.Recovered || res.Channel != general {
 			t.Fatalf("round %d (node %s): resumed %+v", round, name, res)
 		}
-		for _, s := range before {
-			if s > res.LastSeq {
-				t.Fatalf("round %d (node %s): frame seq %d arrived before resumed with last_seq %d", round, name, s, res.LastSeq)
+		for _, f := range before {
+			if f.Seq > res.LastSeq {
+				t.Fatalf("round %d (node %s): frame seq %d (from %s) arrived before resumed with last_seq %d", round, name, f.Seq, f.FromName, res.LastSeq)
 			}
 		}
 		if len(before) > 0 {
@@ -260,7 +261,7 @@ func TestCluster_ResumeSplitsExactlyAcrossNodes(t *testing.T) {
 				continue
 			}
 			if f.Seq != pos+1 {
-				t.Fatalf("round %d (node %s): live seq %d after %d (resumed last_seq %d)", round, name, f.Seq, pos, res.LastSeq)
+				t.Fatalf("round %d (node %s): live seq %d (from %s) after %d (resumed last_seq %d)", round, name, f.Seq, f.FromName, pos, res.LastSeq)
 			}
 			apply(round, f.Seq, f.MessageID)
 			pos = f.Seq
