@@ -39,6 +39,8 @@ type rawConn struct {
 	conn   *websocket.Conn
 	frames chan resumeFrame
 	done   chan struct{}
+	quit   chan struct{} // closed by close: the reader stops even if nobody reads frames
+	once   sync.Once
 }
 
 func dialRaw(t *testing.T, s *server, token string) *rawConn {
@@ -51,7 +53,7 @@ func dialRaw(t *testing.T, s *server, token string) *rawConn {
 		t.Fatal(err)
 	}
 	conn.SetReadLimit(1 << 22)
-	rc := &rawConn{conn: conn, frames: make(chan resumeFrame, 4096), done: make(chan struct{})}
+	rc := &rawConn{conn: conn, frames: make(chan resumeFrame, 4096), done: make(chan struct{}), quit: make(chan struct{})}
 	go func() {
 		defer close(rc.done)
 		defer close(rc.frames)
@@ -62,7 +64,11 @@ func dialRaw(t *testing.T, s *server, token string) *rawConn {
 			}
 			var f resumeFrame
 			if json.Unmarshal(data, &f) == nil {
-				rc.frames <- f
+				select {
+				case rc.frames <- f:
+				case <-rc.quit:
+					return
+				}
 			}
 		}
 	}()
@@ -70,7 +76,11 @@ func dialRaw(t *testing.T, s *server, token string) *rawConn {
 	return rc
 }
 
-func (rc *rawConn) close() { rc.conn.CloseNow(); <-rc.done }
+func (rc *rawConn) close() {
+	rc.once.Do(func() { close(rc.quit) })
+	rc.conn.CloseNow()
+	<-rc.done
+}
 
 func (rc *rawConn) next(t *testing.T) resumeFrame {
 	t.Helper()
