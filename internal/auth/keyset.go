@@ -8,9 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/unhidra/unhidra/internal/secretfile"
 )
 
 // Signing algorithms we issue. The verifier accepts only the algorithm of
@@ -135,27 +136,7 @@ func (ks *KeySet) save() error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(ks.path), ".keys-*")
-	if err != nil {
-		return fmt.Errorf("save signing keys: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save signing keys: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save signing keys: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save signing keys: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save signing keys: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), ks.path); err != nil {
+	if err := secretfile.Write(ks.path, data); err != nil {
 		return fmt.Errorf("save signing keys: %w", err)
 	}
 	return nil

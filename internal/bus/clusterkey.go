@@ -7,8 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/unhidra/unhidra/internal/secretfile"
 )
 
 // ClusterKeyFile is the name of the cluster keys in the data directory.
@@ -136,27 +137,7 @@ func (ks *ClusterKeys) Save(path string) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".cluster-keys-*")
-	if err != nil {
-		return fmt.Errorf("save cluster keys: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save cluster keys: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save cluster keys: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save cluster keys: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save cluster keys: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := secretfile.Write(path, data); err != nil {
 		return fmt.Errorf("save cluster keys: %w", err)
 	}
 	return nil
