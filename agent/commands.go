@@ -206,15 +206,22 @@ func (c *conn) run(typ, id, name string, params json.RawMessage, release func())
 	default:
 		err = fmt.Errorf("unknown command %q", name)
 	}
-	release()
 	a.log.Info("command", "id", id, "command", name, "ok", err == nil, "took", time.Since(start).Round(time.Millisecond), "err", a.red.Err(err))
 	if err != nil && c.ctx.Err() != nil {
 		// Cut short because the connection ended: not an answer. The
 		// server re-sends it on the next connection, where it runs again.
 		a.seen.forget(id)
+		release()
 		return
 	}
-	if c.sendAck(id, result, err) == nil && err == nil && builtinReboot && a.cfg.AllowReboot && a.cfg.Reboot != nil {
+	// The ack turn is taken before the slot passes on: the next command
+	// may run at once, but its ack waits for this one, so acks leave in
+	// the order the commands started (per device, in order).
+	c.ackTurn.Lock()
+	release()
+	ackErr := c.sendAck(id, result, err)
+	c.ackTurn.Unlock()
+	if ackErr == nil && err == nil && builtinReboot && a.cfg.AllowReboot && a.cfg.Reboot != nil {
 		a.log.Warn("rebooting on the server's command", "id", id)
 		if rerr := a.cfg.Reboot(ctx); rerr != nil {
 			a.log.Error("reboot failed", "err", rerr)
