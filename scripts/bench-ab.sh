@@ -16,7 +16,7 @@
 #   floor   the same fanout and paced runs against internal/ws/wsfloor, a minimal broadcaster on the
 #           server's WebSocket engine (no auth, no storage): the machine's floor (not part of the ratio)
 #   ml      `unhidra bench ml`: paced API round trips to a trivial model (scripts/bench/ml_echo_model.py)
-#           and, once per round, the same to a bare Unix-socket echo (scripts/bench/unix_echo.py)
+#           and, once per round, the same to a bare Unix-socket echo (internal/mlbridge/testdata/echo_server.py)
 # The first three run through the shared load tool's side-by-side script (WSLOAD_DIR, default
 # ../shared/bench/wsload) with TARGETS="ub uh"; the load generators of devices and ml are the
 # working tree's `unhidra bench` (the same client for both servers).
@@ -320,7 +320,7 @@ run_ml() { # tg round
 run_ml_bare() { # round
 	local sock=$OUT/echo.sock pid
 	rm -f "$sock"
-	python3 "$ROOT/scripts/bench/unix_echo.py" "$sock" >"$OUT/echo.out" 2>&1 &
+	python3 "$ROOT/internal/mlbridge/testdata/echo_server.py" "$sock" >"$OUT/echo.out" 2>&1 &
 	pid=$!
 	for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 	"$BIN/unhidra-new" bench ml --unix "$sock" -n "$ML_N" --interval "$ML_INTERVAL" --json >"$OUT/ml-bare-r$1.json"

@@ -1,5 +1,6 @@
-"""Bare baseline for the IPC benchmark: a length-prefixed echo over a Unix
-socket with asyncio, no JSON. Usage: echo_server.py SOCKET_PATH."""
+"""Bare baseline for the IPC benchmark and for `scripts/bench.sh ab`: a
+length-prefixed echo over a Unix socket with asyncio, no JSON (the IPC the ML
+worker speaks, without the worker). Usage: echo_server.py SOCKET_PATH."""
 
 import asyncio
 import struct
@@ -11,6 +12,8 @@ async def handle(reader, writer):
         while True:
             header = await reader.readexactly(4)
             (n,) = struct.unpack(">I", header)
+            if n > 1 << 20:
+                break
             body = await reader.readexactly(n)
             writer.write(header + body)
             await writer.drain()
