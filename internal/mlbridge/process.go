@@ -453,8 +453,14 @@ func waitReady(ctx context.Context, in *procInstance) error {
 			return fmt.Errorf("exited during start: %w", in.exitErr())
 		default:
 		}
-		if last = in.health(ctx); last == nil {
+		err := in.health(ctx)
+		if err == nil {
 			return nil
+		}
+		// A check cut short by the start deadline says nothing about the
+		// worker: report the answer before it, if there was one.
+		if last == nil || ctx.Err() == nil {
+			last = err
 		}
 		t := time.NewTimer(delay)
 		select {
