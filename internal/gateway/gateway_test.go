@@ -592,22 +592,14 @@ func TestDirectSendOverflowClosesWith4001(t *testing.T) {
 // labeledCounter returns the value of a counter vector's child.
 func labeledCounter(t *testing.T, c prometheus.Collector, name, label, value string) float64 {
 	t.Helper()
-	ch := make(chan prometheus.Metric, 256)
-	go func() { c.Collect(ch); close(ch) }()
-	total := 0.0
-	for m := range ch {
-		if !containsName(m.Desc().String(), name) {
-			continue
-		}
-		var pb dto.Metric
-		m.Write(&pb)
+	return sumCounters(t, c, name, func(pb *dto.Metric) bool {
 		for _, lp := range pb.Label {
-			if lp.GetName() == label && lp.GetValue() == value && pb.Counter != nil {
-				total += pb.Counter.GetValue()
+			if lp.GetName() == label && lp.GetValue() == value {
+				return true
 			}
 		}
-	}
-	return total
+		return false
+	})
 }
 
 // Traffic counters are live: a connection that is still open shows in

@@ -96,7 +96,14 @@ func readCloseCode(t *testing.T, c net.Conn) int {
 
 func counterValue(t *testing.T, c prometheus.Collector, name string) float64 {
 	t.Helper()
-	ch := make(chan prometheus.Metric, 64)
+	return sumCounters(t, c, name, func(*dto.Metric) bool { return true })
+}
+
+// sumCounters adds up the counters named name that c collects and keep
+// accepts.
+func sumCounters(t *testing.T, c prometheus.Collector, name string, keep func(*dto.Metric) bool) float64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 256)
 	go func() { c.Collect(ch); close(ch) }()
 	total := 0.0
 	for m := range ch {
@@ -105,7 +112,7 @@ func counterValue(t *testing.T, c prometheus.Collector, name string) float64 {
 		}
 		var pb dto.Metric
 		m.Write(&pb)
-		if pb.Counter != nil {
+		if pb.Counter != nil && keep(&pb) {
 			total += pb.Counter.GetValue()
 		}
 	}
