@@ -215,11 +215,17 @@ cleanup() {
 }
 trap cleanup EXIT
 COMMON=(--listen "127.0.0.1:$PORT" --log-level warn --system-bot=false --drain-window 1s
-	--max-conns-per-ip 20000 --max-tcp-per-ip 20000 --conn-rate-per-ip 100000 --conn-burst-per-ip 100000)
+	--max-conns-per-ip 20000 --conn-rate-per-ip 100000 --conn-burst-per-ip 100000)
+# Limits only newer builds have: passed to a build that knows them, so an older base still starts.
+NEWER=(--max-tcp-per-ip 20000)
 start_server() { # bin datadir log [flags]
-	local bin=$1 dir=$2 log=$3
+	local bin=$1 dir=$2 log=$3 extra=() i help
 	shift 3
-	"$bin" serve --data-dir "$dir" "${COMMON[@]}" "$@" >"$log" 2>&1 &
+	help=$("$bin" serve --help 2>&1 || true)
+	for ((i = 0; i < ${#NEWER[@]}; i += 2)); do
+		if grep -q -- "${NEWER[i]}\b" <<<"$help"; then extra+=("${NEWER[i]}" "${NEWER[i + 1]}"); fi
+	done
+	"$bin" serve --data-dir "$dir" "${COMMON[@]}" "${extra[@]}" "$@" >"$log" 2>&1 &
 	SPID=$!
 	for _ in $(seq 600); do grep -q "listening on" "$log" 2>/dev/null && return 0; sleep 0.05; done
 	echo "server did not start: $log" >&2
