@@ -17,10 +17,15 @@
 #           server's WebSocket engine (no auth, no storage): the machine's floor (not part of the ratio)
 #   ml      `unhidra bench ml`: paced API round trips to a trivial model (scripts/bench/ml_echo_model.py)
 #           and, once per round, the same to a bare Unix-socket echo (internal/mlbridge/testdata/echo_server.py)
+#   regress the "no regression" figures, each build's own code: stored messages/s with group commit
+#           (BenchmarkSend_GroupCommit, SQLite, 1 and 64 senders), history pages/s (BenchmarkHistory),
+#           engine idle memory per connection plain and TLS (wsmeasure, N_MEASURE), and login
+#           throughput against a server (LOGIN_SECONDS of 8 concurrent correct logins)
 # The first three run through the shared load tool's side-by-side script (WSLOAD_DIR, default
 # ../shared/bench/wsload) with TARGETS="ub uh"; the load generators of devices and ml are the
 # working tree's `unhidra bench` (the same client for both servers).
-# Knobs (env): SCENARIOS REPS N_IDLE HOLD N_FAN DURATION WARMUP DEV_N ML_N ML_INTERVAL NICE WSLOAD_DIR
+# Knobs (env): SCENARIOS REPS N_IDLE HOLD N_FAN DURATION WARMUP DEV_N ML_N ML_INTERVAL N_MEASURE LOGIN_SECONDS
+# NICE WSLOAD_DIR
 # Runs are kept short for a shared machine; prefer the CPU figures (per handshake, per delivery)
 # over wall-clock ones when the load average is high.
 set -euo pipefail
@@ -68,6 +73,12 @@ F = {
              ("storm: s from first to last reconnect", "storm_span_seconds", "lower"),
              ("storm: server CPU s", "storm_cpu_seconds", "lower"),
              ("storm: handshakes refused", "storm_refused", "lower")],
+ "regress": [("stored msgs/s, group commit, SQLite, 1 sender", "commit1_per_s", "higher"),
+             ("stored msgs/s, group commit, SQLite, 64 senders", "commit64_per_s", "higher"),
+             ("history pages of 50 per s", "history_per_s", "higher"),
+             ("engine RSS KiB per idle conn, plain", "idle_plain_kib", "lower"),
+             ("engine RSS KiB per idle conn, TLS", "idle_tls_kib", "lower"),
+             ("logins/s (8 concurrent, Argon2id bound)", "logins_per_s", "higher")],
  "ml": [("API round trip ms p50", "p50_ms", "lower"),
         ("API round trip ms p99", "p99_ms", "lower"),
         ("API p50 ÷ bare Unix-socket p50 (same round)", "ratio_to_bare", "lower")],
@@ -138,12 +149,14 @@ BASE=${1:?usage: scripts/bench.sh ab <commit> [OUTDIR]}
 OUT=${2:-$ROOT/.bench-ab/$(date -u +%Y%m%dT%H%M%SZ)}
 OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)
 WSLOAD_DIR=${WSLOAD_DIR:-$ROOT/../shared/bench/wsload}
-SCENARIOS=${SCENARIOS:-idle fanout paced devices ml floor}
+SCENARIOS=${SCENARIOS:-idle fanout paced devices ml floor regress}
 REPS=${REPS:-2}
 export N_IDLE=${N_IDLE:-5000} HOLD=${HOLD:-3s} N_FAN=${N_FAN:-2000} DURATION=${DURATION:-8s} WARMUP=${WARMUP:-2s}
 DEV_N=${DEV_N:-5000}
 ML_N=${ML_N:-200}
 ML_INTERVAL=${ML_INTERVAL:-25ms}
+N_MEASURE=${N_MEASURE:-5000}
+LOGIN_SECONDS=${LOGIN_SECONDS:-10}
 NICE=${NICE:-0}
 PORT=${PORT:-$((20000 + RANDOM % 5000))}
 BIN=$OUT/bin
@@ -155,7 +168,8 @@ if [ -z "${SKIP_BUILD:-}" ]; then # SKIP_BUILD=1 reuses OUTDIR/bin from an earli
 	rm -rf "$OUT/base-src" && mkdir -p "$OUT/base-src"
 	git -C "$ROOT" archive "$base_rev" | tar -x -C "$OUT/base-src"
 	(cd "$OUT/base-src" && CGO_ENABLED=0 go build -o "$BIN/unhidra-base" ./cmd/unhidra)
-	rm -rf "$OUT/base-src"
+	(cd "$OUT/base-src" && go build -o "$BIN/wsmeasure-base" ./internal/ws/wsbench/cmd/wsmeasure)
+	(cd "$ROOT" && go build -o "$BIN/wsmeasure-new" ./internal/ws/wsbench/cmd/wsmeasure)
 	(cd "$ROOT" && CGO_ENABLED=0 go build -o "$BIN/unhidra-new" ./cmd/unhidra)
 	(cd "$WSLOAD_DIR" && go build -o "$BIN/wsload" .)
 	(cd "$ROOT" && CGO_ENABLED=0 go build -o "$BIN/wsfloor" ./internal/ws/wsfloor)
@@ -339,8 +353,67 @@ run_ml_bare() { # round
 	echo "ml-bare-r$1: $(cat "$OUT/ml-bare-r$1.json")" >&2
 }
 
+src_of() { case $1 in ub) echo "$OUT/base-src" ;; uh) echo "$ROOT" ;; esac; }
+gobench_per_s() { # tg package bench-regexp benchtime -> ops/s of the (single) matching benchmark
+	local out
+	out=$(cd "$(src_of "$1")" && go test -run NONE -bench "$3" -benchtime "$4" -count 1 "$2" 2>&1) || { echo "$out" >&2; return 1; }
+	printf '%s\n' "$out" | awk '$1 ~ /^Benchmark/ && $4 == "ns/op" {printf "%.1f", 1e9 / $3; exit}'
+}
+wsmeasure_kib() { # tg [-tls] -> RSS KiB per idle connection
+	"$BIN/wsmeasure-$([ "$1" = ub ] && echo base || echo new)" -n "$N_MEASURE" "${@:2}" 2>/dev/null |
+		sed -n 's/.* rss\/conn=[0-9]* B (\([0-9.]*\) KiB).*/\1/p'
+}
+logins_per_s() { # tg: 8 concurrent clients log in with the right password for LOGIN_SECONDS
+	local bin dir=$OUT/data-run
+	bin=$(bin_of "$1")
+	rm -rf "$dir"
+	for u in ${ML_USERS//,/ }; do printf '%s\n' "$PW" | "$bin" admin --data-dir "$dir" user create "$u" --password-stdin >/dev/null; done
+	# Each client gets its own address (X-Forwarded-For from a trusted loopback proxy), as many users would:
+	# the figure is the hashing bound, not the per-address login throttle.
+	start_server "$bin" "$dir" "$OUT/login-$1.server.log" --no-tls --ml-workers 0 --trusted-proxies 127.0.0.1/32 || return 1
+	python3 - "$PORT" "$PW" "$ML_USERS" "$LOGIN_SECONDS" <<'LOGIN'
+import http.client, json, sys, threading, time
+port, pw, users, secs = int(sys.argv[1]), sys.argv[2], sys.argv[3].split(","), float(sys.argv[4])
+ok, other, stop = [0], {}, time.monotonic() + secs
+def worker(i, u):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    body = json.dumps({"name": u, "password": pw})
+    hdr = {"Content-Type": "application/json", "X-Forwarded-For": f"198.51.100.{i + 1}"}
+    while time.monotonic() < stop:
+        c.request("POST", "/api/v1/auth/login", body, hdr)
+        r = c.getresponse(); r.read()
+        if r.status == 200: ok[0] += 1
+        else: other[r.status] = other.get(r.status, 0) + 1
+t0 = time.monotonic()
+ts = [threading.Thread(target=worker, args=(i, u)) for i, u in enumerate(users)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(f"{ok[0] / (time.monotonic() - t0):.2f}", file=sys.stdout)
+if other: print(f"login answers other than 200: {other}", file=sys.stderr)
+LOGIN
+	stop_server
+	rm -rf "$dir"
+}
+run_regress() { # tg round
+	local tg=$1 r=$2 tag="regress-$1-r$2" l0 c1 c64 h ip it lg
+	l0=$(load1)
+	c1=$(gobench_per_s "$tg" ./internal/chat/ 'BenchmarkSend_GroupCommit/sqlite/senders=1$' 2000x) || c1=
+	c64=$(gobench_per_s "$tg" ./internal/chat/ 'BenchmarkSend_GroupCommit/sqlite/senders=64$' 20000x) || c64=
+	h=$(gobench_per_s "$tg" ./internal/chat/ 'BenchmarkHistory$' 20000x) || h=
+	ip=$(wsmeasure_kib "$tg") it=$(wsmeasure_kib "$tg" -tls)
+	lg=$(logins_per_s "$tg") || lg=
+	python3 -c 'import json,sys; k=["commit1_per_s","commit64_per_s","history_per_s","idle_plain_kib","idle_tls_kib","logins_per_s"]
+print(json.dumps({a: (float(v) if v else None) for a, v in zip(k, sys.argv[1:])}))' "$c1" "$c64" "$h" "$ip" "$it" "$lg" >"$OUT/$tag.json"
+	printf '{"load1_before":%s,"load1_after":%s}\n' "$l0" "$(load1)" >"$OUT/$tag.meta.json"
+	echo "$tag: $(cat "$OUT/$tag.json")" >&2
+}
+
 for sc in $SCENARIOS; do
 	case $sc in
+	regress)
+		[ -d "$OUT/base-src" ] || { echo "regress needs the base source: run without SKIP_BUILD" >&2; continue; }
+		for r in $(seq "$REPS"); do for tg in ub uh; do run_regress "$tg" "$r" || echo "$sc-$tg-r$r failed" >&2; done; done
+		;;
 	devices)
 		dev_template ub && dev_template uh
 		for r in $(seq "$REPS"); do for tg in ub uh; do run_devices "$tg" "$r" || echo "$sc-$tg-r$r failed" >&2; done; done
