@@ -215,8 +215,8 @@ func (c *Conn) initiateClose(ce *CloseError) bool {
 	c.closeFrame = AppendClose(nil, ce.Code, ce.Reason)
 	start := c.startWriterLocked()
 	c.mu.Unlock()
-	if start {
-		go c.writeLoop()
+	if start != startNone {
+		c.startWriter(start)
 	} else if c.engine.cfg.StallTimeout > 0 && c.writeSince.Load() != 0 {
 		// A write is in progress, perhaps blocked on a peer that stopped
 		// reading: the close frame must not wait WriteTimeout behind it

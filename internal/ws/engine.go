@@ -167,6 +167,11 @@ type Engine struct {
 	log    *slog.Logger
 	poller *poller // nil without epoll
 
+	// flushers write the plain epoll connections (flush.go); none
+	// without epoll.
+	flushers []flusher
+	writes   atomic.Uint64 // socket writes by writer goroutines
+
 	nextID atomic.Uint64
 	count  atomic.Int64
 	shards [numShards]connShard
@@ -204,6 +209,18 @@ func NewEngine(cfg Config, log *slog.Logger) (*Engine, error) {
 				e.log.Error("ws: poller stopped", "err", err)
 			}
 		}()
+	}
+	if e.poller != nil {
+		e.flushers = make([]flusher, numFlushers())
+		for i := range e.flushers {
+			f := &e.flushers[i]
+			f.wake = make(chan struct{}, 1)
+			e.wg.Add(1)
+			go func() {
+				defer e.wg.Done()
+				f.run(e.stop)
+			}()
+		}
 	}
 	e.wg.Add(1)
 	go e.sweep()

@@ -185,3 +185,65 @@ func rawRead(rc syscall.RawConn, p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// maxIovecs is the most buffers one writev(2) takes (IOV_MAX).
+const maxIovecs = 1024
+
+// rawWriter carries one non-blocking writev through RawConn.Write; pooled
+// like rawReader.
+type rawWriter struct {
+	bufs [][]byte
+	n    int
+	err  error
+	fn   func(fd uintptr) bool
+}
+
+var rawWriters = sync.Pool{New: func() any {
+	w := &rawWriter{}
+	w.fn = w.write
+	return w
+}}
+
+func (w *rawWriter) write(fd uintptr) bool {
+	for len(w.bufs) > 0 {
+		chunk := w.bufs[:min(len(w.bufs), maxIovecs)]
+		m, err := unix.Writev(int(fd), chunk)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			w.err = err
+			return true // never let the runtime wait: EAGAIN goes back to the caller
+		}
+		w.n += m
+		for _, b := range chunk {
+			m -= len(b)
+		}
+		if m < 0 { // the socket took part of it: its send buffer is full
+			w.err = unix.EAGAIN
+			return true
+		}
+		w.bufs = w.bufs[len(chunk):]
+	}
+	return true
+}
+
+// rawWritev writes bufs with writev(2) without waiting: it returns how many
+// bytes the socket took, and errWouldBlock if that was not all of them.
+func rawWritev(rc syscall.RawConn, bufs [][]byte) (int, error) {
+	w := rawWriters.Get().(*rawWriter)
+	w.bufs = bufs
+	err := rc.Write(w.fn)
+	n, werr := w.n, w.err
+	w.bufs, w.n, w.err = nil, 0, nil
+	rawWriters.Put(w)
+	switch {
+	case err != nil:
+		return n, err
+	case werr == unix.EAGAIN:
+		return n, errWouldBlock
+	case werr != nil:
+		return n, os.NewSyscallError("writev", werr)
+	}
+	return n, nil
+}

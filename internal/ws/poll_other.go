@@ -25,3 +25,4 @@ func (*poller) run(func(uint64)) error             { return errNoPoller }
 func (*poller) wake()                              {}
 func (*poller) close()                             {}
 func rawRead(syscall.RawConn, []byte) (int, error) { return 0, errNoPoller }
+func rawWritev(syscall.RawConn, [][]byte) (int, error) { return 0, errNoPoller }

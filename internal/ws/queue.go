@@ -21,7 +21,7 @@ var writeBuffers = sync.Pool{New: func() any {
 }}
 
 // enqueue adds a frame to the outbound queue unless that would take the
-// queue over its bounds; it starts the writer if none is running.
+// queue over its bounds; it gets the connection written if it is not yet.
 func (c *Conn) enqueue(frame []byte) error {
 	cfg := &c.engine.cfg
 	c.mu.Lock()
@@ -42,22 +42,49 @@ func (c *Conn) enqueue(frame []byte) error {
 	c.queuedBytes.Add(int64(len(frame)))
 	start := c.startWriterLocked()
 	c.mu.Unlock()
-	if start {
-		go c.writeLoop()
-	}
+	c.startWriter(start)
 	return nil
 }
 
-// startWriterLocked reports whether the caller must start a writer
-// goroutine (after unlocking); it counts it in the Engine's WaitGroup while
-// c.mu is held, so that it cannot race with a tear-down.
-func (c *Conn) startWriterLocked() bool {
+// How a connection with nothing being written gets written.
+type writerStart uint8
+
+const (
+	startNone      writerStart = iota // being written already (or torn down)
+	startFlusher                      // join a flusher's ready list
+	startGoroutine                    // start a writer goroutine
+)
+
+// startWriterLocked marks the connection as being written, unless it is,
+// and says how to get it written (startWriter, after unlocking). A writer
+// goroutine is counted in the Engine's WaitGroup here, while c.mu is held,
+// so that it cannot race with a tear-down.
+func (c *Conn) startWriterLocked() writerStart {
 	if c.writing || c.finalized {
-		return false
+		return startNone
 	}
 	c.writing = true
+	if c.flushable() && c.closeFrame == nil {
+		return startFlusher
+	}
 	c.engine.wg.Add(1)
-	return true
+	return startGoroutine
+}
+
+// flushable reports whether flushers write the connection: a plain socket
+// served through epoll (see flush.go).
+func (c *Conn) flushable() bool {
+	return c.tlsConn == nil && c.mode == readRawFD && len(c.engine.flushers) > 0
+}
+
+// startWriter acts on startWriterLocked's answer.
+func (c *Conn) startWriter(s writerStart) {
+	switch s {
+	case startFlusher:
+		c.flusher().push(c)
+	case startGoroutine:
+		go c.writeLoop(nil)
+	}
 }
 
 // dropQueueLocked discards the frames not yet taken by the writer.
@@ -82,70 +109,56 @@ func (c *Conn) queuePing() {
 	c.pingDue = true
 	start := c.startWriterLocked()
 	c.mu.Unlock()
-	if start {
-		go c.writeLoop()
-	}
+	c.startWriter(start)
 }
 
-// writeLoop is the connection's writer. It exists only while there is
-// something to write: it takes everything queued as one batch (pong and
-// ping first), writes it with a deadline, and exits when the queue is empty,
-// so an idle connection holds neither a goroutine nor a buffer. After
-// writing our close frame it exits for good.
-func (c *Conn) writeLoop() {
+// writeLoop is a connection's writer goroutine. It exists only while there
+// is something to write: it writes first (if not nil, handed over by a
+// flusher whose non-blocking write could not finish it), then takes
+// everything queued as one batch (pong and ping first), writes it with a
+// deadline, and exits when the queue is empty, so an idle connection holds
+// neither a goroutine nor a buffer. After writing our close frame it exits
+// for good. TLS connections, the blocking read mode and close frames are
+// always written here; plain epoll connections only while their socket is
+// full (flush.go).
+func (c *Conn) writeLoop(first *outBatch) {
 	defer c.engine.wg.Done()
-	var batch net.Buffers
+	var b outBatch
+	if first != nil {
+		b = *first
+	}
 	for {
-		c.mu.Lock()
-		if c.finalized {
-			c.writing = false
+		if first == nil {
+			c.mu.Lock()
+			if c.finalized {
+				c.writing = false
+				c.mu.Unlock()
+				return
+			}
+			c.takeLocked(&b)
+			if len(b.bufs) == 0 {
+				c.writing = false
+				c.queue = nil // an idle connection keeps no queue array
+				c.mu.Unlock()
+				return
+			}
 			c.mu.Unlock()
-			return
 		}
-		batch = batch[:0]
-		if c.pong != nil {
-			batch = append(batch, c.pong)
-			c.pong = nil
-		}
-		if c.pingDue {
-			batch = append(batch, pingFrame)
-			c.pingDue = false
-		}
-		control := len(batch)
-		batch = append(batch, c.queue...)
-		dataMsgs := len(c.queue)
-		clear(c.queue)
-		c.queue = c.queue[:0]
-		closing := c.closeFrame != nil
-		if closing {
-			batch = append(batch, c.closeFrame)
-			c.closeFrame = nil
-		}
-		if len(batch) == 0 {
-			c.writing = false
-			c.queue = nil // an idle connection keeps no queue array
-			c.mu.Unlock()
-			return
-		}
-		c.mu.Unlock()
+		first = nil
 
-		var dataBytes int64
-		for _, f := range batch[control : control+dataMsgs] {
-			dataBytes += int64(len(f))
-		}
 		c.writeSince.Store(time.Now().UnixNano())
-		err := c.writeBatch(batch, closing)
+		err := c.writeBatch(b.bufs, b.closing)
 		c.writeSince.Store(0)
-		clear(batch[:cap(batch)])
-		c.queuedBytes.Add(-dataBytes)
-		c.queuedMsgs.Add(-int64(dataMsgs))
+		c.engine.writes.Add(1)
+		clear(b.bufs[:cap(b.bufs)])
+		c.batchWritten(&b)
 		if err != nil {
 			c.requestFinalize(&CloseError{Code: CloseAbnormal, Err: fmt.Errorf("%w: %w", ErrWrite, err)})
 			c.stopWriting()
 			return
 		}
-		c.msgsOut.Add(uint64(dataMsgs))
-		if closing {
+		c.msgsOut.Add(uint64(b.dataMsgs))
+		if b.closing {
 			c.stopWriting()
 			c.closeFrameWritten()
 			return

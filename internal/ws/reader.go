@@ -212,9 +212,7 @@ func (c *Conn) onPing(payload []byte) {
 	c.pong = AppendFrame(make([]byte, 0, 2+len(payload)), OpPong, true, payload)
 	start := c.startWriterLocked()
 	c.mu.Unlock()
-	if start {
-		go c.writeLoop()
-	}
+	c.startWriter(start)
 }
 
 // onPong implements parserSink; receiving it already counts as activity.
