@@ -17,12 +17,12 @@ var errNoPoller = errors.New("ws: no poller on this platform")
 
 type poller struct{}
 
-func newPoller() (*poller, error)                  { return nil, errNoPoller }
-func (*poller) add(syscall.RawConn, uint64) error  { return errNoPoller }
-func (*poller) arm(syscall.RawConn, uint64) error  { return errNoPoller }
-func (*poller) remove(syscall.RawConn)             {}
-func (*poller) run(func(uint64)) error             { return errNoPoller }
-func (*poller) wake()                              {}
-func (*poller) close()                             {}
-func rawRead(syscall.RawConn, []byte) (int, error) { return 0, errNoPoller }
+func newPoller() (*poller, error)                      { return nil, errNoPoller }
+func (*poller) add(syscall.RawConn, uint64) error      { return errNoPoller }
+func (*poller) arm(syscall.RawConn, uint64) error      { return errNoPoller }
+func (*poller) remove(syscall.RawConn)                 {}
+func (*poller) run(func(uint64)) error                 { return errNoPoller }
+func (*poller) wake()                                  {}
+func (*poller) close()                                 {}
+func rawRead(syscall.RawConn, []byte) (int, error)     { return 0, errNoPoller }
 func rawWritev(syscall.RawConn, [][]byte) (int, error) { return 0, errNoPoller }
