@@ -8,7 +8,7 @@ from . import anomaly, heap, summarize
 from .registry import model
 
 model("heap-trend", idempotent=True,
-      description="memory-leak trend of a free-heap series (Theil-Sen slope, Mann-Kendall test)")(heap.analyse)
+      description="memory-leak trend of a free-heap series (GLS line with AR(1) noise and lasting steps)")(heap.analyse)
 model("telemetry-anomaly", idempotent=True,
       description="outlying readings by median/MAD modified z-score")(anomaly.detect)
 model("summarize", idempotent=True,
