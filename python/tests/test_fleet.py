@@ -2,8 +2,10 @@
 
 The short form runs with the unit tests. The full measurement of
 docs/benchmarks.md (1,000 stable series judged at 2, 4 and 6 hours; 1,000
-leaking series judged at 2 hours) runs with UNHIDRA_HEAP_FLEET=full
-(`make bench-heap`), and prints its figures.
+leaking series judged at 2 hours; 1,000 series leaking exactly 1 %/h judged
+at 2 hours) runs with UNHIDRA_HEAP_FLEET=full (`make bench-heap`), and
+prints its figures. UNHIDRA_HEAP_SEED=N measures fresh fleets (stable N,
+leaking N+1, exactly 1 %/h N+2) instead of the documented ones.
 """
 
 import os
@@ -12,6 +14,11 @@ import unittest
 from unhidra_worker import fleetsim, heap
 
 FULL = os.environ.get("UNHIDRA_HEAP_FLEET") == "full"
+SEED = os.environ.get("UNHIDRA_HEAP_SEED")
+# The documented fleets: stable 20261207, leaking 20261208, exactly 1 %/h 8.
+STABLE_SEED = int(SEED) if SEED else 20261207
+LEAK_SEED = STABLE_SEED + 1
+WEAKEST_SEED = int(SEED) + 2 if SEED else 8
 
 
 def judge(series, hours):
@@ -21,46 +28,53 @@ def judge(series, hours):
     return heap.analyse({"series": [p for p in series if p[0] <= end], "reboots": []})["leak"]
 
 
-def measure(count, seed, stable_checks, leak_range):
-    stable = fleetsim.fleet(seed, count, max(stable_checks))
-    false_alarms = {"esp32": 0, "linux": 0}
-    for kind, _, s in stable:
-        if any(judge(s, h) for h in stable_checks):
-            false_alarms[kind] += 1
-    leaking = fleetsim.fleet(seed + 1, count, 2, leak_range=leak_range)
-    found = {"esp32": 0, "linux": 0}
-    for kind, _, s in leaking:
+def false_alarms(count, seed, checks):
+    """Per kind, the stable series called a leak at any of the checks."""
+    out = {"esp32": 0, "linux": 0}
+    for kind, _, s in fleetsim.fleet(seed, count, max(checks)):
+        if any(judge(s, h) for h in checks):
+            out[kind] += 1
+    return out
+
+
+def found(count, seed, leak_range):
+    """Per kind, the leaking series called a leak at 2 h."""
+    out = {"esp32": 0, "linux": 0}
+    for kind, _, s in fleetsim.fleet(seed, count, 2, leak_range=leak_range):
         if judge(s, 2):
-            found[kind] += 1
-    return false_alarms, found
+            out[kind] += 1
+    return out
 
 
 class FleetTest(unittest.TestCase):
     def test_false_alarms_and_detection(self):
         count = 1000 if FULL else 300
         checks = (2, 4, 6) if FULL else (2,)
-        fa, found = measure(count, 20261207, checks, (1.0, 3.0))
+        fa = false_alarms(count, STABLE_SEED, checks)
+        fd = found(count, LEAK_SEED, (1.0, 3.0))
         fp_rate = sum(fa.values()) / count
-        det_rate = sum(found.values()) / count
+        det_rate = sum(fd.values()) / count
         if FULL:
-            print(f"\nheap-trend fleet: {count} stable series (judged at {checks} h): "
+            print(f"\nheap-trend fleet: {count} stable series (seed {STABLE_SEED}, judged at {checks} h): "
                   f"{sum(fa.values())} false alarms ({100 * fp_rate:.1f} %; ESP32-like {fa['esp32']}, "
-                  f"Linux-like {fa['linux']}); {count} leaking series (1-3 %/h, judged at 2 h): "
-                  f"{sum(found.values())} found ({100 * det_rate:.1f} %; ESP32-like {found['esp32']}, "
-                  f"Linux-like {found['linux']})")
+                  f"Linux-like {fa['linux']}); {count} leaking series (seed {LEAK_SEED}, 1-3 %/h, judged at 2 h): "
+                  f"{sum(fd.values())} found ({100 * det_rate:.1f} %; ESP32-like {fd['esp32']}, "
+                  f"Linux-like {fd['linux']})")
         self.assertLessEqual(fp_rate, 0.01)
         self.assertGreaterEqual(det_rate, 0.95)
 
     def test_weakest_leak(self):
-        # Exactly 1 %/h, the weakest leak that must be found.
+        # Exactly 1 %/h, the weakest leak that must be found: >= 95 % of
+        # 1,000. The short form's 200 series hold >= 93 % (the full rate,
+        # about 97-98 %, minus about 3 binomial standard deviations).
         count = 1000 if FULL else 200
-        _, found = measure(count, 7, (2,), (1.0, 1.0))
-        rate = sum(found.values()) / count
+        fd = found(count, WEAKEST_SEED, (1.0, 1.0))
+        rate = sum(fd.values()) / count
         if FULL:
-            print(f"\nheap-trend fleet: {count} series leaking exactly 1 %/h, judged at 2 h: "
-                  f"{sum(found.values())} found ({100 * rate:.1f} %; ESP32-like {found['esp32']}, "
-                  f"Linux-like {found['linux']})")
-        self.assertGreaterEqual(rate, 0.90)
+            print(f"\nheap-trend fleet: {count} series leaking exactly 1 %/h (seed {WEAKEST_SEED}), judged at 2 h: "
+                  f"{sum(fd.values())} found ({100 * rate:.1f} %; ESP32-like {fd['esp32']}, "
+                  f"Linux-like {fd['linux']})")
+        self.assertGreaterEqual(rate, 0.95 if FULL else 0.93)
 
     def test_seeded(self):
         self.assertEqual(fleetsim.fleet(3, 4, 1), fleetsim.fleet(3, 4, 1))
