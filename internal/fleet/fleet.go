@@ -1,7 +1,8 @@
 // Package fleet simulates a fleet of devices that behave exactly like the
-// seed ESP32 firmware (the key as the whole Sec-WebSocket-Protocol header,
-// a heartbeat every interval with a monotonic uptime and a slowly
-// shrinking free heap, a ping every 30 s, acks for commands) for load
+// seed ESP32 firmware (its TLS key exchange, X25519; the key as the whole
+// Sec-WebSocket-Protocol header, a heartbeat every interval with a
+// monotonic uptime and a slowly shrinking free heap, a ping every 30 s,
+// acks for commands) for load
 // tests, reconnect storms and demos. It is bounded in devices and time,
 // and keeps per-device state small: one goroutine (the reader) and two
 // timers per connected device.
@@ -86,6 +87,15 @@ func ValidFault(f string) bool {
 	}
 	return false
 }
+
+// firmwareCurves are the key-exchange groups the seed firmware's TLS stack
+// (mbedTLS in ESP-IDF) offers, X25519 first. Go's own default would lead
+// with the X25519MLKEM768 hybrid, whose ≈ 1.2 KB key share makes the
+// ClientHello ≈ 1.5 KiB: the server's record and handshake buffers grow to
+// fit it and keep that size for the connection's life, and both sides pay
+// the ML-KEM operations on every handshake. A simulator of the firmware
+// must present the firmware's handshake, not Go's.
+var firmwareCurves = []tls.CurveID{tls.X25519, tls.CurveP256}
 
 // MaxDevices bounds one process: the open-file limit on these machines is
 // 20,000, so larger fleets run as several processes.
@@ -216,7 +226,8 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	if srcs == nil {
 		srcs = defaultSources(u.Hostname(), opts.Devices)
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: opts.RootCAs, ClientSessionCache: tls.NewLRUClientSessionCache(1024)}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: opts.RootCAs, ClientSessionCache: tls.NewLRUClientSessionCache(1024),
+		CurvePreferences: firmwareCurves}
 	if pin := opts.PinSHA256; len(pin) == 32 {
 		tc.InsecureSkipVerify = opts.RootCAs == nil // the pin is the trust decision
 		tc.VerifyConnection = func(cs tls.ConnectionState) error {

@@ -61,6 +61,8 @@ type firmwareServer struct {
 	acked      map[string]bool
 	closeWith  map[string]int // key → close code for its first connection
 	sources    map[string]bool
+	curves     map[tls.CurveID]int // key-exchange groups offered in ClientHellos, by position 0 or later
+	firstCurve map[tls.CurveID]int // the group each ClientHello offered first
 }
 
 func (s *firmwareServer) problem(format string, args ...any) {
@@ -76,7 +78,8 @@ func newFirmwareServer(t testing.TB, known []string) *firmwareServer {
 	}
 	cert, _ := tls.X509KeyPair(certPEM, keyPEM)
 	s := &firmwareServer{pool: x509.NewCertPool(), conns: map[string]int{}, lastTS: map[string]float64{}, lastHeap: map[string]float64{},
-		heartbeats: map[string]int{}, acked: map[string]bool{}, closeWith: map[string]int{}, sources: map[string]bool{}}
+		heartbeats: map[string]int{}, acked: map[string]bool{}, closeWith: map[string]int{}, sources: map[string]bool{},
+		curves: map[tls.CurveID]int{}, firstCurve: map[tls.CurveID]int{}}
 	s.pool.AppendCertsFromPEM(certPEM)
 	fp, _ := agent.ParsePin(tlscert.Fingerprint(cert.Certificate[0]))
 	s.fp = fp
@@ -148,7 +151,17 @@ func newFirmwareServer(t testing.TB, known []string) *firmwareServer {
 			}
 		}
 	}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, c := range h.SupportedCurves {
+			s.curves[c]++
+		}
+		if len(h.SupportedCurves) > 0 {
+			s.firstCurve[h.SupportedCurves[0]]++
+		}
+		return nil, nil
+	}}
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.StartTLS()
 	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close(); wg.Wait() })
@@ -208,6 +221,11 @@ func TestRun_FirmwareBehaviour(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "secret") {
 		t.Errorf("a key leaked into the output:\n%s", out.String())
+	}
+	// The firmware's TLS stack (mbedTLS) leads with X25519 and has no
+	// post-quantum hybrid; Go's default would lead with X25519MLKEM768.
+	if int64(s.firstCurve[tls.X25519]) != rep.Handshakes || s.curves[tls.X25519MLKEM768] != 0 {
+		t.Errorf("ClientHellos offered first %v, all %v; want X25519 first in all %d and no X25519MLKEM768", s.firstCurve, s.curves, rep.Handshakes)
 	}
 }
 
