@@ -247,18 +247,20 @@ func TestAgent_Heartbeat(t *testing.T) {
 	})
 }
 
+// The agent pings at the welcome's ping_interval (25 s here) and drops a link
+// silent for twice that.
 func TestAgent_DeadLink(t *testing.T) {
 	s := newTestServer(t)
 	s.silent = true // the server never reads: pings go unanswered
 	ra := startAgent(t, s, nil)
 	s.accept(t)
-	ra.clk.waitTimerExactly(t, "ping", 30*time.Second)
-	ra.clk.Advance(30 * time.Second) // ping sent, no pong
-	ra.clk.waitTimerExactly(t, "second ping", 30*time.Second)
+	ra.clk.waitTimerExactly(t, "ping", 25*time.Second)
+	ra.clk.Advance(25 * time.Second) // ping sent, no pong
+	ra.clk.waitTimerExactly(t, "second ping", 25*time.Second)
 	if got := s.requestCount(); got != 1 {
 		t.Fatalf("reconnected too early: %d requests", got)
 	}
-	ra.clk.Advance(30 * time.Second) // 60 s of silence: dead
+	ra.clk.Advance(25 * time.Second) // 50 s of silence (2× the welcome's 25 s ping interval): dead
 	ra.clk.waitTimerExactly(t, "reconnect after a dead link", 5*time.Second)
 	if !strings.Contains(ra.logs.String(), "dead link") {
 		t.Errorf("logs do not mention the dead link: %s", ra.logs.String())
@@ -277,8 +279,8 @@ func TestAgent_PongKeepsLinkAlive(t *testing.T) {
 	ra := startAgent(t, s, func(c *agent.Config) { c.HeartbeatInterval = time.Hour })
 	c := s.accept(t)
 	for i := range 6 {
-		ra.clk.waitTimerExactly(t, "ping", 30*time.Second)
-		ra.clk.Advance(30 * time.Second)
+		ra.clk.waitTimerExactly(t, "ping", 25*time.Second)
+		ra.clk.Advance(25 * time.Second)
 		c.waitPings(int64(i + 1))
 		// Time moves on only after the pong is back.
 		deadline := time.Now().Add(waitFor)
@@ -536,7 +538,7 @@ func TestNew_Hostile(t *testing.T) {
 		"huge URL":         func(c *agent.Config) { c.URL = "wss://example.com/" + strings.Repeat("a", 3000) },
 		"tiny heartbeat":   func(c *agent.Config) { c.HeartbeatInterval = time.Millisecond },
 		"negative ping":    func(c *agent.Config) { c.PingInterval = -time.Second },
-		"dead <= ping":     func(c *agent.Config) { c.DeadAfter = 30 * time.Second },
+		"dead <= ping":     func(c *agent.Config) { c.PingInterval, c.DeadAfter = 30*time.Second, 30*time.Second },
 		"frame limit":      func(c *agent.Config) { c.MaxFrameBytes = 1 << 40 },
 		"output limit":     func(c *agent.Config) { c.MaxOutputBytes = -1 },
 		"commands":         func(c *agent.Config) { c.MaxConcurrentCommands = 1000 },

@@ -35,10 +35,12 @@ type Config struct {
 	// HeartbeatInterval is how often heartbeats are sent. Zero: the
 	// welcome's heartbeat_interval when it is between 1 s and 24 h, else 60 s.
 	HeartbeatInterval time.Duration
-	// PingInterval is how often the agent pings. Zero: 30 s.
+	// PingInterval is how often the agent pings. Zero: the welcome's
+	// ping_interval when it is between 1 s and 1 h, else 30 s.
 	PingInterval time.Duration
 	// DeadAfter is how long a connection may stay silent (no frame, no pong)
-	// before it is dropped and redialled. Zero: 2×PingInterval.
+	// before it is dropped and redialled. Zero, or not above the ping
+	// interval in force: 2× the ping interval in force.
 	DeadAfter time.Duration
 	// HandshakeTimeout bounds TCP+TLS+WebSocket handshake and the wait for
 	// the welcome frame. Zero: 20 s.
@@ -181,7 +183,7 @@ func (c Config) withDefaults() (Config, error) {
 		hi   time.Duration
 	}{
 		{"heartbeat interval", &c.HeartbeatInterval, 0, MinInterval, MaxInterval},
-		{"ping interval", &c.PingInterval, DefaultPingInterval, MinInterval, time.Hour},
+		{"ping interval", &c.PingInterval, 0, MinInterval, time.Hour},
 		{"dead-link timeout", &c.DeadAfter, 0, MinInterval, 2 * time.Hour},
 		{"handshake timeout", &c.HandshakeTimeout, DefaultHandshakeTimeout, 100 * time.Millisecond, 5 * time.Minute},
 		{"write timeout", &c.WriteTimeout, DefaultWriteTimeout, 100 * time.Millisecond, 5 * time.Minute},
@@ -199,10 +201,7 @@ func (c Config) withDefaults() (Config, error) {
 			return c, configErr("%s must be between %v and %v, got %v", d.name, d.lo, d.hi, *d.v)
 		}
 	}
-	if c.DeadAfter == 0 {
-		c.DeadAfter = 2 * c.PingInterval
-	}
-	if c.DeadAfter <= c.PingInterval {
+	if c.DeadAfter != 0 && c.PingInterval != 0 && c.DeadAfter <= c.PingInterval {
 		return c, configErr("dead-link timeout (%v) must exceed the ping interval (%v)", c.DeadAfter, c.PingInterval)
 	}
 	if b := c.Backoff; b.Initial < 0 || b.Max < 0 || b.Multiplier < 0 || b.Multiplier > 100 || b.Initial > time.Hour || b.Max > 24*time.Hour {

@@ -110,15 +110,38 @@ func (c *conn) heartbeatInterval() time.Duration {
 	return DefaultHeartbeatInterval
 }
 
+// pingInterval is the ping interval in force: config, then the welcome's,
+// then the default. The server sizes its idle timeout from what it told.
+func (c *conn) pingInterval() time.Duration {
+	if c.a.cfg.PingInterval > 0 {
+		return c.a.cfg.PingInterval
+	}
+	if s := seconds(c.welcome.PingInterval); s >= MinInterval.Seconds() && s <= time.Hour.Seconds() {
+		return time.Duration(s * float64(time.Second))
+	}
+	return DefaultPingInterval
+}
+
+// deadAfter is how long the link may stay silent: the configured bound when
+// it exceeds the ping interval in force, else twice that interval.
+func (c *conn) deadAfter(ping time.Duration) time.Duration {
+	if d := c.a.cfg.DeadAfter; d > ping {
+		return d
+	}
+	return 2 * ping
+}
+
 // loop is the connection's schedule: heartbeats, pings with dead-link
 // detection, telemetry. It returns why the connection ended.
 func (c *conn) loop() error {
 	clk, cfg := c.a.cfg.Clock, c.a.cfg
+	pingEvery := c.pingInterval()
+	deadAfter := c.deadAfter(pingEvery)
 	if err := c.sendHeartbeat(); err != nil {
 		return err
 	}
 	hb := clk.NewTimer(c.heartbeatInterval())
-	ping := clk.NewTimer(cfg.PingInterval)
+	ping := clk.NewTimer(pingEvery)
 	var tel Timer
 	var telC <-chan time.Time
 	if cfg.TelemetryInterval > 0 {
@@ -148,11 +171,11 @@ func (c *conn) loop() error {
 			hb = clk.NewTimer(c.heartbeatInterval())
 		case <-ping.C():
 			// The link is declared dead only once a ping went unanswered
-			// and nothing else arrived for DeadAfter: silence alone is
+			// and nothing else arrived for deadAfter: silence alone is
 			// normal on a quiet link.
 			silent := clk.Now().Sub(time.Unix(0, c.lastRecv.Load()))
 			if !c.pinging.CompareAndSwap(false, true) {
-				if silent >= cfg.DeadAfter {
+				if silent >= deadAfter {
 					return fmt.Errorf("%w (silent for %v)", errDeadLink, silent.Round(time.Millisecond))
 				}
 			} else {
@@ -167,7 +190,7 @@ func (c *conn) loop() error {
 					}
 				}()
 			}
-			ping = clk.NewTimer(cfg.PingInterval)
+			ping = clk.NewTimer(pingEvery)
 		case <-telC:
 			// The next reading is scheduled when this one is done, so a
 			// slow source never runs twice at once.

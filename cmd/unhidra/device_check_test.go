@@ -18,6 +18,13 @@ import (
 // with device(url, key, certFile) connecting to it.
 func checkRun(t *testing.T, device func(ctx context.Context, url, key, cert string) error) (*devicecheck.Report, error) {
 	t.Helper()
+	return checkRunWith(t, []string{"--heartbeat-interval", "2s", "--ping-interval", "2s"}, device)
+}
+
+// checkRunWith is checkRun with the schedule flags given (the backoff is
+// always the short one: the reconnect rule alone would take minutes).
+func checkRunWith(t *testing.T, schedule []string, device func(ctx context.Context, url, key, cert string) error) (*devicecheck.Report, error) {
+	t.Helper()
 	dir := t.TempDir()
 	cert := filepath.Join(dir, "probe.pem")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -25,10 +32,9 @@ func checkRun(t *testing.T, device func(ctx context.Context, url, key, cert stri
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"unhidra", "device", "check", "--json", "--listen", "127.0.0.1:0", "--cert-out", cert,
-			"--heartbeat-interval", "2s", "--ping-interval", "2s", "--heartbeats", "2",
-			"--backoff-initial", "300ms", "--backoff-max", "1200ms", "--wait", "30s"},
-			envFrom(nil), strings.NewReader(""), &stdout, &stderr)
+		args := append([]string{"unhidra", "device", "check", "--json", "--listen", "127.0.0.1:0", "--cert-out", cert,
+			"--heartbeats", "2", "--backoff-initial", "300ms", "--backoff-max", "1200ms", "--wait", "30s"}, schedule...)
+		done <- run(ctx, args, envFrom(nil), strings.NewReader(""), &stdout, &stderr)
 	}()
 	var url, key string
 	deadline := time.Now().Add(10 * time.Second)
@@ -100,6 +106,24 @@ func TestDeviceCheck(t *testing.T) {
 		})
 		if err != nil || !rep.Passed || len(failing(rep)) != 0 {
 			t.Fatalf("go agent: err %v, failing %v", err, failing(rep))
+		}
+	})
+	t.Run("go agent, --fast, intervals from welcome only", func(t *testing.T) {
+		// --fast tells 5 s heartbeats and pings in welcome; an agent started
+		// with no interval flags must follow them and pass.
+		rep, err := checkRunWith(t, []string{"--fast"}, func(ctx context.Context, url, key, cert string) error {
+			var out syncBuffer
+			return run(ctx, []string{"unhidra", "agent", "--url", url, "--ca-file", cert,
+				"--backoff-initial", "300ms", "--backoff-max", "1200ms"},
+				envFrom(map[string]string{"UNHIDRA_DEVICE_KEY": key}), strings.NewReader(""), &out, &out)
+		})
+		if err != nil || !rep.Passed || len(failing(rep)) != 0 {
+			t.Fatalf("go agent --fast: err %v, failing %v", err, failing(rep))
+		}
+		for _, r := range rep.Rules {
+			if r.Name == "heartbeat_cadence" && !strings.Contains(r.Expected, "5s") {
+				t.Fatalf("--fast did not check a 5 s heartbeat: %+v", r)
+			}
 		}
 	})
 	t.Run("seed firmware simulation", func(t *testing.T) {

@@ -58,7 +58,7 @@ func Define(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.CAFile, "ca-file", "", "PEM CA certificates to trust instead of the system roots")
 	fs.StringVar(&f.Pin, "pin-sha256", "", "SHA-256 fingerprint of the server certificate (AA:BB:… or hex)")
 	fs.DurationVar(&f.Heartbeat, "heartbeat-interval", 0, "heartbeat interval (default: the server's, else 60s)")
-	fs.DurationVar(&f.Ping, "ping-interval", agent.DefaultPingInterval, "WebSocket ping interval")
+	fs.DurationVar(&f.Ping, "ping-interval", 0, "WebSocket ping interval (default: the server's, else 30s)")
 	fs.DurationVar(&f.DeadAfter, "dead-after", 0, "drop a connection silent this long (default 2×ping interval)")
 	fs.DurationVar(&f.BackoffInitial, "backoff-initial", agent.DefaultBackoffInitial, "first reconnect delay")
 	fs.DurationVar(&f.BackoffMax, "backoff-max", agent.DefaultBackoffMax, "reconnect delay cap")
