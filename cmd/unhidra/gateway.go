@@ -20,7 +20,9 @@ import (
 // connects it to the account service: tokens authenticate people and bots,
 // keys (checked by keyAuth) authenticate devices, and disabling an account
 // closes its live connections.
-func newGateway(cfg *serveConfig, accounts *auth.Service, b bus.Bus, keyAuth gateway.Authenticator, log *slog.Logger) (*gateway.Gateway, error) {
+// afterIdentityChange, if not nil, runs after the gateway applied an identity
+// change (serve drops chat's member cache there).
+func newGateway(cfg *serveConfig, accounts *auth.Service, b bus.Bus, keyAuth gateway.Authenticator, afterIdentityChange func(), log *slog.Logger) (*gateway.Gateway, error) {
 	maxConns := cfg.maxConns
 	if maxConns == 0 {
 		maxConns = defaultMaxConns()
@@ -67,7 +69,12 @@ func newGateway(cfg *serveConfig, accounts *auth.Service, b bus.Bus, keyAuth gat
 	// what they invalidate on every node: announced over the bus by the
 	// node that made them, and found in the database by every node's
 	// watcher (that is how `unhidra admin` reaches a running server).
-	accounts.OnIdentityChange = func(st auth.IdentityState) { gw.ApplyIdentityState(st.ID, st.Epoch, st.Active) }
+	accounts.OnIdentityChange = func(st auth.IdentityState) {
+		gw.ApplyIdentityState(st.ID, st.Epoch, st.Active)
+		if afterIdentityChange != nil {
+			afterIdentityChange()
+		}
+	}
 	accounts.PublishChange = func(id string) {
 		if err := b.Publish(context.Background(), identitySubject, []byte(id)); err != nil {
 			log.Warn("publish identity change; the database watcher will carry it", "err", err)

@@ -391,7 +391,15 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	if ml != nil {
 		devices.SetInferrer(ml) // heap trends, telemetry anomalies, leak alerts
 	}
-	gw, err := newGateway(cfg, accounts, b, devicews.Authenticator(devices), log)
+	// Chat's member cache is dropped on every identity change (a new account
+	// joins the default channel in the store); chat starts after the gateway.
+	var chatSvc atomic.Pointer[chat.Service]
+	forgetMembers := func() {
+		if m := chatSvc.Load(); m != nil {
+			m.ForgetMemberships()
+		}
+	}
+	gw, err := newGateway(cfg, accounts, b, devicews.Authenticator(devices), forgetMembers, log)
 	if err != nil {
 		return err
 	}
@@ -405,6 +413,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 		SendTimeout: cfg.sendTimeout,
 		AfterCommit: crashHook(e.getenv),
 	}, log)
+	chatSvc.Store(messaging)
 	reg.MustRegister(messaging.Collectors()...)
 	defer messaging.Close()                      // runs before st.Close: a batch being committed finishes
 	devicews.Attach(ctx, gw, devices, messaging) // channels follow devices through messaging

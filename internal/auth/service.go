@@ -319,6 +319,7 @@ func (s *Service) createServiceAccount(ctx context.Context, name, password strin
 	if err := s.store.CreateUser(ctx, u); err != nil {
 		return nil, err
 	}
+	s.changed(ctx, u.ID) // it joined the default channel: caches of co-members are stale
 	return u, nil
 }
 
@@ -331,6 +332,7 @@ func (s *Service) storeAccount(ctx context.Context, in account, role unhidra.Rol
 	if err := s.store.CreateUser(ctx, u); err != nil {
 		return nil, err
 	}
+	s.changed(ctx, u.ID) // it joined the default channel: caches of co-members are stale
 	return u, nil
 }
 

@@ -410,6 +410,7 @@ func (s *Service) applyMembership(data []byte) {
 	s.subsMu.Lock()
 	defer s.subsMu.Unlock()
 	s.changes[m.Member]++
+	s.members.forget()
 	for _, c := range s.hub.Connections(m.Member) {
 		st := s.conns[c.ConnID()]
 		if st == nil {

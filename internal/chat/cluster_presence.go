@@ -143,7 +143,7 @@ func (s *Service) announceOffline(ids []string, now time.Time) {
 			e.lastSeen = now.UTC().Truncate(time.Millisecond)
 		}
 		s.presence.mu.Unlock()
-		co, err := s.st.CoMembers(ctx, id)
+		co, err := s.coMembers(ctx, id)
 		if err != nil {
 			s.log.Warn("presence: co-members", "identity", id, "err", err)
 			continue

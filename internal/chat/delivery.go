@@ -106,6 +106,21 @@ func (d *delivery) follow(conv string, last int64) {
 	}
 }
 
+// followsAll reports whether every one of convs is followed already, so a
+// new subscriber needs no starting seq from the store. Called under
+// Service.subsMu (which unfollow needs too, so the answer holds until the
+// caller releases it).
+func (d *delivery) followsAll(convs []string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range convs {
+		if d.convs[c] == nil {
+			return false
+		}
+	}
+	return true
+}
+
 // unfollow forgets conv once no local connection subscribes to it.
 // Called under Service.subsMu.
 func (d *delivery) unfollow(conv string) {

@@ -210,6 +210,21 @@ func (s *Service) Connect(c hub.Client) {
 	defer cancel()
 	id := c.Identity()
 	st := &connState{client: c, convs: make(map[string]struct{}), device: s.quiet(c.Identity())}
+	s.subsMu.Lock()
+	// The common case of a reconnect storm: the identity's conversations
+	// are cached and all followed on this node already (so no starting seq
+	// is needed). Membership changes invalidate the cache under subsMu,
+	// so what is read here is current.
+	if convs, ok := s.cachedConversations(id); ok && s.delivery.followsAll(convs) {
+		s.conns[c.ConnID()] = st
+		for _, conv := range convs {
+			st.convs[conv] = struct{}{}
+			s.router.Subscribe(topic(conv), c)
+		}
+		s.subsMu.Unlock()
+		s.presenceIfPerson(ctx, c, st)
+		return
+	}
 	// Read memberships without the lock (a reconnect storm must not queue
 	// on it); if a membership of this identity changed meanwhile, read
 	// again under the lock, where no change can interleave.
@@ -217,8 +232,8 @@ func (s *Service) Connect(c hub.Client) {
 	// this node's sequencer starts for a conversation it did not follow:
 	// what is stored after the read reaches the connection, live or
 	// filled from the store.
-	s.subsMu.Lock()
 	before := s.changes[id]
+	gen := s.members.generation()
 	s.subsMu.Unlock()
 	views, err := s.st.Conversations(ctx, id, false)
 	s.subsMu.Lock()
@@ -229,16 +244,56 @@ func (s *Service) Connect(c hub.Client) {
 		s.log.Error("load conversations of a new connection", "identity", id, "err", err)
 	}
 	s.conns[c.ConnID()] = st
+	ids := make([]string, 0, len(views))
 	for _, v := range views {
+		ids = append(ids, v.ID)
 		st.convs[v.ID] = struct{}{}
 		s.delivery.follow(v.ID, v.LastSeq)
 		s.router.Subscribe(topic(v.ID), c)
 	}
+	if err == nil && s.busUp() {
+		s.members.putConversations(id, gen, ids, s.cfg.Now())
+	}
 	s.subsMu.Unlock()
+	s.presenceIfPerson(ctx, c, st)
+}
+
+func (s *Service) presenceIfPerson(ctx context.Context, c hub.Client, st *connState) {
 	if !st.device {
 		s.presenceConnect(ctx, c)
 	}
 }
+
+// cachedConversations returns id's conversations from the member cache,
+// unless the bus is down (changes from other nodes would not arrive).
+func (s *Service) cachedConversations(id string) ([]string, bool) {
+	if !s.busUp() {
+		return nil, false
+	}
+	return s.members.conversations(id, s.cfg.Now())
+}
+
+// coMembers returns the identities sharing a conversation with id, from
+// the member cache when it has them.
+func (s *Service) coMembers(ctx context.Context, id string) ([]string, error) {
+	if !s.busUp() {
+		return s.st.CoMembers(ctx, id)
+	}
+	if co, ok := s.members.coMembers(id, s.cfg.Now()); ok {
+		return co, nil
+	}
+	gen := s.members.generation()
+	co, err := s.st.CoMembers(ctx, id)
+	if err == nil {
+		s.members.putCoMembers(id, gen, co, s.cfg.Now())
+	}
+	return co, err
+}
+
+// ForgetMemberships drops the member cache of this node. Accounts call it
+// on every identity change (a new account joins the default channel in the
+// store, outside the membership changes chat announces).
+func (s *Service) ForgetMemberships() { s.members.forget() }
 
 // leave unsubscribes c from conv; this node stops sequencing conv with
 // its last local subscriber. s.subsMu is held.

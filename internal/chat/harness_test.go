@@ -120,6 +120,17 @@ type client struct {
 
 func (h *harness) dial(t testing.TB, a chat.Actor) *client {
 	t.Helper()
+	c := h.dialRaw(t, a)
+	c.expect("welcome", nil)
+	// Connect sends the snapshot after subscribing the connection: from
+	// here on it receives its conversations' messages.
+	c.expect("presence_snapshot", nil)
+	return c
+}
+
+// dialRaw is dial without waiting for the welcome and the snapshot.
+func (h *harness) dialRaw(t testing.TB, a chat.Actor) *client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	url := "ws" + strings.TrimPrefix(h.srv.URL, "http") + "/ws"
@@ -145,10 +156,6 @@ func (h *harness) dial(t testing.TB, a chat.Actor) *client {
 		}
 	}()
 	t.Cleanup(c.close)
-	c.expect("welcome", nil)
-	// Connect sends the snapshot after subscribing the connection: from
-	// here on it receives its conversations' messages.
-	c.expect("presence_snapshot", nil)
 	return c
 }
 

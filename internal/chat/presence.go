@@ -93,7 +93,7 @@ func (s *Service) presenceConnect(ctx context.Context, c hub.Client) {
 		s.notePresence(presenceNote{Identity: id, Status: StatusOnline})
 	}
 
-	co, err := s.st.CoMembers(ctx, id)
+	co, err := s.coMembers(ctx, id)
 	if err != nil {
 		s.log.Warn("presence: co-members", "identity", id, "err", err)
 		return
@@ -137,7 +137,7 @@ func (s *Service) presenceDisconnect(ctx context.Context, id string) {
 	if elsewhere {
 		return
 	}
-	co, err := s.st.CoMembers(ctx, id)
+	co, err := s.coMembers(ctx, id)
 	if err != nil {
 		s.log.Warn("presence: co-members", "identity", id, "err", err)
 		return
@@ -159,7 +159,7 @@ func (s *Service) SetStatus(ctx context.Context, id, status string) {
 		return
 	}
 	s.notePresence(presenceNote{Identity: id, Status: status})
-	co, err := s.st.CoMembers(ctx, id)
+	co, err := s.coMembers(ctx, id)
 	if err != nil {
 		s.log.Warn("presence: co-members", "identity", id, "err", err)
 		return

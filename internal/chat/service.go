@@ -197,6 +197,11 @@ type Service struct {
 	// so Connect can read memberships without holding subsMu and still
 	// notice a join or leave that raced with the read.
 	changes map[string]uint64
+	// members caches each identity's conversations and co-members for
+	// Connect and presence (membercache.go).
+	members *memberCache
+	// busUp reports whether the bus delivers other nodes' changes now.
+	busUp func() bool
 
 	presence presence
 
@@ -239,10 +244,14 @@ func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 	s.metrics = newMetrics(s)
 	s.delivery = newDelivery(s, cfg.GapWait)
 	r.HandleTopics(topicPrefix, s.delivery.onFrame)
+	s.members = newMemberCache(memberCacheTTL, memberCacheMax)
+	s.busUp = func() bool { return true }
 	if rb, ok := r.Bus().(interface{ OnReconnect(func()) }); ok {
 		rb.OnReconnect(s.delivery.resync)
+		rb.OnReconnect(s.members.forget) // changes may have been missed
 	}
 	if cb, ok := r.Bus().(interface{ Connected() bool }); ok {
+		s.busUp = cb.Connected
 		s.wg.Add(1)
 		go s.delivery.runOutageSync(ctx, cb.Connected)
 	}
@@ -289,6 +298,13 @@ func (s *Service) Close() error {
 	}
 	return nil
 }
+
+// memberCacheTTL bounds how long a cached membership can outlive a lost
+// bus message; memberCacheMax bounds the cache (cleared when full).
+const (
+	memberCacheTTL = 10 * time.Second
+	memberCacheMax = 100_000
+)
 
 // topicPrefix starts the hub topics of conversations.
 const topicPrefix = "conv:"

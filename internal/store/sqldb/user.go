@@ -58,7 +58,9 @@ func (db *DB) CreateUser(ctx context.Context, u *unhidra.User) error {
 			SELECT id, ?, ?, ? FROM conversations WHERE id = ?`), u.ID, unhidra.ChanMember, now.UnixMilli(), unhidra.GeneralChannelID); err != nil {
 			return fmt.Errorf("join default channel: %w", err)
 		}
-		return nil
+		// Joining the default channel changed the co-members of everyone in
+		// it: nodes that cache memberships hear of it as an identity event.
+		return db.appendIdentityEvent(ctx, tx, u.ID)
 	})
 }
 

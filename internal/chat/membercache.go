@@ -1,0 +1,106 @@
+package chat
+
+import (
+	"sync"
+	"time"
+)
+
+// memberCache keeps, per identity, what every WebSocket connect used to
+// read from the store: the identity's conversations and its co-members
+// (for the presence snapshot). A reconnect storm of one identity's
+// connections, or of many identities on this node, then reads each once.
+//
+// Correctness rests on invalidation, not on the TTL: every membership
+// change reaches every node over the bus (applyMembership), and each one
+// drops the whole cache (a join changes the co-members of everybody in the
+// conversation, which this cache does not index). So do a bus reconnect
+// (changes may have been missed during the outage), a new account (it joins
+// the default channel in the store without a membership change; accounts
+// announce it as an identity change) and every other identity change. While
+// the bus is down nothing is cached or served. The TTL only bounds what a
+// lost bus message could leave stale.
+//
+// A read that started before an invalidation is not stored (generation
+// check), so a racing change can never be overwritten by older data.
+type memberCache struct {
+	ttl time.Duration
+	max int // entries; the map is cleared when full
+
+	mu      sync.Mutex
+	gen     uint64 // incremented by every invalidation
+	entries map[string]memberEntry
+}
+
+type memberEntry struct {
+	convs, co       []string // read-only once stored
+	hasConvs, hasCo bool
+	convsAt, coAt   time.Time
+}
+
+func newMemberCache(ttl time.Duration, max int) *memberCache {
+	return &memberCache{ttl: ttl, max: max, entries: make(map[string]memberEntry)}
+}
+
+// generation is taken before a store read and passed to the put that
+// follows it.
+func (m *memberCache) generation() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gen
+}
+
+// forget drops everything; reads in flight are not stored.
+func (m *memberCache) forget() {
+	m.mu.Lock()
+	m.gen++
+	clear(m.entries)
+	m.mu.Unlock()
+}
+
+// conversations returns the cached conversation IDs of id (not to be
+// modified).
+func (m *memberCache) conversations(id string, now time.Time) ([]string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.entries[id]
+	if !ok || !e.hasConvs || now.Sub(e.convsAt) >= m.ttl {
+		return nil, false
+	}
+	return e.convs, true
+}
+
+// coMembers returns the cached co-members of id (not to be modified).
+func (m *memberCache) coMembers(id string, now time.Time) ([]string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.entries[id]
+	if !ok || !e.hasCo || now.Sub(e.coAt) >= m.ttl {
+		return nil, false
+	}
+	return e.co, true
+}
+
+// putConversations stores convs, read from the store after generation
+// returned gen, unless an invalidation came in between.
+func (m *memberCache) putConversations(id string, gen uint64, convs []string, now time.Time) {
+	m.put(id, gen, func(e *memberEntry) { e.convs, e.hasConvs, e.convsAt = convs, true, now })
+}
+
+// putCoMembers is putConversations for co-members.
+func (m *memberCache) putCoMembers(id string, gen uint64, co []string, now time.Time) {
+	m.put(id, gen, func(e *memberEntry) { e.co, e.hasCo, e.coAt = co, true, now })
+}
+
+func (m *memberCache) put(id string, gen uint64, set func(*memberEntry)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gen != gen {
+		return
+	}
+	e, ok := m.entries[id]
+	if !ok && len(m.entries) >= m.max {
+		clear(m.entries)
+	}
+	set(&e)
+	m.entries[id] = e
+}
