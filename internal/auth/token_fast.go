@@ -135,8 +135,11 @@ func (t *Tokens) verifyFast(token string) (claims *Claims, key *SigningKey, hand
 		return nil, nil, false, nil
 	}
 	var w wireClaims
-	if json.Unmarshal(payload, &w) != nil {
-		return nil, nil, false, nil
+	if !decodeIssuedClaims(payload, &w) {
+		w = wireClaims{}
+		if json.Unmarshal(payload, &w) != nil {
+			return nil, nil, false, nil
+		}
 	}
 	aud, ok := audience(w.Audience)
 	if !ok {
