@@ -231,6 +231,16 @@ class HeapTrendTest(unittest.TestCase):
         # No distinct times: an answer, not a claim.
         r = heap.analyse({"series": [[0, 1], [0, 2], [0, 3]], "min_span_minutes": 1})
         self.assertFalse(r["leak"])
+        # Degenerate but valid series: answers, no claims, finite figures.
+        for name, s in [("flat", [[i * 60, 1000] for i in range(121)]),
+                        ("zero", [[i * 60, 0] for i in range(121)]),
+                        ("two levels", [[i * 60, 1000 if i < 60 else 900] for i in range(121)]),
+                        ("huge", [[i * 60, 1e300] for i in range(121)])]:
+            with self.subTest(series=name):
+                r = heap.analyse({"series": s})
+                self.assertFalse(r["leak"], r["reason"])
+                self.assertIn(r["z"], (None, 0.0))
+        self.assertIn("reads 0", heap.analyse({"series": [[i * 60, 0] for i in range(121)]})["reason"])
 
 
 if __name__ == "__main__":

@@ -429,8 +429,10 @@ def _trend(seg):
     se = math.sqrt(max(var, 0.0))
     if se > 0:
         z = -b / se
+    elif abs(b) > 1e-9:  # an exact line (in % of the level per hour)
+        z = math.inf if b < 0 else -math.inf
     else:
-        z = math.inf if b < 0 else (-math.inf if b > 0 else 0.0)
+        z = 0.0
     end = beta[0] + b * th[-1] + sum(beta[2:])
     return {
         "slope": b * level / 100.0 / 3600.0, "end_level": level * (1.0 + end / 100.0), "z": z, "phi": phi,
@@ -503,7 +505,8 @@ def analyse(inp):
         return out
     tr = _trend(latest)
     if tr is None:
-        out["reason"] = "Too few distinct points to judge a trend."
+        out["reason"] = ("Free memory reads 0 in most of the points; no trend to judge." if level <= 0 else
+                         "Too few distinct points to judge a trend.")
         return out
     slope_h = tr["slope"] * 3600.0
     pct_h = -slope_h / level * 100.0 if level > 0 else 0.0
