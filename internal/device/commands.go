@@ -160,13 +160,27 @@ func (s *Service) pump(ctx context.Context, deviceID string, resend bool) map[st
 		return s.cfg.CommandWindow - len(d.outstanding)
 	}
 	now := s.cfg.Now()
+	// queued is nil until read: on a new connection one read brings both
+	// what was delivered to an earlier connection and what is queued (a
+	// reconnect storm pays one query per device, not two). Commands
+	// created meanwhile are pumped by their creator, which waits for
+	// sendMu.
+	var queued []*unhidra.Command
 	if resend {
-		delivered, err := s.store.Commands(ctx, deviceID, unhidra.CommandDelivered, commandScan)
+		pending, err := s.store.PendingCommands(ctx, deviceID, 2*commandScan)
 		if err != nil {
-			s.log.Error("load delivered commands", "device", deviceID, "err", err)
+			s.log.Error("load pending commands", "device", deviceID, "err", err)
 			return nil
 		}
-		slices.Reverse(delivered)
+		var delivered []*unhidra.Command
+		queued = []*unhidra.Command{}
+		for _, cmd := range slices.Backward(pending) { // oldest first
+			if cmd.Status == unhidra.CommandDelivered {
+				delivered = append(delivered, cmd)
+			} else {
+				queued = append(queued, cmd)
+			}
+		}
 		for _, cmd := range delivered {
 			if room() <= 0 {
 				return nil
@@ -183,12 +197,14 @@ func (s *Service) pump(ctx context.Context, deviceID string, resend bool) map[st
 	if room() <= 0 {
 		return nil
 	}
-	queued, err := s.store.Commands(ctx, deviceID, unhidra.CommandQueued, commandScan)
-	if err != nil {
-		s.log.Error("load queued commands", "device", deviceID, "err", err)
-		return nil
+	if queued == nil {
+		var err error
+		if queued, err = s.store.Commands(ctx, deviceID, unhidra.CommandQueued, commandScan); err != nil {
+			s.log.Error("load queued commands", "device", deviceID, "err", err)
+			return nil
+		}
+		slices.Reverse(queued)
 	}
-	slices.Reverse(queued)
 	var sent map[string]*unhidra.Command
 	for _, cmd := range queued {
 		if room() <= 0 {

@@ -490,9 +490,18 @@ func (s *Service) connected(ctx context.Context, c Conn, id, owner, name, ip str
 	now := s.cfg.Now()
 	d := &liveDevice{conn: c, owner: owner, name: name, connectedAt: now, lastBeat: now, state: StateOffline,
 		outstanding: map[string]struct{}{}}
-	stored, err := s.store.DeviceByID(ctx, id)
-	if err != nil {
-		s.log.Warn("load device on connect", "device", id, "err", err)
+	// The stored health is read only when this node knows nothing newer:
+	// Authenticate left it in boots moments ago for a key handshake.
+	s.mu.Lock()
+	_, known := s.boots[id]
+	known = known || s.live[id] != nil
+	s.mu.Unlock()
+	var stored *unhidra.Device
+	if !known {
+		var err error
+		if stored, err = s.store.DeviceByID(ctx, id); err != nil {
+			s.log.Warn("load device on connect", "device", id, "err", err)
+		}
 	}
 	s.mu.Lock()
 	// What this node knows is newer than what was flushed: the live
@@ -504,8 +513,8 @@ func (s *Service) connected(ctx context.Context, c Conn, id, owner, name, ip str
 	case ok:
 		d.boot, d.freeHeap = b, b.freeHeap
 	case stored != nil:
-		d.freeHeap = stored.FreeHeap
-		d.boot = bootState{reboots: stored.Reboots, uptime: stored.Uptime, at: stored.LastSeen, known: !stored.LastSeen.IsZero()}
+		d.boot = storedBoot(stored)
+		d.freeHeap = d.boot.freeHeap
 	}
 	delete(s.boots, id)
 	s.live[id] = d
@@ -521,6 +530,29 @@ func (s *Service) connected(ctx context.Context, c Conn, id, owner, name, ip str
 	}
 	s.send(frames)
 	s.pump(ctx, id, true)
+}
+
+// storedBoot is what a device's stored record says about its boot.
+func storedBoot(d *unhidra.Device) bootState {
+	return bootState{reboots: d.Reboots, uptime: d.Uptime, at: d.LastSeen, known: !d.LastSeen.IsZero(), freeHeap: d.FreeHeap}
+}
+
+// Authenticate checks a device key (Registry.Authenticate). The record it
+// read also carries the device's stored health: unless this node knows
+// newer (a live connection, or the last heartbeat of one that went away),
+// it is kept for Connect, which then need not read the record again. Entries
+// of handshakes that never connect are pruned by Sweep with the rest of boots.
+func (s *Service) Authenticate(ctx context.Context, key string) (*unhidra.Device, error) {
+	d, err := s.reg.Authenticate(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if _, ok := s.boots[d.ID]; !ok && s.live[d.ID] == nil {
+		s.boots[d.ID] = storedBoot(d)
+	}
+	s.mu.Unlock()
+	return d, nil
 }
 
 // disconnected records that a connection went away. A connection that was

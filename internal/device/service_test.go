@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -636,5 +637,65 @@ func TestService_CommandWindow(t *testing.T) {
 	want := []string{ids[3], ids[4], ids[5], ids[6], ids[7], ids[8], ids[9]}
 	if strings.Join(again, ",") != strings.Join(want, ",") {
 		t.Fatalf("re-sent %v, want %v", again, want)
+	}
+}
+
+// countingStore is the real store, counting the device-record reads.
+type countingStore struct {
+	Store
+	deviceByID atomic.Int64
+}
+
+func (c *countingStore) DeviceByID(ctx context.Context, id string) (*unhidra.Device, error) {
+	c.deviceByID.Add(1)
+	return c.Store.DeviceByID(ctx, id)
+}
+
+// After a restart, a device's stored health comes back through the key
+// check of its handshake: Connect does not read the record again, and a
+// reboot while the server was away is still seen.
+func TestService_RestoreThroughAuthenticate(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	c := f.connect(t)
+	f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: 500, FreeHeap: 4242})
+	f.svc.disconnected(c, f.dev.ID)
+	f.flush(t)
+
+	cs := &countingStore{Store: f.db}
+	svc := NewService(cs, Config{Now: f.clock.Now}, nil) // the restarted server
+	svc.notify = f.note.add
+	if _, err := svc.Authenticate(ctx, "unhidra_dk_bad"); unhidra.ErrorCode(err) != protocol.ErrUnauthorized {
+		t.Fatalf("bad key: %v", err)
+	}
+	d, err := svc.Authenticate(ctx, f.key)
+	if err != nil || d.ID != f.dev.ID {
+		t.Fatalf("authenticate: %v %v", d, err)
+	}
+	f.clock.Add(time.Minute)
+	svc.connected(ctx, &fakeConn{}, f.dev.ID, f.owner.ID, f.dev.Name, "192.0.2.1")
+	if n := cs.deviceByID.Load(); n != 0 {
+		t.Errorf("connect read the device record %d times after Authenticate", n)
+	}
+	if v := svc.View(d); v.FreeHeap != 4242 || v.Uptime != 500 || v.State != StateOnline {
+		t.Errorf("restored view %+v", v)
+	}
+	svc.heartbeat(f.dev.ID, Heartbeat{Uptime: 5, FreeHeap: 4000}) // rebooted meanwhile
+	if err := svc.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.db.DeviceByID(ctx, f.dev.ID); got.Reboots != 1 {
+		t.Errorf("reboots = %d after a reboot across the restart", got.Reboots)
+	}
+	// Without a handshake through Authenticate (another path), Connect
+	// reads the record itself.
+	svc2 := NewService(cs, Config{Now: f.clock.Now}, nil)
+	svc2.notify = f.note.add
+	svc2.connected(ctx, &fakeConn{}, f.dev.ID, f.owner.ID, f.dev.Name, "192.0.2.1")
+	if n := cs.deviceByID.Load(); n != 1 {
+		t.Errorf("connect without Authenticate read the record %d times, want 1", n)
+	}
+	if v := svc2.View(d); v.FreeHeap != 4000 {
+		t.Errorf("restored free heap %d, want 4000", v.FreeHeap)
 	}
 }

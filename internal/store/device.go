@@ -123,6 +123,10 @@ type DeviceStore interface {
 	// status selects only commands in that state.
 	Commands(ctx context.Context, deviceID, status string, limit int) ([]*unhidra.Command, error)
 
+	// PendingCommands returns the device's queued and delivered commands,
+	// newest first, in one read (what a connecting device is owed).
+	PendingCommands(ctx context.Context, deviceID string, limit int) ([]*unhidra.Command, error)
+
 	// UpdateCommand applies u if the command is in one of u.From and
 	// returns the updated command. Returns protocol.ErrNotFound if there is no such
 	// command and protocol.ErrConflict if it is in another state.

@@ -27,7 +27,7 @@ type ackFrame struct {
 // as identity kind "device" with its device ID; OwnerID is its owner.
 func Authenticator(s *device.Service) func(ctx context.Context, key string) (gateway.Identity, error) {
 	return func(ctx context.Context, key string) (gateway.Identity, error) {
-		d, err := s.Registry().Authenticate(ctx, key)
+		d, err := s.Authenticate(ctx, key)
 		if err != nil {
 			return gateway.Identity{}, err
 		}

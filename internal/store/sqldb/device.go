@@ -232,13 +232,22 @@ func (db *DB) WriteDeviceBatch(ctx context.Context, b *store.DeviceBatch) error 
 				}
 			}
 		}
+		if len(b.Events) == 0 {
+			return nil
+		}
+		// Prepared once: a reconnect storm puts thousands of events in a batch.
+		st, err := tx.PrepareContext(ctx, db.q(`INSERT INTO audit_log (at, action, actor_id, actor_name, target, ip, detail)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`))
+		if err != nil {
+			return fmt.Errorf("prepare device events: %w", err)
+		}
+		defer st.Close()
 		for i := range b.Events {
 			e := &b.Events[i]
 			if e.At.IsZero() {
 				e.At = db.now()
 			}
-			if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO audit_log (at, action, actor_id, actor_name, target, ip, detail)
-				VALUES (?, ?, ?, ?, ?, ?, ?)`), e.At.UnixMilli(), e.Action, e.ActorID, e.ActorName, e.Target, e.IP, e.Detail); err != nil {
+			if _, err := st.ExecContext(ctx, e.At.UnixMilli(), e.Action, e.ActorID, e.ActorName, e.Target, e.IP, e.Detail); err != nil {
 				return fmt.Errorf("write device event: %w", err)
 			}
 		}
@@ -355,6 +364,14 @@ func (db *DB) Commands(ctx context.Context, deviceID, status string, limit int) 
 	}
 	args = append(args, store.Clamp(limit, 100, 1000))
 	return db.queryCommands(ctx, db.read, query+` ORDER BY created_at DESC, id DESC LIMIT ?`, args...)
+}
+
+// PendingCommands implements store.DeviceStore. The statuses are literals,
+// not parameters: one statement text with nothing to re-plan per call.
+func (db *DB) PendingCommands(ctx context.Context, deviceID string, limit int) ([]*unhidra.Command, error) {
+	return db.queryCommands(ctx, db.read, `SELECT `+commandColumns+` FROM device_commands WHERE device_id = ?
+		AND status IN ('`+unhidra.CommandQueued+`', '`+unhidra.CommandDelivered+`') ORDER BY created_at DESC, id DESC LIMIT ?`,
+		deviceID, store.Clamp(limit, 100, 2000))
 }
 
 func (db *DB) queryCommands(ctx context.Context, q interface {
