@@ -2,8 +2,9 @@
 // opening handshake, an incremental frame codec, and an Engine that serves
 // many mostly idle connections with no goroutine and no buffer per idle
 // connection (on Linux: its own epoll instance, short-lived reader
-// goroutines, and a writer goroutine only while a connection has something
-// to send).
+// goroutines, a few flusher goroutines that write plain sockets, coalescing
+// the frames queued meanwhile into one writev, and a writer goroutine only
+// while a TLS connection has something to send or a socket is full).
 //
 // A server wraps its listener, upgrades in its handler and hands the
 // connection to the Engine:
