@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -29,6 +30,7 @@ func runBenchML(ctx context.Context, e env, args []string) error {
 	warmup := fs.Int("warmup", 10, "round trips before measuring")
 	interval := fs.Duration("interval", 25*time.Millisecond, "time between the starts of two round trips (0: back to back)")
 	jsonOut := fs.Bool("json", false, "print the result as one JSON object")
+	cpuPIDs := fs.String("cpu-pid", "", "comma-separated process ids (e.g. the server, or the echo server) whose CPU time, with their child processes', is reported per measured round trip (Linux)")
 	fs.String("config", "", "config file")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
@@ -42,8 +44,13 @@ func runBenchML(ctx context.Context, e env, args []string) error {
 	if err := intRange("warmup", *warmup, 0, 10000); err != nil {
 		return err
 	}
+	pids, err := parsePIDs(*cpuPIDs)
+	if err != nil {
+		return err
+	}
 	input := []byte(`{"msg":"ping","n":1}`)
 	var call func(context.Context) error
+	var inner []float64 // the server's own timing of each API call's Infer, ms
 	if *unixPath != "" {
 		c, err := net.Dial("unix", *unixPath)
 		if err != nil {
@@ -52,15 +59,25 @@ func runBenchML(ctx context.Context, e env, args []string) error {
 		defer c.Close()
 		call = bareEcho(c, input)
 	} else {
-		f, err := apiInfer(ctx, e, t, *model, input)
+		f, err := apiInfer(ctx, e, t, *model, input, func(ms float64) { inner = append(inner, ms) })
 		if err != nil {
 			return err
 		}
 		call = f
 	}
 	lat := make([]time.Duration, 0, *n)
+	cpu0 := make([]time.Duration, len(pids))
+	var self0 time.Duration
 	next := time.Now()
 	for i := 0; i < *warmup+*n; i++ {
+		if i == *warmup { // the measured window starts
+			for k, pid := range pids {
+				if cpu0[k], err = procCPU(pid); err != nil {
+					return fmt.Errorf("--cpu-pid: %w", err)
+				}
+			}
+			self0 = selfCPU()
+		}
 		if *interval > 0 {
 			if d := time.Until(next); d > 0 {
 				select {
@@ -77,8 +94,20 @@ func runBenchML(ctx context.Context, e env, args []string) error {
 		}
 		if i >= *warmup {
 			lat = append(lat, time.Since(start))
+		} else if len(inner) > 0 {
+			inner = inner[:0]
 		}
 	}
+	perCall := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(len(lat)) }
+	var cpus []float64
+	for k, pid := range pids {
+		c, err := procCPU(pid)
+		if err != nil {
+			return fmt.Errorf("--cpu-pid: %w", err)
+		}
+		cpus = append(cpus, perCall(c-cpu0[k]))
+	}
+	client := perCall(selfCPU() - self0)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	q := func(p float64) float64 { return ms(lat[min(len(lat)-1, int(p*float64(len(lat))))]) }
 	res := map[string]any{"mode": "api", "n": len(lat), "p50_ms": q(0.50), "p90_ms": q(0.90), "p99_ms": q(0.99),
@@ -86,11 +115,31 @@ func runBenchML(ctx context.Context, e env, args []string) error {
 	if *unixPath != "" {
 		res["mode"] = "unix"
 	}
+	if len(inner) > 0 {
+		// The server's own timing of the call to the worker (the response's
+		// duration_ms): the rest of the API round trip is HTTP, auth and JSON.
+		slices.Sort(inner)
+		res["infer_p50_ms"] = inner[len(inner)/2]
+	}
+	if len(pids) > 0 {
+		// CPU µs per measured round trip of each given process tree.
+		res["cpu_us_per_call"] = cpus
+	}
+	if client > 0 {
+		res["client_cpu_us_per_call"] = client
+	}
 	if *jsonOut {
 		return json.NewEncoder(e.stdout).Encode(res)
 	}
-	fmt.Fprintf(e.stdout, "%s round trips=%d p50=%.3fms p90=%.3fms p99=%.3fms max=%.3fms\n",
-		res["mode"], len(lat), res["p50_ms"], res["p90_ms"], res["p99_ms"], res["max_ms"])
+	fmt.Fprintf(e.stdout, "%s round trips=%d p50=%.3fms p90=%.3fms p99=%.3fms max=%.3fms client_cpu=%.0fµs/call",
+		res["mode"], len(lat), res["p50_ms"], res["p90_ms"], res["p99_ms"], res["max_ms"], client)
+	if v, ok := res["infer_p50_ms"]; ok {
+		fmt.Fprintf(e.stdout, " infer_p50=%.3fms", v)
+	}
+	for k, c := range cpus {
+		fmt.Fprintf(e.stdout, " pid%d_cpu=%.0fµs/call", pids[k], c)
+	}
+	fmt.Fprintln(e.stdout)
 	return nil
 }
 
@@ -118,7 +167,7 @@ func bareEcho(c net.Conn, body []byte) func(context.Context) error {
 // apiInfer signs in as each of the comma-separated users (the API limits
 // inference per user) and returns a round trip that calls the model as the
 // next user in turn.
-func apiInfer(ctx context.Context, e env, t benchTarget, model string, input []byte) (func(context.Context) error, error) {
+func apiInfer(ctx context.Context, e env, t benchTarget, model string, input []byte, took func(ms float64)) (func(context.Context) error, error) {
 	tlsCfg, err := t.tlsConfig()
 	if err != nil {
 		return nil, err
@@ -152,6 +201,12 @@ func apiInfer(ctx context.Context, e env, t benchTarget, model string, input []b
 		b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
 		if res.StatusCode != http.StatusOK {
 			return fmt.Errorf("%s: %s", res.Status, b)
+		}
+		var out struct {
+			DurationMs *float64 `json:"duration_ms"`
+		}
+		if json.Unmarshal(b, &out) == nil && out.DurationMs != nil {
+			took(*out.DurationMs)
 		}
 		return nil
 	}, nil

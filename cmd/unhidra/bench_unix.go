@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"syscall"
+	"time"
 )
 
 // raiseOpenFiles lifts the soft open-file limit towards need, or says why
@@ -25,4 +26,13 @@ func raiseOpenFiles(need int) error {
 		return fmt.Errorf("raise the open-file limit: %w", err)
 	}
 	return nil
+}
+
+// selfCPU is this process's user+system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

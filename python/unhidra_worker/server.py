@@ -142,6 +142,7 @@ class Worker:
 
     async def _serve_conn(self, reader, writer):
         self._writers.add(writer)
+        _small_reads(writer)
         nxt = None  # a task reading the frame after the one being handled
         try:
             while not self._stop.is_set():
@@ -155,15 +156,20 @@ class Worker:
                 if body is None:
                     return
                 cur = {}
-                self._begin()
-                try:
-                    call = asyncio.ensure_future(self._handle(body, cur))
-                    nxt = asyncio.ensure_future(protocol.read_frame(reader, self.max_frame))
-                    if await self._cancelled_by_peer(call, nxt, cur):
-                        return
-                    reply = call.result()
-                finally:
-                    self._end()
+                reply, job = self._answer_now(body, cur)
+                if job is not None:
+                    # The model waits (thread, process pool, coroutine): run
+                    # it as a task and read on, so that a cancel frame or the
+                    # peer closing the connection can stop it.
+                    self._begin()
+                    try:
+                        call = asyncio.ensure_future(self._run(*job))
+                        nxt = asyncio.ensure_future(protocol.read_frame(reader, self.max_frame))
+                        if await self._cancelled_by_peer(call, nxt, cur):
+                            return
+                        reply = call.result()
+                    finally:
+                        self._end()
                 if reply is None:
                     return
                 writer.write(reply)
@@ -218,10 +224,15 @@ class Worker:
         if self._busy == 0:
             self._idle.set()
 
-    async def _handle(self, body, cur):
-        """Return the encoded reply, or None to close the connection.
+    def _answer_now(self, body, cur):
+        """Answer a request that needs no waiting, on the event loop.
 
-        cur receives the request id and model name once they are known.
+        Returns (reply, None), with reply None to close the connection, or
+        (None, job) for a model that must run as a task: await
+        self._run(*job). Control requests, unknown models and inline models
+        are answered here without any task or extra turn of the event loop:
+        a trivial call then costs one wake-up of this process, like a bare
+        echo. cur receives the request id and model name once they are known.
         """
         start = time.perf_counter()
         try:
@@ -229,46 +240,64 @@ class Worker:
             cur["rid"], cur["model"] = rid, model_id
         except protocol.FrameError as e:
             log.warn("closing connection: bad request", error=str(e))
-            return None
+            return None, None
         except ValueError as e:
-            return self._reply(e.args[1], "", str(e.args[0]), start)
+            return self._reply(e.args[1], "", str(e.args[0]), start), None
         if data == protocol.HEALTH_CHECK:
-            return self._reply(rid, "ok", None, start)
+            return self._reply(rid, "ok", None, start), None
         if not model_id and data == protocol.LIST_MODELS:
             listing = {"models": [m.info() for m in registry.models()]}
-            return self._reply(rid, json.dumps(listing), None, start)
+            return self._reply(rid, json.dumps(listing), None, start), None
         m = registry.get(model_id)
         if m is None:
             return self._reply(rid, "", f"unknown model {model_id!r}" if model_id
-                               else "model_id is required", start)
+                               else "model_id is required", start), None
+        if m.executor != "inline":
+            return None, (m, data, rid, start)
         try:
-            result = await self._run_model(m, data)
-        except (registry.ModelError, ValueError, TypeError) as e:
-            return self._reply(rid, "", str(e) or type(e).__name__, start)
-        except concurrent.futures.process.BrokenProcessPool:
-            log.error("model process died; a new one starts for the next call", model=m.name)
-            return self._reply(rid, "", "model process crashed", start)
-        except Exception as e:  # a bug in the model: log it, tell the caller little
-            log.error("model failed", model=m.name, error=repr(e), trace=traceback.format_exc())
-            return self._reply(rid, "", f"internal error in model {m.name}: {type(e).__name__}", start)
+            result = self._output(m, m.fn(self._input(m, data)))
+        except Exception as e:
+            return self._failed(m, rid, e, start), None
+        return self._reply(rid, result, None, start), None
+
+    async def _run(self, m, data, rid, start):
+        """Run a model that waits and return the encoded reply."""
+        try:
+            arg = self._input(m, data)
+            if m.executor == "async":
+                out = await m.fn(arg)
+            elif m.executor == "thread":
+                out = await asyncio.get_running_loop().run_in_executor(None, m.fn, arg)
+            else:
+                out = await self._process_pool().run(m.fn, arg)
+            result = self._output(m, out)
+        except Exception as e:
+            return self._failed(m, rid, e, start)
         return self._reply(rid, result, None, start)
 
-    async def _run_model(self, m, data):
+    def _failed(self, m, rid, e, start):
+        """The reply to a model call that raised e."""
+        if isinstance(e, (registry.ModelError, ValueError, TypeError)):
+            return self._reply(rid, "", str(e) or type(e).__name__, start)
+        if isinstance(e, concurrent.futures.process.BrokenProcessPool):
+            log.error("model process died; a new one starts for the next call", model=m.name)
+            return self._reply(rid, "", "model process crashed", start)
+        # A bug in the model: log it, tell the caller little.
+        log.error("model failed", model=m.name, error=repr(e),
+                  trace="".join(traceback.format_exception(e)))
+        return self._reply(rid, "", f"internal error in model {m.name}: {type(e).__name__}", start)
+
+    @staticmethod
+    def _input(m, data):
         if m.raw:
-            arg = data
-        else:
-            try:
-                arg = json.loads(data)
-            except (ValueError, RecursionError):
-                raise registry.ModelError("data is not valid JSON") from None
-        if m.executor == "async":
-            out = await m.fn(arg)
-        elif m.executor == "inline":
-            out = m.fn(arg)
-        elif m.executor == "thread":
-            out = await asyncio.get_running_loop().run_in_executor(None, m.fn, arg)
-        else:
-            out = await self._process_pool().run(m.fn, arg)
+            return data
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            raise registry.ModelError("data is not valid JSON") from None
+
+    @staticmethod
+    def _output(m, out):
         if m.raw:
             if not isinstance(out, str):
                 raise TypeError(f"raw model {m.name} returned {type(out).__name__}, not str")
@@ -296,6 +325,19 @@ class Worker:
         except (protocol.FrameError, UnicodeEncodeError) as e:
             msg = {"result": "", "request_id": rid, "error": f"result not sendable: {e}"[:500]}
             return protocol.encode_frame(msg, self.max_frame)
+
+
+# Bytes asked of the kernel per read of a connection. asyncio's default
+# (256 KiB) makes every read allocate, and the C library map and unmap, a
+# 256 KiB buffer: three system calls per request for a small frame. Below
+# the allocator's mmap threshold (128 KiB) the buffer comes from the heap.
+_READ_SIZE = 64 * 1024
+
+
+def _small_reads(writer):
+    transport = writer.transport
+    if isinstance(getattr(transport, "max_size", None), int):  # selector transports (Unix)
+        transport.max_size = _READ_SIZE
 
 
 def serve(socket_path, **kwargs):
