@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -41,7 +43,10 @@ func TestBenchML_Unix(t *testing.T) {
 			n++
 		}
 	}()
-	stdout, stderr, err := runCLI(t, nil, "", "bench", "ml", "--unix", sock, "-n", "20", "--warmup", "3", "--interval", "1ms", "--json")
+	// --cpu-pid of this very process (the echo runs in it): its CPU per
+	// round trip is positive.
+	stdout, stderr, err := runCLI(t, nil, "", "bench", "ml", "--unix", sock, "-n", "20", "--warmup", "3", "--interval", "1ms", "--json",
+		"--cpu-pid", strconv.Itoa(os.Getpid()))
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
@@ -51,6 +56,9 @@ func TestBenchML_Unix(t *testing.T) {
 	}
 	if res["mode"] != "unix" || res["n"] != 20.0 || !(res["p50_ms"].(float64) > 0) || res["p99_ms"].(float64) < res["p50_ms"].(float64) {
 		t.Fatalf("result %v", res)
+	}
+	if cpu, ok := res["cpu_us_per_call"].([]any); !ok || len(cpu) != 1 || !(cpu[0].(float64) > 0) {
+		t.Fatalf("cpu_us_per_call %v", res["cpu_us_per_call"])
 	}
 	ln.Close()
 	if n := <-served; n != 23 {
@@ -87,6 +95,8 @@ func TestBenchML_API(t *testing.T) {
 	for name, args := range map[string][]string{
 		"bad n":     {"bench", "ml", "--unix", "/nonexistent", "-n", "0"},
 		"extra arg": {"bench", "ml", "--unix", "/nonexistent", "x"},
+		"bad pid":   {"bench", "ml", "--unix", "/nonexistent", "--cpu-pid", "1,x"},
+		"pid zero":  {"bench", "ml", "--unix", "/nonexistent", "--cpu-pid", "0"},
 	} {
 		if _, _, err := runCLI(t, nil, "", args...); err == nil || exitCode(err) != 2 {
 			t.Errorf("%s: err %v", name, err)
