@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Flushers: the write side of plain epoll connections.
@@ -171,14 +170,6 @@ func (f *flusher) flushOnce(c *Conn, buf net.Buffers) net.Buffers {
 	}
 	c.mu.Unlock()
 
-	if !c.writeDeadline.IsZero() {
-		// Left by a writer goroutine (the turn to write was handed over
-		// under c.mu, so it is ours now): once past, the runtime would
-		// refuse the write.
-		if err := c.conn.SetWriteDeadline(time.Time{}); err == nil {
-			c.writeDeadline = time.Time{}
-		}
-	}
 	n, err := rawWritev(c.rc, b.bufs)
 	c.bytesOut.Add(uint64(n))
 	f.writes.Add(1)
