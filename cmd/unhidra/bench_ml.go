@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -30,6 +33,7 @@ func runBenchML(ctx context.Context, e env, args []string) error {
 	warmup := fs.Int("warmup", 10, "round trips before measuring")
 	interval := fs.Duration("interval", 25*time.Millisecond, "time between the starts of two round trips (0: back to back)")
 	jsonOut := fs.Bool("json", false, "print the result as one JSON object")
+	httpClient := fs.String("http-client", "std", "API client: std (net/http) or raw (one kept-alive connection, each request one write and its response read in the calling goroutine, as the bare mode does)")
 	cpuPIDs := fs.String("cpu-pid", "", "comma-separated process ids (e.g. the server, or the echo server) whose CPU time, with their child processes', is reported per measured round trip (Linux)")
 	fs.String("config", "", "config file")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
@@ -43,6 +47,9 @@ func runBenchML(ctx context.Context, e env, args []string) error {
 	}
 	if err := intRange("warmup", *warmup, 0, 10000); err != nil {
 		return err
+	}
+	if *httpClient != "std" && *httpClient != "raw" {
+		return usagef("--http-client %q: want std or raw", *httpClient)
 	}
 	pids, err := parsePIDs(*cpuPIDs)
 	if err != nil {
@@ -59,7 +66,7 @@ func runBenchML(ctx context.Context, e env, args []string) error {
 		defer c.Close()
 		call = bareEcho(c, input)
 	} else {
-		f, err := apiInfer(ctx, e, t, *model, input, func(ms float64) { inner = append(inner, ms) })
+		f, err := apiInfer(ctx, e, t, *model, input, *httpClient == "raw", func(ms float64) { inner = append(inner, ms) })
 		if err != nil {
 			return err
 		}
@@ -166,8 +173,9 @@ func bareEcho(c net.Conn, body []byte) func(context.Context) error {
 
 // apiInfer signs in as each of the comma-separated users (the API limits
 // inference per user) and returns a round trip that calls the model as the
-// next user in turn.
-func apiInfer(ctx context.Context, e env, t benchTarget, model string, input []byte, took func(ms float64)) (func(context.Context) error, error) {
+// next user in turn, with net/http's client or, when raw is set, over one
+// kept-alive connection written and read by the caller itself.
+func apiInfer(ctx context.Context, e env, t benchTarget, model string, input []byte, raw bool, took func(ms float64)) (func(context.Context) error, error) {
 	tlsCfg, err := t.tlsConfig()
 	if err != nil {
 		return nil, err
@@ -184,23 +192,28 @@ func apiInfer(ctx context.Context, e env, t benchTarget, model string, input []b
 		tokens = append(tokens, tok)
 	}
 	body, _ := json.Marshal(map[string]any{"model": model, "input": json.RawMessage(input)})
+	var rc *rawHTTP
+	if raw {
+		if rc, err = newRawHTTP(t.url, tlsCfg); err != nil {
+			return nil, err
+		}
+	}
 	i := 0
 	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, "POST", t.url+"/api/v1/ml/infer", bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+tokens[i%len(tokens)])
+		tok := tokens[i%len(tokens)]
 		i++
-		res, err := client.Do(req)
+		var status int
+		var b []byte
+		if rc != nil {
+			status, b, err = rc.post(ctx, "/api/v1/ml/infer", tok, body)
+		} else {
+			status, b, err = stdPost(ctx, client, t.url+"/api/v1/ml/infer", tok, body)
+		}
 		if err != nil {
 			return err
 		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-		if res.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", res.Status, b)
+		if status != http.StatusOK {
+			return fmt.Errorf("%d %s: %s", status, http.StatusText(status), b)
 		}
 		var out struct {
 			DurationMs *float64 `json:"duration_ms"`
@@ -210,4 +223,106 @@ func apiInfer(ctx context.Context, e env, t benchTarget, model string, input []b
 		}
 		return nil
 	}, nil
+}
+
+func stdPost(ctx context.Context, client *http.Client, url, tok string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	return res.StatusCode, b, err
+}
+
+// rawHTTP is a minimal HTTP/1.1 client for the benchmark: one connection,
+// kept alive, each request written with one Write and its response parsed
+// (http.ReadResponse) in the calling goroutine. net/http's Transport reads
+// and writes on goroutines of its own, two hand-offs per request that are
+// the client's cost, not the server's; this client pays none, like the bare
+// mode's, so the two modes compare the servers.
+type rawHTTP struct {
+	host, addr string
+	tlsCfg     *tls.Config
+	nc         net.Conn
+	r          *bufio.Reader
+	req        []byte
+}
+
+func newRawHTTP(base string, tlsCfg *tls.Config) (*rawHTTP, error) {
+	u, err := neturl.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, usagef("--url %q: want http://HOST:PORT or https://HOST:PORT", base)
+	}
+	c := &rawHTTP{host: u.Host, addr: u.Host}
+	if u.Port() == "" {
+		c.addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+	}
+	if u.Scheme == "https" {
+		c.tlsCfg = tlsCfg.Clone()
+		c.tlsCfg.ServerName = u.Hostname()
+	}
+	return c, nil
+}
+
+func (c *rawHTTP) dial(ctx context.Context) error {
+	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		return err
+	}
+	if c.tlsCfg != nil {
+		tc := tls.Client(nc, c.tlsCfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return err
+		}
+		nc = tc
+	}
+	c.nc, c.r = nc, bufio.NewReader(nc)
+	return nil
+}
+
+// post sends one request and returns the status and at most 1 MiB of the
+// body. A connection the server closed is redialled once.
+func (c *rawHTTP) post(ctx context.Context, path, tok string, body []byte) (int, []byte, error) {
+	for attempt := 0; ; attempt++ {
+		fresh := c.nc == nil
+		if fresh {
+			if err := c.dial(ctx); err != nil {
+				return 0, nil, err
+			}
+		}
+		c.req = fmt.Appendf(c.req[:0], "POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"+
+			"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, c.host, tok, len(body))
+		c.req = append(c.req, body...)
+		c.nc.SetDeadline(time.Now().Add(30 * time.Second))
+		status, b, keep, err := c.exchange()
+		if err != nil || !keep {
+			c.nc.Close()
+			c.nc = nil
+		}
+		if err != nil && !fresh && attempt == 0 {
+			continue // the server closed an idle connection: once more on a new one
+		}
+		return status, b, err
+	}
+}
+
+func (c *rawHTTP) exchange() (status int, body []byte, keep bool, err error) {
+	if _, err := c.nc.Write(c.req); err != nil {
+		return 0, nil, false, err
+	}
+	res, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	body, err = io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	res.Body.Close()
+	return res.StatusCode, body, err == nil && !res.Close, err
 }

@@ -83,8 +83,18 @@ func TestBenchML_API(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
-	if !strings.HasPrefix(stdout, "api round trips=10 p50=") {
+	if !strings.HasPrefix(stdout, "api round trips=10 p50=") || !strings.Contains(stdout, "infer_p50=") {
 		t.Fatalf("output %q", stdout)
+	}
+	// The minimal client, over TLS, one kept-alive connection (within the
+	// user's burst of 20 calls).
+	stdout, stderr, err = runCLI(t, map[string]string{"UNHIDRA_BENCH_PASSWORD": "correct horse battery"}, "",
+		"bench", "ml", "--url", s.url, "--ca-file", caFile, "--user", "admin", "--model", "echo", "-n", "5", "--warmup", "1", "--interval", "0", "--http-client", "raw")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if !strings.HasPrefix(stdout, "api round trips=5 p50=") || !strings.Contains(stdout, "infer_p50=") {
+		t.Fatalf("raw client output %q", stdout)
 	}
 	// An unknown model fails the run instead of measuring errors.
 	_, _, err = runCLI(t, map[string]string{"UNHIDRA_BENCH_PASSWORD": "correct horse battery"}, "",
@@ -97,6 +107,7 @@ func TestBenchML_API(t *testing.T) {
 		"extra arg": {"bench", "ml", "--unix", "/nonexistent", "x"},
 		"bad pid":   {"bench", "ml", "--unix", "/nonexistent", "--cpu-pid", "1,x"},
 		"pid zero":  {"bench", "ml", "--unix", "/nonexistent", "--cpu-pid", "0"},
+		"client":    {"bench", "ml", "--unix", "/nonexistent", "--http-client", "curl"},
 	} {
 		if _, _, err := runCLI(t, nil, "", args...); err == nil || exitCode(err) != 2 {
 			t.Errorf("%s: err %v", name, err)
