@@ -35,7 +35,8 @@ check:
 	$(STATICCHECK) ./...
 
 # The heap-trend model on the full synthetic fleets (docs/benchmarks.md);
-# make test runs a short form of the same test.
+# make test runs a short form of the same test; UNHIDRA_HEAP_SEED=N measures
+# fresh fleets instead of the documented ones.
 bench-heap:
 	cd python && UNHIDRA_HEAP_FLEET=full python3 -B -m unittest -v tests.test_fleet
 
