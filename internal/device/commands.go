@@ -231,6 +231,9 @@ func (s *Service) setOutstanding(d *liveDevice, id string, on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if on {
+		if d.outstanding == nil {
+			d.outstanding = map[string]struct{}{} // most devices idle without one
+		}
 		d.outstanding[id] = struct{}{}
 	} else {
 		delete(d.outstanding, id)

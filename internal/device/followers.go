@@ -47,6 +47,19 @@ func (s *Service) followers(ctx context.Context, deviceID string) []string {
 	return channels
 }
 
+// prune drops entries older than followersTTL (they would be read again
+// anyway), so the cache holds only devices that changed state lately, not
+// every device that ever connected.
+func (c *followerCache) prune(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, e := range c.entries {
+		if now.Sub(e.loaded) >= followersTTL {
+			delete(c.entries, id)
+		}
+	}
+}
+
 func (s *Service) forgetFollowers(deviceID string) {
 	s.follow.mu.Lock()
 	delete(s.follow.entries, deviceID)

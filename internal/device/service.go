@@ -131,7 +131,7 @@ type liveDevice struct {
 	freeHeap    int64
 
 	sendMu      sync.Mutex          // serialises deliveries to conn (see pump)
-	outstanding map[string]struct{} // guarded by Service.mu: commands sent on conn, not yet answered
+	outstanding map[string]struct{} // guarded by Service.mu: commands sent on conn, not yet answered; nil until the first
 }
 
 type heapKey struct {
@@ -419,6 +419,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 		f.After = changed[len(changed)-1].ID
 	}
 
+	s.follow.prune(time.Now())
 	if now.Sub(s.lastPrune) > 10*time.Minute {
 		s.lastPrune = now
 		s.mu.Lock()
@@ -488,8 +489,7 @@ func (s *Service) setState(id string, d *liveDevice, state, reason string, now t
 // commands. An older connection of the same device is replaced.
 func (s *Service) connected(ctx context.Context, c Conn, id, owner, name, ip string) {
 	now := s.cfg.Now()
-	d := &liveDevice{conn: c, owner: owner, name: name, connectedAt: now, lastBeat: now, state: StateOffline,
-		outstanding: map[string]struct{}{}}
+	d := &liveDevice{conn: c, owner: owner, name: name, connectedAt: now, lastBeat: now, state: StateOffline}
 	// The stored health is read only when this node knows nothing newer:
 	// Authenticate left it in boots moments ago for a key handshake.
 	s.mu.Lock()

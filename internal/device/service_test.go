@@ -699,3 +699,19 @@ func TestService_RestoreThroughAuthenticate(t *testing.T) {
 		t.Errorf("restored free heap %d, want 4000", v.FreeHeap)
 	}
 }
+
+// The follower cache forgets entries past their TTL at each sweep, so it
+// does not keep one entry per device that ever connected.
+func TestFollowerCache_Prune(t *testing.T) {
+	now := time.Now()
+	c := followerCache{entries: map[string]followerEntry{
+		"dev_old":   {channels: []string{"c1"}, loaded: now.Add(-followersTTL - time.Second)},
+		"dev_fresh": {channels: nil, loaded: now.Add(-time.Second)},
+	}}
+	c.prune(now)
+	if _, ok := c.entries["dev_old"]; ok || len(c.entries) != 1 {
+		t.Errorf("after prune: %v", c.entries)
+	}
+	var empty followerCache
+	empty.prune(now) // a nil map is fine
+}
