@@ -60,7 +60,10 @@ class FleetTest(unittest.TestCase):
                   f"Linux-like {fa['linux']}); {count} leaking series (seed {LEAK_SEED}, 1-3 %/h, judged at 2 h): "
                   f"{sum(fd.values())} found ({100 * det_rate:.1f} %; ESP32-like {fd['esp32']}, "
                   f"Linux-like {fd['linux']})")
-        self.assertLessEqual(fp_rate, 0.01)
+        # The bounds on 1,000 + 1,000. The short form's 300 stable
+        # series (one look) hold <= 2 %: at the full rate, about 0.5 %, 3
+        # binomial standard deviations are 1.2 points.
+        self.assertLessEqual(fp_rate, 0.01 if FULL else 0.02)
         self.assertGreaterEqual(det_rate, 0.95)
 
     def test_weakest_leak(self):
