@@ -16,7 +16,9 @@
 #   floor   the same fanout and paced runs against internal/ws/wsfloor, a minimal broadcaster on the
 #           server's WebSocket engine (no auth, no storage): the machine's floor (not part of the ratio)
 #   ml      `unhidra bench ml`: paced API round trips to a trivial model (scripts/bench/ml_echo_model.py)
-#           and, once per round, the same to a bare Unix-socket echo (internal/mlbridge/testdata/echo_server.py)
+#           and, once per round, the same to a bare Unix-socket echo (internal/mlbridge/testdata/echo_server.py);
+#           the API twice per server: net/http's client (rows "ml"), then --http-client raw (rows "mlraw"), which
+#           like the bare mode writes and reads in the calling goroutine; CPU per call from --cpu-pid
 #   regress the "no regression" figures, each build's own code: stored messages/s with group commit
 #           (BenchmarkSend_GroupCommit, SQLite, 1 and 64 senders), history pages/s (BenchmarkHistory),
 #           engine idle memory per connection plain and TLS (wsmeasure, N_MEASURE), and login
@@ -52,6 +54,8 @@ def per_handshake_ms(j):
 def us_per_delivery(j):
     if not j.get("delivered_per_s") or j.get("cpu_server_cores") is None: return None
     return j["cpu_server_cores"] / j["delivered_per_s"] * 1e6
+def cpu(i): # bench ml --cpu-pid: CPU µs per call of the i-th process tree
+    return lambda j: (j.get("cpu_us_per_call") or [])[i] if len(j.get("cpu_us_per_call") or []) > i else None
 F = {
  "idle": [("server CPU ms per handshake", per_handshake_ms, "lower"),
           ("open rate conn/s", "open_rate_per_s", "higher"),
@@ -81,7 +85,15 @@ F = {
              ("logins/s (8 concurrent, Argon2id bound)", "logins_per_s", "higher")],
  "ml": [("API round trip ms p50", "p50_ms", "lower"),
         ("API round trip ms p99", "p99_ms", "lower"),
-        ("API p50 ÷ bare Unix-socket p50 (same round)", "ratio_to_bare", "lower")],
+        ("API p50 ÷ bare Unix-socket p50 (same round)", "ratio_to_bare", "lower"),
+        ("of the p50: the server's call to the worker, ms (its duration_ms)", "infer_p50_ms", "lower"),
+        ("server + worker CPU µs per call", cpu(0), "lower"),
+        ("of which the worker", cpu(1), "lower"),
+        ("client CPU µs per call", "client_cpu_us_per_call", "lower")],
+ "mlraw": [("API round trip ms p50", "p50_ms", "lower"),
+           ("API p50 ÷ bare Unix-socket p50 (same round)", "ratio_to_bare", "lower"),
+           ("server + worker CPU µs per call", cpu(0), "lower"),
+           ("client CPU µs per call", "client_cpu_us_per_call", "lower")],
 }
 def val(j, k): return k(j) if callable(k) else j.get(k)
 def fmt(v):
@@ -103,7 +115,7 @@ problems = []
 for sc, figs in F.items():
     b, n = runs(sc, "ub"), runs(sc, "uh")
     if not b and not n: continue
-    if sc == "ml":
+    if sc in ("ml", "mlraw"):
         bare = {os.path.basename(p).split("-r")[-1][:-5]: load(p) for p in glob.glob(os.path.join(out, "ml-bare-r*.json"))}
         for tg, rs in (("ub", b), ("uh", n)):
             for i, (j, m) in enumerate(rs):
@@ -119,6 +131,9 @@ for sc, figs in F.items():
     if sc == "ml":
         bare_rs = [load(p) or {} for p in sorted(glob.glob(os.path.join(out, "ml-bare-r*.json")))]
         lines.append(f"| | bare Unix-socket echo ms p50 (per round) | {' / '.join(fmt(j.get('p50_ms')) for j in bare_rs)} | | |")
+        lines.append(f"| | bare echo: echo server CPU µs per call / client CPU µs per call | "
+                     f"{' / '.join(fmt((j.get('cpu_us_per_call') or [None])[0]) for j in bare_rs)} | "
+                     f"{' / '.join(fmt(j.get('client_cpu_us_per_call')) for j in bare_rs)} | |")
     if sc in ("fanout", "paced"):
         fl = [(load(p) or {}) for p in sorted(glob.glob(os.path.join(out, f"floor-{sc}-r*.json"))) if not p.endswith(".meta.json")]
         if fl:
@@ -320,7 +335,7 @@ ml_template() { # tg
 	done
 }
 run_ml() { # tg round
-	local tg=$1 r=$2 tag="ml-$1-r$2" bin dir=$OUT/data-run l0 tok
+	local tg=$1 r=$2 tag="ml-$1-r$2" bin dir=$OUT/data-run l0 tok wpid client t
 	bin=$(bin_of "$tg")
 	rm -rf "$dir" && cp -a "$OUT/ml-$tg-template" "$dir"
 	start_server "$bin" "$dir" "$OUT/$tag.server.log" --no-tls --ml-workers 1 \
@@ -332,11 +347,18 @@ run_ml() { # tg round
 		sleep 0.1
 	done
 	sleep 1
-	l0=$(load1)
-	UNHIDRA_BENCH_PASSWORD=$PW "$BIN/unhidra-new" bench ml --url "http://127.0.0.1:$PORT" --user "$ML_USERS" \
-		--model echo -n "$ML_N" --interval "$ML_INTERVAL" --json >"$OUT/$tag.json" 2>"$OUT/$tag.err" ||
-		echo '{"error":"bench ml failed"}' >"$OUT/$tag.json"
-	printf '{"load1_before":%s,"load1_after":%s}\n' "$l0" "$(load1)" >"$OUT/$tag.meta.json"
+	# CPU per call: the server with its worker (its child), and the worker alone.
+	wpid=$(pgrep -P "$SPID" python3 | head -1)
+	for client in std raw; do # net/http's client, then the minimal one (as the bare mode's)
+		[ $client = std ] && t=$tag || t=mlraw-$tg-r$r
+		l0=$(load1)
+		UNHIDRA_BENCH_PASSWORD=$PW "$BIN/unhidra-new" bench ml --url "http://127.0.0.1:$PORT" --user "$ML_USERS" \
+			--model echo -n "$ML_N" --interval "$ML_INTERVAL" --http-client $client --cpu-pid "$SPID${wpid:+,$wpid}" \
+			--json >"$OUT/$t.json" 2>"$OUT/$t.err" || echo '{"error":"bench ml failed"}' >"$OUT/$t.json"
+		printf '{"load1_before":%s,"load1_after":%s}\n' "$l0" "$(load1)" >"$OUT/$t.meta.json"
+		[ $client = std ] || echo "$t: $(cat "$OUT/$t.json")" >&2
+		sleep 5 # the users' rate limit (5 calls/s each) refills
+	done
 	stop_server
 	rm -rf "$dir"
 	echo "$tag: $(cat "$OUT/$tag.json")" >&2
@@ -347,7 +369,7 @@ run_ml_bare() { # round
 	python3 "$ROOT/internal/mlbridge/testdata/echo_server.py" "$sock" >"$OUT/echo.out" 2>&1 &
 	pid=$!
 	for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
-	"$BIN/unhidra-new" bench ml --unix "$sock" -n "$ML_N" --interval "$ML_INTERVAL" --json >"$OUT/ml-bare-r$1.json"
+	"$BIN/unhidra-new" bench ml --unix "$sock" -n "$ML_N" --interval "$ML_INTERVAL" --cpu-pid "$pid" --json >"$OUT/ml-bare-r$1.json"
 	kill -TERM "$pid"
 	wait "$pid" 2>/dev/null || true
 	echo "ml-bare-r$1: $(cat "$OUT/ml-bare-r$1.json")" >&2
