@@ -260,6 +260,30 @@ class _AR1Fit:
                 per[r] = (a, b, l)
             self.sums[(k, j)] = self.sums[(j, k)] = per
 
+    def with_column(self, c):
+        """A copy with c added as the last regressor: only c's sums are
+        computed (the others are shared)."""
+        new = _AR1Fit.__new__(_AR1Fit)
+        new.y, new.n, new.ratio, new.groups = self.y, self.n, self.ratio, self.groups
+        p = self.y_index
+        move = lambda j: p + 1 if j == p else j  # y moves after c
+        new.sums = {(move(j), move(k)): v for (j, k), v in self.sums.items()}
+        new.cols = list(self.cols)
+        new.y_index = p + 1
+        for k, d in enumerate(self.cols + [c, self.y]):
+            per = {}
+            for r, idx in self.groups.items():
+                a = b = l = 0.0
+                for i in idx:
+                    a += c[i] * d[i]
+                    b += c[i] * d[i - 1] + c[i - 1] * d[i]
+                    l += c[i - 1] * d[i - 1]
+                per[r] = (a, b, l)
+            kk = k if k < p else (p if k == p else p + 1)
+            new.sums[(kk, p)] = new.sums[(p, kk)] = per
+        new.cols.append(c)
+        return new
+
     def _f(self, phi, r):
         return min(phi ** r, PHI_MAX) if phi > 0 else 0.0
 
@@ -346,28 +370,37 @@ class _AR1Fit:
         if rss <= 0 or n - p < 3:
             return None, 0.0
         s2 = rss / (n - p)
-        inv = [_solve(xx, [1.0 if i == j else 0.0 for i in range(p)]) for j in range(p)]
-        if any(v is None for v in inv):
-            return None, 0.0
         fs = [0.0] + [self._f(phi, self.ratio[i]) for i in range(1, n)]
         gs = [1.0] + [1.0 / math.sqrt(1.0 - f * f) for f in fs[1:]]
-        xs = [[self.cols[k][0] for k in range(p)]]
-        r = [self.y[0] - sum(beta[k] * xs[0][k] for k in range(p))]
-        for i in range(1, n):
-            f, g = fs[i], gs[i]
-            row = [(self.cols[k][i] - f * self.cols[k][i - 1]) * g for k in range(p)]
-            xs.append(row)
-            r.append((self.y[i] - f * self.y[i - 1]) * g - sum(beta[k] * row[k] for k in range(p)))
+        # Whitened regressors (as columns) and residuals.
+        xs = [[self.cols[k][0]] + [(self.cols[k][i] - fs[i] * self.cols[k][i - 1]) * gs[i] for i in range(1, n)]
+              for k in range(p)]
+        yw = [self.y[0]] + [(self.y[i] - fs[i] * self.y[i - 1]) * gs[i] for i in range(1, n)]
+        r = [yw[i] - sum(beta[k] * xs[k][i] for k in range(p)) for i in range(n)]
+        # An orthonormal basis of the regressors (modified Gram-Schmidt):
+        # a candidate's projection on them is then the sum of p squares.
+        basis = []
+        for x in xs:
+            v = list(x)
+            for e in basis:
+                d = sum(a * b for a, b in zip(v, e))
+                v = [a - d * b for a, b in zip(v, e)]
+            norm = math.sqrt(sum(a * a for a in v))
+            if norm <= 1e-9 * math.sqrt(sum(a * a for a in x)):
+                return None, 0.0
+            basis.append([a / norm for a in v])
         best, where = 0.0, None
         sr, sz = 0.0, 0.0
-        sx = [0.0] * p
+        se = [0.0] * p
         for m in range(n - 1, 0, -1):
             # The whitened step regressor: g_m at m, (1 - f_i) g_i after it.
             a = gs[m]
             zr = a * r[m] + sr
-            q = [a * xs[m][k] + sx[k] for k in range(p)]
             zz = a * a + sz
-            proj = sum(q[j] * inv[j][k] * q[k] for j in range(p) for k in range(p))
+            proj = 0.0
+            for k in range(p):
+                q = a * basis[k][m] + se[k]
+                proj += q * q
             den = zz - proj
             if m not in taken and den > 1e-9 * zz:
                 stat = zr * zr / den / s2
@@ -377,7 +410,7 @@ class _AR1Fit:
             sr += w * r[m]
             sz += w * w
             for k in range(p):
-                sx[k] += w * xs[m][k]
+                se[k] += w * basis[k][m]
         return where, best
 
 
@@ -409,7 +442,7 @@ def _trend(seg):
         cands = {m for m, _ in (fit.step_scan(phi, set(steps)), fit.step_scan(0.0, set(steps))) if m is not None}
         best, chosen = -math.inf, None
         for m in sorted(cands):
-            trial = _AR1Fit(th, fit.cols + [[0.0] * m + [1.0] * (n - m)], yp)
+            trial = fit.with_column([0.0] * m + [1.0] * (n - m))
             _, ll = trial.best_phi(restricted=False)
             if 2 * (ll - base) > best:
                 best, chosen = 2 * (ll - base), (m, trial, ll)
