@@ -26,7 +26,7 @@ type InputLimits struct {
 // BuiltinLimits are the declared limits of the built-in models. heap-trend
 // is linear in the points (a segment is averaged into at most 720 bins) and
 // grows with the lasting steps it fits: 1,200 points with 8 steps take
-// about 0.3 s of CPU.
+// about 0.15-0.3 s of CPU.
 var BuiltinLimits = map[string]InputLimits{
 	"heap-trend":        {Arrays: map[string]int{"series": 1_200, "reboots": 64}, Worst: "3 s"},
 	"telemetry-anomaly": {Arrays: map[string]int{"points": 100_000}, ArrayMaps: map[string]int{"metrics": 200_000}, Worst: "1.5 s"},
