@@ -459,7 +459,10 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	}
 	handler := api.NewServer(deps)
 
-	tcp, err := net.Listen("tcp", cfg.listen)
+	// No TCP keepalive: idle HTTP connections end at IdleTimeout and
+	// WebSocket connections are pinged (ping interval, idle timeout), so it
+	// would only cost four setsockopt calls per accepted connection.
+	tcp, err := (&net.ListenConfig{KeepAlive: -1}).Listen(ctx, "tcp", cfg.listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}

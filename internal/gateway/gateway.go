@@ -348,7 +348,8 @@ func (g *Gateway) handleUpgrade(h httpx.Helpers) http.Handler {
 			abuse:   ratelimit.NewBucket(ratelimit.Limit{Burst: g.cfg.AbuseTolerance, Every: time.Second}, now),
 		}
 		c.epoch.Store(ident.Epoch)
-		if _, err := g.engine.Serve(netConn, buffered, connHandler{g}, c); err != nil {
+		wc, err := g.engine.Adopt(netConn, buffered, connHandler{g}, c)
+		if err != nil {
 			g.admit.release(ip, ident.ID)
 			netConn.Close()
 			g.log.Warn("serve connection", "err", err)
@@ -356,6 +357,9 @@ func (g *Gateway) handleUpgrade(h httpx.Helpers) http.Handler {
 		}
 		g.metrics.upgrades.Inc()
 		g.metrics.handshake.Observe(time.Since(start).Seconds())
+		// This goroutine ends here anyway: it opens the connection (the
+		// welcome, chat's subscriptions) instead of a new one.
+		wc.Run()
 	})
 }
 

@@ -241,6 +241,24 @@ func NewEngine(cfg Config, log *slog.Logger) (*Engine, error) {
 // before Serve returns. A *tls.Conn must have completed its handshake (as
 // after net/http). On error Serve closes netConn.
 func (e *Engine) Serve(netConn net.Conn, buffered []byte, h Handler, value any) (*Conn, error) {
+	c, err := e.Adopt(netConn, buffered, h, value)
+	if err != nil {
+		return nil, err
+	}
+	if c.mode == readBlocking {
+		go c.serveBlocking()
+	} else {
+		go c.serveReads()
+	}
+	return c, nil
+}
+
+// Adopt is Serve without starting the connection: the caller must call the
+// Conn's Run exactly once, and soon (until then the connection is neither
+// read nor opened). It lets a caller whose goroutine has nothing else to do —
+// an HTTP handler after the upgrade — do its bookkeeping first and then run
+// the connection's first read round itself.
+func (e *Engine) Adopt(netConn net.Conn, buffered []byte, h Handler, value any) (*Conn, error) {
 	if h == nil {
 		netConn.Close()
 		return nil, errors.New("ws: Serve needs a Handler")
@@ -296,13 +314,21 @@ func (e *Engine) Serve(netConn net.Conn, buffered []byte, h Handler, value any) 
 	// that OnOpen comes first and nothing can tear down before it.
 	c.state.Store(stReadHeld)
 	e.register(c)
-	e.wg.Add(1)
+	e.wg.Add(1) // for Run's reader
+	return c, nil
+}
+
+// Run starts serving a connection from Adopt. In epoll mode the first read
+// round (OnOpen, the bytes that came with the upgrade, arming epoll) runs on
+// the calling goroutine, which then returns: a goroutine start and its stack
+// growth fewer per connection than Serve, which runs it on a new goroutine.
+// A blocking-mode connection gets its own reader goroutine either way.
+func (c *Conn) Run() {
 	if c.mode == readBlocking {
 		go c.serveBlocking()
 	} else {
-		go c.serveReads()
+		c.serveReads()
 	}
-	return c, nil
 }
 
 // tcpOf finds the TCP socket under sock, if there is one.
