@@ -175,3 +175,26 @@ func integer(p []byte) (n, rest []byte, ok bool) {
 	}
 	return p[:i], p[i:], true
 }
+
+// plainStrings decodes an array of plain strings (see plainString), as
+// written by Issue: ok is false for anything else.
+func plainStrings(raw []byte) (ss []string, ok bool) {
+	if len(raw) < 2 || raw[0] != '[' || raw[len(raw)-1] != ']' {
+		return nil, false
+	}
+	ss = []string{} // encoding/json decodes [] to an empty, non-nil slice
+	for q := raw[1 : len(raw)-1]; len(q) > 0; {
+		var s []byte
+		if s, q, ok = plainString(q); !ok {
+			return nil, false
+		}
+		ss = append(ss, string(s))
+		if len(q) > 0 {
+			if q[0] != ',' || len(q) == 1 {
+				return nil, false
+			}
+			q = q[1:]
+		}
+	}
+	return ss, true
+}

@@ -81,6 +81,21 @@ func TestDecodeIssuedClaims_AgreesWithJSON(t *testing.T) {
 	}
 }
 
+func TestPlainStrings_AgreesWithJSON(t *testing.T) {
+	for _, in := range []string{`[]`, `["a"]`, `["a","b c"]`, `[""]`, `["ü","名"]`} {
+		got, ok := plainStrings([]byte(in))
+		var want []string
+		if err := json.Unmarshal([]byte(in), &want); err != nil || !ok || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %q %v, json %q %v", in, got, ok, want, err)
+		}
+	}
+	for _, in := range []string{``, `[`, `["a",]`, `[,"a"]`, `["a" "b"]`, `["a\"b"]`, `[1]`, `["a"]x`, `[null]`, `"a"`} {
+		if got, ok := plainStrings([]byte(in)); ok {
+			t.Errorf("%s accepted: %q", in, got)
+		}
+	}
+}
+
 // FuzzDecodeIssuedClaims: whatever the fast decoder accepts, encoding/json
 // decodes to the same claims.
 func FuzzDecodeIssuedClaims(f *testing.F) {
@@ -93,5 +108,11 @@ func FuzzDecodeIssuedClaims(f *testing.F) {
 			return
 		}
 		agreesWithJSON(t, p)
+		if ss, ok := plainStrings(p); ok {
+			var want []string
+			if err := json.Unmarshal(p, &want); err != nil || !reflect.DeepEqual(ss, want) {
+				t.Fatalf("plainStrings(%q) = %q, json %q %v", p, ss, want, err)
+			}
+		}
 	})
 }

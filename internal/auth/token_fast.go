@@ -87,6 +87,9 @@ func audience(raw json.RawMessage) (aud jwt.ClaimStrings, ok bool) {
 		}
 		return jwt.ClaimStrings{s}, true
 	case raw[0] == '[':
+		if ss, ok := plainStrings(raw); ok {
+			return ss, true
+		}
 		var ss []string
 		if json.Unmarshal(raw, &ss) != nil {
 			return nil, false
