@@ -615,7 +615,12 @@ func TestMetrics_LiveTrafficAndCloseReasons(t *testing.T) {
 		}
 	}
 	m := s.gw.Metrics()
-	waitFor(t, func() bool { return counterValue(t, m, "unhidra_gateway_frames_received_total") >= 3 })
+	// A frame is counted once its write returns, which on loopback can be
+	// after the client has read it: wait for both directions.
+	waitFor(t, func() bool {
+		return counterValue(t, m, "unhidra_gateway_frames_received_total") >= 3 &&
+			counterValue(t, m, "unhidra_gateway_frames_sent_total") >= 4
+	})
 	in, out := counterValue(t, m, "unhidra_gateway_frames_received_total"), counterValue(t, m, "unhidra_gateway_frames_sent_total")
 	bin, bout := counterValue(t, m, "unhidra_gateway_received_bytes_total"), counterValue(t, m, "unhidra_gateway_sent_bytes_total")
 	if in != 3 || out < 4 || bin <= 0 || bout <= 0 { // welcome + 3 pongs
