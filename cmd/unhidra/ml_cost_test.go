@@ -51,8 +51,13 @@ func TestServe_MLCostBounded(t *testing.T) {
 	start := time.Now()
 	st, body := s.request(t, "POST", "/api/v1/ml/infer", mallory, big)
 	took := time.Since(start)
-	if st != 413 || took > time.Second {
-		t.Fatalf("1 MiB heap-trend input (%d bytes): %d %v after %v; want 413 in milliseconds", len(raw), st, body, took)
+	if st != 413 {
+		t.Fatalf("1 MiB heap-trend input (%d bytes): %d %v after %v; want 413", len(raw), st, body, took)
+	}
+	// The bounds in time are asserted without the race detector (make
+	// test-timing); with it, the figures are the detector's.
+	if !raceEnabled && took > time.Second {
+		t.Errorf("1 MiB heap-trend input refused after %v; want milliseconds (refused before dispatch)", took)
 	}
 	t.Logf("1 MiB worst case refused in %v", took)
 
@@ -63,11 +68,9 @@ func TestServe_MLCostBounded(t *testing.T) {
 	}
 	took = time.Since(start)
 	t.Logf("largest accepted heap-trend input: %v", took)
-	// docs/ml.md's bound is 3 s on this class of machine; CI runs this
-	// beside the other packages' tests on the same two cores, so it gets
-	// twice that.
-	if took > 6*time.Second {
-		t.Errorf("largest accepted heap-trend input took %v; docs/ml.md promises ≤ 3 s (6 s under a loaded CI)", took)
+	// docs/ml.md's bound is 3 s on this class of machine.
+	if !raceEnabled && took > 3*time.Second {
+		t.Errorf("largest accepted heap-trend input took %v; docs/ml.md promises ≤ 3 s", took)
 	}
 
 	// Mallory floods (6 at once: 2 run, 4 wait in her queue); Ann's small call still succeeds.
