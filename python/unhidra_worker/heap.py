@@ -35,10 +35,17 @@ are averaged in equal time bins first) as
   every position under the current phi and under white noise (an unfitted
   step makes the noise look more persistent than it is, which hides it).
   A step is not a leak: the slope is what remains besides the steps.
-The slope's standard error comes from the same fit, so z = -slope / SE is
-calibrated for the wandering; a leak is z >= z_min and a loss of at least
+The slope's standard error comes from the same fit, so z = -slope / SE
+accounts for the wandering; a leak is z >= z_min and a loss of at least
 min_slope_pct_per_hour of the median level per hour (smaller trends are not
-worth an alert). With the defaults, on the synthetic fleets of fleetsim.py,
+worth an alert). z's normal tail is optimistic on short, wandering series
+(phi is estimated from the same points, and its spread shrinks the SE too
+often), so p_value and confidence are not read from it: p_value is how
+often noise alone (pure AR(1) series of the same number of points whose
+fitted phi is alike, run through this same fit) reaches this z, from
+heapcal.py's simulated table; confidence = 100 * (1 - p_value), rounded to
+0.1 and capped at 99.9 %. The decision uses z as before, so calibration
+changes what is shown, never what is called a leak. With the defaults, on the synthetic fleets of fleetsim.py,
 false alarms stay well under 1 % and over 95 % of leaks of exactly 1 %/h are
 found within 2 hours of 60-second heartbeats (tests/test_fleet.py; figures
 in docs/benchmarks.md). Cost: linear in the points (about 10 ms for 6 hours of
@@ -47,7 +54,7 @@ minute points in CPython).
 
 import math
 
-from . import stats
+from . import heapcal, stats
 from .registry import ModelError
 
 MAX_POINTS = 100_000
@@ -419,6 +426,7 @@ def _trend(seg):
     its end, z of a decline, phi, the lasting steps fitted and the
     transient points left out; None when too few points remain."""
     ts, ys = _dedupe(seg)
+    points = len(ts)  # what the calibration table is keyed by
     level = stats.median(ys)
     if level <= 0 or len(ts) < 4:
         return None
@@ -470,7 +478,7 @@ def _trend(seg):
     return {
         "slope": b * level / 100.0 / 3600.0, "end_level": level * (1.0 + end / 100.0), "z": z, "phi": phi,
         "steps": [{"at": ts[m], "bytes": beta[2 + k] * level / 100.0} for k, m in enumerate(steps)],
-        "transients": len(drop),
+        "transients": len(drop), "points": points,
     }
 
 
@@ -490,14 +498,17 @@ def _segment_stats(seg):
     return out
 
 
-def _pct(z):
-    """The one-sided confidence of a decline, as a percentage (0-99.9)."""
-    if z == math.inf:
-        return 99.9
-    if z == -math.inf:
-        return 0.0
-    p = 0.5 * math.erfc(z / math.sqrt(2))
+def _pct(p):
+    """The confidence of a decline with p-value p, as a percentage rounded
+    to 0.1 and capped at 99.9 (the calibration cannot support more)."""
     return round(min(99.9, max(0.0, 100.0 * (1.0 - p))), 1)
+
+
+def _chance(p):
+    """How often, in words: "in 2.8 % of cases", "in under 0.1 % of cases"."""
+    if p < 0.001:
+        return "in under 0.1 % of cases"
+    return f"in {100 * p:.1f} % of cases"
 
 
 def _minutes(seconds):
@@ -545,11 +556,11 @@ def analyse(inp):
     pct_h = -slope_h / level * 100.0 if level > 0 else 0.0
     current = max(0.0, tr["end_level"])
     z = tr["z"]
+    p = heapcal.p_value(z, tr["points"], tr["phi"])
     leak = bool(z >= z_min and -slope_h >= min_slope)
     out.update(evidence="enough", slope_bytes_per_hour=slope_h, slope_pct_per_hour=-pct_h,
                z=z if math.isfinite(z) else (1e9 if z > 0 else -1e9),
-               p_value=0.5 * math.erfc(z / math.sqrt(2)) if math.isfinite(z) else (0.0 if z > 0 else 1.0),
-               confidence=_pct(z), current_free_bytes=current, method="gls_ar1_steps",
+               p_value=p, confidence=_pct(p), current_free_bytes=current, method="gls_ar1_steps",
                autocorrelation=round(tr["phi"], 3), steps=tr["steps"], transients_removed=tr["transients"])
     out["leak"] = leak
     over = f"over the last {_minutes(span)} ({len(latest)} points{since})"
@@ -560,7 +571,9 @@ def analyse(inp):
     if leak:
         out["hours_to_exhaustion"] = max(0.0, (current - floor) / -slope_h)
         out["reason"] = (f"Free memory fell steadily by {pct_h:.2f} % per hour {over}{aside}; "
-                         f"a decline this steady is unlikely to be noise ({_pct(z):.1f} % confidence).")
+                         f"a decline this steady is unlikely to be noise ({_pct(p):.1f} % confidence: noise alone, "
+                         f"simulated over series of the same length and wander, is this steady "
+                         f"{_chance(p)}).")
     elif pct_h <= 0:
         out["reason"] = f"Free memory did not fall {over}{aside}."
     elif -slope_h < min_slope:
