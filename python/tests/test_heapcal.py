@@ -7,22 +7,13 @@ import unittest
 from unhidra_worker import heap, heapcal, heapcal_table
 
 
-def noise_only(rng, n, phi, sd=900.0):
-    """n minute points of pure AR(1) noise (stationary start) around 200,000."""
-    u, innov, out = rng.gauss(0, sd), sd * math.sqrt(1 - phi * phi), []
-    for i in range(n):
-        out.append([60.0 * i, 200_000.0 + u])
-        u = phi * u + rng.gauss(0, innov)
-    return out
-
-
 def p_values(seed, count, n, phi_range):
     """(calibrated, normal) one-sided p-values of a decline on count fresh
     noise-only series."""
     rng = random.Random(seed)
     cal, nominal = [], []
     for _ in range(count):
-        r = heap.analyse({"series": noise_only(rng, n, rng.uniform(*phi_range)), "reboots": [],
+        r = heap.analyse({"series": heapcal.noise_series(rng, n, rng.uniform(*phi_range)), "reboots": [],
                           "min_points": 8, "min_span_minutes": 5})
         cal.append(r["p_value"])
         nominal.append(heapcal.normal_tail(r["z"]))
