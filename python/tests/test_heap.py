@@ -33,6 +33,24 @@ class HeapTrendTest(unittest.TestCase):
         self.assertGreater(r["confidence"], 99)
         self.assertAlmostEqual(r["hours_to_exhaustion"], r["current_free_bytes"] / -r["slope_bytes_per_hour"])
 
+    def test_a_leak_that_stopped_is_no_longer_a_leak(self):
+        # 2 h falling 1 %/h of 200 kB, then flat: once the flat part is a
+        # quarter to a half of the segment, the leak is withdrawn.
+        leak = noisy_leak(121, 200_000, -2000)
+        end = leak[-1][1]
+        for flat_minutes, want_leak in ((10, True), (60, False), (120, False)):
+            flat = [[leak[-1][0] + 60 * (i + 1), end + ((i * 7919) % 17 - 8) * 40 / 8] for i in range(flat_minutes)]
+            r = heap.analyse({"series": leak + flat})
+            self.assertEqual(r["leak"], want_leak, (flat_minutes, r["reason"]))
+            if not want_leak:
+                self.assertIn("the decline stopped", r["reason"])
+                self.assertIsNone(r["hours_to_exhaustion"])
+                self.assertAlmostEqual(r["stopped_at"], leak[-1][0], delta=40 * 60)
+        # The same length of a leak that goes on stays a leak.
+        r = heap.analyse({"series": noisy_leak(241, 200_000, -2000)})
+        self.assertTrue(r["leak"])
+        self.assertNotIn("stopped_at", r)
+
     def test_flat_noise_is_not_a_leak(self):
         r = heap.analyse({"series": noisy_leak(600, 200_000, 0)})
         self.assertFalse(r["leak"])

@@ -21,7 +21,12 @@ import math
 import random
 
 
-def esp32_series(rng, points, step, leak_pct_per_hour=0.0):
+def _leaking(t, leak_hours):
+    """Seconds of leaking by time t: a leak fixed after leak_hours stops."""
+    return t if leak_hours is None else min(t, leak_hours * 3600.0)
+
+
+def esp32_series(rng, points, step, leak_pct_per_hour=0.0, leak_hours=None):
     level = rng.uniform(120_000, 300_000)
     sigma = level * rng.uniform(0.001, 0.005)
     leak = level * leak_pct_per_hour / 100.0 / 3600.0
@@ -32,7 +37,7 @@ def esp32_series(rng, points, step, leak_pct_per_hour=0.0):
             offset += level * rng.uniform(0.003, 0.01) * rng.choice((-1, 1))
         if dip_left == 0 and rng.random() < 0.01:
             dip_left, dip = rng.randint(1, 3), rng.uniform(2_000, 8_000)
-        v = level + offset - leak * t + rng.gauss(0, sigma)
+        v = level + offset - leak * _leaking(t, leak_hours) + rng.gauss(0, sigma)
         if dip_left:
             v -= dip
             dip_left -= 1
@@ -40,7 +45,7 @@ def esp32_series(rng, points, step, leak_pct_per_hour=0.0):
     return out
 
 
-def linux_series(rng, points, step, leak_pct_per_hour=0.0):
+def linux_series(rng, points, step, leak_pct_per_hour=0.0, leak_hours=None):
     level = rng.uniform(0.5e9, 16e9)
     phi = rng.uniform(0.7, 0.9) ** (step / 60.0)
     sd = level * rng.uniform(0.001, 0.005)
@@ -52,7 +57,7 @@ def linux_series(rng, points, step, leak_pct_per_hour=0.0):
         ar = phi * ar + rng.gauss(0, innov)
         if rng.random() < 0.002:
             offset += level * rng.uniform(0.005, 0.02) * rng.choice((-1, 1))
-        v = level + offset + ar - leak * t
+        v = level + offset + ar - leak * _leaking(t, leak_hours)
         if rng.random() < 0.02:
             v -= level * rng.uniform(0.01, 0.06)
         out.append([float(t), float(max(0, int(v)))])
@@ -62,9 +67,10 @@ def linux_series(rng, points, step, leak_pct_per_hour=0.0):
 KINDS = {"esp32": esp32_series, "linux": linux_series}
 
 
-def fleet(seed, count, hours, step=60, leak_range=None):
+def fleet(seed, count, hours, step=60, leak_range=None, leak_hours=None):
     """count series alternating ESP32-like and Linux-host-like; leaking
-    ones decline at a rate drawn from leak_range (% of level per hour)."""
+    ones decline at a rate drawn from leak_range (% of level per hour), for
+    leak_hours if given (then the leak is fixed and the level stays)."""
     rng = random.Random(seed)
     points = int(hours * 3600 / step) + 1
     t0 = 1_800_000_000.0
@@ -72,6 +78,6 @@ def fleet(seed, count, hours, step=60, leak_range=None):
     for i in range(count):
         kind = "esp32" if i % 2 == 0 else "linux"
         rate = rng.uniform(*leak_range) if leak_range else 0.0
-        s = KINDS[kind](rng, points, step, rate)
+        s = KINDS[kind](rng, points, step, rate, leak_hours)
         out.append((kind, rate, [[t0 + t, v] for t, v in s]))
     return out

@@ -10,7 +10,7 @@ Output: {"leak": bool, "confidence": percent, "reason": text,
          "p_value", "method", "points_used", "span_minutes",
          "current_free_bytes", "segments": [...], "reboots_detected": [...],
          "autocorrelation" (phi), "steps": [{"at", "bytes"}, ...],
-         "transients_removed"}
+         "transients_removed", "stopped_at"?: unix_seconds}
 
 A reboot resets the heap, so the series is cut into segments at reboots (the
 given ones, or, when none are given, upward jumps far beyond the noise) and
@@ -38,7 +38,10 @@ are averaged in equal time bins first) as
 The slope's standard error comes from the same fit, so z = -slope / SE
 accounts for the wandering; a leak is z >= z_min and a loss of at least
 min_slope_pct_per_hour of the median level per hour (smaller trends are not
-worth an alert). z's normal tail is optimistic on short, wandering series
+worth an alert). A leak that has stopped (the line bends flat at the start
+of the last quarter, third or half of the segment, the bend itself
+significant at z_min + 1, the slope since under half the minimum) is no leak:
+its alert clears without waiting for a reboot. z's normal tail is optimistic on short, wandering series
 (phi is estimated from the same points, and its spread shrinks the SE too
 often), so p_value and confidence are not read from it: p_value is how
 often noise alone (pure AR(1) series of the same number of points whose
@@ -144,6 +147,13 @@ MAX_ANALYSED = 720  # per segment; longer ones are averaged in consecutive bins
 PHI_MAX = 0.99
 PHI_GRID = (0.0, 0.3, 0.5, 0.62, 0.72, 0.8, 0.86, 0.9, 0.93, 0.955, 0.97, 0.98, PHI_MAX)
 STEP_LR = 16.0  # likelihood-ratio statistic a lasting step must reach to be fitted
+# A decline has stopped when the line bends flat at the start of one of these
+# recent parts of the segment (each at least STOPPED_MIN_MINUTES and
+# STOPPED_MIN_POINTS long): the alert of a fixed leak clears without a reboot.
+STOPPED_FRACTIONS = (0.25, 1.0 / 3.0, 0.5)
+STOPPED_MIN_MINUTES = 45.0
+STOPPED_MIN_POINTS = 20
+STOPPED_Z_EXTRA = 1.0  # the bend must reach z_min + this (it is looked for 6 ways)
 MAX_STEPS = 8
 
 
@@ -441,6 +451,7 @@ def _trend(seg):
     th = [(t - t0) / 3600.0 for t in ts]  # hours
     yp = [(y / level - 1.0) * 100.0 for y in ys]  # % of the level
     fit = _AR1Fit(th, [[1.0] * n, th], yp)
+    line = fit
     steps = []
     _, base = fit.best_phi(restricted=False)
     while len(steps) < MAX_STEPS and base < math.inf:
@@ -478,8 +489,50 @@ def _trend(seg):
     return {
         "slope": b * level / 100.0 / 3600.0, "end_level": level * (1.0 + end / 100.0), "z": z, "phi": phi,
         "steps": [{"at": ts[m], "bytes": beta[2 + k] * level / 100.0} for k, m in enumerate(steps)],
-        "transients": len(drop), "points": points,
+        "transients": len(drop), "points": points, "fits": (line, fit), "hours": th,
     }
+
+
+def _stopped(tr, z_min, min_pct):
+    """Whether a decline has stopped: the fitted line with a change of slope
+    at the start of a recent part of the segment (STOPPED_FRACTIONS) fits
+    better by a change that is itself significant (its z >= z_min +
+    STOPPED_Z_EXTRA: six bends are tried), and
+    the slope since then is under half the leak minimum (min_pct, % of the
+    level per hour). Returns (hours from the segment's start to the bend,
+    the recent slope in % per hour) or None. It can only withdraw a leak,
+    never claim one, so false alarms cannot rise through it."""
+    th = tr["hours"]
+    n, span = len(th), th[-1] - th[0]
+    best = None
+    # Tried on the line alone and on the line with its steps: the step
+    # search fits the end of a decline as a staircase of upward steps,
+    # which leaves the bend nothing to explain.
+    for fit, frac in ((f, frac) for f in tr["fits"] for frac in STOPPED_FRACTIONS):
+        m = next(i for i, t in enumerate(th) if t >= th[-1] - frac * span)
+        if (th[-1] - th[m]) * 60.0 < STOPPED_MIN_MINUTES or n - m < STOPPED_MIN_POINTS:
+            continue
+        trial = fit.with_column([max(0.0, t - th[m]) for t in th])
+        # phi again with the bend: left unfitted, a bend looks like
+        # persistent wander, and that phi would hide the bend itself.
+        phi, _ = trial.best_phi(restricted=True)
+        s = trial.solve(phi)
+        p = trial.y_index
+        if s is None or n <= p:
+            continue
+        beta, rss, xx, _ = s
+        inv = _solve(xx, [0.0] * (p - 1) + [1.0])
+        if inv is None:
+            continue
+        bend, var = beta[p - 1], rss / (n - p) * inv[p - 1]
+        if var > 0:
+            zb = bend / math.sqrt(var)
+        else:  # an exact bend
+            zb = math.inf if bend > 1e-9 else 0.0
+        recent = beta[1] + bend
+        if zb >= z_min + STOPPED_Z_EXTRA and -recent < min_pct / 2.0 and (best is None or zb > best[0]):
+            best = (zb, th[m] - th[0], recent)
+    return None if best is None else best[1:]
 
 
 def _ols_slope(ts, ys):
@@ -558,6 +611,9 @@ def analyse(inp):
     z = tr["z"]
     p = heapcal.p_value(z, tr["points"], tr["phi"])
     leak = bool(z >= z_min and -slope_h >= min_slope)
+    stopped = _stopped(tr, z_min, min_slope / level * 100.0) if leak else None
+    if stopped is not None:
+        leak = False
     out.update(evidence="enough", slope_bytes_per_hour=slope_h, slope_pct_per_hour=-pct_h,
                z=z if math.isfinite(z) else (1e9 if z > 0 else -1e9),
                p_value=p, confidence=_pct(p), current_free_bytes=current, method="gls_ar1_steps",
@@ -568,7 +624,13 @@ def analyse(inp):
     if tr["steps"]:
         k = len(tr["steps"])
         aside = f" (besides {k} lasting jump{'s' if k > 1 else ''} of level, not counted as the trend)"
-    if leak:
+    if stopped is not None:
+        bend, recent = stopped
+        out["stopped_at"] = latest[0][0] + bend * 3600.0
+        out["reason"] = (f"Free memory fell by {pct_h:.2f} % per hour {over}{aside}, but the decline stopped "
+                         f"{_minutes(span - bend * 3600.0)} ago ({-recent:.2f} % per hour since); "
+                         f"no leak now.")
+    elif leak:
         out["hours_to_exhaustion"] = max(0.0, (current - floor) / -slope_h)
         out["reason"] = (f"Free memory fell steadily by {pct_h:.2f} % per hour {over}{aside}; "
                          f"a decline this steady is unlikely to be noise ({_pct(p):.1f} % confidence: noise alone, "
