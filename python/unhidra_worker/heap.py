@@ -263,19 +263,24 @@ class _AR1Fit:
         self.cols.pop()  # y is the last column of sums, not a regressor
         self.y_index = len(self.cols)
 
+    def _pair_sums(self, c, d):
+        """Per gap ratio: the sums of c*d at the same time, crossed with the
+        neighbour, and at the lagged time, over the points with that gap."""
+        per = {}
+        for r, idx in self.groups.items():
+            a = b = l = 0.0
+            for i in idx:
+                a += c[i] * d[i]
+                b += c[i] * d[i - 1] + c[i - 1] * d[i]
+                l += c[i - 1] * d[i - 1]
+            per[r] = (a, b, l)
+        return per
+
     def _add(self, c):
         j = len(self.cols)
         self.cols.append(c)
         for k, d in enumerate(self.cols):
-            per = {}
-            for r, idx in self.groups.items():
-                a = b = l = 0.0
-                for i in idx:
-                    a += c[i] * d[i]
-                    b += c[i] * d[i - 1] + c[i - 1] * d[i]
-                    l += c[i - 1] * d[i - 1]
-                per[r] = (a, b, l)
-            self.sums[(k, j)] = self.sums[(j, k)] = per
+            self.sums[(k, j)] = self.sums[(j, k)] = self._pair_sums(c, d)
 
     def with_column(self, c):
         """A copy with c added as the last regressor: only c's sums are
@@ -288,16 +293,8 @@ class _AR1Fit:
         new.cols = list(self.cols)
         new.y_index = p + 1
         for k, d in enumerate(self.cols + [c, self.y]):
-            per = {}
-            for r, idx in self.groups.items():
-                a = b = l = 0.0
-                for i in idx:
-                    a += c[i] * d[i]
-                    b += c[i] * d[i - 1] + c[i - 1] * d[i]
-                    l += c[i - 1] * d[i - 1]
-                per[r] = (a, b, l)
             kk = k if k < p else (p if k == p else p + 1)
-            new.sums[(kk, p)] = new.sums[(p, kk)] = per
+            new.sums[(kk, p)] = new.sums[(p, kk)] = self._pair_sums(c, d)
         new.cols.append(c)
         return new
 
