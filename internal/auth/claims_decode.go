@@ -114,19 +114,8 @@ func audInto(p []byte, dst *json.RawMessage) (rest []byte, ok bool) {
 		return rest, ok
 	}
 	i := bytes.IndexByte(p, ']') // a ']' inside a string: not plain, refused below
-	if i < 0 {
+	if i < 0 || !eachPlainString(p[1:i], func([]byte) {}) {
 		return nil, false
-	}
-	for q := p[1:i]; len(q) > 0; {
-		if _, q, ok = plainString(q); !ok {
-			return nil, false
-		}
-		if len(q) > 0 {
-			if q[0] != ',' || len(q) == 1 {
-				return nil, false
-			}
-			q = q[1:]
-		}
 	}
 	*dst = json.RawMessage(p[:i+1])
 	return p[i+1:], true
@@ -183,18 +172,30 @@ func plainStrings(raw []byte) (ss []string, ok bool) {
 		return nil, false
 	}
 	ss = []string{} // encoding/json decodes [] to an empty, non-nil slice
-	for q := raw[1 : len(raw)-1]; len(q) > 0; {
-		var s []byte
-		if s, q, ok = plainString(q); !ok {
-			return nil, false
-		}
-		ss = append(ss, string(s))
-		if len(q) > 0 {
-			if q[0] != ',' || len(q) == 1 {
-				return nil, false
-			}
-			q = q[1:]
-		}
+	if !eachPlainString(raw[1:len(raw)-1], func(s []byte) { ss = append(ss, string(s)) }) {
+		return nil, false
 	}
 	return ss, true
+}
+
+// eachPlainString calls f with each string of q, the inside of an array of
+// plain strings (see plainString) separated by single commas; false for
+// anything else. The one walk both audInto and plainStrings use, so what
+// the fast decoder accepts and what audience() decodes cannot drift apart.
+func eachPlainString(q []byte, f func(s []byte)) bool {
+	for len(q) > 0 {
+		s, rest, ok := plainString(q)
+		if !ok {
+			return false
+		}
+		f(s)
+		if len(rest) > 0 {
+			if rest[0] != ',' || len(rest) == 1 {
+				return false
+			}
+			rest = rest[1:]
+		}
+		q = rest
+	}
+	return true
 }
