@@ -32,10 +32,19 @@ type memberCache struct {
 }
 
 type memberEntry struct {
-	convs, co       []string // read-only once stored
-	hasConvs, hasCo bool
-	convsAt, coAt   time.Time
+	convs, co memberList
 }
+
+// memberList is one cached store read of an identity.
+type memberList struct {
+	ids []string // read-only once stored
+	ok  bool     // stored (at alone cannot tell: a test clock may start at zero)
+	at  time.Time
+}
+
+// The two lists of an entry, for get and put.
+func convsOf(e *memberEntry) *memberList { return &e.convs }
+func coOf(e *memberEntry) *memberList    { return &e.co }
 
 func newMemberCache(ttl time.Duration, max int) *memberCache {
 	return &memberCache{ttl: ttl, max: max, entries: make(map[string]memberEntry)}
@@ -60,38 +69,40 @@ func (m *memberCache) forget() {
 // conversations returns the cached conversation IDs of id (not to be
 // modified).
 func (m *memberCache) conversations(id string, now time.Time) ([]string, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.entries[id]
-	if !ok || !e.hasConvs || now.Sub(e.convsAt) >= m.ttl {
-		return nil, false
-	}
-	return e.convs, true
+	return m.get(id, convsOf, now)
 }
 
 // coMembers returns the cached co-members of id (not to be modified).
 func (m *memberCache) coMembers(id string, now time.Time) ([]string, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.entries[id]
-	if !ok || !e.hasCo || now.Sub(e.coAt) >= m.ttl {
-		return nil, false
-	}
-	return e.co, true
+	return m.get(id, coOf, now)
 }
 
 // putConversations stores convs, read from the store after generation
 // returned gen, unless an invalidation came in between.
 func (m *memberCache) putConversations(id string, gen uint64, convs []string, now time.Time) {
-	m.put(id, gen, func(e *memberEntry) { e.convs, e.hasConvs, e.convsAt = convs, true, now })
+	m.put(id, gen, convsOf, convs, now)
 }
 
 // putCoMembers is putConversations for co-members.
 func (m *memberCache) putCoMembers(id string, gen uint64, co []string, now time.Time) {
-	m.put(id, gen, func(e *memberEntry) { e.co, e.hasCo, e.coAt = co, true, now })
+	m.put(id, gen, coOf, co, now)
 }
 
-func (m *memberCache) put(id string, gen uint64, set func(*memberEntry)) {
+func (m *memberCache) get(id string, list func(*memberEntry) *memberList, now time.Time) ([]string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.entries[id]
+	if !ok {
+		return nil, false
+	}
+	l := list(&e)
+	if !l.ok || now.Sub(l.at) >= m.ttl {
+		return nil, false
+	}
+	return l.ids, true
+}
+
+func (m *memberCache) put(id string, gen uint64, list func(*memberEntry) *memberList, ids []string, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.gen != gen {
@@ -101,6 +112,6 @@ func (m *memberCache) put(id string, gen uint64, set func(*memberEntry)) {
 	if !ok && len(m.entries) >= m.max {
 		clear(m.entries)
 	}
-	set(&e)
+	*list(&e) = memberList{ids: ids, ok: true, at: now}
 	m.entries[id] = e
 }
