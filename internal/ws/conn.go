@@ -109,7 +109,7 @@ type Conn struct {
 	// Guarded by mu: the outbound side.
 	mu           sync.Mutex
 	queue        [][]byte // frames not yet taken by the writer
-	writing      bool     // a writer goroutine is running
+	writing      bool     // on a flusher's ready list or a writer goroutine running
 	pingDue      bool
 	pong         []byte // pong frame answering the latest ping; nil if none
 	closeFrame   []byte // our close frame, until the writer takes it

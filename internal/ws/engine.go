@@ -492,7 +492,7 @@ func (e *Engine) check(c *Conn, now int64) {
 	if cfg.StallTimeout > 0 && !c.closing.Load() {
 		// A peer that stopped reading: its kernel may soak up megabytes
 		// before our writes block, so the writer being blocked is not
-		// enough. Once a send buffer's worth has been written since the
+		// enough. Once half a send buffer has been written since the
 		// peer last answered, a ping probes it; a probe (or a write)
 		// pending past StallTimeout is a stall.
 		if since := c.writeSince.Load(); since != 0 && now-since > int64(cfg.StallTimeout) {

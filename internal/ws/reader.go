@@ -29,18 +29,14 @@ var readBuffers = sync.Pool{New: func() any {
 // and finally re-arms the connection or tears it down.
 func (c *Conn) serveReads() {
 	defer c.engine.wg.Done()
-	ok := true
-	if !c.opened && c.mode == readRawFD && c.state.Load()&stFinalizeRequested == 0 {
-		// A fresh plain connection: the bytes that came with the upgrade
-		// request are fed by open, and a read now would almost always only
-		// say "would block". Arming epoll reports at once whatever arrived
-		// meanwhile (EPOLL_CTL_MOD checks readiness), so skip that read.
-		// Not under TLS: the TLS layer may hold records epoll cannot see.
-		c.open()
-	} else {
-		c.open()
-		ok = c.drain()
-	}
+	// A fresh plain connection skips its first read: the bytes that came
+	// with the upgrade request are fed by open, and a read now would almost
+	// always only say "would block". Arming epoll reports at once whatever
+	// arrived meanwhile (EPOLL_CTL_MOD checks readiness). Not under TLS:
+	// the TLS layer may hold records epoll cannot see.
+	fresh := !c.opened && c.mode == readRawFD && c.state.Load()&stFinalizeRequested == 0
+	c.open()
+	ok := fresh || c.drain()
 	if !c.releaseRead() {
 		c.finalize()
 		return
