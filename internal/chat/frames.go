@@ -284,7 +284,7 @@ func (s *Service) coMembers(ctx context.Context, id string) ([]string, error) {
 	}
 	gen := s.members.generation()
 	co, err := s.st.CoMembers(ctx, id)
-	if err == nil {
+	if err == nil && s.busUp() { // as in Connect: nothing read while the bus is down is kept
 		s.members.putCoMembers(id, gen, co, s.cfg.Now())
 	}
 	return co, err
