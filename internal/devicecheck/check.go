@@ -27,6 +27,7 @@ import (
 
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/tlscert"
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // Results of a rule.
@@ -203,7 +204,7 @@ func (p *Probe) handle(w http.ResponseWriter, r *http.Request) {
 	pc := &probeConn{at: time.Now(), header: r.Header.Get("Sec-WebSocket-Protocol"), rawQuery: r.URL.RawQuery,
 		frames: make(chan frame, 256)}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		Subprotocols: []string{"unhidra.v1"},
+		Subprotocols: []string{protocol.Subprotocol},
 		OnPingReceived: func(context.Context, []byte) bool {
 			pc.mu.Lock()
 			pc.pings = append(pc.pings, time.Now())
@@ -328,7 +329,7 @@ func (p *Probe) run(ctx context.Context, k *checker) {
 		}
 		m := p.inspect(k, f)
 		switch m.Type {
-		case "heartbeat":
+		case protocol.TypeHeartbeat:
 			beats = append(beats, f.at)
 			if m.ts != nil {
 				if *m.ts < lastTS {
@@ -339,9 +340,9 @@ func (p *Probe) run(ctx context.Context, k *checker) {
 			if cmdSent.IsZero() {
 				cmdSent = time.Now()
 				ackDeadline = cmdSent.Add(cfg.CommandTimeout)
-				c.write(map[string]any{"type": "command", "id": "cmd_check_ping", "command": "ping"})
+				c.write(map[string]any{"type": protocol.TypeCommand, "id": "cmd_check_ping", "command": "ping"})
 			}
-		case "ack":
+		case protocol.TypeAck:
 			if m.ID == "cmd_check_ping" && !cmdSent.IsZero() {
 				took := f.at.Sub(cmdSent)
 				if f.at.After(ackDeadline) {
@@ -428,7 +429,7 @@ func (p *Probe) run(ctx context.Context, k *checker) {
 
 	// A terminal close: no reconnect.
 	wait := time.Duration(1.3*float64(cfg.BackoffMax)) + 2*time.Second
-	c.ws.Close(4501, "device check: revoked")
+	c.ws.Close(protocol.CloseRevoked, "device check: revoked")
 	p.logf("terminal close (4501); watching %v for a reconnect", wait)
 	if again := p.next(ctx, wait); again != nil {
 		k.rules["no_reconnect_after_terminal"].set(Fail, fmt.Sprintf("reconnected after %v", again.at.Sub(time.Now().Add(-wait)).Round(time.Millisecond)))
@@ -446,7 +447,7 @@ func (p *Probe) admit(k *checker, c *probeConn) {
 	switch {
 	case c.header == p.Key:
 		k.rules["handshake"].set(Pass, "<key>")
-	case c.header == p.Key+", unhidra.v1":
+	case c.header == p.Key+", "+protocol.Subprotocol:
 		k.rules["handshake"].set(Pass, "<key>, unhidra.v1")
 	case strings.Contains(c.header, p.Key):
 		k.rules["handshake"].set(Fail, "the key, but in another form: "+strings.ReplaceAll(c.header, p.Key, "<key>"))
@@ -466,7 +467,7 @@ func (p *Probe) admit(k *checker, c *probeConn) {
 
 func (p *Probe) welcome(c *probeConn) {
 	c.write(map[string]any{
-		"type": "welcome", "protocol": "unhidra.v1", "session": "check",
+		"type": protocol.TypeWelcome, "protocol": protocol.Subprotocol, "session": "check",
 		"identity":           map[string]any{"id": p.cfg.DeviceID, "name": "device check", "kind": "device"},
 		"server_time":        time.Now().UTC(),
 		"heartbeat_interval": p.cfg.HeartbeatInterval.Seconds(), "ping_interval": p.cfg.PingInterval.Seconds(),
@@ -517,7 +518,7 @@ func (p *Probe) inspect(k *checker, f frame) seen {
 	json.Unmarshal(m["type"], &s.Type)
 	json.Unmarshal(m["id"], &s.ID)
 	switch s.Type {
-	case "heartbeat":
+	case protocol.TypeHeartbeat:
 		var id string
 		var ts, heap *float64
 		json.Unmarshal(m["device_id"], &id)
@@ -538,7 +539,7 @@ func (p *Probe) inspect(k *checker, f frame) seen {
 			k.rules["heartbeat_schema"].set(Pass, fmt.Sprintf("ts %v, free_heap %v", *ts, *heap))
 		}
 		s.ts = ts
-	case "ack":
+	case protocol.TypeAck:
 		if n := len(m["result"]); n > p.cfg.MaxResultBytes {
 			k.rules["limits"].set(Fail, fmt.Sprintf("an ack result of %d bytes", n))
 		}
