@@ -31,6 +31,13 @@ func newKey() (key, keyID, digest string) {
 	return key, keyID, keyDigest(key)
 }
 
+// NewKey returns a fresh key in the registry's format, for a peer that
+// needs one without registering a device (the `device check` probe).
+func NewKey() string {
+	key, _, _ := newKey()
+	return key
+}
+
 // keyDigest is the stored form of a key. The secret has 256 random bits,
 // so a plain SHA-256 cannot be brute-forced and needs no pepper (which
 // the CLI, a separate process, would also have to share).

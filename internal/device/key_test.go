@@ -30,6 +30,11 @@ func TestKey_Format(t *testing.T) {
 	if other == key {
 		t.Fatal("two keys are equal")
 	}
+	if pk := NewKey(); pk == key || pk == other {
+		t.Fatal("NewKey repeated a key")
+	} else if _, ok := parseKey(pk); !ok {
+		t.Fatal("NewKey's key does not parse")
+	}
 	hex64 := strings.Repeat("a", 64)
 	for _, bad := range []string{
 		"", "unhidra_dk_", key[:len(key)-1], key + "0",

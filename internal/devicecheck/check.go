@@ -7,7 +7,6 @@ package devicecheck
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -151,9 +150,7 @@ func Start(cfg Config) (*Probe, error) {
 	if err != nil {
 		return nil, err
 	}
-	var b [40]byte
-	rand.Read(b[:])
-	p := &Probe{cfg: cfg, Key: device.KeyPrefix + hex.EncodeToString(b[:8]) + "_" + hex.EncodeToString(b[8:]),
+	p := &Probe{cfg: cfg, Key: device.NewKey(),
 		CertPEM: certPEM, ln: ln, conns: make(chan *probeConn, 64), done: make(chan struct{})}
 	p.URL = "wss://" + ln.Addr().String() + "/ws"
 	p.srv = &http.Server{Handler: http.HandlerFunc(p.handle), TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
