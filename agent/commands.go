@@ -214,9 +214,10 @@ func (c *conn) run(typ, id, name string, params json.RawMessage, release func())
 		release()
 		return
 	}
-	// The ack turn is taken before the slot passes on: the next command
-	// may run at once, but its ack waits for this one, so acks leave in
-	// the order the commands started (per device, in order).
+	// The ack turn is taken before the slot passes on: the command that
+	// takes the slot may run at once, but its ack waits for this one. So a
+	// command that waited for a slot is never acked before the one whose
+	// slot it took; commands running side by side still ack as they finish.
 	c.ackTurn.Lock()
 	release()
 	ackErr := c.sendAck(id, result, err)

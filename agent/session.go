@@ -28,7 +28,7 @@ type conn struct {
 	sem     chan struct{}   // running commands
 	qmu     sync.Mutex      // guards queue
 	queue   []queuedCommand // commands waiting for a slot, oldest first
-	ackTurn sync.Mutex      // held from a finished command's slot release to its ack: acks in start order
+	ackTurn sync.Mutex      // held from a finished command's slot release to its ack (see run)
 	hbSet   chan struct{}   // set-heartbeat changed the interval
 	telDone chan struct{}   // a telemetry reading finished (buffered 1)
 	failed  chan error      // first fatal error of a goroutine (buffered 1)
