@@ -27,8 +27,8 @@ func runBenchFleet(ctx context.Context, e env, args []string) error {
 	caFile := fs.String("ca-file", "", "PEM CA certificates to trust")
 	pin := fs.String("pin-sha256", "", "SHA-256 fingerprint of the server certificate")
 	fullJitter := fs.Bool("full-jitter", false, "full-jitter reconnect backoff")
-	bInit := fs.Duration("backoff-initial", 5*time.Second, "first reconnect delay (the firmware's 5 s)")
-	bMax := fs.Duration("backoff-max", 60*time.Second, "reconnect delay cap (the firmware's 60 s)")
+	bInit := fs.Duration("backoff-initial", agent.DefaultBackoffInitial, "first reconnect delay (the firmware's 5 s)")
+	bMax := fs.Duration("backoff-max", agent.DefaultBackoffMax, "reconnect delay cap (the firmware's 60 s)")
 	fault := fs.String("fault", "", "simulate a broken firmware (for `device check`): wrong-handshake, late-heartbeats, no-backoff or reconnect-after-4501")
 	fs.String("config", "", "config file")
 	if err := parseFlags(fs, args, e.getenv); err != nil {
