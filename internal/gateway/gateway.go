@@ -129,6 +129,7 @@ func New(cfg Config, r *hub.Router, log *slog.Logger) (*Gateway, error) {
 	}
 	g.metrics.connsFunc = g.countByKind
 	g.metrics.liveFunc = g.liveStats
+	g.metrics.writesFunc = func() uint64 { return eng.FlushStats().Writes }
 	g.Handle(protocol.TypePing, handlePing)
 	g.Handle(protocol.TypeRefresh, g.handleRefresh)
 	sub, err := r.Bus().Subscribe(closeSubject, g.onClusterClose)

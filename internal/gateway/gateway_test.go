@@ -626,6 +626,10 @@ func TestMetrics_LiveTrafficAndCloseReasons(t *testing.T) {
 	if in != 3 || out < 4 || bin <= 0 || bout <= 0 { // welcome + 3 pongs
 		t.Fatalf("live traffic: frames in %v out %v, bytes in %v out %v", in, out, bin, bout)
 	}
+	// Every frame went out in some write; a write carries one frame or more.
+	if w := counterValue(t, m, "unhidra_gateway_socket_writes_total"); w < 1 || w > out {
+		t.Fatalf("socket writes %v for %v frames sent", w, out)
+	}
 	if s.gw.Len() != 1 {
 		t.Fatal("the connection is not live any more")
 	}

@@ -25,6 +25,8 @@ type Metrics struct {
 	// Traffic per direction, live: the totals of closed connections plus
 	// the counters of the live ones (liveFunc), summed at scrape time.
 	liveFunc    func() ws.Stats
+	writesFunc  func() uint64 // socket writes so far (ws.Engine.FlushStats)
+	writesDesc  *prometheus.Desc
 	trafficDesc [4]*prometheus.Desc // frames in, frames out, bytes in, bytes out
 	closed      [4]atomic.Uint64
 	trafficMu   sync.Mutex
@@ -57,6 +59,8 @@ func newMetrics() *Metrics {
 			prometheus.NewDesc("unhidra_gateway_received_bytes_total", "WebSocket bytes received, live connections included.", nil, nil),
 			prometheus.NewDesc("unhidra_gateway_sent_bytes_total", "WebSocket bytes sent, live connections included.", nil, nil),
 		},
+		writesDesc: prometheus.NewDesc("unhidra_gateway_socket_writes_total",
+			"Socket writes that carried frames; frames_sent_total over this is how many frames a write carries.", nil, nil),
 		badFrames:   c("bad_frames_total", "Frames that were not valid protocol envelopes."),
 		rateLimited: c("rate_limited_frames_total", "Frames refused by the per-connection rate limit."),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "unhidra", Subsystem: "gateway",
@@ -82,6 +86,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range m.trafficDesc {
 		ch <- d
 	}
+	ch <- m.writesDesc
 	for _, c := range m.collectors() {
 		c.Describe(ch)
 	}
@@ -96,6 +101,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for i, v := range m.traffic() {
 		ch <- prometheus.MustNewConstMetric(m.trafficDesc[i], prometheus.CounterValue, v)
+	}
+	if m.writesFunc != nil {
+		ch <- prometheus.MustNewConstMetric(m.writesDesc, prometheus.CounterValue, float64(m.writesFunc()))
 	}
 	for _, c := range m.collectors() {
 		c.Collect(ch)
