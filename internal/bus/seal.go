@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,7 +24,8 @@ import (
 //
 // Each node seals with a random sender ID and a counter; a subscription
 // drops a message whose counter it has seen from that sender before, or
-// that is more than ReplayWindow below the highest seen (replays), and
+// that is more than ReplayWindow below the highest seen (replays), one of
+// its own that it is not publishing at that moment (a replay too), and
 // messages older than MaxAge (clock skew included).
 type Sealed struct {
 	inner Bus
@@ -33,6 +35,13 @@ type Sealed struct {
 
 	sender [8]byte
 	seq    atomic.Uint64 // last sequence number given to a message
+	// own holds the numbers of this node's messages being published now.
+	// Its own messages reach it only through the inner bus's local
+	// delivery, which runs inside Publish (NATS does not echo them back):
+	// one that arrives at any other time is a replay by whoever can
+	// publish on NATS, and is dropped.
+	ownMu sync.Mutex
+	own   map[uint64]struct{}
 
 	aeads   map[string]cipher.AEAD
 	dropped *prometheus.CounterVec
@@ -64,7 +73,7 @@ func NewSealed(inner Bus, keys *ClusterKeys, log *slog.Logger) (*Sealed, error) 
 	if keys == nil || len(keys.Keys) == 0 {
 		return nil, fmt.Errorf("sealed bus: no cluster key")
 	}
-	s := &Sealed{inner: inner, keys: keys, log: log, now: time.Now, aeads: map[string]cipher.AEAD{},
+	s := &Sealed{inner: inner, keys: keys, log: log, now: time.Now, aeads: map[string]cipher.AEAD{}, own: map[uint64]struct{}{},
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "unhidra_bus_rejected_total",
 			Help: "Bus messages dropped because they were not sealed by this cluster's key (unsealed, unknown_key, forged, stale, replay).",
@@ -148,7 +157,23 @@ func (s *Sealed) Publish(ctx context.Context, subject string, data []byte) error
 	binary.BigEndian.PutUint64(plain[16:], uint64(now.UnixNano()))
 	plain = append(plain, data...)
 	out = aead.Seal(out, nonce, plain, aad(subject, k.ID))
+	s.ownMu.Lock()
+	s.own[seq] = struct{}{}
+	s.ownMu.Unlock()
+	defer func() {
+		s.ownMu.Lock()
+		delete(s.own, seq)
+		s.ownMu.Unlock()
+	}()
 	return s.inner.Publish(ctx, subject, out)
+}
+
+// publishing reports whether this node is publishing its message seq now.
+func (s *Sealed) publishing(seq uint64) bool {
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	_, ok := s.own[seq]
+	return ok
 }
 
 func aad(subject, kid string) []byte {
@@ -169,9 +194,16 @@ func (s *Sealed) Subscribe(subject string, h Handler) (Subscription, error) {
 		now := s.now()
 		data, sender, seq, reason := s.open(subject, msg, now)
 		// This node's own messages reach it only through the inner bus's
-		// local delivery (NATS does not echo them back), in the order
-		// the publishing goroutines get there, not in number order.
-		if reason == "" && sender != s.sender {
+		// local delivery, in the order the publishing goroutines get
+		// there, not in number order: they are checked against what it
+		// is publishing now (Sealed.own), not against the window.
+		switch {
+		case reason != "":
+		case sender == s.sender:
+			if !s.publishing(seq) {
+				reason = DropReplay
+			}
+		default:
 			st := last[sender]
 			if st.accept(seq) {
 				st.seen = now

@@ -132,6 +132,27 @@ func TestSealed_DropsAndCounts(t *testing.T) {
 	}
 }
 
+// A node's own message replayed to it (NATS does not echo a node's
+// messages, so only an outsider sends one back) is dropped: it would
+// otherwise redo, for up to MaxAge, whatever the message did (a membership
+// change undone since, for one).
+func TestSealed_DropsReplayOfOwnMessage(t *testing.T) {
+	w, ks := &wire{}, testKeys(t)
+	a := node(t, w, ks)
+	got := collect(t, a, "chat.membership")
+	ctx := context.Background()
+	if err := a.Publish(ctx, "chat.membership", []byte("added")); err != nil {
+		t.Fatal(err)
+	}
+	w.Publish(ctx, "chat.membership", w.sent[len(w.sent)-1])
+	if len(*got) != 1 || string((*got)[0]) != "added" {
+		t.Fatalf("delivered %q, want the local delivery once", *got)
+	}
+	if n := dropped(a, DropReplay); n != 1 {
+		t.Errorf("dropped{replay} = %d, want 1", n)
+	}
+}
+
 func TestSealed_Stale(t *testing.T) {
 	w, ks := &wire{}, testKeys(t)
 	a, b := node(t, w, ks), node(t, w, ks)
