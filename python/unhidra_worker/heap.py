@@ -504,8 +504,11 @@ def _stopped(tr, z_min, min_pct):
     best = None
     # Tried on the line alone and on the line with its steps: the step
     # search fits the end of a decline as a staircase of upward steps,
-    # which leaves the bend nothing to explain.
-    for fit, frac in ((f, frac) for f in tr["fits"] for frac in STOPPED_FRACTIONS):
+    # which leaves the bend nothing to explain. Without steps the two are
+    # one fit, tried once.
+    line, stepped = tr["fits"]
+    fits = (line,) if stepped is line else (line, stepped)
+    for fit, frac in ((f, frac) for f in fits for frac in STOPPED_FRACTIONS):
         m = next(i for i, t in enumerate(th) if t >= th[-1] - frac * span)
         if (th[-1] - th[m]) * 60.0 < STOPPED_MIN_MINUTES or n - m < STOPPED_MIN_POINTS:
             continue
