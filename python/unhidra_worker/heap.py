@@ -119,6 +119,14 @@ def _split_at_reboots(pts, reboots):
     return segs
 
 
+def _rise(pts, i):
+    """How far the level after point i-1 lies above the level before it:
+    the medians of up to 7 points on each side."""
+    before = stats.median([v for _, v in pts[max(0, i - 7):i]])
+    after = stats.median([v for _, v in pts[i:i + 7]])
+    return after - before
+
+
 def _split_at_jumps(pts):
     if len(pts) < 3:
         return [pts], []
@@ -129,10 +137,9 @@ def _split_at_jumps(pts):
     segs, cur, detected = [], [pts[0]], []
     for i in range(1, len(pts)):
         # A reboot lifts the level for good; the recovery from a dip of up
-        # to 3 heartbeats does not (7-point medians outvote it).
-        before = stats.median([v for _, v in pts[max(0, i - 7):i]])
-        after = stats.median([v for _, v in pts[i:i + 7]])
-        if steps[i - 1] > threshold and after - before > threshold:
+        # to 3 heartbeats does not (7-point medians outvote it; they are
+        # taken only at a jump).
+        if steps[i - 1] > threshold and _rise(pts, i) > threshold:
             segs.append(cur)
             cur = []
             detected.append(pts[i][0])
