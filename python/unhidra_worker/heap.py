@@ -458,8 +458,11 @@ def _trend(seg):
     line = fit
     steps = []
     _, base = fit.best_phi(restricted=False)
-    while len(steps) < MAX_STEPS and base < math.inf:
+    while True:
+        # phi of the current fit (after the loop, the final fit's phi).
         phi, _ = fit.best_phi(restricted=True)
+        if len(steps) >= MAX_STEPS or not base < math.inf:
+            break
         # Candidates from the current noise model and from white noise
         # (an unfitted step makes the noise look more persistent than it is).
         cands = {m for m, _ in (fit.step_scan(phi, set(steps)), fit.step_scan(0.0, set(steps))) if m is not None}
@@ -473,7 +476,6 @@ def _trend(seg):
             break
         m, fit, base = chosen
         steps.append(m)
-    phi, _ = fit.best_phi(restricted=True)
     s = fit.solve(phi)
     if s is None:
         return None
