@@ -186,12 +186,17 @@ def generate(series=SERIES, processes=2, chunks=4):
             results[(n, phi)].extend(out)
     cells = {}
     for (n, phi), fits in results.items():
-        zs = [abs(z) for _, z in fits]
-        cells.setdefault(n, []).append({
-            "phi": phi, "phi_fitted_mean": round(sum(f for f, _ in fits) / len(fits), 4),
-            "samples": 2 * len(zs), "exceed": [sum(1 for a in zs if a >= g) for g in Z_GRID],
-        })
+        cells.setdefault(n, []).append(cell(phi, fits))
     return cells
+
+
+def cell(phi, fits):
+    """The table cell of the (fitted phi, z) pairs simulated with this phi."""
+    zs = [abs(z) for _, z in fits]
+    return {
+        "phi": phi, "phi_fitted_mean": round(sum(f for f, _ in fits) / len(fits), 4),
+        "samples": 2 * len(zs), "exceed": [sum(1 for a in zs if a >= g) for g in Z_GRID],
+    }
 
 
 def main():
