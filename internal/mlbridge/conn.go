@@ -48,7 +48,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // cancellable), a cancel frame for req is sent before the connection is
 // given up; the caller closes the broken connection, which every worker
 // sees, so the SDK stops the computation either way.
-func (c *conn) call(ctx context.Context, req Request, cancelFrame ...bool) (Response, error) {
+func (c *conn) call(ctx context.Context, req Request, cancelFrame bool) (Response, error) {
 	if err := ctx.Err(); err != nil {
 		return Response{}, ctxErr(err, "before sending")
 	}
@@ -77,7 +77,7 @@ func (c *conn) call(ctx context.Context, req Request, cancelFrame ...bool) (Resp
 	}
 	if err != nil {
 		c.broken = true
-		if ctx.Err() != nil && c.sent && len(cancelFrame) > 0 && cancelFrame[0] {
+		if ctx.Err() != nil && c.sent && cancelFrame {
 			c.sendCancel(req.RequestID)
 		}
 		return Response{}, c.classify(ctx, err)
@@ -144,7 +144,7 @@ func ctxErr(err error, what string) error {
 
 // healthCheck sends a health check: healthy when the result contains "ok".
 func (c *conn) healthCheck(ctx context.Context) error {
-	resp, err := c.call(ctx, Request{Data: HealthCheckData, RequestID: newRequestID()})
+	resp, err := c.call(ctx, Request{Data: HealthCheckData, RequestID: newRequestID()}, false)
 	if err != nil {
 		return err
 	}

@@ -403,7 +403,7 @@ func (in *procInstance) listModels(ctx context.Context) ([]ModelInfo, error) {
 	if err := in.health(ctx); err != nil { // (re)connects
 		return nil, err
 	}
-	resp, err := in.hc.call(ctx, Request{Data: ListModelsData, RequestID: newRequestID()})
+	resp, err := in.hc.call(ctx, Request{Data: ListModelsData, RequestID: newRequestID()}, false)
 	if err != nil {
 		in.hc.close()
 		in.hc = nil
