@@ -138,10 +138,6 @@ class WorkerProcessTest(unittest.TestCase):
             json.loads(line)  # every log line is JSON
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 SPIN_MODULE = '''
 import os, time
 from unhidra_worker import model
@@ -201,3 +197,7 @@ class CancelFrameTest(unittest.TestCase):
             self.assertLess(time.monotonic(), deadline + 20, "the pool slot was not freed")
             time.sleep(0.01)
         os.unlink(pidfile + "2")
+
+
+if __name__ == "__main__":
+    unittest.main()
