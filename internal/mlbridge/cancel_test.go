@@ -86,6 +86,13 @@ func TestSupervisor_CancelStopsComputation(t *testing.T) {
 			}
 			t.Cleanup(func() { s.Close(context.Background()) })
 			workerPID := s.Status()[0].PID
+			// Start the pool's child before the timed call: its 3 s are then
+			// the computation's, not a cold interpreter start's (seconds on
+			// a loaded machine, and the call ended before spin could begin).
+			if _, err := s.Infer(ctxTimeout(t, 20*time.Second), "cpu-barrier",
+				mustJSON(t, map[string]any{"dir": shortDir(t), "k": 1})); err != nil {
+				t.Fatalf("warm-up call: %v", err)
+			}
 
 			dir := shortDir(t)
 			ctx, cancel := context.WithCancel(context.Background())
