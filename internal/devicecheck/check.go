@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -320,7 +321,7 @@ func (p *Probe) run(ctx context.Context, k *checker) {
 	cmdSent := time.Time{}
 	end := time.Now().Add(time.Duration(float64(cfg.HeartbeatInterval) * (float64(cfg.Heartbeats) + 0.5)))
 	for time.Now().Before(end) && len(beats) < cfg.Heartbeats+1 {
-		f, ok := recv(ctx, c, time.Until(end))
+		f, ok := k.recv(ctx, c, time.Until(end))
 		if !ok {
 			break
 		}
@@ -408,7 +409,7 @@ func (p *Probe) run(ctx context.Context, k *checker) {
 		p.admit(k, c)
 		p.welcome(c)
 		// Let it say hello (its first heartbeat) before the next close.
-		if f, ok := recv(ctx, c, max(2*time.Second, cfg.HeartbeatInterval/10)); ok {
+		if f, ok := k.recv(ctx, c, max(2*time.Second, cfg.HeartbeatInterval/10)); ok {
 			p.inspect(k, f)
 		}
 	}
@@ -481,7 +482,9 @@ func (c *probeConn) write(v any) {
 	c.ws.Write(ctx, websocket.MessageText, b)
 }
 
-func recv(ctx context.Context, c *probeConn, wait time.Duration) (frame, bool) {
+// recv waits for c's next frame. A frame over the read limit ends the
+// connection with a read error, not a frame: the limits rule is judged here.
+func (k *checker) recv(ctx context.Context, c *probeConn, wait time.Duration) (frame, bool) {
 	if wait <= 0 {
 		return frame{}, false
 	}
@@ -489,6 +492,9 @@ func recv(ctx context.Context, c *probeConn, wait time.Duration) (frame, bool) {
 	defer t.Stop()
 	select {
 	case f := <-c.frames:
+		if errors.Is(f.err, websocket.ErrMessageTooBig) {
+			k.rules["limits"].set(Fail, "a frame over 64 KiB")
+		}
 		return f, f.err == nil
 	case <-t.C:
 	case <-ctx.Done():
