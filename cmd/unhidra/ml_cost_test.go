@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// heapSeries is a heap-trend input: segments of the given sizes,
-// separated by given reboots (the model's quadratic worst case).
+// heapSeries is a heap-trend input: segments of the given sizes, one point
+// a minute declining 30 bytes a point (0.9 %/h), separated by given reboots. The model
+// judges the latest segment, so its size sets the cost.
 func heapSeries(sizes ...int) map[string]any {
 	var series [][2]float64
 	var reboots []float64
@@ -20,8 +21,8 @@ func heapSeries(sizes ...int) map[string]any {
 			reboots = append(reboots, t+0.5)
 		}
 		for i := range per {
-			t++
-			series = append(series, [2]float64{t, float64(200_000 - i*3 + (i*7919)%13)})
+			t += 60
+			series = append(series, [2]float64{t, float64(200_000 - i*30 + (i*7919)%13)})
 		}
 	}
 	return map[string]any{"series": series, "reboots": reboots}
@@ -61,12 +62,17 @@ func TestServe_MLCostBounded(t *testing.T) {
 	}
 	t.Logf("1 MiB worst case refused in %v", took)
 
-	worst := map[string]any{"model": "heap-trend", "input": heapSeries(1000, 200)}
+	// The most the limits accept in the judged segment: a full fit (binned
+	// to 720 points, step search) that finds a leak, so the stopped-leak
+	// check runs too.
+	worst := map[string]any{"model": "heap-trend", "input": heapSeries(200, 1000)}
 	start = time.Now()
-	if st, body := s.request(t, "POST", "/api/v1/ml/infer", mallory, worst); st != 200 {
-		t.Fatalf("largest accepted heap-trend input: %d %v", st, body)
-	}
+	st, body = s.request(t, "POST", "/api/v1/ml/infer", mallory, worst)
 	took = time.Since(start)
+	out, _ := body["result"].(map[string]any)
+	if st != 200 || out["evidence"] != "enough" || out["leak"] != true {
+		t.Fatalf("largest accepted heap-trend input: %d %v; want a full fit that finds the leak", st, body)
+	}
 	t.Logf("largest accepted heap-trend input: %v", took)
 	// docs/ml.md's bound is 3 s on this class of machine.
 	if !raceEnabled && took > 3*time.Second {
