@@ -13,8 +13,8 @@ import (
 )
 
 // The device commands work on the store directly. A running server closes
-// the live connections of a device revoked or rotated here at its next
-// sweep (within seconds), not at once.
+// the live connections of a device revoked or rotated here at its next key
+// check (every 500 ms), not at once.
 
 func (a *adminCmd) registry() *device.Registry {
 	return &device.Registry{Store: a.store, MaxPerOwner: a.cfg.maxDevicesPerOwner}

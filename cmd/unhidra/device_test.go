@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/unhidra/unhidra/protocol"
 )
 
 // deviceEnv is a running server with a signed-in administrator.
@@ -135,6 +137,18 @@ func readState(t *testing.T, c *websocket.Conn, device, state string) map[string
 }
 
 // closeCode reads until the connection ends and returns the close code.
+// closedWithCodeWithin asserts that c is closed with code within d of since.
+func closedWithCodeWithin(t *testing.T, what string, c *websocket.Conn, code int, since time.Time, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithDeadline(context.Background(), since.Add(d))
+	defer cancel()
+	err := readUntilClosed(ctx, c)
+	if got := websocket.CloseStatus(err); int(got) != code {
+		t.Fatalf("%s: %v after %v, want close %d within %v", what, err, time.Since(since), code, d)
+	}
+	t.Logf("%s closed with %d after %v", what, code, time.Since(since).Round(time.Millisecond))
+}
+
 func closeCode(t *testing.T, c *websocket.Conn) websocket.StatusCode {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -575,14 +589,22 @@ func TestDevices_AdminCLI(t *testing.T) {
 	if _, _, err := runCLI(t, nil, "", "admin", "--data-dir", e.dir, "device", "create", "x"); err == nil || exitCode(err) != 2 {
 		t.Fatalf("create without --owner: %v", err)
 	}
-	// A revoke from the CLI reaches the running server's live connection
-	// at its next sweep.
+	// A rotation and a revoke from the CLI reach the running server's live
+	// connection within a second (the identity invariant).
+	out, _, err = runCLI(t, nil, "", "admin", "--data-dir", e.dir, "device", "rotate-key", id)
+	if err != nil || !strings.Contains(out, "unhidra_dk_") {
+		t.Fatalf("device rotate-key: %v %q", err, out)
+	}
+	closedWithCodeWithin(t, "device with the rotated-away key", dev, protocol.CloseBadCredentials, time.Now(), time.Second)
+	if st := dialStatus(t, e.server, key); st != 401 {
+		t.Fatalf("old key after a CLI rotation: %d, want 401", st)
+	}
+	dev = e.mustDial(t, strings.TrimSpace(out[strings.Index(out, "unhidra_dk_"):]))
+	readType(t, dev, "welcome")
 	if _, _, err := runCLI(t, nil, "", "admin", "--data-dir", e.dir, "device", "revoke", id); err != nil {
 		t.Fatal(err)
 	}
-	if code := closeCode(t, dev); code != 4501 {
-		t.Fatalf("CLI-revoked device closed with %d, want 4501", code)
-	}
+	closedWithCodeWithin(t, "CLI-revoked device", dev, protocol.CloseRevoked, time.Now(), time.Second)
 	if _, _, err := runCLI(t, nil, "", "admin", "--data-dir", e.dir, "device", "rotate-key", id); err == nil {
 		t.Fatal("rotated a revoked device's key")
 	}

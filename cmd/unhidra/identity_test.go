@@ -56,14 +56,7 @@ func dialStatus(t *testing.T, s *server, protocols ...string) int {
 // closedWithin asserts that c is closed with CloseRevoked within d of since.
 func closedWithin(t *testing.T, what string, c *websocket.Conn, since time.Time, d time.Duration) {
 	t.Helper()
-	ctx, cancel := context.WithDeadline(context.Background(), since.Add(d))
-	defer cancel()
-	err := readUntilClosed(ctx, c)
-	var ce websocket.CloseError
-	if !errors.As(err, &ce) || int(ce.Code) != protocol.CloseRevoked {
-		t.Fatalf("%s: %v after %v, want close %d within %v", what, err, time.Since(since), protocol.CloseRevoked, d)
-	}
-	t.Logf("%s closed with %d after %v", what, ce.Code, time.Since(since).Round(time.Millisecond))
+	closedWithCodeWithin(t, what, c, protocol.CloseRevoked, since, d)
 }
 
 // unauthorizedWithin asserts that token gets 401 from s within d of since.

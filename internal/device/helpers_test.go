@@ -174,6 +174,13 @@ func (f *fixture) sweep(t *testing.T) {
 	}
 }
 
+func (f *fixture) checkKeys(t *testing.T) {
+	t.Helper()
+	if err := f.svc.CheckKeyChanges(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func equal(a, b []string) bool {
 	if len(a) != len(b) {
 		return false

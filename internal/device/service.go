@@ -30,9 +30,14 @@ type Config struct {
 	StaleAfter time.Duration
 	// FlushInterval is how often batched writes are committed. Default 2 s.
 	FlushInterval time.Duration
-	// SweepInterval is how often states, expiries and key changes made by
-	// other processes are checked. Default 5 s.
+	// SweepInterval is how often overdue devices turn stale, commands
+	// expire and the free-heap series is pruned. Default 5 s.
 	SweepInterval time.Duration
+	// KeyCheckInterval is how often the store is asked for keys revoked or
+	// replaced by another process (the admin CLI writing the database of a
+	// running server). Default 500 ms: a revocation must end the device's
+	// sessions within a second, and the query is one indexed range scan.
+	KeyCheckInterval time.Duration
 	// KeepTelemetry bounds stored telemetry per device. Default 1000.
 	KeepTelemetry int
 	// MaxPendingTelemetry bounds telemetry waiting for a flush; beyond it
@@ -75,6 +80,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = 5 * time.Second
+	}
+	if c.KeyCheckInterval <= 0 {
+		c.KeyCheckInterval = 500 * time.Millisecond
 	}
 	if c.KeepTelemetry <= 0 {
 		c.KeepTelemetry = 1000
@@ -282,6 +290,8 @@ func (s *Service) Run(ctx context.Context) {
 	defer sweep.Stop()
 	analyze := time.NewTicker(s.cfg.AnalyzeInterval)
 	defer analyze.Stop()
+	keys := time.NewTicker(s.cfg.KeyCheckInterval)
+	defer keys.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -301,6 +311,10 @@ func (s *Service) Run(ctx context.Context) {
 			}
 		case <-analyze.C:
 			s.CheckLeaks(ctx)
+		case <-keys.C:
+			if err := s.CheckKeyChanges(ctx); err != nil {
+				s.log.Error("device key check failed", "err", err)
+			}
 		}
 	}
 }
@@ -361,9 +375,8 @@ func (s *Service) requeue(p pending) {
 	s.pend.events = append(p.events, s.pend.events...)
 }
 
-// Sweep turns overdue devices stale, expires commands, closes connections
-// whose key was revoked or replaced by another process (the admin CLI),
-// and prunes the free-heap series.
+// Sweep turns overdue devices stale, expires commands and prunes the
+// free-heap series.
 func (s *Service) Sweep(ctx context.Context) error {
 	now := s.cfg.Now()
 	var frames []ownerFrame
@@ -391,6 +404,31 @@ func (s *Service) Sweep(ctx context.Context) error {
 		s.pump(ctx, id, false)
 	}
 
+	s.follow.prune(time.Now())
+	if now.Sub(s.lastPrune) > 10*time.Minute {
+		s.lastPrune = now
+		s.mu.Lock()
+		for id, b := range s.boots {
+			if now.Sub(b.at) > s.cfg.MinuteRetention {
+				delete(s.boots, id)
+			}
+		}
+		s.mu.Unlock()
+		if _, err := s.store.DeleteHeapBefore(ctx, store.HeapMinute, now.Add(-s.cfg.MinuteRetention)); err != nil {
+			return err
+		}
+		if _, err := s.store.DeleteHeapBefore(ctx, store.HeapHour, now.Add(-s.cfg.HourRetention)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckKeyChanges closes the live connections of devices whose key was
+// revoked or replaced since the last check by another process (the admin
+// CLI); changes made through this server's API close them at once.
+func (s *Service) CheckKeyChanges(ctx context.Context) error {
+	now := s.cfg.Now()
 	// Overlap the window by a second so a change committed while we
 	// looked is seen next time; acting twice is harmless.
 	since := s.lastChangeCheck.Add(-time.Second)
@@ -417,24 +455,6 @@ func (s *Service) Sweep(ctx context.Context) error {
 			break
 		}
 		f.After = changed[len(changed)-1].ID
-	}
-
-	s.follow.prune(time.Now())
-	if now.Sub(s.lastPrune) > 10*time.Minute {
-		s.lastPrune = now
-		s.mu.Lock()
-		for id, b := range s.boots {
-			if now.Sub(b.at) > s.cfg.MinuteRetention {
-				delete(s.boots, id)
-			}
-		}
-		s.mu.Unlock()
-		if _, err := s.store.DeleteHeapBefore(ctx, store.HeapMinute, now.Add(-s.cfg.MinuteRetention)); err != nil {
-			return err
-		}
-		if _, err := s.store.DeleteHeapBefore(ctx, store.HeapHour, now.Add(-s.cfg.HourRetention)); err != nil {
-			return err
-		}
 	}
 	return nil
 }

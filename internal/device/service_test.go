@@ -380,8 +380,8 @@ func TestService_CommandLimits(t *testing.T) {
 }
 
 // Keys revoked or rotated by another process (the admin CLI) close live
-// connections at the next sweep.
-func TestService_SweepSeesOutsideKeyChanges(t *testing.T) {
+// connections at the next key check; the sweep does not do it.
+func TestService_KeyCheckSeesOutsideKeyChanges(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	conn := f.connect(t)
@@ -391,6 +391,10 @@ func TestService_SweepSeesOutsideKeyChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.sweep(t)
+	if conn.ClosedWith() != 0 {
+		t.Fatalf("the sweep closed the connection (%d): key changes are the key check's", conn.ClosedWith())
+	}
+	f.checkKeys(t)
 	if conn.ClosedWith() != protocol.CloseBadCredentials {
 		t.Fatalf("after an outside rotation: closed with %d", conn.ClosedWith())
 	}
@@ -398,14 +402,14 @@ func TestService_SweepSeesOutsideKeyChanges(t *testing.T) {
 	f.clock.Add(time.Second)
 	conn = f.connect(t)
 	f.clock.Add(time.Second)
-	f.sweep(t)
+	f.checkKeys(t)
 	if conn.ClosedWith() != 0 {
 		t.Fatalf("connection with the current key closed: %d", conn.ClosedWith())
 	}
 	if _, err := outside.Revoke(ctx, nil, f.dev.ID); err != nil {
 		t.Fatal(err)
 	}
-	f.sweep(t)
+	f.checkKeys(t)
 	if conn.ClosedWith() != protocol.CloseRevoked {
 		t.Fatalf("after an outside revoke: closed with %d", conn.ClosedWith())
 	}
