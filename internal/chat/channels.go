@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/protocol"
 )
 
@@ -391,42 +392,40 @@ func (s *Service) changeMembership(member, conv string, added bool) {
 	}
 }
 
-// applyMembership carries out a membership change for this node's
-// connections of the member.
+// applyMembership carries out a membership change from the bus for this
+// node's connections of the member.
 func (s *Service) applyMembership(data []byte) {
 	var m membershipChange
 	if json.Unmarshal(data, &m) != nil || m.Member == "" || m.Conv == "" {
 		s.log.Warn("chat: malformed membership change on the bus")
 		return
 	}
-	typ := protocol.TypeConversationRemoved
-	if m.Added {
-		typ = protocol.TypeConversationAdded
-	}
-	// Every node runs this for its own connections. Each one gets the
-	// frame before it joins the topic, so it never sees a message of a
-	// conversation it has not been told about.
-	frame := prepare(memberEvent{Type: typ, Channel: m.Conv, Member: m.Member, LastSeq: m.LastSeq})
 	s.subsMu.Lock()
 	defer s.subsMu.Unlock()
 	s.changes[m.Member]++
 	s.members.forget()
 	for _, c := range s.hub.Connections(m.Member) {
-		st := s.conns[c.ConnID()]
-		if st == nil {
-			continue
-		}
-		if m.Added {
-			c.Send(frame)
-			st.convs[m.Conv] = struct{}{}
-			s.delivery.follow(m.Conv, m.LastSeq)
-			s.router.Subscribe(topic(m.Conv), c)
-		} else {
-			delete(st.convs, m.Conv)
-			s.leave(m.Conv, c)
-			c.Send(frame)
+		if st := s.conns[c.ConnID()]; st != nil {
+			s.applyToConn(c, st, m)
 		}
 	}
+}
+
+// applyToConn adds one connection to a conversation or removes it. Every
+// node does this for its own connections. A connection gets the frame
+// before it joins the topic, so it never sees a message of a conversation
+// it has not been told about. s.subsMu is held.
+func (s *Service) applyToConn(c hub.Client, st *connState, m membershipChange) {
+	if m.Added {
+		c.Send(prepare(memberEvent{Type: protocol.TypeConversationAdded, Channel: m.Conv, Member: m.Member, LastSeq: m.LastSeq}))
+		st.convs[m.Conv] = struct{}{}
+		s.delivery.follow(m.Conv, m.LastSeq)
+		s.router.Subscribe(topic(m.Conv), c)
+		return
+	}
+	delete(st.convs, m.Conv)
+	s.leave(m.Conv, c)
+	c.Send(prepare(memberEvent{Type: protocol.TypeConversationRemoved, Channel: m.Conv, Member: m.Member}))
 }
 
 // DMPermitter is implemented by an Identities that lets some of its

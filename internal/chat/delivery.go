@@ -291,6 +291,9 @@ func (d *delivery) runOutageSync(ctx context.Context, connected func() bool) {
 		select {
 		case <-t.C:
 			if !connected() {
+				pctx, cancel := context.WithTimeout(ctx, outageSync)
+				d.s.pruneRemovedMembers(pctx) // before the sync delivers more
+				cancel()
 				d.resync()
 			}
 		case <-ctx.Done():

@@ -202,6 +202,8 @@ type Service struct {
 	members *memberCache
 	// busUp reports whether the bus delivers other nodes' changes now.
 	busUp func() bool
+	// reconcileWanted asks runReconcile for a pass after a bus outage.
+	reconcileWanted chan struct{}
 
 	presence presence
 
@@ -249,6 +251,10 @@ func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 	if rb, ok := r.Bus().(interface{ OnReconnect(func()) }); ok {
 		rb.OnReconnect(s.delivery.resync)
 		rb.OnReconnect(s.members.forget) // changes may have been missed
+		s.reconcileWanted = make(chan struct{}, 1)
+		rb.OnReconnect(s.busBack) // and memberships re-read (reconcile.go)
+		s.wg.Add(1)
+		go s.runReconcile(ctx)
 	}
 	if cb, ok := r.Bus().(interface{ Connected() bool }); ok {
 		s.busUp = cb.Connected

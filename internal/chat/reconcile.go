@@ -1,0 +1,159 @@
+package chat
+
+import (
+	"context"
+	"time"
+
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/hub"
+	"github.com/unhidra/unhidra/protocol"
+)
+
+// Membership changes travel on the bus, so a node cut off from it misses
+// those made on other nodes. Two repairs, both from the store:
+//
+//   - while the bus is down, every outageSync (before the store sync that
+//     keeps delivering other nodes' messages), each conversation a local
+//     connection follows has its members read, and connections of
+//     identities no longer members are removed: a removed member must not
+//     go on receiving the conversation for the length of the outage;
+//   - when the bus is back, each identity connected here has its
+//     conversations read and its connections brought in line, which also
+//     finds the conversations it was added to meanwhile.
+//
+// A change that arrives over the bus while an identity is being compared
+// wins: the comparison is read again under subsMu (as Connect does) or,
+// for the outage check, skipped until the next tick.
+
+// reconcileTimeout bounds one pass over the store.
+const reconcileTimeout = 30 * time.Second
+
+// pruneRemovedMembers removes local connections from the conversations
+// their identity is no longer a member of.
+func (s *Service) pruneRemovedMembers(ctx context.Context) {
+	type follower struct {
+		c      hub.Client
+		before uint64 // s.changes of its identity when the members were listed
+	}
+	s.subsMu.Lock()
+	byConv := make(map[string][]follower)
+	for _, st := range s.conns {
+		for conv := range st.convs {
+			byConv[conv] = append(byConv[conv], follower{st.client, s.changes[st.client.Identity()]})
+		}
+	}
+	s.subsMu.Unlock()
+	for conv, followers := range byConv {
+		if ctx.Err() != nil {
+			return
+		}
+		members, err := s.st.Members(ctx, conv)
+		if err != nil && unhidra.ErrorCode(err) != protocol.ErrNotFound {
+			s.log.Warn("chat: check members during a bus outage", "conversation", conv, "err", err)
+			continue
+		}
+		isMember := make(map[string]bool, len(members))
+		for _, m := range members {
+			isMember[m.MemberID] = true
+		}
+		s.subsMu.Lock()
+		for _, f := range followers {
+			id := f.c.Identity()
+			st := s.conns[f.c.ConnID()]
+			if isMember[id] || st == nil || s.changes[id] != f.before {
+				continue
+			}
+			if _, ok := st.convs[conv]; !ok {
+				continue
+			}
+			s.changes[id]++
+			s.members.forget()
+			s.applyToConn(f.c, st, membershipChange{Member: id, Conv: conv})
+		}
+		s.subsMu.Unlock()
+	}
+}
+
+// reconcileMemberships compares every identity connected here with its
+// conversations in the store and adds or removes its connections.
+func (s *Service) reconcileMemberships(ctx context.Context) {
+	s.subsMu.Lock()
+	ids := make(map[string]struct{})
+	for _, st := range s.conns {
+		ids[st.client.Identity()] = struct{}{}
+	}
+	s.subsMu.Unlock()
+	for id := range ids {
+		if ctx.Err() != nil {
+			return
+		}
+		s.reconcileIdentity(ctx, id)
+	}
+}
+
+func (s *Service) reconcileIdentity(ctx context.Context, id string) {
+	s.subsMu.Lock()
+	before := s.changes[id]
+	s.subsMu.Unlock()
+	views, err := s.st.Conversations(ctx, id, false)
+	s.subsMu.Lock()
+	defer s.subsMu.Unlock()
+	if s.changes[id] != before {
+		views, err = s.st.Conversations(ctx, id, false)
+	}
+	if err != nil {
+		s.log.Warn("chat: re-read memberships after a bus outage", "identity", id, "err", err)
+		return
+	}
+	want := make(map[string]int64, len(views))
+	for _, v := range views {
+		want[v.ID] = v.LastSeq
+	}
+	changed := false
+	for _, c := range s.hub.Connections(id) {
+		st := s.conns[c.ConnID()]
+		if st == nil {
+			continue
+		}
+		for conv := range st.convs {
+			if _, ok := want[conv]; !ok {
+				s.applyToConn(c, st, membershipChange{Member: id, Conv: conv})
+				changed = true
+			}
+		}
+		for conv, last := range want {
+			if _, ok := st.convs[conv]; !ok {
+				s.applyToConn(c, st, membershipChange{Member: id, Conv: conv, Added: true, LastSeq: last})
+				changed = true
+			}
+		}
+	}
+	if changed {
+		s.changes[id]++
+		s.members.forget()
+	}
+}
+
+// runReconcile re-reads memberships each time the bus comes back
+// (signalled on s.reconcileWanted) until ctx ends.
+func (s *Service) runReconcile(ctx context.Context) {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.reconcileWanted:
+			rctx, cancel := context.WithTimeout(ctx, reconcileTimeout)
+			s.reconcileMemberships(rctx)
+			cancel()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// busBack is the bus's reconnect callback; it must not block.
+func (s *Service) busBack() {
+	select {
+	case s.reconcileWanted <- struct{}{}:
+	default: // a pass is already due
+	}
+}
