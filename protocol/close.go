@@ -2,7 +2,7 @@ package protocol
 
 // Close codes. Standard codes are used where they fit: 1000 normal, 1001
 // going away, 1007 invalid UTF-8, 1008 policy violation, 1009 message too big,
-// 1011 server error.
+// 1011 server error, 1012 service restart.
 //
 // 4000–4499 tell the client to reconnect (with backoff and jitter): the
 // condition is temporary or on the server's side. 4500–4999 tell it not to
@@ -18,6 +18,10 @@ const (
 	ClosePolicy        = 1008
 	CloseTooBig        = 1009
 	CloseInternalError = 1011
+	// CloseServiceRestart asks a client to reconnect at once: `unhidra
+	// device check` sends it to watch a device's reconnect (the server
+	// restarting sends CloseShutdown).
+	CloseServiceRestart = 1012
 
 	CloseShutdown       = 4000 // the server is draining or restarting
 	CloseSlowConsumer   = 4001 // the client did not read fast enough; its queue overflowed

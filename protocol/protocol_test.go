@@ -50,7 +50,7 @@ func TestDecode_Hostile(t *testing.T) {
 }
 
 func TestCloseCodes(t *testing.T) {
-	for _, c := range []int{protocol.CloseShutdown, protocol.CloseSlowConsumer, protocol.CloseIdleTimeout, protocol.CloseTokenExpired, protocol.CloseGoingAway} {
+	for _, c := range []int{protocol.CloseShutdown, protocol.CloseSlowConsumer, protocol.CloseIdleTimeout, protocol.CloseTokenExpired, protocol.CloseGoingAway, protocol.CloseServiceRestart} {
 		if !protocol.Reconnectable(c) {
 			t.Errorf("%d must be reconnectable", c)
 		}

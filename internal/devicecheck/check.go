@@ -389,7 +389,7 @@ func (p *Probe) run(ctx context.Context, k *checker) {
 	for i := 0; i < cfg.Disconnects; i++ {
 		base := min(time.Duration(float64(cfg.BackoffInitial)*math.Pow(2, float64(i))), cfg.BackoffMax)
 		closedAt := time.Now()
-		c.ws.Close(websocket.StatusServiceRestart, "device check: reconnect, please")
+		c.ws.Close(protocol.CloseServiceRestart, "device check: reconnect, please")
 		// Handshakes only add to a delay: little slack below, more above.
 		lo := time.Duration(0.7*float64(base)) - min(250*time.Millisecond, base/20)
 		hi := time.Duration(1.3*float64(base)) + 250*time.Millisecond + time.Duration(0.05*float64(base))
