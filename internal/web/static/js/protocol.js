@@ -52,6 +52,7 @@ export const Close = Object.freeze({
   Policy: 1008,
   TooBig: 1009,
   InternalError: 1011,
+  ServiceRestart: 1012,
   Shutdown: 4000,
   SlowConsumer: 4001,
   IdleTimeout: 4003,
