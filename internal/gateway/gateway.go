@@ -335,7 +335,8 @@ func (g *Gateway) handleUpgrade(h httpx.Helpers) http.Handler {
 			refuse(ref)
 			return
 		}
-		netConn, buffered, err := ws.Upgrade(w, r, creds.echo, nil)
+		// The 101 goes out with the welcome, in one write (AdoptUpgraded).
+		netConn, buffered, response, err := ws.UpgradeDeferred(w, r, creds.echo, nil)
 		if err != nil {
 			g.admit.release(ip, ident.ID)
 			g.metrics.refusals.WithLabelValues("upgrade_failed").Inc()
@@ -349,7 +350,7 @@ func (g *Gateway) handleUpgrade(h httpx.Helpers) http.Handler {
 			abuse:   ratelimit.NewBucket(ratelimit.Limit{Burst: g.cfg.AbuseTolerance, Every: time.Second}, now),
 		}
 		c.epoch.Store(ident.Epoch)
-		wc, err := g.engine.Adopt(netConn, buffered, connHandler{g}, c)
+		wc, err := g.engine.AdoptUpgraded(netConn, buffered, response, connHandler{g}, c)
 		if err != nil {
 			g.admit.release(ip, ident.ID)
 			netConn.Close()

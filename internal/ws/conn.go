@@ -108,6 +108,8 @@ type Conn struct {
 
 	// Guarded by mu: the outbound side.
 	mu           sync.Mutex
+	head         []byte   // the 101 response not yet written (AdoptUpgraded): goes first
+	holdWrites   bool     // nothing is written until OnOpen returned (AdoptUpgraded)
 	queue        [][]byte // frames not yet taken by the writer
 	writing      bool     // on a flusher's ready list or a writer goroutine running
 	pingDue      bool
@@ -302,7 +304,7 @@ func (c *Conn) finalize() {
 	c.finalized = true
 	c.closeQueued = true
 	c.dropQueueLocked()
-	c.pong, c.pingDue, c.closeFrame = nil, false, nil
+	c.pong, c.pingDue, c.closeFrame, c.head = nil, false, nil, nil
 	reason := c.reason
 	c.mu.Unlock()
 	if reason == nil {

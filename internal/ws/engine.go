@@ -259,6 +259,23 @@ func (e *Engine) Serve(netConn net.Conn, buffered []byte, h Handler, value any) 
 // an HTTP handler after the upgrade — do its bookkeeping first and then run
 // the connection's first read round itself.
 func (e *Engine) Adopt(netConn net.Conn, buffered []byte, h Handler, value any) (*Conn, error) {
+	return e.adopt(netConn, buffered, nil, h, value)
+}
+
+// AdoptUpgraded is Adopt for a connection whose 101 response was not
+// written yet (UpgradeDeferred returns it): nothing is written to the
+// connection until OnOpen has returned; then the response and the frames
+// OnOpen sent go out together, in one write (a plain socket's first write is
+// made on Run's goroutine), or the response alone if OnOpen sent nothing.
+// The write has the usual deadline, Config.WriteTimeout. As everything OnOpen
+// sends is still queued when it returns, a CloseWith in OnOpen discards it
+// (the close frame follows the response). The client's frames that came with
+// the request are read after OnOpen, as with Adopt.
+func (e *Engine) AdoptUpgraded(netConn net.Conn, buffered, response []byte, h Handler, value any) (*Conn, error) {
+	return e.adopt(netConn, buffered, response, h, value)
+}
+
+func (e *Engine) adopt(netConn net.Conn, buffered, response []byte, h Handler, value any) (*Conn, error) {
 	if h == nil {
 		netConn.Close()
 		return nil, errors.New("ws: Serve needs a Handler")
@@ -274,6 +291,8 @@ func (e *Engine) Adopt(netConn net.Conn, buffered []byte, h Handler, value any) 
 		mode:        readBlocking,
 		connectedAt: now,
 		buffered:    buffered,
+		head:        response,
+		holdWrites:  len(response) > 0,
 	}
 	c.lastFrameAt.Store(now)
 	if err := c.classify(e.poller != nil); err != nil {

@@ -102,12 +102,26 @@ type outBatch struct {
 	dataMsgs  int   // data frames in bufs (the rest are control frames)
 	dataBytes int64 // their bytes, as counted in queuedBytes
 	closing   bool  // the last frame is our close frame
+	headLeft  int   // bytes of the 101 response at the front still to write: not WebSocket bytes
 }
 
-// takeLocked moves everything waiting to be written into b.bufs: a pending
-// pong and ping first, then the queued frames, then our close frame.
+// countOut adds the WebSocket bytes among n written bytes of b to c's
+// counter (the 101 response at the front is not counted).
+func (b *outBatch) countOut(c *Conn, n int) {
+	skip := min(n, b.headLeft)
+	b.headLeft -= skip
+	c.bytesOut.Add(uint64(n - skip))
+}
+
+// takeLocked moves everything waiting to be written into b.bufs: the 101
+// response if it is still waiting, a pending pong and ping, then the queued frames, then our close frame.
 func (c *Conn) takeLocked(b *outBatch) {
 	b.bufs = b.bufs[:0]
+	b.headLeft = len(c.head)
+	if c.head != nil {
+		b.bufs = append(b.bufs, c.head)
+		c.head = nil
+	}
 	if c.pong != nil {
 		b.bufs = append(b.bufs, c.pong)
 		c.pong = nil
@@ -133,7 +147,7 @@ func (c *Conn) takeLocked(b *outBatch) {
 
 // pendingLocked reports whether anything waits to be written.
 func (c *Conn) pendingLocked() bool {
-	return len(c.queue) > 0 || c.pong != nil || c.pingDue || c.closeFrame != nil
+	return c.head != nil || len(c.queue) > 0 || c.pong != nil || c.pingDue || c.closeFrame != nil
 }
 
 // batchWritten settles the counters once b's data frames left.
@@ -171,7 +185,7 @@ func (f *flusher) flushOnce(c *Conn, buf net.Buffers) net.Buffers {
 	c.mu.Unlock()
 
 	n, err := rawWritev(c.rc, b.bufs)
-	c.bytesOut.Add(uint64(n))
+	b.countOut(c, n)
 	f.writes.Add(1)
 	switch {
 	case errors.Is(err, errWouldBlock):
@@ -212,7 +226,7 @@ func (f *flusher) flushOnce(c *Conn, buf net.Buffers) net.Buffers {
 // detach returns a copy of b without its first n bytes, for a writer
 // goroutine to finish (b's slice belongs to the flusher).
 func (b *outBatch) detach(n int) *outBatch {
-	out := &outBatch{dataMsgs: b.dataMsgs, dataBytes: b.dataBytes, closing: b.closing}
+	out := &outBatch{dataMsgs: b.dataMsgs, dataBytes: b.dataBytes, closing: b.closing, headLeft: b.headLeft}
 	for _, f := range b.bufs {
 		if n >= len(f) {
 			n -= len(f)

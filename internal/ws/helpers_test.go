@@ -185,6 +185,11 @@ type testServer struct {
 	beforeServe func(net.Conn)
 	// subprotocol picks the subprotocol to accept from the client's offer.
 	subprotocol func(offered []string) string
+	// deferred upgrades like the gateway: UpgradeDeferred, AdoptUpgraded,
+	// Run on the handler's goroutine (the 101 goes out with OnOpen's frames).
+	deferred bool
+	// handler, if set, serves the connections instead of h.
+	handler ws.Handler
 }
 
 type serverOpt func(*testServer)
@@ -225,6 +230,23 @@ func startServer(t testing.TB, tr transport, cfg ws.Config, opts ...serverOpt) *
 		if ts.subprotocol != nil {
 			sub = ts.subprotocol(websocketProtocols(r))
 		}
+		var h ws.Handler = ts.h
+		if ts.handler != nil {
+			h = ts.handler
+		}
+		if ts.deferred {
+			nc, buffered, response, err := ws.UpgradeDeferred(w, r, sub, nil)
+			if err != nil {
+				return
+			}
+			c, err := engine.AdoptUpgraded(nc, buffered, response, h, &connState{})
+			if err != nil {
+				t.Errorf("AdoptUpgraded: %v", err)
+				return
+			}
+			c.Run()
+			return
+		}
 		nc, buffered, err := ws.Upgrade(w, r, sub, nil)
 		if err != nil {
 			return
@@ -232,7 +254,7 @@ func startServer(t testing.TB, tr transport, cfg ws.Config, opts ...serverOpt) *
 		if ts.beforeServe != nil {
 			ts.beforeServe(nc)
 		}
-		if _, err := engine.Serve(nc, buffered, ts.h, &connState{}); err != nil {
+		if _, err := engine.Serve(nc, buffered, h, &connState{}); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})

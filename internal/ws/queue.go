@@ -2,7 +2,6 @@ package ws
 
 import (
 	"fmt"
-	"net"
 	"sync"
 	"time"
 )
@@ -60,7 +59,7 @@ const (
 // goroutine is counted in the Engine's WaitGroup here, while c.mu is held,
 // so that it cannot race with a tear-down.
 func (c *Conn) startWriterLocked() writerStart {
-	if c.writing || c.finalized {
+	if c.writing || c.finalized || c.holdWrites {
 		return startNone
 	}
 	c.writing = true
@@ -85,6 +84,31 @@ func (c *Conn) startWriter(s writerStart) {
 	case startGoroutine:
 		go c.writeLoop(nil)
 	}
+}
+
+// releaseWrites ends the hold of AdoptUpgraded once OnOpen returned: the
+// 101 response and whatever OnOpen queued are written together. A plain
+// epoll connection is written right here, without blocking (a flusher's
+// turn, taken on this goroutine instead of waking one); anything else gets
+// its writer goroutine as usual.
+func (c *Conn) releaseWrites() {
+	c.mu.Lock()
+	if !c.holdWrites {
+		c.mu.Unlock()
+		return
+	}
+	c.holdWrites = false
+	start := startNone
+	if c.pendingLocked() {
+		start = c.startWriterLocked()
+	}
+	c.mu.Unlock()
+	if start == startFlusher {
+		var bufs [4][]byte
+		c.flusher().flushOnce(c, bufs[:0])
+		return
+	}
+	c.startWriter(start)
 }
 
 // dropQueueLocked discards the frames not yet taken by the writer.
@@ -147,7 +171,7 @@ func (c *Conn) writeLoop(first *outBatch) {
 		first = nil
 
 		c.writeSince.Store(time.Now().UnixNano())
-		err := c.writeBatch(b.bufs, b.closing)
+		err := c.writeBatch(&b)
 		c.writeSince.Store(0)
 		c.engine.writes.Add(1)
 		clear(b.bufs[:cap(b.bufs)])
@@ -176,9 +200,10 @@ func (c *Conn) stopWriting() {
 // writeBatch writes frames with one deadline for the batch: writev for a
 // plain socket, one buffer per TLS record's worth of frames under TLS (a
 // tls.Conn would make a record, and a syscall, of every Write).
-func (c *Conn) writeBatch(batch net.Buffers, closing bool) error {
+func (c *Conn) writeBatch(b *outBatch) error {
+	batch := b.bufs
 	now := time.Now()
-	if closing || c.closing.Load() {
+	if b.closing || c.closing.Load() {
 		// A close frame (or what precedes it) waits no longer than the
 		// close handshake would.
 		d := now.Add(min(c.engine.cfg.WriteTimeout, c.engine.cfg.CloseTimeout))
@@ -191,7 +216,7 @@ func (c *Conn) writeBatch(batch net.Buffers, closing bool) error {
 	}
 	if c.tlsConn == nil {
 		n, err := batch.WriteTo(c.writeTo)
-		c.bytesOut.Add(uint64(n))
+		b.countOut(c, int(n))
 		return err
 	}
 	bp := writeBuffers.Get().(*[]byte)
@@ -202,7 +227,7 @@ func (c *Conn) writeBatch(batch net.Buffers, closing bool) error {
 			return nil
 		}
 		n, err := c.conn.Write(buf)
-		c.bytesOut.Add(uint64(n))
+		b.countOut(c, n)
 		buf = buf[:0]
 		return err
 	}
@@ -214,7 +239,7 @@ func (c *Conn) writeBatch(batch net.Buffers, closing bool) error {
 		}
 		if len(f) >= cap(buf) {
 			n, err := c.conn.Write(f)
-			c.bytesOut.Add(uint64(n))
+			b.countOut(c, n)
 			if err != nil {
 				return err
 			}

@@ -56,6 +56,7 @@ func (c *Conn) open() {
 	}
 	c.opened = true
 	c.handler.OnOpen(c)
+	c.releaseWrites()
 	if len(c.buffered) > 0 {
 		c.consume(c.buffered)
 	}

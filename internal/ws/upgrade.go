@@ -110,10 +110,17 @@ func headerHasToken(h http.Header, name, token string) bool {
 // AcceptKey returns the Sec-WebSocket-Accept value for a client's
 // Sec-WebSocket-Key.
 func AcceptKey(challenge string) string {
-	h := sha1.New()
-	h.Write([]byte(challenge))
-	h.Write([]byte(acceptGUID))
-	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+	return string(appendAcceptKey(nil, challenge))
+}
+
+// appendAcceptKey appends AcceptKey(challenge) to dst without allocating
+// for a 24-character key.
+func appendAcceptKey(dst []byte, challenge string) []byte {
+	var in [24 + len(acceptGUID)]byte
+	b := append(in[:0], challenge...)
+	b = append(b, acceptGUID...)
+	sum := sha1.Sum(b)
+	return base64.StdEncoding.AppendEncode(dst, sum[:])
 }
 
 // Upgrade completes the opening handshake: it validates r (like
@@ -134,26 +141,66 @@ func AcceptKey(challenge string) string {
 // pass both to Engine.Serve. With a server built on WrapListener and TLS, the
 // connection is a *tls.Conn.
 func Upgrade(w http.ResponseWriter, r *http.Request, subprotocol string, extra http.Header) (net.Conn, []byte, error) {
+	conn, buffered, resp, err := hijack(w, r, subprotocol, extra)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := conn.SetWriteDeadline(time.Now().Add(handshakeWriteTimeout)); err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("ws: set write deadline: %w", err)
+	}
+	if _, err := conn.Write(resp); err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("ws: write 101 response: %w", err)
+	}
+	// http.Server may have left deadlines from its own timeouts.
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("ws: clear deadlines: %w", err)
+	}
+	return conn, buffered, nil
+}
+
+// UpgradeDeferred is Upgrade without writing the 101 response: it returns
+// it, for Engine.AdoptUpgraded to write as the start of the connection's
+// first write, together with the frames OnOpen sends (a write system call
+// fewer per connection). Refusals are answered as by Upgrade. Any deadline
+// net/http left on the connection is cleared.
+func UpgradeDeferred(w http.ResponseWriter, r *http.Request, subprotocol string, extra http.Header) (conn net.Conn, buffered, response []byte, err error) {
+	conn, buffered, response, err = hijack(w, r, subprotocol, extra)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		conn.Close()
+		return nil, nil, nil, fmt.Errorf("ws: clear deadlines: %w", err)
+	}
+	return conn, buffered, response, nil
+}
+
+// hijack validates r and the caller's choices, takes the connection over
+// from net/http and builds the 101 response, without writing it.
+func hijack(w http.ResponseWriter, r *http.Request, subprotocol string, extra http.Header) (net.Conn, []byte, []byte, error) {
 	if err := CheckUpgrade(r); err != nil {
 		var he *HandshakeError
 		if errors.As(err, &he) {
 			he.Respond(w)
 		}
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if subprotocol != "" && !IsToken(subprotocol) {
 		http.Error(w, "internal error", http.StatusInternalServerError)
-		return nil, nil, fmt.Errorf("ws: subprotocol %q is not a token", subprotocol)
+		return nil, nil, nil, fmt.Errorf("ws: subprotocol %q is not a token", subprotocol)
 	}
 	for name, values := range extra {
 		if !IsToken(name) || reservedResponseHeader(name) {
 			http.Error(w, "internal error", http.StatusInternalServerError)
-			return nil, nil, fmt.Errorf("ws: extra header %q not allowed", name)
+			return nil, nil, nil, fmt.Errorf("ws: extra header %q not allowed", name)
 		}
 		for _, v := range values {
 			if strings.ContainsAny(v, "\r\n\x00") {
 				http.Error(w, "internal error", http.StatusInternalServerError)
-				return nil, nil, fmt.Errorf("ws: extra header %q has a control character", name)
+				return nil, nil, nil, fmt.Errorf("ws: extra header %q has a control character", name)
 			}
 		}
 	}
@@ -162,7 +209,7 @@ func Upgrade(w http.ResponseWriter, r *http.Request, subprotocol string, extra h
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		http.Error(w, "websocket: cannot take over the connection", http.StatusInternalServerError)
-		return nil, nil, fmt.Errorf("ws: hijack: %w", err)
+		return nil, nil, nil, fmt.Errorf("ws: hijack: %w", err)
 	}
 	var buffered []byte
 	if n := brw.Reader.Buffered(); n > 0 {
@@ -172,7 +219,7 @@ func Upgrade(w http.ResponseWriter, r *http.Request, subprotocol string, extra h
 
 	resp := make([]byte, 0, 256)
 	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
-	resp = append(resp, AcceptKey(key)...)
+	resp = appendAcceptKey(resp, key)
 	resp = append(resp, "\r\n"...)
 	if subprotocol != "" {
 		resp = append(resp, "Sec-WebSocket-Protocol: "...)
@@ -188,21 +235,7 @@ func Upgrade(w http.ResponseWriter, r *http.Request, subprotocol string, extra h
 		}
 	}
 	resp = append(resp, "\r\n"...)
-
-	if err := conn.SetWriteDeadline(time.Now().Add(handshakeWriteTimeout)); err != nil {
-		conn.Close()
-		return nil, nil, fmt.Errorf("ws: set write deadline: %w", err)
-	}
-	if _, err := conn.Write(resp); err != nil {
-		conn.Close()
-		return nil, nil, fmt.Errorf("ws: write 101 response: %w", err)
-	}
-	// http.Server may have left deadlines from its own timeouts.
-	if err := conn.SetDeadline(time.Time{}); err != nil {
-		conn.Close()
-		return nil, nil, fmt.Errorf("ws: clear deadlines: %w", err)
-	}
-	return conn, buffered, nil
+	return conn, buffered, resp, nil
 }
 
 // reservedResponseHeader reports whether Upgrade writes header name itself.
