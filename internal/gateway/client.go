@@ -158,7 +158,7 @@ func (h connHandler) OnOpen(wc *ws.Conn) {
 	for _, f := range g.onWelcome {
 		f(c, &w)
 	}
-	c.SendJSON(w)
+	c.Send(ws.NewPreparedMessage(true, protocol.MarshalWelcome(&w)))
 	// Only now can anything be routed to the connection: the welcome is
 	// always its first frame.
 	g.router.Add(c)
