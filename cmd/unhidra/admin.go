@@ -53,7 +53,7 @@ func runAdmin(ctx context.Context, e env, args []string) error {
 	cfg.storeFlags(fs)
 	fs.StringVar(&cfg.jwtAlg, "jwt-alg", auth.AlgEdDSA, "signing algorithm for `keys rotate`")
 	fs.IntVar(&cfg.maxDevicesPerOwner, "max-devices-per-owner", 1000, "live devices one account may register (as for serve)")
-	if err := parseFlags(fs, args, e.getenv); err != nil {
+	if err := parseFlagsAndArgs(fs, args, e.getenv); err != nil {
 		return err
 	}
 	if err := cfg.validateStore(); err != nil {

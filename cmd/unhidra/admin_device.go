@@ -63,8 +63,8 @@ func (a *adminCmd) deviceList(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	f := store.DeviceFilter{Limit: 1000}
 	if *ownerName != "" {

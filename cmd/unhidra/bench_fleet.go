@@ -34,9 +34,6 @@ func runBenchFleet(ctx context.Context, e env, args []string) error {
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
 	if *url == "" || *keysFile == "" {
 		return usagef("--url and --keys-file are required")
 	}

@@ -39,9 +39,6 @@ func runBenchML(ctx context.Context, e env, args []string) error {
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
 	if err := intRange("n", *n, 1, 100000); err != nil {
 		return err
 	}

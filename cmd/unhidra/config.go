@@ -13,13 +13,23 @@ import (
 // internal/cliconf.
 
 // parseFlags parses args, then fills unset flags from the environment and
-// the config file. fs must define a "config" flag. serve takes no
-// positional arguments.
+// the config file. fs must define a "config" flag. Positional arguments are
+// refused: only admin takes them (parseFlagsAndArgs).
 func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
-	if err := cliconf.Parse(fs, args, getenv); err != nil {
+	if err := parseFlagsAndArgs(fs, args, getenv); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 && fs.Name() == "serve" {
+	return noArgs(fs)
+}
+
+// parseFlagsAndArgs is parseFlags leaving positional arguments in fs.
+func parseFlagsAndArgs(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	return cliconf.Parse(fs, args, getenv)
+}
+
+// noArgs refuses positional arguments left after the flags.
+func noArgs(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	return nil

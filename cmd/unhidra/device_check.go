@@ -44,9 +44,6 @@ func runDeviceCheck(ctx context.Context, e env, args []string) error {
 	if err := parseFlags(fs, args, e.getenv); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
 	if *fast {
 		if *hb == 0 {
 			*hb = 5 * time.Second

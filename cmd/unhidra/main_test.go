@@ -319,3 +319,19 @@ func TestCLI_UsageAndVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestRun_StrayArguments: commands that take no positional argument refuse
+// one with a usage error (exit 2) before doing anything.
+func TestRun_StrayArguments(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "stray"},
+		{"bench", "fleet", "stray"},
+		{"bench", "ml", "stray"},
+		{"device", "check", "stray"},
+	} {
+		_, stderr, err := runCLI(t, nil, "", args...)
+		if exitCode(err) != 2 || !strings.Contains(err.Error()+stderr, `unexpected argument "stray"`) {
+			t.Errorf("%v: err = %v, stderr %q; want a usage error about the argument", args, err, stderr)
+		}
+	}
+}
