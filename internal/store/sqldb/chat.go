@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -599,6 +600,21 @@ func (db *DB) changeMessage(ctx context.Context, id, set string, args ...any) (*
 	return m, err
 }
 
+// limitLiteral returns the LIMIT to write into a query's text for n rows:
+// n itself for the usual page sizes, else the next of a few steps, so that
+// the statement cache holds a handful of texts. A bound LIMIT would cost a
+// compilation per call: SQLite (3.47 and later) plans with a bound LIMIT's
+// value and so prepares such a statement again on every execution that
+// binds it. The caller stops reading after n rows.
+func limitLiteral(n int) int {
+	for _, step := range [...]int{2, 11, 26, 51, 101, 201, 501, 1001} {
+		if n <= step {
+			return step
+		}
+	}
+	return n
+}
+
 // History pages a conversation's messages by seq; see store.ChatStore.
 func (db *DB) History(ctx context.Context, q store.HistoryQuery) ([]*unhidra.Message, bool, error) {
 	limit := store.Clamp(q.Limit, 50, 200)
@@ -610,15 +626,14 @@ func (db *DB) History(ctx context.Context, q store.HistoryQuery) ([]*unhidra.Mes
 	if q.After > 0 || q.Forward {
 		where, args, order = append(where, "seq > ?"), append(args, q.After), "ASC"
 	}
-	args = append(args, limit+1)
 	rows, err := db.read.QueryContext(ctx, db.q(`SELECT `+messageColumns+` FROM messages WHERE `+
-		strings.Join(where, " AND ")+` ORDER BY seq `+order+` LIMIT ?`), args...)
+		strings.Join(where, " AND ")+` ORDER BY seq `+order+` LIMIT `+strconv.Itoa(limitLiteral(limit+1))), args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("history: %w", err)
 	}
 	defer rows.Close()
 	out := make([]*unhidra.Message, 0, limit+1)
-	for rows.Next() {
+	for len(out) <= limit && rows.Next() {
 		m, err := scanMessage(rows)
 		if err != nil {
 			return nil, false, fmt.Errorf("scan message: %w", err)

@@ -98,15 +98,15 @@ func (db *DB) Devices(ctx context.Context, f store.DeviceFilter) ([]*unhidra.Dev
 	if !f.ChangedSince.IsZero() {
 		where, args = append(where, "changed_at >= ?"), append(args, f.ChangedSince.UnixMilli())
 	}
-	args = append(args, store.Clamp(f.Limit, 100, 1000))
+	limit := store.Clamp(f.Limit, 100, 1000)
 	rows, err := db.read.QueryContext(ctx, db.q(`SELECT `+deviceColumns+` FROM devices WHERE `+strings.Join(where, " AND ")+
-		` ORDER BY id LIMIT ?`), args...)
+		` ORDER BY id LIMIT `+strconv.Itoa(limitLiteral(limit))), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)
 	}
 	defer rows.Close()
 	var out []*unhidra.Device
-	for rows.Next() {
+	for len(out) < limit && rows.Next() {
 		d, err := scanDevice(rows)
 		if err != nil {
 			return nil, fmt.Errorf("scan device: %w", err)

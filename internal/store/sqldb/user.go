@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -266,14 +267,15 @@ func (db *DB) AppendIdentityEvent(ctx context.Context, identity string) error {
 
 // IdentityEvents returns events with Seq > after, oldest first.
 func (db *DB) IdentityEvents(ctx context.Context, after int64, limit int) ([]store.IdentityEvent, error) {
-	rows, err := db.read.QueryContext(ctx, db.q(`SELECT seq, identity, at FROM identity_events WHERE seq > ? ORDER BY seq LIMIT ?`),
-		after, store.Clamp(limit, 100, 1000))
+	limit = store.Clamp(limit, 100, 1000)
+	rows, err := db.read.QueryContext(ctx, db.q(`SELECT seq, identity, at FROM identity_events WHERE seq > ? ORDER BY seq LIMIT `+
+		strconv.Itoa(limitLiteral(limit))), after)
 	if err != nil {
 		return nil, fmt.Errorf("list identity events: %w", err)
 	}
 	defer rows.Close()
 	var out []store.IdentityEvent
-	for rows.Next() {
+	for len(out) < limit && rows.Next() {
 		var e store.IdentityEvent
 		var at int64
 		if err := rows.Scan(&e.Seq, &e.Identity, &at); err != nil {

@@ -66,8 +66,17 @@ func testDevices(t *testing.T, open Opener) {
 		if err != nil || len(list) != 1 || list[0].ID != d.ID {
 			t.Fatalf("Devices(alice) = %v, %v", list, err)
 		}
-		if all, _ := db.Devices(ctx, store.DeviceFilter{}); len(all) != 2 {
+		all, _ := db.Devices(ctx, store.DeviceFilter{})
+		if len(all) != 2 {
 			t.Fatalf("Devices() = %d devices, want 2", len(all))
+		}
+		// Pages: the limit is written into the query in steps, and the rows
+		// past it are not returned.
+		if first, _ := db.Devices(ctx, store.DeviceFilter{Limit: 1}); len(first) != 1 || first[0].ID != all[0].ID {
+			t.Fatalf("Devices(limit 1) = %v, want %s", first, all[0].ID)
+		}
+		if next, _ := db.Devices(ctx, store.DeviceFilter{Limit: 1, After: all[0].ID}); len(next) != 1 || next[0].ID != all[1].ID {
+			t.Fatalf("Devices(limit 1, after the first) = %v, want %s", next, all[1].ID)
 		}
 		if n, err := db.CountDevices(ctx, alice.ID); err != nil || n != 1 {
 			t.Fatalf("CountDevices = %d, %v", n, err)
