@@ -46,7 +46,16 @@ type flusher struct {
 // maxFlushers caps the number of flusher goroutines.
 const maxFlushers = 16
 
-func numFlushers() int { return min(max(runtime.GOMAXPROCS(0), 1), maxFlushers) }
+// numFlushers is how many flushers an Engine starts: half of GOMAXPROCS
+// (at least one). Writing is mostly the kernel's work inside writev, and a
+// flusher holds its P through it; with a flusher per P a sustained fan-out
+// kept every P writing, so the readers and the publishing path waited, and
+// each flusher's turns came sooner and carried fewer frames. On 2 cores one
+// flusher wrote 11-14 frames per writev where two wrote 6-7, for 0.7x the
+// server CPU per delivery (docs/benchmarks.md, fan-out).
+func numFlushers() int { return flushersFor(runtime.GOMAXPROCS(0)) }
+
+func flushersFor(procs int) int { return min(max(procs/2, 1), maxFlushers) }
 
 // push puts c at the back of the ready list and wakes the flusher if the
 // list was empty.

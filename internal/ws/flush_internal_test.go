@@ -139,3 +139,11 @@ func TestFlusher_FullSocketGoesToWriter(t *testing.T) {
 		t.Fatalf("writing=%v ready=%d, want idle", writing, len(f.ready))
 	}
 }
+
+func TestFlushersFor(t *testing.T) {
+	for _, c := range []struct{ procs, want int }{{0, 1}, {1, 1}, {2, 1}, {3, 1}, {4, 2}, {8, 4}, {32, 16}, {64, maxFlushers}} {
+		if got := flushersFor(c.procs); got != c.want {
+			t.Errorf("flushersFor(%d) = %d, want %d", c.procs, got, c.want)
+		}
+	}
+}
