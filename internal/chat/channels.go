@@ -22,14 +22,20 @@ type ChannelView struct {
 	Names map[string]string `json:"names,omitempty"`
 }
 
-// List returns the actor's channels (public ones it is not in too, flagged
-// member:false) and its DMs.
-func (s *Service) List(ctx context.Context, actor Actor) (channels, dms []ChannelView, err error) {
-	views, err := s.st.Conversations(ctx, actor.ID, true)
+// ListPage returns a page of the actor's list, in ID order after the
+// cursor after ("" for the first page): with dms its direct messages, else
+// the channels it belongs to and the public channels it does not. next is
+// the cursor of the following page, "" on the last.
+func (s *Service) ListPage(ctx context.Context, actor Actor, dms bool, after string, limit int) (page []ChannelView, next string, err error) {
+	views, err := s.st.ConversationPage(ctx, actor.ID, dms, after, limit+1)
 	if err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
-	channels, dms = []ChannelView{}, []ChannelView{}
+	if len(views) > limit {
+		views = views[:limit]
+		next = views[limit-1].ID
+	}
+	page = make([]ChannelView, 0, len(views))
 	for _, v := range views {
 		cv := ChannelView{ConversationView: v}
 		if v.Member {
@@ -40,12 +46,10 @@ func (s *Service) List(ctx context.Context, actor Actor) (channels, dms []Channe
 			for _, id := range v.Members {
 				cv.Names[id] = s.names.name(ctx, id)
 			}
-			dms = append(dms, cv)
-		} else {
-			channels = append(channels, cv)
 		}
+		page = append(page, cv)
 	}
-	return channels, dms, nil
+	return page, next, nil
 }
 
 // ValidChannelName checks a channel name: 1..MaxChannelName characters of

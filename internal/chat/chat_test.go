@@ -506,7 +506,7 @@ func TestChannels_Rules(t *testing.T) {
 	if f := watch.expect("member_left", nil); f.str("channel") != pub.ID || f.str("member") != bob.ID {
 		t.Fatalf("member_left = %v", f)
 	}
-	channels, _, err := h.svc.List(ctx, ann)
+	channels, _, err := h.svc.ListPage(ctx, ann, false, "", 500)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,7 +544,7 @@ func TestChannels_Rules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, dms, _ := h.svc.List(ctx, ann)
+	dms, _, _ := h.svc.ListPage(ctx, ann, true, "", 500)
 	unread := map[string]int64{}
 	for _, d := range dms {
 		unread[d.ID] = d.Unread
@@ -581,7 +581,7 @@ func TestRead_FrameAdvancesReadPosition(t *testing.T) {
 		a.sendMsg(fmt.Sprint("m", i), general, "news")
 	}
 	unread := func() int64 {
-		channels, _, err := h.svc.List(ctx, bob)
+		channels, _, err := h.svc.ListPage(ctx, bob, false, "", 500)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -235,10 +235,10 @@ func (s *Service) Connect(c hub.Client) {
 	before := s.changes[id]
 	gen := s.members.generation()
 	s.subsMu.Unlock()
-	views, err := s.st.Conversations(ctx, id, false)
+	views, err := s.st.Conversations(ctx, id)
 	s.subsMu.Lock()
 	if s.changes[id] != before {
-		views, err = s.st.Conversations(ctx, id, false)
+		views, err = s.st.Conversations(ctx, id)
 	}
 	if err != nil {
 		s.log.Error("load conversations of a new connection", "identity", id, "err", err)

@@ -95,11 +95,11 @@ func (s *Service) reconcileIdentity(ctx context.Context, id string) {
 	s.subsMu.Lock()
 	before := s.changes[id]
 	s.subsMu.Unlock()
-	views, err := s.st.Conversations(ctx, id, false)
+	views, err := s.st.Conversations(ctx, id)
 	s.subsMu.Lock()
 	defer s.subsMu.Unlock()
 	if s.changes[id] != before {
-		views, err = s.st.Conversations(ctx, id, false)
+		views, err = s.st.Conversations(ctx, id)
 	}
 	if err != nil {
 		s.log.Warn("chat: re-read memberships after a bus outage", "identity", id, "err", err)

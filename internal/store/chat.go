@@ -59,9 +59,15 @@ type ChatStore interface {
 	// ArchiveChannel marks a channel archived (read-only). protocol.ErrNotFound.
 	ArchiveChannel(ctx context.Context, id string) (*unhidra.Conversation, error)
 
-	// Conversations returns the conversations member belongs to, plus,
-	// when withPublic, the public channels it does not, ordered by ID.
-	Conversations(ctx context.Context, member string, withPublic bool) ([]*unhidra.ConversationView, error)
+	// Conversations returns the conversations member belongs to, ordered
+	// by ID (direct messages without their Members).
+	Conversations(ctx context.Context, member string) ([]*unhidra.ConversationView, error)
+
+	// ConversationPage returns up to limit conversations of member's lists
+	// with an ID after after (all when after is ""), ordered by ID: with
+	// dms, its direct-message conversations, with their Members; without,
+	// the channels it belongs to and the public channels it does not.
+	ConversationPage(ctx context.Context, member string, dms bool, after string, limit int) ([]*unhidra.ConversationView, error)
 
 	// ConversationIDs returns the IDs of the conversations member belongs to.
 	ConversationIDs(ctx context.Context, member string) ([]string, error)

@@ -7,9 +7,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/api"
@@ -37,11 +35,7 @@ func mount(s *chat.Service, mux *http.ServeMux, h api.Helpers) {
 	ok := func(w http.ResponseWriter, status int, v any) error { h.JSON(w, status, v); return nil }
 
 	route("GET /api/v1/channels", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
-		channels, _, err := s.List(r.Context(), a)
-		if err != nil {
-			return err
-		}
-		page, next, err := paginate(r.URL.Query(), channels)
+		page, next, err := listPage(r, s, a, false)
 		if err != nil {
 			return err
 		}
@@ -185,11 +179,7 @@ func mount(s *chat.Service, mux *http.ServeMux, h api.Helpers) {
 		return ok(w, http.StatusOK, map[string]int64{"last_read_seq": seq})
 	})
 	route("GET /api/v1/dms", func(w http.ResponseWriter, r *http.Request, a chat.Actor) error {
-		_, dms, err := s.List(r.Context(), a)
-		if err != nil {
-			return err
-		}
-		page, next, err := paginate(r.URL.Query(), dms)
+		page, next, err := listPage(r, s, a, true)
 		if err != nil {
 			return err
 		}
@@ -271,9 +261,10 @@ const (
 	MaxPage     = 500
 )
 
-// paginate returns the page of views after the cursor, and the cursor of
-// the next page ("" on the last).
-func paginate(q url.Values, views []chat.ChannelView) (page []chat.ChannelView, next string, err error) {
+// listPage reads ?limit and ?after and returns that page of the caller's
+// channel list (or, with dms, its DM list) and the next page's cursor.
+func listPage(r *http.Request, s *chat.Service, a chat.Actor, dms bool) (page []chat.ChannelView, next string, err error) {
+	q := r.URL.Query()
 	limit := DefaultPage
 	if q.Has("limit") {
 		n, err := strconv.Atoi(q.Get("limit"))
@@ -286,21 +277,7 @@ func paginate(q url.Values, views []chat.ChannelView) (page []chat.ChannelView, 
 	if len(after) > unhidra.MaxMemberIDLen {
 		return nil, "", unhidra.Errorf(protocol.ErrInvalid, "after is not a cursor of this list.")
 	}
-	slices.SortStableFunc(views, func(a, b chat.ChannelView) int { return strings.Compare(a.ID, b.ID) })
-	i := 0
-	if after != "" {
-		for i < len(views) && views[i].ID <= after {
-			i++
-		}
-	}
-	page = views[i:min(len(views), i+limit)]
-	if i+limit < len(views) {
-		next = page[len(page)-1].ID
-	}
-	if page == nil {
-		page = []chat.ChannelView{}
-	}
-	return page, next, nil
+	return s.ListPage(r.Context(), a, dms, after, limit)
 }
 
 func withCursor(body map[string]any, next string) map[string]any {

@@ -151,29 +151,19 @@ func (db *DB) updateChannel(ctx context.Context, id, set string, args ...any) (*
 	return c, err
 }
 
-// Conversations returns member's conversations, plus the public channels
-// it is not in when withPublic.
-func (db *DB) Conversations(ctx context.Context, member string, withPublic bool) ([]*unhidra.ConversationView, error) {
-	// Without the public channels, start from the member's rows (an index
-	// lookup) rather than from every conversation: this runs on every
-	// WebSocket connect.
-	query, args := `SELECT `+convColumns+`, m.role, m.last_read_seq
+// Conversations returns member's conversations (DMs without Members).
+// Every WebSocket connect that misses the member cache runs it: it starts
+// from the member's rows, an index lookup.
+func (db *DB) Conversations(ctx context.Context, member string) ([]*unhidra.ConversationView, error) {
+	rows, err := db.read.QueryContext(ctx, db.q(`SELECT `+convColumns+`, m.role, m.last_read_seq
 		FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id
 		WHERE m.member_id = ?
-		ORDER BY c.id`, []any{member}
-	if withPublic {
-		query, args = `SELECT `+convColumns+`, m.role, m.last_read_seq
-		FROM conversations c LEFT JOIN conversation_members m ON m.conversation_id = c.id AND m.member_id = ?
-		WHERE m.member_id IS NOT NULL OR (c.kind = 'public' AND ?)
-		ORDER BY c.id`, []any{member, withPublic}
-	}
-	rows, err := db.read.QueryContext(ctx, db.q(query), args...)
+		ORDER BY c.id`), member)
 	if err != nil {
 		return nil, fmt.Errorf("list conversations: %w", err)
 	}
 	defer rows.Close()
 	var out []*unhidra.ConversationView
-	dms := map[string]*unhidra.ConversationView{}
 	for rows.Next() {
 		var role sql.NullString
 		var lastRead sql.NullInt64
@@ -181,22 +171,61 @@ func (db *DB) Conversations(ctx context.Context, member string, withPublic bool)
 		if err != nil {
 			return nil, fmt.Errorf("scan conversation: %w", err)
 		}
-		v := &unhidra.ConversationView{Conversation: *c, Member: role.Valid, Role: role.String, LastReadSeq: lastRead.Int64}
-		if c.Kind == unhidra.KindDM {
-			dms[c.ID] = v
+		out = append(out, &unhidra.ConversationView{Conversation: *c, Member: role.Valid, Role: role.String, LastReadSeq: lastRead.Int64})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list conversations: %w", err)
+	}
+	return out, nil
+}
+
+// ConversationPage implements store.ChatStore. A page reads only its own
+// rows (and, for direct messages, their members), so a long list costs
+// each page, not each page the whole list.
+func (db *DB) ConversationPage(ctx context.Context, member string, dms bool, after string, limit int) ([]*unhidra.ConversationView, error) {
+	limit = store.Clamp(limit, 100, 1001)
+	query := `SELECT ` + convColumns + `, m.role, m.last_read_seq
+		FROM conversations c LEFT JOIN conversation_members m ON m.conversation_id = c.id AND m.member_id = ?
+		WHERE (m.member_id IS NOT NULL OR c.kind = 'public') AND c.kind <> 'dm' AND c.id > ?
+		ORDER BY c.id LIMIT `
+	if dms {
+		query = `SELECT ` + convColumns + `, m.role, m.last_read_seq
+		FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id
+		WHERE m.member_id = ? AND c.kind = 'dm' AND c.id > ?
+		ORDER BY c.id LIMIT `
+	}
+	rows, err := db.read.QueryContext(ctx, db.q(query+strconv.Itoa(limitLiteral(limit))), member, after)
+	if err != nil {
+		return nil, fmt.Errorf("list conversations: %w", err)
+	}
+	defer rows.Close()
+	out := []*unhidra.ConversationView{}
+	byID := map[string]*unhidra.ConversationView{}
+	for len(out) < limit && rows.Next() {
+		var role sql.NullString
+		var lastRead sql.NullInt64
+		c, err := scanConversation(rows, &role, &lastRead)
+		if err != nil {
+			return nil, fmt.Errorf("scan conversation: %w", err)
 		}
+		v := &unhidra.ConversationView{Conversation: *c, Member: role.Valid, Role: role.String, LastReadSeq: lastRead.Int64}
+		byID[c.ID] = v
 		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list conversations: %w", err)
 	}
-	if len(dms) == 0 {
+	rows.Close()
+	if !dms || len(out) == 0 {
 		return out, nil
 	}
+	// The members of the page's conversations: one range of IDs, so the
+	// query text stays the same whatever the page holds.
 	mrows, err := db.read.QueryContext(ctx, db.q(`SELECT m.conversation_id, m.member_id FROM conversation_members m
 		JOIN conversations c ON c.id = m.conversation_id AND c.kind = 'dm'
-		WHERE m.conversation_id IN (SELECT conversation_id FROM conversation_members WHERE member_id = ?)
-		ORDER BY m.conversation_id, m.member_id`), member)
+		WHERE m.conversation_id BETWEEN ? AND ?
+		AND m.conversation_id IN (SELECT conversation_id FROM conversation_members WHERE member_id = ?)
+		ORDER BY m.conversation_id, m.member_id`), out[0].ID, out[len(out)-1].ID, member)
 	if err != nil {
 		return nil, fmt.Errorf("list dm members: %w", err)
 	}
@@ -206,7 +235,7 @@ func (db *DB) Conversations(ctx context.Context, member string, withPublic bool)
 		if err := mrows.Scan(&conv, &m); err != nil {
 			return nil, fmt.Errorf("scan dm member: %w", err)
 		}
-		if v := dms[conv]; v != nil {
+		if v := byID[conv]; v != nil {
 			v.Members = append(v.Members, m)
 		}
 	}

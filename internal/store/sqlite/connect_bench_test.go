@@ -52,7 +52,7 @@ func connectReads(ctx context.Context, db *sqldb.DB, id string) error {
 	if _, err := db.UserByID(ctx, id); err != nil {
 		return err
 	}
-	views, err := db.Conversations(ctx, id, false)
+	views, err := db.Conversations(ctx, id)
 	if err != nil {
 		return err
 	}

@@ -70,7 +70,7 @@ func testChat(t *testing.T, open Opener) {
 		wantCode(t, err, protocol.ErrNotFound)
 
 		// ann sees general, ops (member), hall (public, not member); bob does not see ops.
-		views, err := db.Conversations(ctx, ann.ID, true)
+		views, err := db.ConversationPage(ctx, ann.ID, false, "", 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,11 +81,49 @@ func testChat(t *testing.T, open Opener) {
 		if want := map[string]bool{"general": true, "Ops": true, "hall": false}; fmt.Sprint(seen) != fmt.Sprint(want) {
 			t.Fatalf("ann's view = %v, want %v", seen, want)
 		}
-		views, _ = db.Conversations(ctx, bob.ID, false)
+		views, _ = db.Conversations(ctx, bob.ID)
 		for _, v := range views {
 			if v.ID == c.ID {
 				t.Fatal("a non-member sees a private channel")
 			}
+		}
+		// The same lists a page at a time: channels (with the public ones ann
+		// is not in) and DMs (with their members), in ID order.
+		dm, _, err := db.OpenDM(ctx, ann.ID, []string{ann.ID, bob.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		walk := func(member string, dms bool) (ids []string, members [][]string) {
+			after := ""
+			for range 10 {
+				page, err := db.ConversationPage(ctx, member, dms, after, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(page) == 0 {
+					return ids, members
+				}
+				if len(page) != 1 {
+					t.Fatalf("page of 1 has %d", len(page))
+				}
+				ids, members, after = append(ids, page[0].ID), append(members, page[0].Members), page[0].ID
+			}
+			t.Fatal("pages do not end")
+			return nil, nil
+		}
+		chans, _ := walk(ann.ID, false)
+		if want := []string{unhidra.GeneralChannelID, c.ID, pub.ID}; !slices.Equal(chans, slices.Sorted(slices.Values(want))) {
+			t.Fatalf("ann's channel pages = %v, want %v sorted", chans, want)
+		}
+		if chans, _ := walk(bob.ID, false); slices.Contains(chans, c.ID) || len(chans) != 2 {
+			t.Fatalf("bob's channel pages = %v: general and hall, not the private one", chans)
+		}
+		dmIDs, dmMembers := walk(ann.ID, true)
+		if !slices.Equal(dmIDs, []string{dm.ID}) || !slices.Equal(dmMembers[0], slices.Sorted(slices.Values([]string{ann.ID, bob.ID}))) {
+			t.Fatalf("ann's DM pages = %v %v", dmIDs, dmMembers)
+		}
+		if all, _ := db.ConversationPage(ctx, ann.ID, false, "", 100); len(all) != 3 {
+			t.Fatalf("one page of 100 = %d channels, want 3", len(all))
 		}
 		if _, err := db.AddMember(ctx, c.ID, bob.ID, unhidra.ChanMember); err != nil {
 			t.Fatal(err)
@@ -119,7 +157,10 @@ func testChat(t *testing.T, open Opener) {
 		if err != nil || created || c2.ID != c1.ID {
 			t.Fatalf("reopen = %+v, %v, %v; want the same conversation", c2, created, err)
 		}
-		views, _ := db.Conversations(ctx, bob.ID, false)
+		views, _ := db.ConversationPage(ctx, bob.ID, true, "", 100)
+		if len(views) != 1 {
+			t.Fatalf("bob's DM list = %d conversations, want 1", len(views))
+		}
 		for _, v := range views {
 			if want := []string{ann.ID, bob.ID}; v.ID == c1.ID && !slices.Equal(v.Members, slices.Sorted(slices.Values(want))) {
 				t.Fatalf("dm members = %v", v.Members)
