@@ -355,11 +355,14 @@ func TestEngine_IdleTimeout(t *testing.T) {
 // pings.
 func TestEngine_PongsKeepAlive(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
-		ts := startServer(t, tr, ws.Config{PingInterval: 10 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
+		// The idle timeout is 24 ping intervals: a client answering every
+		// ping stays, even when a loaded machine delays a few pongs (with 20
+		// intervals of 10 ms a 200 ms stall of the test process closed it).
+		ts := startServer(t, tr, ws.Config{PingInterval: 25 * time.Millisecond, IdleTimeout: 600 * time.Millisecond})
 		var pings atomic.Int32
 		enough := make(chan struct{})
 		c := ts.dial(t, &websocket.DialOptions{OnPingReceived: func(context.Context, []byte) bool {
-			if pings.Add(1) == 60 { // 0.6 s of pings at the nominal rate: 3 idle timeouts
+			if pings.Add(1) == 48 { // 1.2 s of pings at the nominal rate: 2 idle timeouts
 				close(enough)
 			}
 			return true
