@@ -90,6 +90,7 @@ type Conn struct {
 	probeAt      atomic.Int64  // unix ns a stall probe (ping) was queued; 0 when none is outstanding
 	probeBase    atomic.Uint64 // bytesOut when the last probe was answered
 	stalled      atomic.Bool   // closing as a stalled peer: its close reply is not waited for long
+	polled       atomic.Bool   // registered in the Engine's epoll set (after the first read round)
 	bytesIn      atomic.Uint64
 	bytesOut     atomic.Uint64
 	msgsIn       atomic.Uint64
@@ -310,7 +311,7 @@ func (c *Conn) finalize() {
 	if reason == nil {
 		reason = &CloseError{Code: CloseAbnormal, Err: ErrPeerClosed}
 	}
-	if c.rc != nil && c.engine.poller != nil {
+	if c.rc != nil && c.engine.poller != nil && c.polled.Load() {
 		c.engine.poller.remove(c.rc)
 	}
 	// Closing the socket (not the *tls.Conn) skips the TLS close_notify,

@@ -317,14 +317,10 @@ func (e *Engine) adopt(netConn net.Conn, buffered, response []byte, h Handler, v
 		return nil, ErrEngineClosed
 	}
 	c.id = e.nextID.Add(1)
-	if c.mode != readBlocking {
-		if err := e.poller.add(c.rc, c.id); err != nil {
-			netConn.Close()
-			return nil, err
-		}
-		if c.pc != nil {
-			c.pc.nonblocking.Store(true)
-		}
+	// An epoll connection joins the epoll set at the end of its first read
+	// round, armed (one epoll_ctl instead of an add here and an arm there).
+	if c.mode != readBlocking && c.pc != nil {
+		c.pc.nonblocking.Store(true)
 	}
 	if p := e.cfg.PingInterval; p > 0 {
 		c.nextPingAt = now + int64(p/2) + rand.Int64N(int64(p/2)+1)

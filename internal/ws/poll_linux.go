@@ -64,12 +64,13 @@ func eventID(ev *unix.EpollEvent) uint64 {
 	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 }
 
-// add registers a connection disarmed; arm starts the wait.
-func (p *poller) add(rc syscall.RawConn, id uint64) error {
-	return p.ctl(rc, unix.EPOLL_CTL_ADD, unix.EPOLLONESHOT, id)
+// addArmed registers a connection, waiting for it to become readable
+// (once); arm waits again after an event.
+func (p *poller) addArmed(rc syscall.RawConn, id uint64) error {
+	return p.ctl(rc, unix.EPOLL_CTL_ADD, armEvents, id)
 }
 
-// arm waits for the connection to become readable (once).
+// arm waits for a registered connection to become readable (once).
 func (p *poller) arm(rc syscall.RawConn, id uint64) error {
 	return p.ctl(rc, unix.EPOLL_CTL_MOD, armEvents, id)
 }

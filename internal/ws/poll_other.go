@@ -18,7 +18,7 @@ var errNoPoller = errors.New("ws: no poller on this platform")
 type poller struct{}
 
 func newPoller() (*poller, error)                      { return nil, errNoPoller }
-func (*poller) add(syscall.RawConn, uint64) error      { return errNoPoller }
+func (*poller) addArmed(syscall.RawConn, uint64) error { return errNoPoller }
 func (*poller) arm(syscall.RawConn, uint64) error      { return errNoPoller }
 func (*poller) remove(syscall.RawConn)                 {}
 func (*poller) run(func(uint64)) error                 { return errNoPoller }

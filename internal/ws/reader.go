@@ -32,8 +32,8 @@ func (c *Conn) serveReads() {
 	// A fresh plain connection skips its first read: the bytes that came
 	// with the upgrade request are fed by open, and a read now would almost
 	// always only say "would block". Arming epoll reports at once whatever
-	// arrived meanwhile (EPOLL_CTL_MOD checks readiness). Not under TLS:
-	// the TLS layer may hold records epoll cannot see.
+	// arrived meanwhile (EPOLL_CTL_ADD and _MOD check readiness). Not under
+	// TLS: the TLS layer may hold records epoll cannot see.
 	fresh := !c.opened && c.mode == readRawFD && c.state.Load()&stFinalizeRequested == 0
 	c.open()
 	ok := fresh || c.drain()
@@ -42,8 +42,19 @@ func (c *Conn) serveReads() {
 		return
 	}
 	if ok {
-		if err := c.engine.poller.arm(c.rc, c.id); err != nil {
-			// Only fails once the socket is closed, i.e. being torn down.
+		var err error
+		if c.polled.Load() {
+			err = c.engine.poller.arm(c.rc, c.id)
+		} else {
+			// The first round: the connection joins the epoll set now,
+			// armed. A tear-down racing this may miss the registration;
+			// closing the socket removes it then.
+			c.polled.Store(true)
+			err = c.engine.poller.addArmed(c.rc, c.id)
+		}
+		if err != nil {
+			// Fails once the socket is closed, i.e. being torn down (or,
+			// for the first registration, when the kernel refuses it).
 			c.requestFinalize(&CloseError{Code: CloseAbnormal, Err: fmt.Errorf("%w: %w", ErrPeerClosed, err)})
 		}
 	}
