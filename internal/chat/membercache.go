@@ -58,12 +58,34 @@ func (m *memberCache) generation() uint64 {
 	return m.gen
 }
 
-// forget drops everything; reads in flight are not stored.
+// forget drops everything; reads in flight are not stored. The map is
+// replaced, not cleared: a cleared map keeps the memory of its largest size.
 func (m *memberCache) forget() {
 	m.mu.Lock()
 	m.gen++
-	clear(m.entries)
+	m.entries = make(map[string]memberEntry)
 	m.mu.Unlock()
+}
+
+// prune drops the entries whose lists have both expired. An entry is only
+// useful for a TTL after its read (a reconnect storm); without pruning, the
+// cache would keep one for every identity that connected since the last
+// invalidation (about 0.3 KiB each, measured per idle device). The map is
+// rebuilt so that its memory goes with the entries.
+func (m *memberCache) prune(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	live := make(map[string]memberEntry)
+	for id, e := range m.entries {
+		if m.fresh(&e.convs, now) || m.fresh(&e.co, now) {
+			live[id] = e
+		}
+	}
+	m.entries = live
+}
+
+func (m *memberCache) fresh(l *memberList, now time.Time) bool {
+	return l.ok && now.Sub(l.at) < m.ttl
 }
 
 // conversations returns the cached conversation IDs of id (not to be
@@ -96,7 +118,7 @@ func (m *memberCache) get(id string, list func(*memberEntry) *memberList, now ti
 		return nil, false
 	}
 	l := list(&e)
-	if !l.ok || now.Sub(l.at) >= m.ttl {
+	if !m.fresh(l, now) {
 		return nil, false
 	}
 	return l.ids, true
@@ -110,7 +132,7 @@ func (m *memberCache) put(id string, gen uint64, list func(*memberEntry) *member
 	}
 	e, ok := m.entries[id]
 	if !ok && len(m.entries) >= m.max {
-		clear(m.entries)
+		m.entries = make(map[string]memberEntry)
 	}
 	*list(&e) = memberList{ids: ids, ok: true, at: now}
 	m.entries[id] = e

@@ -272,6 +272,8 @@ func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 		go s.runWriter(q)
 	}
 	go s.runJanitor()
+	s.wg.Add(1)
+	go s.runMemberPrune()
 	// Membership changes are carried out on every node: each subscribes
 	// its own connections of the member.
 	sub, err := r.Bus().Subscribe(membershipSubject, s.applyMembership)
@@ -603,6 +605,22 @@ func (s *Service) runJanitor() {
 		cancel()
 		select {
 		case <-t.C:
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// runMemberPrune drops expired member-cache entries every TTL until the
+// service closes.
+func (s *Service) runMemberPrune() {
+	defer s.wg.Done()
+	t := time.NewTicker(memberCacheTTL)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.members.prune(s.cfg.Now())
 		case <-s.ctx.Done():
 			return
 		}
