@@ -3,7 +3,6 @@ package main
 import (
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,16 +95,7 @@ func (p *cutProxy) Restore() {
 // busConnected reads unhidra_bus_connected from a node's /metrics.
 func busConnected(t *testing.T, s *server) bool {
 	t.Helper()
-	resp, err := s.client.Get(s.url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/metrics: %d", resp.StatusCode)
-	}
-	return strings.Contains(string(body), "\nunhidra_bus_connected 1\n")
+	return strings.Contains(metricsText(t, s), "\nunhidra_bus_connected 1\n")
 }
 
 func waitBus(t *testing.T, s *server, connected bool) {

@@ -97,8 +97,8 @@ func TestBus_ForgedMessagesIgnored(t *testing.T) {
 
 var droppedRE = regexp.MustCompile(`unhidra_bus_rejected_total\{reason="([a-z_]+)"\} (\d+)`)
 
-// busDropped reads the drop counter from /metrics (open to loopback).
-func busDropped(t *testing.T, s *server, reason string) int {
+// metricsText returns a node's /metrics (open to loopback).
+func metricsText(t *testing.T, s *server) string {
 	t.Helper()
 	resp, err := s.client.Get(s.url + "/metrics")
 	if err != nil {
@@ -109,7 +109,13 @@ func busDropped(t *testing.T, s *server, reason string) int {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/metrics: %d", resp.StatusCode)
 	}
-	for _, m := range droppedRE.FindAllStringSubmatch(string(body), -1) {
+	return string(body)
+}
+
+// busDropped reads the drop counter from /metrics.
+func busDropped(t *testing.T, s *server, reason string) int {
+	t.Helper()
+	for _, m := range droppedRE.FindAllStringSubmatch(metricsText(t, s), -1) {
 		if m[1] == reason {
 			n, _ := strconv.Atoi(m[2])
 			return n
