@@ -57,8 +57,13 @@ func logRequests(log *slog.Logger, trusted []netip.Prefix) Middleware {
 						httpx.WriteError(rec, r, log, unhidra.Errorf(protocol.ErrInternal, "Internal error."))
 					}
 				}
-				log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-					"duration", time.Since(start), "ip", ClientIP(r, trusted), "request_id", httpx.RequestID(r.Context()))
+				// Checked first: the arguments (the client's address among
+				// them) cost allocations on every request, WebSocket
+				// handshakes included, at the usual level that drops them.
+				if log.Enabled(r.Context(), slog.LevelDebug) {
+					log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+						"duration", time.Since(start), "ip", ClientIP(r, trusted), "request_id", httpx.RequestID(r.Context()))
+				}
 			}()
 			next.ServeHTTP(rec, r)
 		})

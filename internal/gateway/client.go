@@ -38,10 +38,13 @@ type Client struct {
 }
 
 func randomSuffix() string {
-	b := make([]byte, 5)
-	rand.Read(b)
-	return strings.ToLower(base32.StdEncoding.EncodeToString(b))
+	var b [5]byte
+	rand.Read(b[:])
+	return lowerBase32.EncodeToString(b[:])
 }
+
+// lowerBase32 is base32.StdEncoding in lower case (5 bytes: no padding).
+var lowerBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567")
 
 // ConnID implements hub.Client.
 func (c *Client) ConnID() uint64 { return c.conn.ID() }

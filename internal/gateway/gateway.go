@@ -366,8 +366,9 @@ func (g *Gateway) handleUpgrade(h httpx.Helpers) http.Handler {
 }
 
 func (g *Gateway) authenticate(ctx context.Context, c credentials) (Identity, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
+	lctx := withLazyDeadline(ctx, time.Now().Add(10*time.Second))
+	defer lctx.release()
+	ctx = lctx
 	switch {
 	case c.token != "" && g.tokenAuth != nil:
 		return g.tokenAuth(ctx, c.token)

@@ -1,0 +1,78 @@
+package gateway
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// lazyDeadline is parent with a deadline, like context.WithDeadline, for a
+// call that usually returns without ever waiting on its context: the
+// handshake's authentication, whose store read happens only on a cache
+// miss. context.WithDeadline starts a timer and registers with the parent
+// at once (about 3 % of a handshake's CPU); here both happen only if Done
+// is called. Deadline, Err and Value answer without them. Call release
+// when the call returned.
+type lazyDeadline struct {
+	parent   context.Context
+	deadline time.Time
+
+	mu       sync.Mutex
+	ctx      context.Context // made by the first Done
+	cancel   context.CancelFunc
+	released bool
+}
+
+func withLazyDeadline(parent context.Context, d time.Time) *lazyDeadline {
+	if pd, ok := parent.Deadline(); ok && pd.Before(d) {
+		d = pd
+	}
+	return &lazyDeadline{parent: parent, deadline: d}
+}
+
+func (c *lazyDeadline) Deadline() (time.Time, bool) { return c.deadline, true }
+
+func (c *lazyDeadline) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx == nil {
+		c.ctx, c.cancel = context.WithDeadline(c.parent, c.deadline)
+		if c.released {
+			c.cancel()
+		}
+	}
+	return c.ctx.Done()
+}
+
+func (c *lazyDeadline) Err() error {
+	c.mu.Lock()
+	ctx, released := c.ctx, c.released
+	c.mu.Unlock()
+	if ctx != nil {
+		return ctx.Err()
+	}
+	// Without a Done, nothing was told of an end: report the first
+	// that applies (after a release, nobody should be asking).
+	if err := c.parent.Err(); err != nil {
+		return err
+	}
+	if !time.Now().Before(c.deadline) {
+		return context.DeadlineExceeded
+	}
+	if released {
+		return context.Canceled
+	}
+	return nil
+}
+
+func (c *lazyDeadline) Value(key any) any { return c.parent.Value(key) }
+
+// release ends the context, like the CancelFunc of context.WithDeadline.
+func (c *lazyDeadline) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.released = true
+	if c.cancel != nil {
+		c.cancel()
+	}
+}
