@@ -179,7 +179,7 @@ func (f *flusher) flushOnce(c *Conn, buf net.Buffers) net.Buffers {
 	c.takeLocked(&b)
 	if len(b.bufs) == 0 {
 		c.writing = false
-		c.queue = nil // an idle connection keeps no queue array
+		c.releaseQueueLocked()
 		c.mu.Unlock()
 		return b.bufs
 	}
@@ -223,7 +223,7 @@ func (f *flusher) flushOnce(c *Conn, buf net.Buffers) net.Buffers {
 	more := !c.finalized && c.pendingLocked()
 	if !more {
 		c.writing = false
-		c.queue = nil
+		c.releaseQueueLocked()
 	}
 	c.mu.Unlock()
 	if more {

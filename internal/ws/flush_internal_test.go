@@ -147,3 +147,34 @@ func TestFlushersFor(t *testing.T) {
 		}
 	}
 }
+
+// TestReleaseQueue_ClearsPooledArray: a queue array given back to the pool
+// keeps no frame alive, and one that outgrew the pooled size is dropped.
+func TestReleaseQueue_ClearsPooledArray(t *testing.T) {
+	c := &Conn{}
+	a := new([queueArrayLen][]byte)
+	c.queue = a[:0]
+	for i := range 3 {
+		c.queue = append(c.queue, []byte{byte(i)})
+	}
+	c.releaseQueueLocked()
+	if c.queue != nil {
+		t.Fatalf("queue %v after release, want nil", c.queue)
+	}
+	for i, f := range a {
+		if f != nil {
+			t.Fatalf("pooled array keeps frame %d: %v", i, f)
+		}
+	}
+	c.queue = a[:0]
+	for range queueArrayLen + 1 { // outgrows the array: append moves it
+		c.queue = append(c.queue, []byte("x"))
+	}
+	if cap(c.queue) == queueArrayLen {
+		t.Fatalf("cap %d, want a grown array", cap(c.queue))
+	}
+	c.releaseQueueLocked()
+	if c.queue != nil {
+		t.Fatal("grown queue kept after release")
+	}
+}
