@@ -3,7 +3,10 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -99,7 +102,11 @@ func (s *userSlots) acquire(ctx context.Context, user string) (release func(), e
 // with at most MLPerUser of the user's calls in flight, after checking the
 // model's declared input limits.
 func handleInfer(d Deps) http.Handler {
-	perUser := ratelimit.NewKeyed(ratelimit.Limit{Burst: 20, Every: 200 * time.Millisecond}, 0)
+	rate := d.MLRate
+	if rate == (ratelimit.Limit{}) {
+		rate = ratelimit.Limit{Burst: 20, Every: 200 * time.Millisecond}
+	}
+	perUser := ratelimit.NewKeyed(rate, 0)
 	per := d.MLPerUser
 	if per <= 0 {
 		per = 2
@@ -129,16 +136,52 @@ func handleInfer(d Deps) http.Handler {
 			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
-		defer release()
-		start := time.Now()
-		out, err := d.ML.Infer(r.Context(), in.Model, in.Input)
+		out, took, err := inferWith(r.Context(), d.ML, in, release)
 		if err != nil {
 			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
-		httpx.JSON(w, http.StatusOK, map[string]any{"model": in.Model, "result": out,
-			"duration_ms": float64(time.Since(start).Microseconds()) / 1000})
+		writeInferResult(w, r, d.Log, inferResponse{DurationMs: float64(took.Microseconds()) / 1000, Model: in.Model, Result: out})
 	})
+}
+
+// inferWith runs the call and then releases its slot (also on a panic):
+// the slot bounds calls to the workers, not the writing of answers.
+func inferWith(ctx context.Context, ml ML, in inferRequest, release func()) (json.RawMessage, time.Duration, error) {
+	defer release()
+	start := time.Now()
+	out, err := ml.Infer(ctx, in.Model, in.Input)
+	return out, time.Since(start), err
+}
+
+// inferResponse is the answer of POST /api/v1/ml/infer (the fields in the
+// order of the map it replaced, so the bytes are the same).
+type inferResponse struct {
+	DurationMs float64         `json:"duration_ms"`
+	Model      string          `json:"model"`
+	Result     json.RawMessage `json:"result"`
+}
+
+// writeInferResult writes the answer with its length and flushes it, so
+// that the client has it before the work that follows a handler (the
+// access log, net/http's end of request) runs. Without a length, a flush
+// before the handler returns would make net/http send the body chunked.
+func writeInferResult(w http.ResponseWriter, r *http.Request, log *slog.Logger, res inferResponse) {
+	body, err := json.Marshal(res)
+	if err != nil { // the worker's result is checked JSON; cannot happen
+		httpx.WriteError(w, r, log, fmt.Errorf("encode inference result: %w", err))
+		return
+	}
+	body = append(body, '\n') // as json.Encoder writes it
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if _, err := w.Write(body); err != nil {
+		return // the client went away
+	}
+	_ = http.NewResponseController(w).Flush() // errors: as Write's
 }
 
 func handleModels(d Deps) http.Handler {

@@ -11,6 +11,7 @@ import (
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/httpx"
+	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/protocol"
 )
@@ -37,6 +38,9 @@ type Deps struct {
 	// more wait in that user's own queue, so one user cannot hold every
 	// worker while others wait.
 	MLPerUser int
+	// MLRate bounds each user's inference requests (zero: a burst of 20,
+	// then 5 a second).
+	MLRate ratelimit.Limit
 	// Mount lets other parts of the server add their routes to the mux
 	// (gateway, messaging, devices, ML, web UI).
 	Mount []func(mux *http.ServeMux, h Helpers)
