@@ -7,6 +7,7 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/hub"
+	"github.com/unhidra/unhidra/internal/lazyctx"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/protocol"
 )
@@ -206,7 +207,8 @@ func (s *Service) Resume(ctx context.Context, actor Actor, c hub.Client, id stri
 // Connect subscribes a new connection to its identity's conversations and
 // records it as present. The gateway calls it once per connection.
 func (s *Service) Connect(c hub.Client) {
-	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	// Usually nothing waits on it (the member cache answers).
+	ctx, cancel := lazyctx.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
 	id := c.Identity()
 	st := &connState{client: c, convs: make(map[string]struct{}), device: s.quiet(c.Identity())}

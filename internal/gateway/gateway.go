@@ -16,6 +16,7 @@ import (
 	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/httpx"
 	"github.com/unhidra/unhidra/internal/hub"
+	"github.com/unhidra/unhidra/internal/lazyctx"
 	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/ws"
 	"github.com/unhidra/unhidra/protocol"
@@ -366,9 +367,9 @@ func (g *Gateway) handleUpgrade(h httpx.Helpers) http.Handler {
 }
 
 func (g *Gateway) authenticate(ctx context.Context, c credentials) (Identity, error) {
-	lctx := withLazyDeadline(ctx, time.Now().Add(10*time.Second))
-	defer lctx.release()
-	ctx = lctx
+	// The token check usually waits on nothing (identity cache).
+	ctx, cancel := lazyctx.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	switch {
 	case c.token != "" && g.tokenAuth != nil:
 		return g.tokenAuth(ctx, c.token)

@@ -1,4 +1,6 @@
-package gateway
+// Package lazyctx provides a deadline context for calls that usually return
+// without waiting on their context.
+package lazyctx
 
 import (
 	"context"
@@ -6,13 +8,23 @@ import (
 	"time"
 )
 
-// lazyDeadline is parent with a deadline, like context.WithDeadline, for a
-// call that usually returns without ever waiting on its context: the
-// handshake's authentication, whose store read happens only on a cache
-// miss. context.WithDeadline starts a timer and registers with the parent
-// at once (about 3 % of a handshake's CPU); here both happen only if Done
-// is called. Deadline, Err and Value answer without them. Call release
-// when the call returned.
+// WithDeadline is context.WithDeadline for a call that usually returns
+// without ever waiting on its context: a WebSocket handshake's
+// authentication or chat's connect, whose store reads happen only on a
+// cache miss. context.WithDeadline starts a timer and registers with the
+// parent at once (about 3 % of a handshake's CPU, each); here both happen
+// only if Done is called. Deadline, Err and Value answer without them. Call
+// the returned function when the call returned, as with the standard one.
+func WithDeadline(parent context.Context, d time.Time) (context.Context, context.CancelFunc) {
+	c := withLazyDeadline(parent, d)
+	return c, c.release
+}
+
+// WithTimeout is WithDeadline(parent, time.Now().Add(timeout)).
+func WithTimeout(parent context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	return WithDeadline(parent, time.Now().Add(timeout))
+}
+
 type lazyDeadline struct {
 	parent   context.Context
 	deadline time.Time
