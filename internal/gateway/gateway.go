@@ -470,7 +470,8 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// liveStats sums the traffic counters of the live connections.
+// liveStats sums the traffic counters and the queued frames of the live
+// connections.
 func (g *Gateway) liveStats() ws.Stats {
 	var sum ws.Stats
 	g.engine.Range(func(c *ws.Conn) bool {
@@ -479,6 +480,8 @@ func (g *Gateway) liveStats() ws.Stats {
 		sum.MessagesOut += st.MessagesOut
 		sum.BytesIn += st.BytesIn
 		sum.BytesOut += st.BytesOut
+		sum.QueuedMsgs += st.QueuedMsgs
+		sum.QueuedBytes += st.QueuedBytes
 		return true
 	})
 	return sum

@@ -651,3 +651,31 @@ func TestMetrics_LiveTrafficAndCloseReasons(t *testing.T) {
 	c2.conn.Close(websocket.StatusNormalClosure, "bye")
 	waitFor(t, func() bool { return labeledCounter(t, m, "unhidra_gateway_closes_total", "reason", "client") == 1 })
 }
+
+// The queued-frames gauge shows what waits for a connection that does not
+// read, and falls back to zero once the connection is gone.
+func TestMetrics_QueuedFrames(t *testing.T) {
+	s := newStack(t, gateway.Config{})
+	token, user := s.newUser(t)
+	slow := s.dialSmallBuffer(t, token)
+	m := s.gw.Metrics()
+	if q := gaugeValue(t, m, "unhidra_gateway_queued_frames"); q != 0 {
+		t.Fatalf("%v frames queued before anything was sent", q)
+	}
+	const size = 16 << 10
+	frame := ws.NewPreparedMessage(true, []byte(`{"type":"test.big","body":"`+strings.Repeat("x", size)+`"}`))
+	// 512 KiB: more than both socket buffers take, less than the queue's bound.
+	for range 32 {
+		if n := s.gw.Hub().SendTo(user.ID, frame); n != 1 {
+			t.Fatalf("sent to %d connections", n)
+		}
+	}
+	waitFor(t, func() bool {
+		return gaugeValue(t, m, "unhidra_gateway_queued_frames") >= 2 && gaugeValue(t, m, "unhidra_gateway_queued_bytes") >= 2*size
+	})
+	slow.CloseNow()
+	waitFor(t, func() bool {
+		return s.gw.Len() == 0 && gaugeValue(t, m, "unhidra_gateway_queued_frames") == 0 &&
+			gaugeValue(t, m, "unhidra_gateway_queued_bytes") == 0
+	})
+}

@@ -27,6 +27,7 @@ type Metrics struct {
 	liveFunc    func() ws.Stats
 	writesFunc  func() uint64 // socket writes so far (ws.Engine.FlushStats)
 	writesDesc  *prometheus.Desc
+	queuedDesc  [2]*prometheus.Desc // frames, bytes queued for live connections
 	trafficDesc [4]*prometheus.Desc // frames in, frames out, bytes in, bytes out
 	closed      [4]atomic.Uint64
 	trafficMu   sync.Mutex
@@ -59,6 +60,10 @@ func newMetrics() *Metrics {
 			prometheus.NewDesc("unhidra_gateway_received_bytes_total", "WebSocket bytes received, live connections included.", nil, nil),
 			prometheus.NewDesc("unhidra_gateway_sent_bytes_total", "WebSocket bytes sent, live connections included.", nil, nil),
 		},
+		queuedDesc: [2]*prometheus.Desc{
+			prometheus.NewDesc("unhidra_gateway_queued_frames", "Frames queued for live connections and not yet written to their sockets: the server's side of the delivery backlog.", nil, nil),
+			prometheus.NewDesc("unhidra_gateway_queued_bytes", "Bytes of the frames in unhidra_gateway_queued_frames.", nil, nil),
+		},
 		writesDesc: prometheus.NewDesc("unhidra_gateway_socket_writes_total",
 			"Socket writes that carried frames; frames_sent_total over this is how many frames a write carries.", nil, nil),
 		badFrames:   c("bad_frames_total", "Frames that were not valid protocol envelopes."),
@@ -87,6 +92,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	ch <- m.writesDesc
+	ch <- m.queuedDesc[0]
+	ch <- m.queuedDesc[1]
 	for _, c := range m.collectors() {
 		c.Describe(ch)
 	}
@@ -99,9 +106,15 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(m.connsDesc, prometheus.GaugeValue, float64(n), kind)
 		}
 	}
-	for i, v := range m.traffic() {
+	var live ws.Stats
+	if m.liveFunc != nil {
+		live = m.liveFunc()
+	}
+	for i, v := range m.traffic(live) {
 		ch <- prometheus.MustNewConstMetric(m.trafficDesc[i], prometheus.CounterValue, v)
 	}
+	ch <- prometheus.MustNewConstMetric(m.queuedDesc[0], prometheus.GaugeValue, float64(live.QueuedMsgs))
+	ch <- prometheus.MustNewConstMetric(m.queuedDesc[1], prometheus.GaugeValue, float64(live.QueuedBytes))
 	if m.writesFunc != nil {
 		ch <- prometheus.MustNewConstMetric(m.writesDesc, prometheus.CounterValue, float64(m.writesFunc()))
 	}
@@ -116,14 +129,10 @@ func (m *Metrics) collectors() []prometheus.Collector {
 }
 
 // traffic returns the traffic counters now: closed connections' totals
-// plus the live connections' counters. A connection closing during the
-// scrape may be counted twice for a moment; the high-water marks keep the
-// counters from ever going back.
-func (m *Metrics) traffic() [4]float64 {
-	var live ws.Stats
-	if m.liveFunc != nil {
-		live = m.liveFunc()
-	}
+// plus the live connections' counters (live). A connection closing during
+// the scrape may be counted twice for a moment; the high-water marks keep
+// the counters from ever going back.
+func (m *Metrics) traffic(live ws.Stats) [4]float64 {
 	now := [4]float64{
 		float64(m.closed[framesIn].Load() + live.MessagesIn),
 		float64(m.closed[framesOut].Load() + live.MessagesOut),

@@ -131,3 +131,22 @@ func indexOf(s, sub string) int {
 	}
 	return -1
 }
+
+// gaugeValue returns the value of the gauge named name that c collects.
+func gaugeValue(t *testing.T, c prometheus.Collector, name string) float64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 256)
+	go func() { c.Collect(ch); close(ch) }()
+	total := 0.0
+	for m := range ch {
+		if !containsName(m.Desc().String(), name) {
+			continue
+		}
+		var pb dto.Metric
+		m.Write(&pb)
+		if pb.Gauge != nil {
+			total += pb.Gauge.GetValue()
+		}
+	}
+	return total
+}
