@@ -108,9 +108,11 @@ type Conn struct {
 	nextPingAt int64
 
 	// Guarded by mu: the outbound side.
-	mu           sync.Mutex
-	head         []byte   // the 101 response not yet written (AdoptUpgraded): goes first
-	holdWrites   bool     // nothing is written until OnOpen returned (AdoptUpgraded)
+	mu sync.Mutex
+	// head is the 101 response not yet written (AdoptUpgraded): it goes
+	// first. A pointer: every idle connection carries the field, and a
+	// slice would move Conn up a size class (432 → 464 bytes, class 480).
+	head         *[]byte
 	queue        [][]byte // frames not yet taken by the writer
 	writing      bool     // on a flusher's ready list or a writer goroutine running
 	pingDue      bool
@@ -120,6 +122,7 @@ type Conn struct {
 	closeWritten bool
 	peerClosed   bool // the peer's close frame arrived
 	finalized    bool
+	holdWrites   bool        // nothing is written until OnOpen returned (AdoptUpgraded)
 	reason       *CloseError // the first reason the connection is closing
 }
 

@@ -291,8 +291,10 @@ func (e *Engine) adopt(netConn net.Conn, buffered, response []byte, h Handler, v
 		mode:        readBlocking,
 		connectedAt: now,
 		buffered:    buffered,
-		head:        response,
 		holdWrites:  len(response) > 0,
+	}
+	if len(response) > 0 {
+		c.head = &response
 	}
 	c.lastFrameAt.Store(now)
 	if err := c.classify(e.poller != nil); err != nil {

@@ -126,9 +126,10 @@ func (b *outBatch) countOut(c *Conn, n int) {
 // response if it is still waiting, a pending pong and ping, then the queued frames, then our close frame.
 func (c *Conn) takeLocked(b *outBatch) {
 	b.bufs = b.bufs[:0]
-	b.headLeft = len(c.head)
+	b.headLeft = 0
 	if c.head != nil {
-		b.bufs = append(b.bufs, c.head)
+		b.headLeft = len(*c.head)
+		b.bufs = append(b.bufs, *c.head)
 		c.head = nil
 	}
 	if c.pong != nil {
