@@ -103,6 +103,14 @@ func counterValue(t *testing.T, c prometheus.Collector, name string) float64 {
 // accepts.
 func sumCounters(t *testing.T, c prometheus.Collector, name string, keep func(*dto.Metric) bool) float64 {
 	t.Helper()
+	return sumMetrics(c, name, func(pb *dto.Metric) (float64, bool) {
+		return pb.GetCounter().GetValue(), pb.Counter != nil && keep(pb)
+	})
+}
+
+// sumMetrics adds up value over the metrics named name that c collects,
+// for those value accepts.
+func sumMetrics(c prometheus.Collector, name string, value func(*dto.Metric) (float64, bool)) float64 {
 	ch := make(chan prometheus.Metric, 256)
 	go func() { c.Collect(ch); close(ch) }()
 	total := 0.0
@@ -112,8 +120,8 @@ func sumCounters(t *testing.T, c prometheus.Collector, name string, keep func(*d
 		}
 		var pb dto.Metric
 		m.Write(&pb)
-		if pb.Counter != nil && keep(&pb) {
-			total += pb.Counter.GetValue()
+		if v, ok := value(&pb); ok {
+			total += v
 		}
 	}
 	return total
@@ -135,18 +143,5 @@ func indexOf(s, sub string) int {
 // gaugeValue returns the value of the gauge named name that c collects.
 func gaugeValue(t *testing.T, c prometheus.Collector, name string) float64 {
 	t.Helper()
-	ch := make(chan prometheus.Metric, 256)
-	go func() { c.Collect(ch); close(ch) }()
-	total := 0.0
-	for m := range ch {
-		if !containsName(m.Desc().String(), name) {
-			continue
-		}
-		var pb dto.Metric
-		m.Write(&pb)
-		if pb.Gauge != nil {
-			total += pb.Gauge.GetValue()
-		}
-	}
-	return total
+	return sumMetrics(c, name, func(pb *dto.Metric) (float64, bool) { return pb.GetGauge().GetValue(), pb.Gauge != nil })
 }
