@@ -3,10 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -141,7 +138,11 @@ func handleInfer(d Deps) http.Handler {
 			httpx.WriteError(w, r, d.Log, err)
 			return
 		}
-		writeInferResult(w, r, d.Log, inferResponse{DurationMs: float64(took.Microseconds()) / 1000, Model: in.Model, Result: out})
+		// Sent at once: the client has it before the access log runs.
+		res := inferResponse{DurationMs: float64(took.Microseconds()) / 1000, Model: in.Model, Result: out}
+		if err := httpx.JSONNow(w, http.StatusOK, res); err != nil { // the worker's result is checked JSON
+			httpx.WriteError(w, r, d.Log, err)
+		}
 	})
 }
 
@@ -160,28 +161,6 @@ type inferResponse struct {
 	DurationMs float64         `json:"duration_ms"`
 	Model      string          `json:"model"`
 	Result     json.RawMessage `json:"result"`
-}
-
-// writeInferResult writes the answer with its length and flushes it, so
-// that the client has it before the work that follows a handler (the
-// access log, net/http's end of request) runs. Without a length, a flush
-// before the handler returns would make net/http send the body chunked.
-func writeInferResult(w http.ResponseWriter, r *http.Request, log *slog.Logger, res inferResponse) {
-	body, err := json.Marshal(res)
-	if err != nil { // the worker's result is checked JSON; cannot happen
-		httpx.WriteError(w, r, log, fmt.Errorf("encode inference result: %w", err))
-		return
-	}
-	body = append(body, '\n') // as json.Encoder writes it
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusOK)
-	if _, err := w.Write(body); err != nil {
-		return // the client went away
-	}
-	_ = http.NewResponseController(w).Flush() // errors: as Write's
 }
 
 func handleModels(d Deps) http.Handler {

@@ -6,6 +6,7 @@ package httpx
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -64,12 +65,37 @@ type errorBody struct {
 // JSON writes v as JSON with the status. Headers are set before
 // WriteHeader, or they would be lost.
 func JSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
+	jsonHeaders(w)
 	w.WriteHeader(status)
 	if err := json.NewEncoder(w).Encode(v); err != nil {
 		slog.Debug("write response", "err", err)
 	}
+}
+
+// JSONNow is JSON sent at once: with its length, and flushed, so that the
+// client has it before the work that follows a handler (the access log,
+// net/http's end of request) runs. Without a length, a flush before the
+// handler returns would make net/http send the body chunked. The bytes are
+// JSON's. An error means v could not be encoded and nothing was written.
+func JSONNow(w http.ResponseWriter, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	body = append(body, '\n') // as json.Encoder writes it
+	jsonHeaders(w)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	if _, err := w.Write(body); err != nil {
+		return nil // the client went away
+	}
+	_ = http.NewResponseController(w).Flush() // errors: as Write's
+	return nil
+}
+
+func jsonHeaders(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
 }
 
 // WriteError writes err as a JSON error. Internal errors are logged with
