@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/protocol"
@@ -61,7 +62,8 @@ type delivery struct {
 	mu    sync.Mutex
 	convs map[string]*convSeq // followed conversations; guarded by mu
 
-	fillq chan *convSeq // conversations to fill from the store
+	fillq   chan *convSeq // conversations to fill from the store
+	syncNow chan struct{} // a syncFromStore pass is wanted (the bus is back)
 
 	m deliveryMetrics
 }
@@ -74,14 +76,14 @@ type deliveryMetrics struct {
 type convSeq struct {
 	conv, topic string
 
-	mu         sync.Mutex
-	last       int64            // last seq delivered here; -1: unknown yet
-	pending    map[int64][]byte // frames ahead of last+1, by seq
-	holds      map[uint64]*hold // connections resuming: frames wait for their resumed frame
-	timer      *time.Timer      // armed while a gap is open
-	syncWanted bool             // fill up to the store's last seq (after a bus outage)
-	queued     bool             // in fillq
-	gone       bool             // no longer followed
+	mu      sync.Mutex
+	last    int64            // last seq delivered here; -1: unknown yet
+	pending map[int64][]byte // frames ahead of last+1, by seq
+	holds   map[uint64]*hold // connections resuming: frames wait for their resumed frame
+	timer   *time.Timer      // armed while a gap is open
+	syncTo  int64            // fill up to this seq, read from the store before its members (bus outage); 0: none
+	queued  bool             // in fillq
+	gone    bool             // no longer followed
 }
 
 type hold struct {
@@ -90,7 +92,8 @@ type hold struct {
 }
 
 func newDelivery(s *Service, gapWait time.Duration) *delivery {
-	return &delivery{s: s, gapWait: gapWait, convs: make(map[string]*convSeq), fillq: make(chan *convSeq, 1024)}
+	return &delivery{s: s, gapWait: gapWait, convs: make(map[string]*convSeq), fillq: make(chan *convSeq, 1024),
+		syncNow: make(chan struct{}, 1)}
 }
 
 // follow starts sequencing conv (if not already) from last, the last seq
@@ -236,7 +239,7 @@ func (d *delivery) armLocked(cs *convSeq) {
 		cs.mu.Lock()
 		defer cs.mu.Unlock()
 		cs.timer = nil
-		if !cs.gone && (len(cs.pending) > 0 || cs.syncWanted) {
+		if !cs.gone && (len(cs.pending) > 0 || cs.syncTo > 0) {
 			d.queueLocked(cs)
 		}
 	})
@@ -259,20 +262,73 @@ func (d *delivery) queueLocked(cs *convSeq) {
 	}
 }
 
-// resync fills every followed conversation up to the store's last seq:
-// the bus was down and other nodes' frames may be lost.
-func (d *delivery) resync() {
+// lastSeqs reads the last stored seq of every followed conversation; one
+// whose read fails is left out.
+func (d *delivery) lastSeqs(ctx context.Context) map[string]int64 {
 	d.mu.Lock()
-	all := make([]*convSeq, 0, len(d.convs))
-	for _, cs := range d.convs {
-		all = append(all, cs)
+	convs := make([]string, 0, len(d.convs))
+	for conv := range d.convs {
+		convs = append(convs, conv)
 	}
 	d.mu.Unlock()
-	for _, cs := range all {
+	last := make(map[string]int64, len(convs))
+	for _, conv := range convs {
+		c, err := d.s.st.ConversationByID(ctx, conv)
+		if err != nil {
+			if ctx.Err() == nil && unhidra.ErrorCode(err) != protocol.ErrNotFound {
+				d.s.storeTrouble(err)
+			}
+			continue
+		}
+		last[conv] = c.LastSeq
+	}
+	return last
+}
+
+// resync fills each conversation in upTo (that this node still follows)
+// up to the seq given for it: the bus was down and other nodes' frames may
+// be lost.
+func (d *delivery) resync(upTo map[string]int64) {
+	for conv, seq := range upTo {
+		cs := d.get(conv)
+		if cs == nil {
+			continue
+		}
 		cs.mu.Lock()
-		cs.syncWanted = true
+		if seq > cs.syncTo {
+			cs.syncTo = seq
+		}
 		d.queueLocked(cs)
 		cs.mu.Unlock()
+	}
+}
+
+// syncFromStore brings the followed conversations up to date from the
+// store after frames may have been lost (a bus outage, or its end).
+//
+// Each conversation's last seq is read before its members, and only
+// messages up to it are delivered: they were stored before the member list
+// that let their recipients keep them was read, so a message stored after a
+// member's removal never reaches that member (the removal is in the list).
+// A conversation whose members could not be read waits for the next pass.
+func (d *delivery) syncFromStore(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	upTo := d.lastSeqs(ctx)
+	checked := d.s.pruneRemovedMembers(ctx)
+	for conv := range upTo {
+		if !checked[conv] {
+			delete(upTo, conv)
+		}
+	}
+	d.resync(upTo)
+}
+
+// syncWanted asks runStoreSync for a pass at once (the bus is back).
+func (d *delivery) syncWanted() {
+	select {
+	case d.syncNow <- struct{}{}:
+	default: // a pass is already due
 	}
 }
 
@@ -281,9 +337,12 @@ func (d *delivery) resync() {
 // nodes store, a little late, and the backlog at reconnect stays small.
 const outageSync = time.Second
 
-// runOutageSync re-syncs from the store every outageSync while connected
-// reports false, until ctx ends.
-func (d *delivery) runOutageSync(ctx context.Context, connected func() bool) {
+// syncTimeout bounds the reads of one syncFromStore pass.
+const syncTimeout = 10 * time.Second
+
+// runStoreSync runs syncFromStore every outageSync while connected reports
+// false, and once each time the bus is back (syncWanted), until ctx ends.
+func (d *delivery) runStoreSync(ctx context.Context, connected func() bool) {
 	defer d.s.wg.Done()
 	t := time.NewTicker(outageSync)
 	defer t.Stop()
@@ -291,11 +350,10 @@ func (d *delivery) runOutageSync(ctx context.Context, connected func() bool) {
 		select {
 		case <-t.C:
 			if !connected() {
-				pctx, cancel := context.WithTimeout(ctx, outageSync)
-				d.s.pruneRemovedMembers(pctx) // before the sync delivers more
-				cancel()
-				d.resync()
+				d.syncFromStore(ctx)
 			}
+		case <-d.syncNow:
+			d.syncFromStore(ctx)
 		case <-ctx.Done():
 			return
 		}
@@ -325,8 +383,8 @@ func (d *delivery) fill(ctx context.Context, cs *convSeq) {
 		cs.mu.Unlock()
 		return
 	}
-	from, to, sync := cs.last, int64(0), cs.syncWanted
-	cs.syncWanted = false
+	from, to, syncTo := cs.last, cs.syncTo, cs.syncTo
+	cs.syncTo = 0
 	for seq := range cs.pending {
 		to = max(to, seq-1)
 	}
@@ -337,25 +395,22 @@ func (d *delivery) fill(ctx context.Context, cs *convSeq) {
 	retry := func(err error) {
 		d.s.storeTrouble(err)
 		cs.mu.Lock()
-		cs.syncWanted = cs.syncWanted || sync
+		cs.syncTo = max(cs.syncTo, syncTo)
 		d.armLocked(cs)
 		cs.mu.Unlock()
 	}
-	if sync || from < 0 {
+	if from < 0 { // unknown start: follow from the store's last seq on
 		c, err := d.s.st.ConversationByID(ctx, cs.conv)
 		if err != nil {
 			retry(err)
 			return
 		}
-		to = max(to, c.LastSeq)
-		if from < 0 {
-			from = c.LastSeq // unknown start: follow from now on
-			cs.mu.Lock()
-			if cs.last < 0 {
-				cs.last = from
-			}
-			cs.mu.Unlock()
+		from, to = c.LastSeq, max(to, c.LastSeq)
+		cs.mu.Lock()
+		if cs.last < 0 {
+			cs.last = from
 		}
+		cs.mu.Unlock()
 	}
 	// Page by page, each delivered before the next is read, so that a
 	// long gap reaches the connections' queues in slices, not at once.

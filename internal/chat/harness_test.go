@@ -18,6 +18,7 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/api"
+	"github.com/unhidra/unhidra/internal/bus"
 	"github.com/unhidra/unhidra/internal/bus/local"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/chat/chatws"
@@ -59,11 +60,17 @@ func newHarnessWith(t testing.TB, cfg chat.Config, gwCfg gateway.Config) *harnes
 // service uses (nil: the store itself).
 func newHarnessStore(t testing.TB, cfg chat.Config, gwCfg gateway.Config, wrap func(*sqldb.DB) chat.Store) *harness {
 	t.Helper()
+	return newHarnessBus(t, cfg, gwCfg, wrap, &local.Bus{})
+}
+
+// newHarnessBus also sets the bus the node's router uses.
+func newHarnessBus(t testing.TB, cfg chat.Config, gwCfg gateway.Config, wrap func(*sqldb.DB) chat.Store, b bus.Bus) *harness {
+	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "chat.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	router := hub.NewRouter(hub.New(), &local.Bus{}, nil)
+	router := hub.NewRouter(hub.New(), b, nil)
 	gw, err := gateway.New(gwCfg, router, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -12,11 +12,12 @@ import (
 // Membership changes travel on the bus, so a node cut off from it misses
 // those made on other nodes. Two repairs, both from the store:
 //
-//   - while the bus is down, every outageSync (before the store sync that
-//     keeps delivering other nodes' messages), each conversation a local
+//   - in each store sync (delivery.syncFromStore: every outageSync while
+//     the bus is down, and once when it is back), each conversation a local
 //     connection follows has its members read, and connections of
-//     identities no longer members are removed: a removed member must not
-//     go on receiving the conversation for the length of the outage;
+//     identities no longer members are removed, before the sync delivers
+//     what other nodes stored: a removed member must not go on receiving
+//     the conversation for the length of the outage;
 //   - when the bus is back, each identity connected here has its
 //     conversations read and its connections brought in line, which also
 //     finds the conversations it was added to meanwhile.
@@ -29,8 +30,9 @@ import (
 const reconcileTimeout = 30 * time.Second
 
 // pruneRemovedMembers removes local connections from the conversations
-// their identity is no longer a member of.
-func (s *Service) pruneRemovedMembers(ctx context.Context) {
+// their identity is no longer a member of. It returns the conversations
+// whose members it read (all followed here, but for read errors).
+func (s *Service) pruneRemovedMembers(ctx context.Context) (checked map[string]bool) {
 	type follower struct {
 		c      hub.Client
 		before uint64 // s.changes of its identity when the members were listed
@@ -43,15 +45,17 @@ func (s *Service) pruneRemovedMembers(ctx context.Context) {
 		}
 	}
 	s.subsMu.Unlock()
+	checked = make(map[string]bool, len(byConv))
 	for conv, followers := range byConv {
 		if ctx.Err() != nil {
-			return
+			return checked
 		}
 		members, err := s.st.Members(ctx, conv)
 		if err != nil && unhidra.ErrorCode(err) != protocol.ErrNotFound {
-			s.log.Warn("chat: check members during a bus outage", "conversation", conv, "err", err)
+			s.log.Warn("chat: check members after a bus outage", "conversation", conv, "err", err)
 			continue
 		}
+		checked[conv] = true
 		isMember := make(map[string]bool, len(members))
 		for _, m := range members {
 			isMember[m.MemberID] = true
@@ -72,6 +76,7 @@ func (s *Service) pruneRemovedMembers(ctx context.Context) {
 		}
 		s.subsMu.Unlock()
 	}
+	return checked
 }
 
 // reconcileMemberships compares every identity connected here with its

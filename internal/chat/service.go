@@ -248,18 +248,22 @@ func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 	r.HandleTopics(topicPrefix, s.delivery.onFrame)
 	s.members = newMemberCache(memberCacheTTL, memberCacheMax)
 	s.busUp = func() bool { return true }
-	if rb, ok := r.Bus().(interface{ OnReconnect(func()) }); ok {
-		rb.OnReconnect(s.delivery.resync)
-		rb.OnReconnect(s.members.forget) // changes may have been missed
+	rb, reconnects := r.Bus().(interface{ OnReconnect(func()) })
+	if reconnects {
+		rb.OnReconnect(s.delivery.syncWanted) // frames may have been lost
+		rb.OnReconnect(s.members.forget)      // changes may have been missed
 		s.reconcileWanted = make(chan struct{}, 1)
 		rb.OnReconnect(s.busBack) // and memberships re-read (reconcile.go)
 		s.wg.Add(1)
 		go s.runReconcile(ctx)
 	}
-	if cb, ok := r.Bus().(interface{ Connected() bool }); ok {
+	cb, disconnects := r.Bus().(interface{ Connected() bool })
+	if disconnects {
 		s.busUp = cb.Connected
+	}
+	if reconnects || disconnects {
 		s.wg.Add(1)
-		go s.delivery.runOutageSync(ctx, cb.Connected)
+		go s.delivery.runStoreSync(ctx, s.busUp)
 	}
 	s.wg.Add(fillers)
 	for range fillers {

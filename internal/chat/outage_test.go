@@ -1,0 +1,124 @@
+package chat_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/bus/local"
+	"github.com/unhidra/unhidra/internal/chat"
+	"github.com/unhidra/unhidra/internal/gateway"
+	"github.com/unhidra/unhidra/internal/hub"
+	"github.com/unhidra/unhidra/internal/store/sqldb"
+	"github.com/unhidra/unhidra/protocol"
+)
+
+// outageBus is a local bus that says it is disconnected while down, as the
+// NATS bus does in an outage: the node then follows other nodes' messages
+// and membership changes through the store.
+type outageBus struct {
+	local.Bus
+	down atomic.Bool
+}
+
+func (b *outageBus) Connected() bool { return !b.down.Load() }
+
+// membersHook runs then once, right after the first read of conv's members
+// once armed: it is what another node commits between that read and
+// whatever the reader does next.
+type membersHook struct {
+	*sqldb.DB
+	mu   sync.Mutex
+	conv string
+	then func()
+}
+
+func (m *membersHook) arm(conv string, then func()) {
+	m.mu.Lock()
+	m.conv, m.then = conv, then
+	m.mu.Unlock()
+}
+
+func (m *membersHook) Members(ctx context.Context, conv string) ([]*unhidra.Membership, error) {
+	ms, err := m.DB.Members(ctx, conv)
+	m.mu.Lock()
+	then := m.then
+	if conv != m.conv {
+		then = nil
+	}
+	if then != nil {
+		m.then = nil
+	}
+	m.mu.Unlock()
+	if then != nil {
+		then()
+	}
+	return ms, err
+}
+
+// TestOutage_MessageAfterRemovalNeverReachesRemovedMember: while this
+// node's bus is down, another node removes xena from a channel and at once
+// posts to it, both committed just after this node read the channel's
+// members (still with xena). The store sync delivers the message to yuri,
+// who stays, and never to xena, who is told she was removed. The sync used
+// to read the channel's last seq after its members, and so delivered
+// messages stored after a removal it had not seen.
+func TestOutage_MessageAfterRemovalNeverReachesRemovedMember(t *testing.T) {
+	ob := &outageBus{}
+	var hook *membersHook
+	h := newHarnessBus(t, chat.Config{}, gateway.Config{}, func(db *sqldb.DB) chat.Store {
+		hook = &membersHook{DB: db}
+		return hook
+	}, ob)
+	ctx := context.Background()
+	ann, xena, yuri := h.user("ann", unhidra.RoleMember), h.user("xena", unhidra.RoleMember), h.user("yuri", unhidra.RoleMember)
+	ch, err := h.svc.CreateChannel(ctx, ann, "ops", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []chat.Actor{xena, yuri} {
+		if _, err := h.svc.Invite(ctx, ann, ch.ID, who.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another node on the same store, on a bus this node does not hear.
+	other := chat.New(h.db, hub.NewRouter(hub.New(), &local.Bus{}, nil), chat.Config{}, nil)
+	defer other.Close()
+
+	x, y := h.dial(t, xena), h.dial(t, yuri)
+	hook.arm(ch.ID, func() {
+		if err := other.Kick(ctx, ann, ch.ID, xena.ID); err != nil {
+			t.Error(err)
+		}
+		if _, _, err := other.Send(ctx, ann, chat.SendInput{Channel: ch.ID, Body: "after the removal"}, nil); err != nil {
+			t.Error(err)
+		}
+	})
+	ob.down.Store(true)
+
+	// yuri gets it through the store: the sync did deliver it.
+	y.expect("message", func(f frame) bool { return f.str("body") == "after the removal" })
+	// A later message where xena is still a member marks the end of what
+	// she could have been sent before it.
+	if _, _, err := other.Send(ctx, ann, chat.SendInput{Channel: general, Body: "marker"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	removed := false
+	for {
+		f := x.expect("", nil)
+		if f.str("type") == protocol.TypeConversationRemoved && f.str("channel") == ch.ID {
+			removed = true
+		}
+		if f.str("type") == "message" && f.str("body") == "after the removal" {
+			t.Fatalf("xena got a message stored after her removal: %v", f)
+		}
+		if f.str("type") == "message" && f.str("body") == "marker" {
+			break
+		}
+	}
+	if !removed {
+		t.Fatal("xena was not told she was removed from the channel")
+	}
+}
