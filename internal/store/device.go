@@ -99,7 +99,9 @@ type DeviceStore interface {
 	SetDeviceMayDMPeople(ctx context.Context, id string, allow bool) error
 
 	// WriteDeviceBatch writes health, heap buckets, telemetry and audit
-	// events in one transaction.
+	// events in one transaction. A health record whose LastSeen is older
+	// than the stored one is skipped (newest wins, whichever node flushes
+	// last).
 	WriteDeviceBatch(ctx context.Context, b *DeviceBatch) error
 
 	// HeapSeries returns the device's buckets of resolution res starting at

@@ -174,15 +174,19 @@ func (db *DB) WriteDeviceBatch(ctx context.Context, b *store.DeviceBatch) error 
 	}
 	return db.inTx(ctx, func(tx *sql.Tx) error {
 		if len(b.Health) > 0 {
+			// A record older than the stored one is skipped: when a device
+			// moves between nodes, the node it left may flush its
+			// "disconnected" after the new node's "connected".
 			st, err := tx.PrepareContext(ctx, db.q(`UPDATE devices SET last_seen = ?, connected_since = ?, reboots = ?,
-				free_heap = ?, uptime = ? WHERE id = ?`))
+				free_heap = ?, uptime = ? WHERE id = ? AND last_seen <= ?`))
 			if err != nil {
 				return fmt.Errorf("prepare health: %w", err)
 			}
 			defer st.Close()
 			for _, h := range b.Health {
-				if _, err := st.ExecContext(ctx, store.UnixMilli(h.LastSeen), store.UnixMilli(h.ConnectedSince),
-					h.Reboots, h.FreeHeap, h.Uptime, h.DeviceID); err != nil {
+				seen := store.UnixMilli(h.LastSeen)
+				if _, err := st.ExecContext(ctx, seen, store.UnixMilli(h.ConnectedSince),
+					h.Reboots, h.FreeHeap, h.Uptime, h.DeviceID, seen); err != nil {
 					return fmt.Errorf("write health: %w", err)
 				}
 			}

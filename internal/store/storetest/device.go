@@ -161,6 +161,38 @@ func testDevices(t *testing.T, open Opener) {
 			t.Fatalf("DeleteHeapBefore = %d, %v", n, err)
 		}
 	})
+	t.Run("OlderHealthDoesNotOverwriteNewer", func(t *testing.T) {
+		// A device moves from node A to node B: B flushes "connected" first,
+		// A's "disconnected" (seen earlier) arrives after it.
+		db := open(t)
+		clk := newClock(db)
+		alice := mustCreateUser(t, db, "alice")
+		d := mustCreateDevice(t, db, alice, "k1")
+		left := clk.now()
+		clk.add(time.Second)
+		joined := clk.now()
+		write := func(h store.DeviceHealth) {
+			t.Helper()
+			h.DeviceID = d.ID
+			if err := db.WriteDeviceBatch(ctx, &store.DeviceBatch{Health: []store.DeviceHealth{h}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write(store.DeviceHealth{LastSeen: joined, ConnectedSince: joined, Reboots: 1, FreeHeap: 2000})
+		write(store.DeviceHealth{LastSeen: left, Reboots: 0, FreeHeap: 1000})
+		got, _ := db.DeviceByID(ctx, d.ID)
+		if !got.LastSeen.Equal(joined) || !got.ConnectedSince.Equal(joined) || got.Reboots != 1 || got.FreeHeap != 2000 {
+			t.Fatalf("older health overwrote newer: %+v", got)
+		}
+		// A newer one (or one of the same instant) still wins.
+		write(store.DeviceHealth{LastSeen: joined, ConnectedSince: joined, Reboots: 1, FreeHeap: 1500})
+		clk.add(time.Second)
+		write(store.DeviceHealth{LastSeen: clk.now(), Reboots: 1, FreeHeap: 1400})
+		got, _ = db.DeviceByID(ctx, d.ID)
+		if !got.LastSeen.Equal(clk.now()) || !got.ConnectedSince.IsZero() || got.FreeHeap != 1400 {
+			t.Fatalf("newer health not written: %+v", got)
+		}
+	})
 	t.Run("Commands", func(t *testing.T) {
 		db := open(t)
 		clk := newClock(db)
