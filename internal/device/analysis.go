@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/unhidra/unhidra"
@@ -53,17 +53,18 @@ const (
 	AlertCleared = "cleared"
 )
 
-// analysisState is the service's ML state.
+// analysisState is the service's ML state. Whether a device's leak alert
+// stands is not kept here but read from its last alert in the audit log:
+// the node that raised it may have restarted, or the device moved to
+// another node, and the alert must neither repeat nor be left standing.
 type analysisState struct {
-	ml       Inferrer
-	perUser  *ratelimit.Keyed
-	mu       sync.Mutex
-	alerting map[string]bool // devices with a raised leak alert; guarded by mu
+	ml      Inferrer
+	perUser *ratelimit.Keyed
 }
 
 // SetInferrer enables analysis and leak alerts. Call before Run.
 func (s *Service) SetInferrer(ml Inferrer) {
-	s.analysis = &analysisState{ml: ml, alerting: map[string]bool{},
+	s.analysis = &analysisState{ml: ml,
 		perUser: ratelimit.NewKeyed(ratelimit.Limit{Burst: 10, Every: time.Second}, 0)}
 }
 
@@ -186,20 +187,20 @@ func (s *Service) CheckLeaks(ctx context.Context) {
 			continue
 		}
 		alarming := trend.Leak && trend.HoursToExhaustion != nil && *trend.HoursToExhaustion <= s.cfg.AlertHorizon.Hours()
-		s.analysis.mu.Lock()
-		active := s.analysis.alerting[t.id]
+		active, err := s.leakAlertStands(ctx, t.id)
+		if err != nil {
+			s.log.Warn("device: read the last leak alert", "device", t.id, "err", err)
+			continue
+		}
 		state := ""
 		switch {
 		case alarming && !active:
 			state = AlertRaised
-			s.analysis.alerting[t.id] = true
 		case active && !alarming && trend.Evidence == "enough":
 			// The trend ended (or slowed past the horizon). Without enough
 			// evidence (a reboot just cut the series) the alert stands.
 			state = AlertCleared
-			delete(s.analysis.alerting, t.id)
 		}
-		s.analysis.mu.Unlock()
 		if state == "" {
 			continue
 		}
@@ -212,9 +213,30 @@ func (s *Service) CheckLeaks(ctx context.Context) {
 		s.notify(t.owner, t.id, f)
 		detail, _ := json.Marshal(map[string]any{"kind": "memory_leak", "state": state, "slope_bytes_per_hour": trend.Slope,
 			"hours_to_exhaustion": f.HoursToExhaustion, "confidence": trend.Confidence, "reason": trend.Reason})
-		s.store.AppendAudit(ctx, &unhidra.AuditEvent{At: now, Action: AuditDeviceAlert, Target: t.id, Detail: string(detail)})
+		// The event is also the alert's state (leakAlertStands): if it is
+		// not stored, the next check alerts again rather than never.
+		if err := s.store.AppendAudit(ctx, &unhidra.AuditEvent{At: now, Action: AuditDeviceAlert, Target: t.id, Detail: string(detail)}); err != nil {
+			s.log.Error("device: record a leak alert", "device", t.id, "state", state, "err", err)
+		}
 	}
 }
 
 // AuditDeviceAlert records an ML alert about a device.
 const AuditDeviceAlert = "device.alert"
+
+// leakAlertStands reports whether the device's last memory-leak alert in
+// the audit log was raised and not cleared since.
+func (s *Service) leakAlertStands(ctx context.Context, id string) (bool, error) {
+	ev, err := s.store.AuditEvents(ctx, store.AuditFilter{Action: AuditDeviceAlert, Target: id, Limit: 1})
+	if err != nil || len(ev) == 0 {
+		return false, err
+	}
+	var last struct {
+		Kind  string `json:"kind"`
+		State string `json:"state"`
+	}
+	if err := json.Unmarshal([]byte(ev[0].Detail), &last); err != nil {
+		return false, fmt.Errorf("alert event %d: %w", ev[0].ID, err)
+	}
+	return last.Kind == "memory_leak" && last.State == AlertRaised, nil
+}

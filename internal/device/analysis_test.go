@@ -40,9 +40,10 @@ func TestAnalysis_WithoutML(t *testing.T) {
 
 func TestAnalysis_LeakAlertAndAnomalies(t *testing.T) {
 	f := newFixture(t)
-	f.svc.SetInferrer(startML(t))
+	ml := startML(t)
+	f.svc.SetInferrer(ml)
 	ctx := context.Background()
-	f.connect(t)
+	conn := f.connect(t)
 	// Two hours of heartbeats, free heap falling 1,000 bytes a minute from
 	// 200,000, with a telemetry temperature that spikes once.
 	for m := range 120 {
@@ -105,18 +106,36 @@ func TestAnalysis_LeakAlertAndAnomalies(t *testing.T) {
 		t.Fatalf("raised alert = %+v", raised)
 	}
 
+	// The device moves to another node (or this one restarts): the alert
+	// still stands there, so it is not raised again.
+	f.svc.disconnected(conn, f.dev.ID)
+	other := NewService(f.db, Config{Now: f.clock.Now}, nil)
+	otherNote := &notified{}
+	other.notify = otherNote.add
+	other.SetInferrer(ml)
+	other.connected(ctx, &fakeConn{}, f.dev.ID, f.owner.ID, f.dev.Name, "192.0.2.2")
+	other.CheckLeaks(ctx)
+	if got := otherNote.alerts(); len(got) != 0 {
+		t.Fatalf("the other node alerted again: %+v", got)
+	}
+
 	// The leak stops (say, a fix was deployed without a reboot): two flat
-	// hours later the alert is cleared, once.
+	// hours later the other node clears the alert, once.
 	for m := range 120 {
-		f.svc.heartbeat(f.dev.ID, Heartbeat{Uptime: float64(60 * (121 + m)), FreeHeap: int64(81_000 + 200*((m*7)%5))})
+		other.heartbeat(f.dev.ID, Heartbeat{Uptime: float64(60 * (121 + m)), FreeHeap: int64(81_000 + 200*((m*7)%5))})
 		f.clock.Add(time.Minute)
 	}
-	f.flush(t)
-	f.svc.CheckLeaks(ctx)
-	f.svc.CheckLeaks(ctx)
-	all := f.note.alerts()
-	if len(all) != 2 || all[1].State != AlertCleared || all[1].HoursToExhaustion != nil || all[1].Reason == "" {
+	if err := other.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other.CheckLeaks(ctx)
+	other.CheckLeaks(ctx)
+	all := otherNote.alerts()
+	if len(all) != 1 || all[0].State != AlertCleared || all[0].HoursToExhaustion != nil || all[0].Reason == "" {
 		t.Fatalf("alerts after the trend ended = %+v", all)
+	}
+	if got := f.note.alerts(); len(got) != 1 {
+		t.Fatalf("the first node alerted %d times, want once: %+v", len(got), got)
 	}
 }
 
