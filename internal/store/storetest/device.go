@@ -87,10 +87,7 @@ func testDevices(t *testing.T, open Opener) {
 		wantCode(t, db.CreateDevice(ctx, dup), protocol.ErrConflict)
 	})
 	t.Run("ReplaceKeyAndRevoke", func(t *testing.T) {
-		db := open(t)
-		clk := newClock(db)
-		alice := mustCreateUser(t, db, "alice")
-		d := mustCreateDevice(t, db, alice, "k1")
+		db, clk, alice, d := aliceDevice(t, open)
 		before := clk.now()
 		clk.add(time.Minute)
 		got, err := db.ReplaceDeviceKey(ctx, d.ID, "k9", "hash-k9")
@@ -116,10 +113,7 @@ func testDevices(t *testing.T, open Opener) {
 		}
 	})
 	t.Run("BatchHealthHeapTelemetryEvents", func(t *testing.T) {
-		db := open(t)
-		clk := newClock(db)
-		alice := mustCreateUser(t, db, "alice")
-		d := mustCreateDevice(t, db, alice, "k1")
+		db, clk, _, d := aliceDevice(t, open)
 		minute := clk.now().Truncate(time.Minute)
 		b := &store.DeviceBatch{
 			Health: []store.DeviceHealth{{DeviceID: d.ID, LastSeen: clk.now(), ConnectedSince: clk.now(), Reboots: 2, FreeHeap: 1000, Uptime: 12.5}},
@@ -164,10 +158,7 @@ func testDevices(t *testing.T, open Opener) {
 	t.Run("OlderHealthDoesNotOverwriteNewer", func(t *testing.T) {
 		// A device moves from node A to node B: B flushes "connected" first,
 		// A's "disconnected" (seen earlier) arrives after it.
-		db := open(t)
-		clk := newClock(db)
-		alice := mustCreateUser(t, db, "alice")
-		d := mustCreateDevice(t, db, alice, "k1")
+		db, clk, _, d := aliceDevice(t, open)
 		left := clk.now()
 		clk.add(time.Second)
 		joined := clk.now()
@@ -194,10 +185,7 @@ func testDevices(t *testing.T, open Opener) {
 		}
 	})
 	t.Run("Commands", func(t *testing.T) {
-		db := open(t)
-		clk := newClock(db)
-		alice := mustCreateUser(t, db, "alice")
-		d := mustCreateDevice(t, db, alice, "k1")
+		db, clk, alice, d := aliceDevice(t, open)
 		mk := func(ttl time.Duration) *unhidra.Command {
 			c := &unhidra.Command{ID: unhidra.NewID(unhidra.PrefixCommand), DeviceID: d.ID, Type: protocol.TypeCommand, Command: "reboot",
 				Params: json.RawMessage(`{"delay":1}`), Status: unhidra.CommandQueued, CreatedBy: alice.ID, ExpiresAt: clk.now().Add(ttl)}
@@ -238,4 +226,14 @@ func testDevices(t *testing.T, open Opener) {
 			t.Fatalf("expired twice: %v", again)
 		}
 	})
+}
+
+// aliceDevice opens a store with a test clock, an account alice and her
+// device with key ID k1.
+func aliceDevice(t *testing.T, open Opener) (*sqldb.DB, *clock, *unhidra.User, *unhidra.Device) {
+	t.Helper()
+	db := open(t)
+	clk := newClock(db)
+	alice := mustCreateUser(t, db, "alice")
+	return db, clk, alice, mustCreateDevice(t, db, alice, "k1")
 }
