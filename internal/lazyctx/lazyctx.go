@@ -77,7 +77,20 @@ func (c *lazyDeadline) Err() error {
 	return nil
 }
 
-func (c *lazyDeadline) Value(key any) any { return c.parent.Value(key) }
+// Value answers from the context Done made, once there is one: it is the
+// parent's values plus the standard library's own marker of a cancelable
+// context, by which a child context (context.WithCancel of this one, which
+// calls Done first) registers with it directly instead of starting a
+// goroutine to watch it.
+func (c *lazyDeadline) Value(key any) any {
+	c.mu.Lock()
+	ctx := c.ctx
+	c.mu.Unlock()
+	if ctx != nil {
+		return ctx.Value(key)
+	}
+	return c.parent.Value(key)
+}
 
 // release ends the context, like the CancelFunc of context.WithDeadline.
 func (c *lazyDeadline) release() {

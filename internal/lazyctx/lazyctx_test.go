@@ -3,6 +3,7 @@ package lazyctx
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -92,4 +93,40 @@ func TestLazyDeadline(t *testing.T) {
 			t.Fatalf("released before Done: Err %v", c2.Err())
 		}
 	})
+}
+
+// A child context of a lazy one registers with it like a child of a
+// standard context, without a goroutine of its own, and ends with it.
+func TestLazyDeadline_ChildWithoutGoroutine(t *testing.T) {
+	for _, end := range []string{"release", "deadline"} {
+		t.Run(end, func(t *testing.T) {
+			d := time.Hour
+			if end == "deadline" {
+				d = 50 * time.Millisecond
+			}
+			lazy, release := WithTimeout(context.Background(), d)
+			defer release()
+			before := runtime.NumGoroutine()
+			child, cancel := context.WithCancel(lazy)
+			defer cancel()
+			if n := runtime.NumGoroutine(); n != before {
+				t.Fatalf("goroutines %d -> %d: the child watches its parent from a goroutine", before, n)
+			}
+			if end == "release" {
+				release()
+			}
+			select {
+			case <-child.Done():
+			case <-time.After(10 * time.Second): // a hang, not a measurement
+				t.Fatal("the child did not end with its lazy parent")
+			}
+			want := context.Canceled
+			if end == "deadline" {
+				want = context.DeadlineExceeded
+			}
+			if !errors.Is(child.Err(), want) {
+				t.Fatalf("child Err = %v, want %v", child.Err(), want)
+			}
+		})
+	}
 }
