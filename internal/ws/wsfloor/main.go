@@ -110,13 +110,18 @@ func main() {
 func newMux(eng *ws.Engine, b *broadcaster) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /connection/websocket", func(w http.ResponseWriter, r *http.Request) {
-		conn, buffered, err := ws.Upgrade(w, r, "", nil)
+		// As the server's gateway does: the 101 goes out with whatever
+		// OnOpen sends, and this goroutine opens the connection.
+		conn, buffered, response, err := ws.UpgradeDeferred(w, r, "", nil)
 		if err != nil {
 			return
 		}
-		if _, err := eng.Serve(conn, buffered, b, nil); err != nil {
+		c, err := eng.AdoptUpgraded(conn, buffered, response, b, nil)
+		if err != nil {
 			conn.Close()
+			return
 		}
+		c.Run()
 	})
 	mux.HandleFunc("POST /api/publish", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
