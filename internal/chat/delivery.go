@@ -262,27 +262,22 @@ func (d *delivery) queueLocked(cs *convSeq) {
 	}
 }
 
-// lastSeqs reads the last stored seq of every followed conversation; one
-// whose read fails is left out.
-func (d *delivery) lastSeqs(ctx context.Context) map[string]int64 {
-	d.mu.Lock()
-	convs := make([]string, 0, len(d.convs))
-	for conv := range d.convs {
-		convs = append(convs, conv)
-	}
-	d.mu.Unlock()
-	last := make(map[string]int64, len(convs))
+// lastSeqs reads the last stored seq of each of convs. A conversation
+// whose read fails is left out; one that no longer exists is in gone.
+func (d *delivery) lastSeqs(ctx context.Context, convs []string) (last map[string]int64, gone map[string]bool) {
+	last, gone = make(map[string]int64, len(convs)), map[string]bool{}
 	for _, conv := range convs {
 		c, err := d.s.st.ConversationByID(ctx, conv)
-		if err != nil {
-			if ctx.Err() == nil && unhidra.ErrorCode(err) != protocol.ErrNotFound {
-				d.s.storeTrouble(err)
-			}
-			continue
+		switch {
+		case err == nil:
+			last[conv] = c.LastSeq
+		case unhidra.ErrorCode(err) == protocol.ErrNotFound:
+			gone[conv] = true
+		case ctx.Err() == nil:
+			d.s.storeTrouble(err)
 		}
-		last[conv] = c.LastSeq
 	}
-	return last
+	return last, gone
 }
 
 // resync fills each conversation in upTo (that this node still follows)
@@ -304,24 +299,47 @@ func (d *delivery) resync(upTo map[string]int64) {
 }
 
 // syncFromStore brings the followed conversations up to date from the
-// store after frames may have been lost (a bus outage, or its end).
+// store after frames may have been lost (a bus outage, or its end), a
+// chunk of conversations at a time. It reports whether every one was
+// brought up to date; the caller tries again later if not.
 //
 // Each conversation's last seq is read before its members, and only
 // messages up to it are delivered: they were stored before the member list
 // that let their recipients keep them was read, so a message stored after a
 // member's removal never reaches that member (the removal is in the list).
 // A conversation whose members could not be read waits for the next pass.
-func (d *delivery) syncFromStore(ctx context.Context) {
+func (d *delivery) syncFromStore(ctx context.Context) (complete bool) {
+	d.mu.Lock()
+	convs := make([]string, 0, len(d.convs))
+	for conv := range d.convs {
+		convs = append(convs, conv)
+	}
+	d.mu.Unlock()
+	complete = true
+	for len(convs) > 0 && ctx.Err() == nil {
+		n := min(len(convs), syncChunk)
+		complete = d.syncConvs(ctx, convs[:n]) && complete
+		convs = convs[n:]
+	}
+	return complete && ctx.Err() == nil
+}
+
+// syncChunk is how many conversations one step of syncFromStore reads.
+const syncChunk = 256
+
+// syncConvs is one step of syncFromStore.
+func (d *delivery) syncConvs(ctx context.Context, convs []string) (complete bool) {
 	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
-	upTo := d.lastSeqs(ctx)
-	checked := d.s.pruneRemovedMembers(ctx)
+	upTo, gone := d.lastSeqs(ctx, convs)
+	checked := d.s.pruneRemovedMembers(ctx, convs)
 	for conv := range upTo {
 		if !checked[conv] {
 			delete(upTo, conv)
 		}
 	}
 	d.resync(upTo)
+	return len(upTo)+len(gone) == len(convs)
 }
 
 // syncWanted asks runStoreSync for a pass at once (the bus is back).
@@ -337,23 +355,25 @@ func (d *delivery) syncWanted() {
 // nodes store, a little late, and the backlog at reconnect stays small.
 const outageSync = time.Second
 
-// syncTimeout bounds the reads of one syncFromStore pass.
+// syncTimeout bounds the reads of one step of a store sync.
 const syncTimeout = 10 * time.Second
 
 // runStoreSync runs syncFromStore every outageSync while connected reports
-// false, and once each time the bus is back (syncWanted), until ctx ends.
+// false, once each time the bus is back (syncWanted), and every outageSync
+// after that until a pass covers every conversation, until ctx ends.
 func (d *delivery) runStoreSync(ctx context.Context, connected func() bool) {
 	defer d.s.wg.Done()
 	t := time.NewTicker(outageSync)
 	defer t.Stop()
+	unfinished := false
 	for {
 		select {
 		case <-t.C:
-			if !connected() {
-				d.syncFromStore(ctx)
+			if unfinished || !connected() {
+				unfinished = !d.syncFromStore(ctx)
 			}
 		case <-d.syncNow:
-			d.syncFromStore(ctx)
+			unfinished = !d.syncFromStore(ctx)
 		case <-ctx.Done():
 			return
 		}

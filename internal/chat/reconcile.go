@@ -29,23 +29,35 @@ import (
 // reconcileTimeout bounds one pass over the store.
 const reconcileTimeout = 30 * time.Second
 
-// pruneRemovedMembers removes local connections from the conversations
-// their identity is no longer a member of. It returns the conversations
-// whose members it read (all followed here, but for read errors).
-func (s *Service) pruneRemovedMembers(ctx context.Context) (checked map[string]bool) {
+// pruneRemovedMembers removes local connections from those of convs their
+// identity is no longer a member of. It returns the conversations it is
+// done with: those whose members it read, and those no connection here
+// follows.
+func (s *Service) pruneRemovedMembers(ctx context.Context, convs []string) (checked map[string]bool) {
 	type follower struct {
 		c      hub.Client
 		before uint64 // s.changes of its identity when the members were listed
+	}
+	want := make(map[string]bool, len(convs))
+	for _, conv := range convs {
+		want[conv] = true
 	}
 	s.subsMu.Lock()
 	byConv := make(map[string][]follower)
 	for _, st := range s.conns {
 		for conv := range st.convs {
-			byConv[conv] = append(byConv[conv], follower{st.client, s.changes[st.client.Identity()]})
+			if want[conv] {
+				byConv[conv] = append(byConv[conv], follower{st.client, s.changes[st.client.Identity()]})
+			}
 		}
 	}
 	s.subsMu.Unlock()
-	checked = make(map[string]bool, len(byConv))
+	checked = make(map[string]bool, len(convs))
+	for _, conv := range convs {
+		if _, followed := byConv[conv]; !followed {
+			checked[conv] = true
+		}
+	}
 	for conv, followers := range byConv {
 		if ctx.Err() != nil {
 			return checked
