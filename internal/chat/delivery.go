@@ -298,37 +298,38 @@ func (d *delivery) resync(upTo map[string]int64) {
 	}
 }
 
-// syncFromStore brings the followed conversations up to date from the
-// store after frames may have been lost (a bus outage, or its end), a
-// chunk of conversations at a time. It reports whether every one was
-// brought up to date; the caller tries again later if not.
+// syncFromStore brings convs (nil: every followed conversation) up to date
+// from the store after frames may have been lost (a bus outage, or its
+// end), a chunk at a time. It returns those it could not: the caller tries
+// them again later.
 //
 // Each conversation's last seq is read before its members, and only
 // messages up to it are delivered: they were stored before the member list
 // that let their recipients keep them was read, so a message stored after a
 // member's removal never reaches that member (the removal is in the list).
 // A conversation whose members could not be read waits for the next pass.
-func (d *delivery) syncFromStore(ctx context.Context) (complete bool) {
-	d.mu.Lock()
-	convs := make([]string, 0, len(d.convs))
-	for conv := range d.convs {
-		convs = append(convs, conv)
+func (d *delivery) syncFromStore(ctx context.Context, convs []string) (unfinished []string) {
+	if convs == nil {
+		d.mu.Lock()
+		convs = make([]string, 0, len(d.convs))
+		for conv := range d.convs {
+			convs = append(convs, conv)
+		}
+		d.mu.Unlock()
 	}
-	d.mu.Unlock()
-	complete = true
 	for len(convs) > 0 && ctx.Err() == nil {
 		n := min(len(convs), syncChunk)
-		complete = d.syncConvs(ctx, convs[:n]) && complete
+		unfinished = append(unfinished, d.syncConvs(ctx, convs[:n])...)
 		convs = convs[n:]
 	}
-	return complete && ctx.Err() == nil
+	return append(unfinished, convs...)
 }
 
 // syncChunk is how many conversations one step of syncFromStore reads.
 const syncChunk = 256
 
 // syncConvs is one step of syncFromStore.
-func (d *delivery) syncConvs(ctx context.Context, convs []string) (complete bool) {
+func (d *delivery) syncConvs(ctx context.Context, convs []string) (unfinished []string) {
 	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	upTo, gone := d.lastSeqs(ctx, convs)
@@ -339,7 +340,12 @@ func (d *delivery) syncConvs(ctx context.Context, convs []string) (complete bool
 		}
 	}
 	d.resync(upTo)
-	return len(upTo)+len(gone) == len(convs)
+	for _, conv := range convs {
+		if _, done := upTo[conv]; !done && !gone[conv] && d.get(conv) != nil {
+			unfinished = append(unfinished, conv)
+		}
+	}
+	return unfinished
 }
 
 // syncWanted asks runStoreSync for a pass at once (the bus is back).
@@ -358,22 +364,26 @@ const outageSync = time.Second
 // syncTimeout bounds the reads of one step of a store sync.
 const syncTimeout = 10 * time.Second
 
-// runStoreSync runs syncFromStore every outageSync while connected reports
-// false, once each time the bus is back (syncWanted), and every outageSync
-// after that until a pass covers every conversation, until ctx ends.
+// runStoreSync runs syncFromStore over every followed conversation every
+// outageSync while connected reports false and once each time the bus is
+// back (syncWanted); after that, every outageSync, over those it could not
+// finish, until there are none. It returns when ctx ends.
 func (d *delivery) runStoreSync(ctx context.Context, connected func() bool) {
 	defer d.s.wg.Done()
 	t := time.NewTicker(outageSync)
 	defer t.Stop()
-	unfinished := false
+	var unfinished []string
 	for {
 		select {
 		case <-t.C:
-			if unfinished || !connected() {
-				unfinished = !d.syncFromStore(ctx)
+			switch {
+			case !connected():
+				unfinished = d.syncFromStore(ctx, nil)
+			case len(unfinished) > 0:
+				unfinished = d.syncFromStore(ctx, unfinished)
 			}
 		case <-d.syncNow:
-			unfinished = !d.syncFromStore(ctx)
+			unfinished = d.syncFromStore(ctx, nil)
 		case <-ctx.Done():
 			return
 		}
