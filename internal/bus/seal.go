@@ -108,10 +108,10 @@ func (s *Sealed) Collectors() []prometheus.Collector {
 	return out
 }
 
-// OnReconnect passes f to the inner bus, if it reconnects (bus/nats).
-func (s *Sealed) OnReconnect(f func()) {
-	if rb, ok := s.inner.(interface{ OnReconnect(func()) }); ok {
-		rb.OnReconnect(f)
+// OnMissed passes f to the inner bus, if it can miss messages (bus/nats).
+func (s *Sealed) OnMissed(f func()) {
+	if mb, ok := s.inner.(interface{ OnMissed(func()) }); ok {
+		mb.OnMissed(f)
 	}
 }
 

@@ -21,9 +21,10 @@ import (
 // conversation it has subscribers for: it remembers the last seq it
 // delivered, delivers the next one at once, holds frames that are ahead,
 // fills a gap from the store when it has not closed by itself within
-// GapWait, and drops what is at or below the last delivered seq. After the
-// bus reconnects it reads every followed conversation's last seq from the
-// store and fills up to it. So every connection that stays connected gets
+// GapWait, and drops what is at or below the last delivered seq. When the
+// bus may have lost messages (it reconnected, or dropped some for a slow
+// subscriber) it reads every followed conversation's last seq from the
+// store and fills up to it (syncFromStore). So every connection that stays connected gets
 // every stored message exactly once, in seq order.
 
 // seqMarker starts a bus payload carrying a message frame and its seq:
@@ -63,7 +64,7 @@ type delivery struct {
 	convs map[string]*convSeq // followed conversations; guarded by mu
 
 	fillq   chan *convSeq // conversations to fill from the store
-	syncNow chan struct{} // a syncFromStore pass is wanted (the bus is back)
+	syncNow chan struct{} // a syncFromStore pass is wanted (the bus missed messages)
 
 	m deliveryMetrics
 }
@@ -348,7 +349,7 @@ func (d *delivery) syncConvs(ctx context.Context, convs []string) (unfinished []
 	return unfinished
 }
 
-// syncWanted asks runStoreSync for a pass at once (the bus is back).
+// syncWanted asks runStoreSync for a pass at once (the bus missed messages).
 func (d *delivery) syncWanted() {
 	select {
 	case d.syncNow <- struct{}{}:

@@ -132,7 +132,7 @@ type reconnectingBus struct {
 	hooks []func()
 }
 
-func (b *reconnectingBus) OnReconnect(f func()) {
+func (b *reconnectingBus) OnMissed(f func()) {
 	b.mu.Lock()
 	b.hooks = append(b.hooks, f)
 	b.mu.Unlock()

@@ -18,9 +18,10 @@ import (
 //     identities no longer members are removed, before the sync delivers
 //     what other nodes stored: a removed member must not go on receiving
 //     the conversation for the length of the outage;
-//   - when the bus is back, each identity connected here has its
-//     conversations read and its connections brought in line, which also
-//     finds the conversations it was added to meanwhile.
+//   - when the bus is back, or dropped messages for a subscriber that fell
+//     behind, each identity connected here has its conversations read and
+//     its connections brought in line, which also finds the conversations
+//     it was added to meanwhile.
 //
 // A change that arrives over the bus while an identity is being compared
 // wins: the comparison is read again under subsMu (as Connect does) or,
@@ -151,8 +152,8 @@ func (s *Service) reconcileIdentity(ctx context.Context, id string) {
 	}
 }
 
-// runReconcile re-reads memberships each time the bus comes back
-// (signalled on s.reconcileWanted) until ctx ends.
+// runReconcile re-reads memberships each time the bus may have lost
+// messages (signalled on s.reconcileWanted) until ctx ends.
 func (s *Service) runReconcile(ctx context.Context) {
 	defer s.wg.Done()
 	for {
@@ -167,8 +168,8 @@ func (s *Service) runReconcile(ctx context.Context) {
 	}
 }
 
-// busBack is the bus's reconnect callback; it must not block.
-func (s *Service) busBack() {
+// busMissed is the bus's OnMissed callback; it must not block.
+func (s *Service) busMissed() {
 	select {
 	case s.reconcileWanted <- struct{}{}:
 	default: // a pass is already due

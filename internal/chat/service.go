@@ -202,7 +202,7 @@ type Service struct {
 	members *memberCache
 	// busUp reports whether the bus delivers other nodes' changes now.
 	busUp func() bool
-	// reconcileWanted asks runReconcile for a pass after a bus outage.
+	// reconcileWanted asks runReconcile for a pass after the bus missed messages.
 	reconcileWanted chan struct{}
 
 	presence presence
@@ -248,12 +248,12 @@ func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 	r.HandleTopics(topicPrefix, s.delivery.onFrame)
 	s.members = newMemberCache(memberCacheTTL, memberCacheMax)
 	s.busUp = func() bool { return true }
-	rb, reconnects := r.Bus().(interface{ OnReconnect(func()) })
-	if reconnects {
-		rb.OnReconnect(s.delivery.syncWanted) // frames may have been lost
-		rb.OnReconnect(s.members.forget)      // changes may have been missed
+	mb, misses := r.Bus().(interface{ OnMissed(func()) })
+	if misses { // after an outage, or drops for a slow subscriber
+		mb.OnMissed(s.delivery.syncWanted) // frames may have been lost
+		mb.OnMissed(s.members.forget)      // changes may have been missed
 		s.reconcileWanted = make(chan struct{}, 1)
-		rb.OnReconnect(s.busBack) // and memberships re-read (reconcile.go)
+		mb.OnMissed(s.busMissed) // and memberships re-read (reconcile.go)
 		s.wg.Add(1)
 		go s.runReconcile(ctx)
 	}
@@ -261,7 +261,7 @@ func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 	if disconnects {
 		s.busUp = cb.Connected
 	}
-	if reconnects || disconnects {
+	if misses || disconnects {
 		s.wg.Add(1)
 		go s.delivery.runStoreSync(ctx, s.busUp)
 	}

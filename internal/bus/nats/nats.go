@@ -5,8 +5,9 @@
 // goroutine, and the NATS server never echoes them back (NoEcho): a node
 // keeps serving its own connections while NATS is unreachable, and starts
 // without it. What other nodes published during an outage is lost to this
-// node's subscribers; OnReconnect tells the owner of the subscriptions when
-// the connection is back, so it can re-read what it missed from the store.
+// node's subscribers, and so is what NATS drops for a subscriber that falls
+// behind (a slow consumer); OnMissed tells the owner of the subscriptions
+// when either happened, so it can re-read what it missed from the store.
 package nats
 
 import (
@@ -39,12 +40,16 @@ type Bus struct {
 	log    *slog.Logger
 	closed chan struct{} // closed by the client when the connection is gone
 
-	mu     sync.RWMutex
-	local  map[string]map[*subscription]struct{} // subject → this node's subscriptions; guarded by mu
-	onBack []func()                              // guarded by mu
+	mu       sync.RWMutex
+	local    map[string]map[*subscription]struct{} // subject → this node's subscriptions; guarded by mu
+	onMissed []func()                              // guarded by mu
 
 	downSince atomic.Int64 // unix ns the connection was lost (or first tried); 0 while connected
 	m         metrics
+
+	// Each subscription's client-side buffer: beyond it NATS drops (a slow
+	// consumer). Tests lower it.
+	pendingMsgs, pendingBytes int
 }
 
 type subscription struct {
@@ -78,7 +83,8 @@ func Open(url, prefix string, log *slog.Logger, extra ...nats.Option) (*Bus, err
 	if err := bus.ValidSubject(prefix); err != nil {
 		return nil, fmt.Errorf("bus prefix %q: %w", prefix, err)
 	}
-	b := &Bus{prefix: prefix, log: log, closed: make(chan struct{}), local: make(map[string]map[*subscription]struct{})}
+	b := &Bus{prefix: prefix, log: log, closed: make(chan struct{}), local: make(map[string]map[*subscription]struct{}),
+		pendingMsgs: 1 << 16, pendingBytes: 64 << 20}
 	b.m = metrics{
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "unhidra", Subsystem: "bus", Name: "connected",
 			Help: "1 while the node is connected to NATS, 0 while it is not."}),
@@ -112,10 +118,13 @@ func Open(url, prefix string, log *slog.Logger, extra ...nats.Option) (*Bus, err
 			}
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			if err == nats.ErrSlowConsumer {
-				b.m.dropped.WithLabelValues("slow_consumer").Inc()
-			}
 			b.log.Warn("bus: NATS error", "subject", subjectOf(sub), "err", err)
+			if err == nats.ErrSlowConsumer {
+				// NATS reports it once per episode of drops, whatever
+				// their number: what they carried is re-read.
+				b.m.dropped.WithLabelValues("slow_consumer").Inc()
+				b.missed()
+			}
 		}),
 	}, extra...)
 	nc, err := nats.Connect(url, opts...)
@@ -134,7 +143,7 @@ func Open(url, prefix string, log *slog.Logger, extra ...nats.Option) (*Bus, err
 }
 
 // up runs when the connection is (re)established: the subscriptions are
-// back on the server once the flush returns, so what the OnReconnect
+// back on the server once the flush returns, so what the OnMissed
 // callbacks re-read from the store meets what arrives live.
 func (b *Bus) up(c *nats.Conn, reconnect bool) {
 	since := b.downSince.Swap(0)
@@ -150,20 +159,27 @@ func (b *Bus) up(c *nats.Conn, reconnect bool) {
 	} else {
 		b.log.Info("bus: connected to NATS", "after", outage, "server", c.ConnectedUrlRedacted())
 	}
+	b.missed()
+}
+
+// missed calls the OnMissed callbacks.
+func (b *Bus) missed() {
 	b.mu.RLock()
-	fs := append([]func(){}, b.onBack...)
+	fs := append([]func(){}, b.onMissed...)
 	b.mu.RUnlock()
 	for _, f := range fs {
 		f()
 	}
 }
 
-// OnReconnect registers f, called (on the client's callback goroutine; it
-// must not block) each time the connection comes back after an outage, or
-// first connects after Open found the server unreachable.
-func (b *Bus) OnReconnect(f func()) {
+// OnMissed registers f, called (on the client's callback goroutine; it
+// must not block) each time this node may have missed messages: the
+// connection came back after an outage (or first connected after Open
+// found the server unreachable), or NATS dropped messages for one of its
+// subscriptions that fell behind.
+func (b *Bus) OnMissed(f func()) {
 	b.mu.Lock()
-	b.onBack = append(b.onBack, f)
+	b.onMissed = append(b.onMissed, f)
 	b.mu.Unlock()
 }
 
@@ -230,7 +246,7 @@ func (b *Bus) Subscribe(subject string, h bus.Handler) (bus.Subscription, error)
 	}
 	// Generous pending limits: a burst to one busy conversation must not
 	// be dropped for a brief stall; the error handler counts it if it is.
-	sub.SetPendingLimits(1<<16, 64<<20)
+	sub.SetPendingLimits(b.pendingMsgs, b.pendingBytes)
 	s.sub = sub
 	b.mu.Lock()
 	if b.local[subject] == nil {

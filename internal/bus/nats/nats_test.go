@@ -66,7 +66,7 @@ func TestBus_StartsWithoutNATSAndJoinsLater(t *testing.T) {
 		t.Fatal("connected to a stopped server")
 	}
 	back := make(chan struct{}, 4)
-	a.OnReconnect(func() { back <- struct{}{} })
+	a.OnMissed(func() { back <- struct{}{} })
 	got := make(chan string, 16)
 	sub, err := a.Subscribe("room.1", func(d []byte) { got <- string(d) })
 	if err != nil {
