@@ -385,6 +385,9 @@ func (d *delivery) runStoreSync(ctx context.Context, connected func() bool) {
 			}
 		case <-d.syncNow:
 			unfinished = d.syncFromStore(ctx, nil)
+			if !pause(ctx, repairGap) {
+				return
+			}
 		case <-ctx.Done():
 			return
 		}

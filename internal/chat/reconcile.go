@@ -162,9 +162,30 @@ func (s *Service) runReconcile(ctx context.Context) {
 			rctx, cancel := context.WithTimeout(ctx, reconcileTimeout)
 			s.reconcileMemberships(rctx)
 			cancel()
+			if !pause(ctx, repairGap) {
+				return
+			}
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// repairGap spaces the store re-reads the bus asks for (reconcile, store
+// sync): NATS can report slow-consumer drops many times a second under an
+// overload, and a re-read of every identity or conversation each time would
+// add to it. A request made meanwhile waits, and is served once.
+const repairGap = time.Second
+
+// pause waits d, and reports false if ctx ended first.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
