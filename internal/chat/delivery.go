@@ -349,7 +349,8 @@ func (d *delivery) syncConvs(ctx context.Context, convs []string) (unfinished []
 	return unfinished
 }
 
-// syncWanted asks runStoreSync for a pass at once (the bus missed messages).
+// syncWanted is the bus's OnMissed callback (it must not block): it asks
+// runStoreSync for a pass and a reconcile at once.
 func (d *delivery) syncWanted() {
 	select {
 	case d.syncNow <- struct{}{}:
@@ -366,9 +367,10 @@ const outageSync = time.Second
 const syncTimeout = 10 * time.Second
 
 // runStoreSync runs syncFromStore over every followed conversation every
-// outageSync while connected reports false and once each time the bus is
-// back (syncWanted); after that, every outageSync, over those it could not
-// finish, until there are none. It returns when ctx ends.
+// outageSync while connected reports false. Each time the bus missed
+// messages (syncWanted) it runs it once, then reconciles memberships
+// (reconcile.go), then, every outageSync, runs it over the conversations
+// it could not finish until there are none. It returns when ctx ends.
 func (d *delivery) runStoreSync(ctx context.Context, connected func() bool) {
 	defer d.s.wg.Done()
 	t := time.NewTicker(outageSync)
@@ -385,6 +387,9 @@ func (d *delivery) runStoreSync(ctx context.Context, connected func() bool) {
 			}
 		case <-d.syncNow:
 			unfinished = d.syncFromStore(ctx, nil)
+			rctx, cancel := context.WithTimeout(ctx, reconcileTimeout)
+			d.s.reconcileMemberships(rctx)
+			cancel()
 			if !pause(ctx, repairGap) {
 				return
 			}

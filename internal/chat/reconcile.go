@@ -152,29 +152,10 @@ func (s *Service) reconcileIdentity(ctx context.Context, id string) {
 	}
 }
 
-// runReconcile re-reads memberships each time the bus may have lost
-// messages (signalled on s.reconcileWanted) until ctx ends.
-func (s *Service) runReconcile(ctx context.Context) {
-	defer s.wg.Done()
-	for {
-		select {
-		case <-s.reconcileWanted:
-			rctx, cancel := context.WithTimeout(ctx, reconcileTimeout)
-			s.reconcileMemberships(rctx)
-			cancel()
-			if !pause(ctx, repairGap) {
-				return
-			}
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// repairGap spaces the store re-reads the bus asks for (reconcile, store
-// sync): NATS can report slow-consumer drops many times a second under an
-// overload, and a re-read of every identity or conversation each time would
-// add to it. A request made meanwhile waits, and is served once.
+// repairGap spaces the store re-reads the bus asks for (store sync and
+// reconcile): NATS can report slow-consumer drops many times a second under
+// an overload, and a re-read of every conversation and identity each time
+// would add to it. A request made meanwhile waits, and is served once.
 const repairGap = time.Second
 
 // pause waits d, and reports false if ctx ended first.
@@ -186,13 +167,5 @@ func pause(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
-	}
-}
-
-// busMissed is the bus's OnMissed callback; it must not block.
-func (s *Service) busMissed() {
-	select {
-	case s.reconcileWanted <- struct{}{}:
-	default: // a pass is already due
 	}
 }

@@ -202,8 +202,6 @@ type Service struct {
 	members *memberCache
 	// busUp reports whether the bus delivers other nodes' changes now.
 	busUp func() bool
-	// reconcileWanted asks runReconcile for a pass after the bus missed messages.
-	reconcileWanted chan struct{}
 
 	presence presence
 
@@ -250,12 +248,8 @@ func New(st Store, r *hub.Router, cfg Config, log *slog.Logger) *Service {
 	s.busUp = func() bool { return true }
 	mb, misses := r.Bus().(interface{ OnMissed(func()) })
 	if misses { // after an outage, or drops for a slow subscriber
-		mb.OnMissed(s.delivery.syncWanted) // frames may have been lost
 		mb.OnMissed(s.members.forget)      // changes may have been missed
-		s.reconcileWanted = make(chan struct{}, 1)
-		mb.OnMissed(s.busMissed) // and memberships re-read (reconcile.go)
-		s.wg.Add(1)
-		go s.runReconcile(ctx)
+		mb.OnMissed(s.delivery.syncWanted) // frames and memberships are re-read
 	}
 	cb, disconnects := r.Bus().(interface{ Connected() bool })
 	if disconnects {
