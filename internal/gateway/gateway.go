@@ -353,8 +353,7 @@ func (g *Gateway) handleUpgrade(h httpx.Helpers) http.Handler {
 		c.epoch.Store(ident.Epoch)
 		wc, err := g.engine.AdoptUpgraded(netConn, buffered, response, connHandler{g}, c)
 		if err != nil {
-			g.admit.release(ip, ident.ID)
-			netConn.Close()
+			g.admit.release(ip, ident.ID) // AdoptUpgraded closed netConn
 			g.log.Warn("serve connection", "err", err)
 			return
 		}

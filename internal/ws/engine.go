@@ -257,7 +257,7 @@ func (e *Engine) Serve(netConn net.Conn, buffered []byte, h Handler, value any) 
 // Conn's Run exactly once, and soon (until then the connection is neither
 // read nor opened). It lets a caller whose goroutine has nothing else to do —
 // an HTTP handler after the upgrade — do its bookkeeping first and then run
-// the connection's first read round itself.
+// the connection's first read round itself. On error it closes netConn.
 func (e *Engine) Adopt(netConn net.Conn, buffered []byte, h Handler, value any) (*Conn, error) {
 	return e.adopt(netConn, buffered, nil, h, value)
 }

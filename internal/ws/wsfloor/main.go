@@ -118,8 +118,7 @@ func newMux(eng *ws.Engine, b *broadcaster) *http.ServeMux {
 		}
 		c, err := eng.AdoptUpgraded(conn, buffered, response, b, nil)
 		if err != nil {
-			conn.Close()
-			return
+			return // AdoptUpgraded closed conn
 		}
 		c.Run()
 	})
