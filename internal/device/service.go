@@ -613,7 +613,7 @@ func (s *Service) disconnected(c Conn, id string) {
 
 // queueHealth stages d's health for the next flush. s.mu is held.
 func (s *Service) queueHealth(id string, d *liveDevice, now time.Time) {
-	s.pend.health[id] = store.DeviceHealth{DeviceID: id, LastSeen: now, ConnectedSince: d.connectedAt,
+	s.pend.health[id] = store.DeviceHealth{DeviceID: id, LastSeen: now, ConnectedSince: d.connectedAt, Connection: d.connectedAt,
 		Reboots: d.boot.reboots, FreeHeap: d.freeHeap, Uptime: d.boot.uptime}
 }
 

@@ -24,9 +24,14 @@ type DeviceHealth struct {
 	DeviceID       string
 	LastSeen       time.Time
 	ConnectedSince time.Time // zero when the device is offline
-	Reboots        int
-	FreeHeap       int64
-	Uptime         float64
+	// Connection is when the connection this record comes from began
+	// (zero: unknown). A record from an older connection than the stored
+	// one's is skipped: the node a device left may notice and write the end
+	// of its connection after the device reconnected elsewhere.
+	Connection time.Time
+	Reboots    int
+	FreeHeap   int64
+	Uptime     float64
 }
 
 // Resolutions of the free-heap series.
@@ -100,8 +105,8 @@ type DeviceStore interface {
 
 	// WriteDeviceBatch writes health, heap buckets, telemetry and audit
 	// events in one transaction. A health record whose LastSeen is older
-	// than the stored one is skipped (newest wins, whichever node flushes
-	// last).
+	// than the stored one, or whose Connection began before the stored
+	// connection, is skipped (newest wins, whichever node flushes last).
 	WriteDeviceBatch(ctx context.Context, b *DeviceBatch) error
 
 	// HeapSeries returns the device's buckets of resolution res starting at

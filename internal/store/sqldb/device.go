@@ -175,18 +175,20 @@ func (db *DB) WriteDeviceBatch(ctx context.Context, b *store.DeviceBatch) error 
 	return db.inTx(ctx, func(tx *sql.Tx) error {
 		if len(b.Health) > 0 {
 			// A record older than the stored one is skipped: when a device
-			// moves between nodes, the node it left may flush its
-			// "disconnected" after the new node's "connected".
+			// moves between nodes, the node it left may write its
+			// "disconnected" after the new node's "connected", flushed
+			// later or noticed later (a dead connection found by its
+			// timeout), so both the time and the connection are compared.
 			st, err := tx.PrepareContext(ctx, db.q(`UPDATE devices SET last_seen = ?, connected_since = ?, reboots = ?,
-				free_heap = ?, uptime = ? WHERE id = ? AND last_seen <= ?`))
+				free_heap = ?, uptime = ? WHERE id = ? AND last_seen <= ? AND (CAST(? AS BIGINT) = 0 OR connected_since <= ?)`))
 			if err != nil {
 				return fmt.Errorf("prepare health: %w", err)
 			}
 			defer st.Close()
 			for _, h := range b.Health {
-				seen := store.UnixMilli(h.LastSeen)
+				seen, conn := store.UnixMilli(h.LastSeen), store.UnixMilli(h.Connection)
 				if _, err := st.ExecContext(ctx, seen, store.UnixMilli(h.ConnectedSince),
-					h.Reboots, h.FreeHeap, h.Uptime, h.DeviceID, seen); err != nil {
+					h.Reboots, h.FreeHeap, h.Uptime, h.DeviceID, seen, conn, conn); err != nil {
 					return fmt.Errorf("write health: %w", err)
 				}
 			}

@@ -175,6 +175,14 @@ func testDevices(t *testing.T, open Opener) {
 		if !got.LastSeen.Equal(joined) || !got.ConnectedSince.Equal(joined) || got.Reboots != 1 || got.FreeHeap != 2000 {
 			t.Fatalf("older health overwrote newer: %+v", got)
 		}
+		// The node it left noticed the dead connection only now, after the
+		// move: its record is newer but from the older connection.
+		clk.add(time.Second)
+		write(store.DeviceHealth{LastSeen: clk.now(), Connection: left.Add(-time.Hour), Reboots: 0, FreeHeap: 900})
+		got, _ = db.DeviceByID(ctx, d.ID)
+		if !got.ConnectedSince.Equal(joined) || got.FreeHeap != 2000 {
+			t.Fatalf("the end of an older connection overwrote a newer one: %+v", got)
+		}
 		// A newer one (or one of the same instant) still wins.
 		write(store.DeviceHealth{LastSeen: joined, ConnectedSince: joined, Reboots: 1, FreeHeap: 1500})
 		clk.add(time.Second)
