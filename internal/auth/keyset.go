@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unhidra/unhidra/internal/edverify"
 	"github.com/unhidra/unhidra/internal/secretfile"
 )
 
@@ -35,8 +36,9 @@ type SigningKey struct {
 
 	// The expanded Ed25519 key, derived once: expanding the seed costs a
 	// scalar multiplication, as much as a signature check.
-	derive sync.Once
-	priv   ed25519.PrivateKey
+	derive   sync.Once
+	priv     ed25519.PrivateKey
+	verifier *edverify.Key // this key's signature check, with its tables
 
 	// The JWT header segment Issue writes for this key (verifyFast).
 	headerOnce sync.Once
@@ -44,8 +46,20 @@ type SigningKey struct {
 }
 
 func (k *SigningKey) privateKey() ed25519.PrivateKey {
-	k.derive.Do(func() { k.priv = ed25519.NewKeyFromSeed(k.Secret) })
+	k.derive.Do(k.expand)
 	return k.priv
+}
+
+// verify checks an Ed25519 signature by k.
+func (k *SigningKey) verify(message, sig []byte) bool {
+	k.derive.Do(k.expand)
+	return k.verifier.Verify(message, sig)
+}
+
+func (k *SigningKey) expand() {
+	k.priv = ed25519.NewKeyFromSeed(k.Secret)
+	// A 32-byte key never fails New.
+	k.verifier, _ = edverify.New(k.priv.Public().(ed25519.PublicKey))
 }
 
 // KeySet holds the signing keys: the newest is active; retired ones verify
