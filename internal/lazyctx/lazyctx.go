@@ -5,6 +5,7 @@ package lazyctx
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,10 +30,13 @@ type lazyDeadline struct {
 	parent   context.Context
 	deadline time.Time
 
+	// made is the context the first Done made; read without the lock
+	// (Value is called on every context lookup of the call).
+	made atomic.Pointer[context.Context]
+
 	mu       sync.Mutex
-	ctx      context.Context // made by the first Done
-	cancel   context.CancelFunc
-	released bool
+	cancel   context.CancelFunc // made's; guarded by mu
+	released bool               // guarded by mu
 }
 
 func withLazyDeadline(parent context.Context, d time.Time) *lazyDeadline {
@@ -45,24 +49,30 @@ func withLazyDeadline(parent context.Context, d time.Time) *lazyDeadline {
 func (c *lazyDeadline) Deadline() (time.Time, bool) { return c.deadline, true }
 
 func (c *lazyDeadline) Done() <-chan struct{} {
+	if ctx := c.made.Load(); ctx != nil {
+		return (*ctx).Done()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ctx == nil {
-		c.ctx, c.cancel = context.WithDeadline(c.parent, c.deadline)
-		if c.released {
-			c.cancel()
-		}
+	if ctx := c.made.Load(); ctx != nil {
+		return (*ctx).Done()
 	}
-	return c.ctx.Done()
+	ctx, cancel := context.WithDeadline(c.parent, c.deadline)
+	c.cancel = cancel
+	if c.released {
+		cancel()
+	}
+	c.made.Store(&ctx)
+	return ctx.Done()
 }
 
 func (c *lazyDeadline) Err() error {
-	c.mu.Lock()
-	ctx, released := c.ctx, c.released
-	c.mu.Unlock()
-	if ctx != nil {
-		return ctx.Err()
+	if ctx := c.made.Load(); ctx != nil {
+		return (*ctx).Err()
 	}
+	c.mu.Lock()
+	released := c.released
+	c.mu.Unlock()
 	// Without a Done, nothing was told of an end: report the first
 	// that applies (after a release, nobody should be asking).
 	if err := c.parent.Err(); err != nil {
@@ -83,11 +93,8 @@ func (c *lazyDeadline) Err() error {
 // calls Done first) registers with it directly instead of starting a
 // goroutine to watch it.
 func (c *lazyDeadline) Value(key any) any {
-	c.mu.Lock()
-	ctx := c.ctx
-	c.mu.Unlock()
-	if ctx != nil {
-		return ctx.Value(key)
+	if ctx := c.made.Load(); ctx != nil {
+		return (*ctx).Value(key)
 	}
 	return c.parent.Value(key)
 }

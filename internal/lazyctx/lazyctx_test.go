@@ -130,3 +130,37 @@ func TestLazyDeadline_ChildWithoutGoroutine(t *testing.T) {
 		})
 	}
 }
+
+// Done, Err and Value may race (the race detector checks the lock-free
+// reads), and every Done returns the one channel of the context it made.
+func TestLazyDeadline_ConcurrentUse(t *testing.T) {
+	parent := context.WithValue(context.Background(), ctxKey{}, "v")
+	ctx, release := WithTimeout(parent, time.Hour)
+	const n = 8
+	chans := make(chan (<-chan struct{}), n)
+	done := make(chan struct{})
+	for range n {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			if ctx.Value(ctxKey{}) != "v" || ctx.Err() != nil {
+				t.Error("a value or error changed before the end")
+			}
+			chans <- ctx.Done()
+		}()
+	}
+	for range n {
+		<-done
+	}
+	close(chans)
+	first := <-chans
+	for ch := range chans {
+		if ch != first {
+			t.Fatal("Done returned two channels")
+		}
+	}
+	release()
+	<-first
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		t.Fatalf("Err after release = %v", ctx.Err())
+	}
+}
