@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/store"
 	"github.com/unhidra/unhidra/protocol"
@@ -263,19 +262,21 @@ func (d *delivery) queueLocked(cs *convSeq) {
 	}
 }
 
-// lastSeqs reads the last stored seq of each of convs. A conversation
-// whose read fails is left out; one that no longer exists is in gone.
+// lastSeqs reads the last stored seq of each of convs, in one read. When
+// it fails, last is empty: every conversation waits for the next pass; one
+// that no longer exists is in gone.
 func (d *delivery) lastSeqs(ctx context.Context, convs []string) (last map[string]int64, gone map[string]bool) {
-	last, gone = make(map[string]int64, len(convs)), map[string]bool{}
-	for _, conv := range convs {
-		c, err := d.s.st.ConversationByID(ctx, conv)
-		switch {
-		case err == nil:
-			last[conv] = c.LastSeq
-		case unhidra.ErrorCode(err) == protocol.ErrNotFound:
-			gone[conv] = true
-		case ctx.Err() == nil:
+	last, err := d.s.st.LastSeqs(ctx, convs)
+	if err != nil {
+		if ctx.Err() == nil {
 			d.s.storeTrouble(err)
+		}
+		return map[string]int64{}, nil
+	}
+	gone = map[string]bool{}
+	for _, conv := range convs {
+		if _, ok := last[conv]; !ok {
+			gone[conv] = true
 		}
 	}
 	return last, gone

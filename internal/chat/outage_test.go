@@ -3,6 +3,7 @@ package chat_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -42,11 +43,11 @@ func (m *membersHook) arm(conv string, then func()) {
 	m.mu.Unlock()
 }
 
-func (m *membersHook) Members(ctx context.Context, conv string) ([]*unhidra.Membership, error) {
-	ms, err := m.DB.Members(ctx, conv)
+func (m *membersHook) MemberIDs(ctx context.Context, convs []string) (map[string][]string, error) {
+	ms, err := m.DB.MemberIDs(ctx, convs)
 	m.mu.Lock()
 	then := m.then
-	if conv != m.conv {
+	if !slices.Contains(convs, m.conv) {
 		then = nil
 	}
 	if then != nil {
@@ -148,8 +149,8 @@ func (b *reconnectingBus) back() {
 	}
 }
 
-// failingConvReads fails reads of one conversation's record while failing
-// is set, and counts the failures.
+// failingConvReads fails every read of last seqs that includes one
+// conversation while failing is set, and counts the failures.
 type failingConvReads struct {
 	*sqldb.DB
 	conv    string
@@ -157,15 +158,15 @@ type failingConvReads struct {
 	failed  chan struct{}
 }
 
-func (f *failingConvReads) ConversationByID(ctx context.Context, id string) (*unhidra.Conversation, error) {
-	if id == f.conv && f.failing.Load() {
+func (f *failingConvReads) LastSeqs(ctx context.Context, ids []string) (map[string]int64, error) {
+	if slices.Contains(ids, f.conv) && f.failing.Load() {
 		select {
 		case f.failed <- struct{}{}:
 		default:
 		}
 		return nil, errors.New("database unreachable")
 	}
-	return f.DB.ConversationByID(ctx, id)
+	return f.DB.LastSeqs(ctx, ids)
 }
 
 // TestOutage_SyncAfterReconnectIsRetriedUntilDone: a message stored by

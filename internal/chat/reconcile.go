@@ -4,9 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/hub"
-	"github.com/unhidra/unhidra/protocol"
 )
 
 // Membership changes travel on the bus, so a node cut off from it misses
@@ -59,19 +57,25 @@ func (s *Service) pruneRemovedMembers(ctx context.Context, convs []string) (chec
 			checked[conv] = true
 		}
 	}
+	if len(byConv) == 0 {
+		return checked
+	}
+	followed := make([]string, 0, len(byConv))
+	for conv := range byConv {
+		followed = append(followed, conv)
+	}
+	membersOf, err := s.st.MemberIDs(ctx, followed)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("chat: check members after a bus outage", "conversations", len(followed), "err", err)
+		}
+		return checked
+	}
 	for conv, followers := range byConv {
-		if ctx.Err() != nil {
-			return checked
-		}
-		members, err := s.st.Members(ctx, conv)
-		if err != nil && unhidra.ErrorCode(err) != protocol.ErrNotFound {
-			s.log.Warn("chat: check members after a bus outage", "conversation", conv, "err", err)
-			continue
-		}
 		checked[conv] = true
-		isMember := make(map[string]bool, len(members))
-		for _, m := range members {
-			isMember[m.MemberID] = true
+		isMember := make(map[string]bool, len(membersOf[conv]))
+		for _, m := range membersOf[conv] {
+			isMember[m] = true
 		}
 		s.subsMu.Lock()
 		for _, f := range followers {

@@ -79,6 +79,15 @@ type ChatStore interface {
 	// Members returns the conversation's members ordered by member ID.
 	Members(ctx context.Context, conversationID string) ([]*unhidra.Membership, error)
 
+	// LastSeqs returns the LastSeq of each of the conversations ids that
+	// exist; one that does not has no entry. Any number of ids.
+	LastSeqs(ctx context.Context, ids []string) (map[string]int64, error)
+
+	// MemberIDs returns the member IDs of each of the conversations, in no
+	// particular order; a conversation without members (or that does not
+	// exist) has no entry. Any number of conversations.
+	MemberIDs(ctx context.Context, conversationIDs []string) (map[string][]string, error)
+
 	// CoMembers returns the distinct identities sharing at least one
 	// conversation with member (member itself excluded).
 	CoMembers(ctx context.Context, member string) ([]string, error)

@@ -312,6 +312,82 @@ func (db *DB) Members(ctx context.Context, conv string) ([]*unhidra.Membership, 
 	return out, rows.Err()
 }
 
+// LastSeqs returns the LastSeq of each existing conversation of ids.
+func (db *DB) LastSeqs(ctx context.Context, ids []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(ids))
+	err := db.eachIn(ctx, `SELECT id, last_seq FROM conversations WHERE id IN `, ids, func(rows *sql.Rows) error {
+		var id string
+		var seq int64
+		if err := rows.Scan(&id, &seq); err != nil {
+			return err
+		}
+		out[id] = seq
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("last seqs: %w", err)
+	}
+	return out, nil
+}
+
+// MemberIDs returns the member IDs of each of the conversations.
+func (db *DB) MemberIDs(ctx context.Context, convs []string) (map[string][]string, error) {
+	out := make(map[string][]string, len(convs))
+	err := db.eachIn(ctx, `SELECT conversation_id, member_id FROM conversation_members WHERE conversation_id IN `, convs,
+		func(rows *sql.Rows) error {
+			var conv, member string
+			if err := rows.Scan(&conv, &member); err != nil {
+				return err
+			}
+			out[conv] = append(out[conv], member)
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("member ids: %w", err)
+	}
+	return out, nil
+}
+
+// inChunk is how many values one query of eachIn binds. Every query has
+// exactly this many placeholders (the last chunk is padded with a value no
+// key has, ""): one statement text per query, so one prepared statement.
+const inChunk = 128
+
+// eachIn runs query, which ends in "IN ", with each chunk of values as the
+// list, and calls scan for every row.
+func (db *DB) eachIn(ctx context.Context, query string, values []string, scan func(*sql.Rows) error) error {
+	q := db.q(query + "(" + strings.Repeat("?, ", inChunk-1) + "?)")
+	args := make([]any, inChunk)
+	for len(values) > 0 {
+		n := min(len(values), inChunk)
+		for i := range args {
+			args[i] = ""
+			if i < n {
+				args[i] = values[i]
+			}
+		}
+		values = values[n:]
+		if err := db.scanRows(ctx, q, args, scan); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (db *DB) scanRows(ctx context.Context, query string, args []any, scan func(*sql.Rows) error) error {
+	rows, err := db.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 // AddMember adds member with role. protocol.ErrConflict if already one, protocol.ErrNotFound if
 // the conversation does not exist.
 func (db *DB) AddMember(ctx context.Context, conv, member, role string) (*unhidra.Membership, error) {

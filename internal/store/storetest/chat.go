@@ -221,6 +221,50 @@ func testChat(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("LastSeqsAndMemberIDsOfMany", func(t *testing.T) {
+		db, _, ann, bob := setup(t)
+		quiet := mustChannel(t, db, "quiet", unhidra.KindPrivate, ann.ID)
+		busy := mustChannel(t, db, "busy", unhidra.KindPublic, ann.ID)
+		if _, err := db.AddMember(ctx, busy.ID, bob.ID, unhidra.ChanMember); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			mustAppend(t, db, store.AppendRequest{ConversationID: busy.ID, SenderID: bob.ID, Body: fmt.Sprint(i)})
+		}
+		// More IDs than one query binds, most of them of no conversation,
+		// the real ones last, and one twice.
+		ids := []string{""}
+		for i := range 300 {
+			ids = append(ids, fmt.Sprintf("c_missing%03d", i))
+		}
+		ids = append(ids, quiet.ID, busy.ID, busy.ID)
+		seqs, err := db.LastSeqs(ctx, ids)
+		if err != nil || len(seqs) != 2 || seqs[quiet.ID] != 0 || seqs[busy.ID] != 3 {
+			t.Fatalf("LastSeqs = %v, %v; want %s:0 %s:3", seqs, err, quiet.ID, busy.ID)
+		}
+		members, err := db.MemberIDs(ctx, ids)
+		if err != nil || len(members) != 2 {
+			t.Fatalf("MemberIDs = %v, %v", members, err)
+		}
+		slices.Sort(members[busy.ID])
+		if want := slices.Sorted(slices.Values([]string{ann.ID, bob.ID})); !slices.Equal(members[busy.ID], want) {
+			t.Fatalf("members of busy = %v, want %v", members[busy.ID], want)
+		}
+		if !slices.Equal(members[quiet.ID], []string{ann.ID}) {
+			t.Fatalf("members of quiet = %v, want [%s]", members[quiet.ID], ann.ID)
+		}
+		// A removal is seen; none of nothing is no error.
+		if err := db.RemoveMember(ctx, busy.ID, bob.ID); err != nil {
+			t.Fatal(err)
+		}
+		if members, err := db.MemberIDs(ctx, []string{busy.ID}); err != nil || !slices.Equal(members[busy.ID], []string{ann.ID}) {
+			t.Fatalf("MemberIDs after removal = %v, %v", members, err)
+		}
+		if seqs, err := db.LastSeqs(ctx, nil); err != nil || len(seqs) != 0 {
+			t.Fatalf("LastSeqs(nil) = %v, %v", seqs, err)
+		}
+	})
+
 	t.Run("ConcurrentAppendsAreGapFree", func(t *testing.T) {
 		db, _, ann, _ := setup(t)
 		ch := mustChannel(t, db, "busy", unhidra.KindPublic, ann.ID)
