@@ -1,5 +1,5 @@
 // Package edverify checks Ed25519 signatures made by one known key, with the
-// same verdict as crypto/ed25519.Verify and about half its CPU.
+// same verdict as crypto/ed25519.Verify and about a third of its CPU.
 //
 // Every WebSocket handshake and every API call checks its token's Ed25519
 // signature, always against one of the server's own few keys. The standard
