@@ -266,8 +266,13 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		}
 	}()
 
-	ctx, cancel := context.WithTimeout(ctx, opts.Duration)
-	defer cancel()
+	// The run ends with runCtx; the devices close only after the final
+	// count, so that it counts those connected at the end, not those
+	// that had not yet begun to close.
+	runCtx, endRun := context.WithTimeout(ctx, opts.Duration)
+	defer endRun()
+	devCtx, closeDevices := context.WithCancel(ctx)
+	defer closeDevices()
 	start := time.Now()
 	var wg sync.WaitGroup
 	// The reporter is owned here and stops with the run.
@@ -278,7 +283,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		defer t.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-runCtx.Done():
 				return
 			case <-t.C:
 				r := f.report(start)
@@ -294,21 +299,22 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	for i := 0; i < opts.Devices; i++ {
 		if i > 0 {
 			select {
-			case <-ctx.Done():
+			case <-runCtx.Done():
 			case <-tick.C:
 			}
 		}
-		if ctx.Err() != nil {
+		if runCtx.Err() != nil {
 			break
 		}
 		d := &device{f: f, key: opts.Keys[i], client: f.clients[i%len(f.clients)],
 			uptime: time.Duration(rand.IntN(86400)) * time.Second, heap: 200000 + uint64(rand.IntN(60000))}
 		wg.Add(1)
-		go func() { defer wg.Done(); d.run(ctx) }()
+		go func() { defer wg.Done(); d.run(devCtx) }()
 	}
 	tick.Stop()
-	<-ctx.Done()
-	final := f.report(start) // connected count before the devices close
+	<-runCtx.Done()
+	final := f.report(start)
+	closeDevices()
 	wg.Wait()
 	<-reportDone
 	fmt.Fprintf(opts.Out, "final %s\n", final)
