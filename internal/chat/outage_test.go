@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/bus/local"
@@ -205,4 +206,56 @@ func TestOutage_SyncAfterReconnectIsRetriedUntilDone(t *testing.T) {
 	<-st.failed // the pass the reconnect started could not read the channel
 	st.failing.Store(false)
 	y.expect("message", func(f frame) bool { return f.str("body") == "during the outage" })
+}
+
+// countingSeqReads counts the reads of last seqs: one per store sync pass
+// over a handful of conversations.
+type countingSeqReads struct {
+	*sqldb.DB
+	n atomic.Int64
+}
+
+func (c *countingSeqReads) LastSeqs(ctx context.Context, ids []string) (map[string]int64, error) {
+	c.n.Add(1)
+	return c.DB.LastSeqs(ctx, ids)
+}
+
+// TestOutage_MissedSignalsAreSpaced: the bus may say it missed messages
+// many times a second (NATS reports each slow-consumer episode). Each time
+// asks for a store sync, but passes come at most once per repair gap (one
+// second), and a request made during the gap is served after it, once.
+// The bound is on passes per elapsed time, measured by the test itself.
+func TestOutage_MissedSignalsAreSpaced(t *testing.T) {
+	rb := &reconnectingBus{}
+	var st *countingSeqReads
+	h := newHarnessBus(t, chat.Config{}, gateway.Config{}, func(db *sqldb.DB) chat.Store {
+		st = &countingSeqReads{DB: db}
+		return st
+	}, rb)
+	ann := h.user("ann", unhidra.RoleMember)
+	h.dial(t, ann) // follows #general: every pass reads its last seq
+	before := st.n.Load()
+
+	start := time.Now()
+	for range 50 {
+		rb.back()
+		time.Sleep(10 * time.Millisecond)
+	}
+	passes, elapsed := st.n.Load()-before, time.Since(start)
+	if limit := 1 + int64(elapsed/time.Second); passes < 1 || passes > limit {
+		t.Fatalf("%d store sync passes for 50 signals in %v; want 1 to %d (one per second)", passes, elapsed, limit)
+	}
+	// The signals that came during the gap are served once after it.
+	deadline := time.Now().Add(15 * time.Second)
+	for st.n.Load()-before <= passes {
+		if time.Now().After(deadline) {
+			t.Fatalf("no store sync after the gap: the signals during it were lost (%d passes)", st.n.Load()-before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // room for a pass too many
+	total, elapsed := st.n.Load()-before, time.Since(start)
+	if limit := 1 + int64(elapsed/time.Second); total > limit {
+		t.Fatalf("%d store sync passes in %v; want at most %d (one per second)", total, elapsed, limit)
+	}
 }
