@@ -70,6 +70,8 @@ type delivery struct {
 
 type deliveryMetrics struct {
 	holds, dups, fills, filled atomic.Uint64
+	syncs                      atomic.Uint64 // store sync passes
+	unfinished                 atomic.Int64  // conversations the last pass could not read
 }
 
 // convSeq is one conversation's delivery state on this node.
@@ -319,12 +321,15 @@ func (d *delivery) syncFromStore(ctx context.Context, convs []string) (unfinishe
 		}
 		d.mu.Unlock()
 	}
+	d.m.syncs.Add(1)
 	for len(convs) > 0 && ctx.Err() == nil {
 		n := min(len(convs), syncChunk)
 		unfinished = append(unfinished, d.syncConvs(ctx, convs[:n])...)
 		convs = convs[n:]
 	}
-	return append(unfinished, convs...)
+	unfinished = append(unfinished, convs...)
+	d.m.unfinished.Store(int64(len(unfinished)))
+	return unfinished
 }
 
 // syncChunk is how many conversations one step of syncFromStore reads.

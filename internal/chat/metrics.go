@@ -35,6 +35,12 @@ func newMetrics(s *Service) *metrics {
 		fn("duplicates_dropped_total", "Message frames dropped because their seq was delivered already.", func() uint64 { return d().dups.Load() }),
 		fn("gap_fills_total", "Reads of missing messages from the store (after a gap outlived the gap wait, or a bus reconnect).", func() uint64 { return d().fills.Load() }),
 		fn("gap_fill_messages_total", "Messages delivered from the store instead of the bus.", func() uint64 { return d().filled.Load() }),
+		fn("store_syncs_total", "Passes that brought every followed conversation (or those a pass left) up to date from the store: "+
+			"after a reconnect or a slow-consumer drop, every second of an outage, and every second while conversations are left.",
+			func() uint64 { return d().syncs.Load() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "unhidra", Subsystem: "bus", Name: "store_sync_unfinished",
+			Help: "Conversations the last store sync could not read (a database error); they are tried again every second."},
+			func() float64 { return float64(d().unfinished.Load()) }),
 	}
 	return m
 }

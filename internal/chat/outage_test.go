@@ -202,10 +202,28 @@ func TestOutage_SyncAfterReconnectIsRetriedUntilDone(t *testing.T) {
 	if _, _, err := other.Send(ctx, ann, chat.SendInput{Channel: ch.ID, Body: "during the outage"}, nil); err != nil {
 		t.Fatal(err)
 	}
+	syncs := gaugeValue(t, h.svc, "unhidra_bus_store_syncs_total")
 	rb.back()
 	<-st.failed // the pass the reconnect started could not read the channel
+	waitMetric(t, h.svc, "unhidra_bus_store_sync_unfinished", func(v float64) bool { return v >= 1 })
 	st.failing.Store(false)
 	y.expect("message", func(f frame) bool { return f.str("body") == "during the outage" })
+	waitMetric(t, h.svc, "unhidra_bus_store_sync_unfinished", func(v float64) bool { return v == 0 })
+	if v := gaugeValue(t, h.svc, "unhidra_bus_store_syncs_total"); v < syncs+2 {
+		t.Fatalf("store_syncs_total went from %v to %v; want the failed pass and its retry", syncs, v)
+	}
+}
+
+// waitMetric waits until the service's metric name satisfies ok.
+func waitMetric(t *testing.T, s *chat.Service, name string, ok func(float64) bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for v := gaugeValue(t, s, name); !ok(v); v = gaugeValue(t, s, name) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v after 15s", name, v)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // countingSeqReads counts the reads of last seqs: one per store sync pass
