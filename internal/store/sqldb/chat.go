@@ -255,20 +255,19 @@ func (db *DB) CoMembers(ctx context.Context, member string) ([]string, error) {
 }
 
 func (db *DB) strings(ctx context.Context, query string, args ...any) ([]string, error) {
-	rows, err := db.read.QueryContext(ctx, db.q(query), args...)
+	var out []string
+	err := db.scanRows(ctx, db.q(query), args, func(rows *sql.Rows) error {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+		out = append(out, s)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("query: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, fmt.Errorf("scan: %w", err)
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 const memberColumns = `conversation_id, member_id, role, last_read_seq, joined_at`
@@ -356,7 +355,7 @@ const inChunk = 128
 // eachIn runs query, which ends in "IN ", with each chunk of values as the
 // list, and calls scan for every row.
 func (db *DB) eachIn(ctx context.Context, query string, values []string, scan func(*sql.Rows) error) error {
-	q := db.q(query + "(" + strings.Repeat("?, ", inChunk-1) + "?)")
+	q := db.q(query + placeholders(1, inChunk))
 	args := make([]any, inChunk)
 	for len(values) > 0 {
 		n := min(len(values), inChunk)
@@ -374,6 +373,7 @@ func (db *DB) eachIn(ctx context.Context, query string, values []string, scan fu
 	return nil
 }
 
+// scanRows runs query on the read pool and calls scan for every row.
 func (db *DB) scanRows(ctx context.Context, query string, args []any, scan func(*sql.Rows) error) error {
 	rows, err := db.read.QueryContext(ctx, query, args...)
 	if err != nil {
