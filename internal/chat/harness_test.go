@@ -63,6 +63,15 @@ func newHarnessStore(t testing.TB, cfg chat.Config, gwCfg gateway.Config, wrap f
 	return newHarnessBus(t, cfg, gwCfg, wrap, &local.Bus{})
 }
 
+// newHarnessWrapped is newHarnessBus with default configurations and the
+// store wrapped by wrap (a test's hook on some reads), which it returns too.
+func newHarnessWrapped[S chat.Store](t testing.TB, b bus.Bus, wrap func(*sqldb.DB) S) (*harness, S) {
+	t.Helper()
+	var st S
+	h := newHarnessBus(t, chat.Config{}, gateway.Config{}, func(db *sqldb.DB) chat.Store { st = wrap(db); return st }, b)
+	return h, st
+}
+
 // newHarnessBus also sets the bus the node's router uses.
 func newHarnessBus(t testing.TB, cfg chat.Config, gwCfg gateway.Config, wrap func(*sqldb.DB) chat.Store, b bus.Bus) *harness {
 	t.Helper()

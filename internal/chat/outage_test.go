@@ -12,7 +12,6 @@ import (
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/bus/local"
 	"github.com/unhidra/unhidra/internal/chat"
-	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/hub"
 	"github.com/unhidra/unhidra/internal/store/sqldb"
 	"github.com/unhidra/unhidra/protocol"
@@ -70,11 +69,7 @@ func (m *membersHook) MemberIDs(ctx context.Context, convs []string) (map[string
 // messages stored after a removal it had not seen.
 func TestOutage_MessageAfterRemovalNeverReachesRemovedMember(t *testing.T) {
 	ob := &outageBus{}
-	var hook *membersHook
-	h := newHarnessBus(t, chat.Config{}, gateway.Config{}, func(db *sqldb.DB) chat.Store {
-		hook = &membersHook{DB: db}
-		return hook
-	}, ob)
+	h, hook := newHarnessWrapped(t, ob, func(db *sqldb.DB) *membersHook { return &membersHook{DB: db} })
 	ctx := context.Background()
 	ann, xena, yuri := h.user("ann", unhidra.RoleMember), h.user("xena", unhidra.RoleMember), h.user("yuri", unhidra.RoleMember)
 	ch, err := h.svc.CreateChannel(ctx, ann, "ops", true)
@@ -176,11 +171,9 @@ func (f *failingConvReads) LastSeqs(ctx context.Context, ids []string) (map[stri
 // is tried again until it has covered every conversation.
 func TestOutage_SyncAfterReconnectIsRetriedUntilDone(t *testing.T) {
 	rb := &reconnectingBus{}
-	var st *failingConvReads
-	h := newHarnessBus(t, chat.Config{}, gateway.Config{}, func(db *sqldb.DB) chat.Store {
-		st = &failingConvReads{DB: db, failed: make(chan struct{}, 1)}
-		return st
-	}, rb)
+	h, st := newHarnessWrapped(t, rb, func(db *sqldb.DB) *failingConvReads {
+		return &failingConvReads{DB: db, failed: make(chan struct{}, 1)}
+	})
 	ctx := context.Background()
 	ann, yuri := h.user("ann", unhidra.RoleMember), h.user("yuri", unhidra.RoleMember)
 	ch, err := h.svc.CreateChannel(ctx, ann, "ops", true)
@@ -245,11 +238,7 @@ func (c *countingSeqReads) LastSeqs(ctx context.Context, ids []string) (map[stri
 // The bound is on passes per elapsed time, measured by the test itself.
 func TestOutage_MissedSignalsAreSpaced(t *testing.T) {
 	rb := &reconnectingBus{}
-	var st *countingSeqReads
-	h := newHarnessBus(t, chat.Config{}, gateway.Config{}, func(db *sqldb.DB) chat.Store {
-		st = &countingSeqReads{DB: db}
-		return st
-	}, rb)
+	h, st := newHarnessWrapped(t, rb, func(db *sqldb.DB) *countingSeqReads { return &countingSeqReads{DB: db} })
 	ann := h.user("ann", unhidra.RoleMember)
 	h.dial(t, ann) // follows #general: every pass reads its last seq
 	before := st.n.Load()
