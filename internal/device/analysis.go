@@ -187,6 +187,9 @@ func (s *Service) CheckLeaks(ctx context.Context) {
 			continue
 		}
 		alarming := trend.Leak && trend.HoursToExhaustion != nil && *trend.HoursToExhaustion <= s.cfg.AlertHorizon.Hours()
+		if !alarming && trend.Evidence != "enough" {
+			continue // nothing to raise, too little to clear: the last alert need not be read
+		}
 		active, err := s.leakAlertStands(ctx, t.id)
 		if err != nil {
 			s.log.Warn("device: read the last leak alert", "device", t.id, "err", err)

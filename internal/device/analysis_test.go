@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,5 +154,53 @@ func TestAnalysis_FlatHeapIsNoLeak(t *testing.T) {
 		if _, ok := fr.(AlertFrame); ok {
 			t.Fatal("alert for a device whose heap only wobbles")
 		}
+	}
+}
+
+// alertReads counts the reads of a device's last leak alert.
+type alertReads struct {
+	Store
+	n atomic.Int64
+}
+
+func (a *alertReads) AuditEvents(ctx context.Context, f store.AuditFilter) ([]*unhidra.AuditEvent, error) {
+	if f.Action == AuditDeviceAlert {
+		a.n.Add(1)
+	}
+	return a.Store.AuditEvents(ctx, f)
+}
+
+// TestCheckLeaks_TooLittleEvidenceReadsNoAlert: with too short a series
+// nothing can be raised (no leak) or cleared (too little evidence), so the
+// periodic check does not read the device's last alert.
+func TestCheckLeaks_TooLittleEvidenceReadsNoAlert(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	reads := &alertReads{Store: f.db}
+	svc := NewService(reads, Config{Now: f.clock.Now}, nil)
+	note := &notified{}
+	svc.notify = note.add
+	svc.SetInferrer(startML(t))
+	svc.connected(ctx, &fakeConn{}, f.dev.ID, f.owner.ID, f.dev.Name, "192.0.2.1")
+	for m := range 3 {
+		svc.heartbeat(f.dev.ID, Heartbeat{Uptime: float64(60 * (m + 1)), FreeHeap: 200_000})
+		f.clock.Add(time.Minute)
+	}
+	if err := svc.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a, err := svc.Analyze(ctx, f.dev)
+	var trend struct {
+		Evidence string `json:"evidence"`
+	}
+	if err != nil || json.Unmarshal(a.Heap, &trend) != nil || trend.Evidence != "insufficient" {
+		t.Fatalf("heap analysis %s, %v: want too little evidence", a.Heap, err)
+	}
+	svc.CheckLeaks(ctx)
+	if n := reads.n.Load(); n != 0 {
+		t.Fatalf("the check read the last alert %d times; nothing could change", n)
+	}
+	if got := note.alerts(); len(got) != 0 {
+		t.Fatalf("alerts %+v", got)
 	}
 }
