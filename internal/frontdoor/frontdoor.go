@@ -42,7 +42,10 @@ import (
 //
 // srv's ReadHeaderTimeout (or ReadTimeout) bounds the reading of the first
 // request, TLS handshake included; WriteTimeout bounds a refusal's answer.
-// srv.BaseContext gives the requests' base context.
+// srv.BaseContext gives the requests' base context; srv.ConnContext and
+// srv.ConnState see only the connections net/http gets. Serve wraps
+// srv.Handler and srv.ConnContext so that those connections' requests
+// still carry their TLS state.
 func Serve(srv *http.Server, ln net.Listener, paths ...string) error {
 	d := &door{
 		srv:     srv,
@@ -59,6 +62,9 @@ func Serve(srv *http.Server, ln net.Listener, paths ...string) error {
 	// net/http sees the TLS state of the connections it gets from here
 	// through this hook: they reach it wrapped, not as *tls.Conn.
 	inner, innerCtx := srv.Handler, srv.ConnContext
+	if inner == nil {
+		inner = http.DefaultServeMux
+	}
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil {
 			if st, ok := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
