@@ -247,7 +247,8 @@ func (d *door) readHead(c net.Conn, buf []byte) (n, end int, err error) {
 		timeout = d.srv.ReadTimeout
 	}
 	if timeout > 0 {
-		c.SetReadDeadline(time.Now().Add(timeout))
+		// Both ways: the TLS handshake inside the first Read writes too.
+		c.SetDeadline(time.Now().Add(timeout))
 	}
 	for n < len(buf) {
 		var m int
@@ -280,6 +281,7 @@ func (d *door) fastPath(path string) bool {
 
 // handOff gives c to net/http, which reads read again first.
 func (d *door) handOff(c net.Conn, read []byte) {
+	c.SetDeadline(time.Time{}) // net/http sets its own, if the server has any
 	pc := &prefixConn{Conn: c}
 	if len(read) > 0 {
 		pc.prefix = append([]byte(nil), read...)

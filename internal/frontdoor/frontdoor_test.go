@@ -92,6 +92,9 @@ func start(t *testing.T, withTLS bool, readHeaderTimeout time.Duration) *harness
 	})
 	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) { panic("handler bug") })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if d, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil {
+			time.Sleep(d)
+		}
 		note(w, r, "")
 		io.WriteString(w, "plain")
 	})
@@ -274,4 +277,21 @@ func TestServe_ShutdownCutsShortHeadsBeingRead(t *testing.T) {
 	<-h.seen
 	h.stop(t)
 	wg.Wait()
+}
+
+// The deadline the first request was read under does not follow the
+// connection to net/http: on a server without a write timeout, an answer
+// that takes longer than the header timeout still goes out.
+func TestServe_HandedOffConnectionKeepsNoDeadline(t *testing.T) {
+	h := start(t, false, 50*time.Millisecond)
+	c := h.dial(t)
+	io.WriteString(c, "GET /other?wait=200ms HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := io.ReadAll(resp.Body); string(body) != "plain" {
+		t.Fatalf("body %q", body)
+	}
+	<-h.seen
 }
