@@ -30,6 +30,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -154,8 +155,7 @@ func (d *door) acceptLoop() {
 	for {
 		c, err := d.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Temporary() { //lint:ignore SA1019 what net/http's own accept loop checks (EMFILE and the like)
+			if outOfResources(err) {
 				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
 				d.logf("frontdoor: accept error: %v; retrying in %v", err, pause)
 				select {
@@ -181,6 +181,18 @@ func (d *door) acceptLoop() {
 		d.wg.Add(1)
 		go d.serveConn(c)
 	}
+}
+
+// outOfResources reports the accept errors that pass (the process or the
+// kernel out of descriptors or memory, a connection aborted while queued),
+// on which the loop pauses and goes on, as net/http's does.
+func outOfResources(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // track registers c as being read; false once the door is closed.

@@ -10,8 +10,10 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -294,4 +296,51 @@ func TestServe_HandedOffConnectionKeepsNoDeadline(t *testing.T) {
 		t.Fatalf("body %q", body)
 	}
 	<-h.seen
+}
+
+// failingOnce is a listener whose first Accept fails as a process out of
+// file descriptors does.
+type failingOnce struct {
+	net.Listener
+	once sync.Once
+}
+
+func (l *failingOnce) Accept() (net.Conn, error) {
+	var err error
+	l.once.Do(func() {
+		err = &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return l.Listener.Accept()
+}
+
+// Running out of descriptors pauses accepting; it does not end Serve.
+func TestServe_OutOfDescriptorsIsNotTheEnd(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "plain") })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	served := make(chan error, 1)
+	go func() { served <- Serve(srv, &failingOnce{Listener: ln}, "/ws") }()
+	defer func() {
+		srv.Close()
+		<-served
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("after a failed accept: %v", err)
+	}
+	resp.Body.Close()
 }
