@@ -24,7 +24,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -422,13 +421,8 @@ func (w *responseWriter) finish() {
 	h.Write(&b)
 	b.WriteString("\r\n")
 	b.Write(w.body)
-	if _, err := w.conn.Write(b.Bytes()); err == nil {
-		// Read what the client still sends for a moment, so that closing
-		// does not reset the connection before it has read the answer.
-		if cw, ok := w.conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-			w.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-			io.Copy(io.Discard, io.LimitReader(w.conn, 64<<10))
-		}
-	}
+	// Closed at once, as net/http closes after answering a request without
+	// a body: lingering would keep a goroutine per refusal in a flood.
+	w.conn.Write(b.Bytes())
 	w.conn.Close()
 }
