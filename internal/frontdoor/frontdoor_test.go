@@ -285,9 +285,11 @@ func TestServe_ShutdownCutsShortHeadsBeingRead(t *testing.T) {
 // connection to net/http: on a server without a write timeout, an answer
 // that takes longer than the header timeout still goes out.
 func TestServe_HandedOffConnectionKeepsNoDeadline(t *testing.T) {
-	h := start(t, false, 50*time.Millisecond)
+	// The header timeout leaves the head ample time to arrive under -race
+	// on a busy machine; the answer waits past it.
+	h := start(t, false, 500*time.Millisecond)
 	c := h.dial(t)
-	io.WriteString(c, "GET /other?wait=200ms HTTP/1.1\r\nHost: a\r\n\r\n")
+	io.WriteString(c, "GET /other?wait=600ms HTTP/1.1\r\nHost: a\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatal(err)
