@@ -243,7 +243,7 @@ func (d *door) serveConn(c net.Conn) {
 		return
 	}
 	req, ok := parseHead(buf[:end])
-	if !ok || !d.fastPath(req.path) {
+	if !ok || !d.fastPath(req.url.Path) {
 		d.handOff(c, buf[:n])
 		return
 	}

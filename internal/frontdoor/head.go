@@ -16,7 +16,6 @@ import (
 type head struct {
 	target string // as sent: the RequestURI
 	url    *url.URL
-	path   string
 	host   string
 	header http.Header // without Host, as net/http's
 }
@@ -49,7 +48,7 @@ func parseHead(b []byte) (h *head, ok bool) {
 	if err != nil {
 		return nil, false
 	}
-	h.url, h.path = u, u.Path
+	h.url = u
 	hosts := 0
 	for lines := 0; len(b) > 0; lines++ {
 		i := bytes.Index(b, []byte("\r\n"))

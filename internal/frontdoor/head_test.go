@@ -24,8 +24,8 @@ func TestParseHead_TakesAnUpgrade(t *testing.T) {
 	if !ok {
 		t.Fatal("a plain upgrade request was not taken")
 	}
-	if h.target != "/ws?v=1" || h.path != "/ws" || h.url.RawQuery != "v=1" || h.host != "example.com:8443" {
-		t.Fatalf("target %q path %q query %q host %q", h.target, h.path, h.url.RawQuery, h.host)
+	if h.target != "/ws?v=1" || h.url.Path != "/ws" || h.url.RawQuery != "v=1" || h.host != "example.com:8443" {
+		t.Fatalf("target %q path %q query %q host %q", h.target, h.url.Path, h.url.RawQuery, h.host)
 	}
 	want := http.Header{
 		"Upgrade":                {"websocket"},
@@ -115,9 +115,9 @@ func agreesWithNetHTTP(t *testing.T, b []byte, h *head) {
 	}
 	delete(r.Header, "Host") // as net/http's server does
 	if r.Method != http.MethodGet || r.RequestURI != h.target || r.URL.String() != h.url.String() ||
-		r.URL.Path != h.path || r.Host != h.host || r.ContentLength != 0 || r.Close {
+		r.URL.Path != h.url.Path || r.Host != h.host || r.ContentLength != 0 || r.Close {
 		t.Fatalf("%q: net/http reads %s %q path %q host %q length %d close %v; taken as %q path %q host %q",
-			b, r.Method, r.RequestURI, r.URL.Path, r.Host, r.ContentLength, r.Close, h.target, h.path, h.host)
+			b, r.Method, r.RequestURI, r.URL.Path, r.Host, r.ContentLength, r.Close, h.target, h.url.Path, h.host)
 	}
 	if len(r.Header) != 0 || len(h.header) != 0 {
 		if !reflect.DeepEqual(r.Header, h.header) {
