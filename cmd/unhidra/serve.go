@@ -36,7 +36,6 @@ import (
 	"github.com/unhidra/unhidra/internal/device/devicehttp"
 	"github.com/unhidra/unhidra/internal/device/devicews"
 	"github.com/unhidra/unhidra/internal/frontdoor"
-	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/memtrim"
 	"github.com/unhidra/unhidra/internal/mlbridge"
 	"github.com/unhidra/unhidra/internal/netlimit"
@@ -521,7 +520,7 @@ func serve(ctx context.Context, cfg *serveConfig, e env, log *slog.Logger) error
 	defer func() { stopTrim(); <-trimDone }()
 	serveErr := make(chan error, 1)
 	// WebSocket upgrades skip net/http (a sixth of a handshake's CPU).
-	go func() { serveErr <- frontdoor.Serve(srv, ln, gateway.Path) }()
+	go func() { serveErr <- frontdoor.Serve(srv, ln, "/ws") }()
 	fmt.Fprintf(e.stdout, "listening on %s\n", baseURL)
 	// Under systemd (Type=notify): ready now, and watchdog pings while the
 	// HTTP stack answers /healthz.

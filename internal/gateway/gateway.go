@@ -242,14 +242,10 @@ func (g *Gateway) Len() int { return g.engine.Len() }
 // Draining reports whether the gateway refuses new connections.
 func (g *Gateway) Draining() bool { return g.draining.Load() }
 
-// Path is the WebSocket endpoint. The server's front door serves upgrades
-// to it without net/http, so both take it from here.
-const Path = "/ws"
-
 // Mount adds the gateway's routes: the WebSocket endpoint and the
 // administrators' view of live connections.
 func (g *Gateway) Mount(mux *http.ServeMux, h httpx.Helpers) {
-	mux.Handle("GET "+Path, g.handleUpgrade(h))
+	mux.Handle("GET /ws", g.handleUpgrade(h))
 	mux.Handle("GET /api/v1/admin/connections", h.RequireAdmin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conns := g.Connections()
 		if conns == nil {
